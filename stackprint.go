@@ -1,0 +1,156 @@
+// Package stackprint holds the domain types shared along the data flow of
+// the daemon: an Event observed by a sensor, the Target it names, the probe
+// Result for that target, DB Matches and the Alert written for a SOC.
+//
+// Packages below (tailer, enrich, probe, db, rules, output) import this one;
+// it imports none of them.
+package stackprint
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// SchemaVersion is written on every output record; bump it when a field
+// changes meaning or disappears.
+const SchemaVersion = 1
+
+// Event is one observed connection to a TLS server.
+type Event struct {
+	TS     time.Time      // connection start as logged by the sensor
+	UID    string         // Zeek connection uid, empty for Suricata
+	FlowID uint64         // Suricata flow_id, 0 when unknown
+	Orig   netip.AddrPort // client
+	Resp   netip.AddrPort // server (responder)
+	SNI    string         // canonical: lower case, no trailing dot, never an IP literal
+	Source string         // name of the configured input that produced it
+	Kind   string         // zeek_ssl, zeek_conn, eve_tls, eve_flow, eve_alert
+	File   string         // file the line came from
+	Offset int64          // byte offset just past the line in File
+}
+
+// Target returns the dedup and probe key of e.
+func (e Event) Target() Target {
+	return Target{IP: e.Resp.Addr(), Port: e.Resp.Port(), SNI: e.SNI}
+}
+
+// ConnID is the sensor's identifier of the connection: the Zeek uid or the
+// Suricata flow_id in decimal.
+func (e Event) ConnID() string {
+	if e.UID != "" {
+		return e.UID
+	}
+	if e.FlowID != 0 {
+		return strconv.FormatUint(e.FlowID, 10)
+	}
+	return ""
+}
+
+// Target is a TLS server to fingerprint: the responder address plus the SNI
+// clients used with it.
+type Target struct {
+	IP   netip.Addr
+	Port uint16
+	SNI  string
+}
+
+// Addr returns ip:port.
+func (t Target) Addr() netip.AddrPort { return netip.AddrPortFrom(t.IP, t.Port) }
+
+// String renders ip:port, plus /sni when there is one.
+func (t Target) String() string {
+	s := t.Addr().String()
+	if t.SNI != "" {
+		s += "/" + t.SNI
+	}
+	return s
+}
+
+// CanonicalSNI lower-cases name, trims a trailing dot and returns "" for an
+// IP literal, as the Event contract requires.
+func CanonicalSNI(name string) string {
+	name = strings.TrimSuffix(strings.ToLower(strings.TrimSpace(name)), ".")
+	if name == "-" || name == "(empty)" {
+		return ""
+	}
+	if _, err := netip.ParseAddr(strings.Trim(name, "[]")); err == nil {
+		return ""
+	}
+	return name
+}
+
+// CanonicalAddr unmaps IPv4-mapped IPv6 addresses and drops zones.
+func CanonicalAddr(a netip.Addr) netip.Addr { return a.Unmap().WithZone("") }
+
+// Status is the outcome of fingerprinting one target.
+type Status string
+
+// The fixed status enum of DESIGN.md.
+const (
+	StatusOK             Status = "ok"
+	StatusPartial        Status = "partial"
+	StatusTimeout        Status = "timeout"
+	StatusRefused        Status = "refused"
+	StatusReset          Status = "reset"
+	StatusNotTLS         Status = "not_tls"
+	StatusHandshakeError Status = "handshake_error"
+	StatusOutOfScope     Status = "out_of_scope"
+	StatusRateLimited    Status = "rate_limited"
+	StatusBudgetExceeded Status = "budget_exceeded"
+)
+
+// ZeroJARM is the hash of a run with no answer at all. It is a status, never
+// a fingerprint: it must never match the DB.
+const ZeroJARM = "00000000000000000000000000000000000000000000000000000000000000"
+
+// Result is the probe record of one target. Every target gets one,
+// failures included.
+type Result struct {
+	Target   Target
+	Started  time.Time
+	Duration time.Duration
+	Status   Status
+	Error    string // short, human readable; empty when ok
+	Conns    int    // TCP connections opened
+	JARM     string // 62 hex; ZeroJARM when no probe answered
+	JARMRaw  string // the ten per-probe strings joined by ","
+}
+
+// HasJARM reports whether r carries a JARM usable as a fingerprint.
+func (r Result) HasJARM() bool { return r.JARM != "" && r.JARM != ZeroJARM }
+
+// Match is one DB entry that matched a fingerprint of a result.
+type Match struct {
+	Kind       string `json:"kind"`
+	Value      string `json:"value"`
+	Label      string `json:"label"`
+	Source     string `json:"source,omitempty"`
+	Confidence string `json:"confidence,omitempty"`
+}
+
+// Alert is a verdict on one event: its target carried a fingerprint that a
+// rule flagged.
+type Alert struct {
+	ID       string
+	TS       time.Time // when the alert was made
+	Event    Event
+	Result   Result
+	Match    Match
+	Rule     string
+	Severity string
+}
+
+// AlertID is deterministic over (rule, connection, target, fingerprint) so a
+// replay after a crash yields the same id and SIEMs can dedup it.
+func AlertID(rule string, ev Event, fingerprint string) string {
+	h := sha256.New()
+	for _, s := range []string{rule, ev.ConnID(), ev.Orig.String(), ev.Target().String(), fingerprint} {
+		h.Write([]byte(s))
+		h.Write([]byte{0})
+	}
+	return hex.EncodeToString(h.Sum(nil))[:32]
+}
