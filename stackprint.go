@@ -132,6 +132,13 @@ type Match struct {
 	Confidence string `json:"confidence,omitempty"`
 }
 
+// Verdict is a rule's decision that an event deserves an alert.
+type Verdict struct {
+	Rule     string
+	Severity string
+	Match    Match
+}
+
 // Alert is a verdict on one event: its target carried a fingerprint that a
 // rule flagged.
 type Alert struct {

@@ -1,0 +1,248 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/stackprint/stackprint/configs"
+)
+
+// Config mirrors configs/stackprint.yaml; every key is documented there.
+type Config struct {
+	DB        DBConfig        `yaml:"db"`
+	Inputs    []InputConfig   `yaml:"inputs"`
+	Tailer    TailerConfig    `yaml:"tailer"`
+	Scope     ScopeConfig     `yaml:"scope"`
+	Dedup     DedupConfig     `yaml:"dedup"`
+	Scheduler SchedulerConfig `yaml:"scheduler"`
+	Probe     ProbeConfig     `yaml:"probe"`
+	Outputs   OutputsConfig   `yaml:"outputs"`
+	Log       LogConfig       `yaml:"log"`
+}
+
+type DBConfig struct {
+	Path        string        `yaml:"path"`
+	LockTimeout time.Duration `yaml:"lock_timeout"`
+}
+
+type InputConfig struct {
+	Name   string `yaml:"name"`
+	Path   string `yaml:"path"`
+	Format string `yaml:"format"`
+}
+
+type TailerConfig struct {
+	PollInterval time.Duration `yaml:"poll_interval"`
+	MaxLineBytes int           `yaml:"max_line_bytes"`
+	FromEnd      bool          `yaml:"from_end"`
+}
+
+type ScopeConfig struct {
+	Allow []string `yaml:"allow"`
+	Deny  []string `yaml:"deny"`
+	Ports []int    `yaml:"ports"`
+}
+
+type DedupConfig struct {
+	TTL         time.Duration `yaml:"ttl"`
+	NegativeTTL time.Duration `yaml:"negative_ttl"`
+	Capacity    int           `yaml:"capacity"`
+}
+
+type SchedulerConfig struct {
+	QueueSize       int     `yaml:"queue_size"`
+	MaxInFlight     int     `yaml:"max_in_flight"`
+	ProbesPerSecond float64 `yaml:"probes_per_second"`
+	Burst           int     `yaml:"burst"`
+}
+
+type ProbeConfig struct {
+	IOTimeout time.Duration `yaml:"io_timeout"`
+	Deadline  time.Duration `yaml:"deadline"`
+	JARMSNI   string        `yaml:"jarm_sni"`
+}
+
+type OutputsConfig struct {
+	Alerts       string `yaml:"alerts"`
+	Fingerprints string `yaml:"fingerprints"`
+}
+
+type LogConfig struct {
+	Level  string `yaml:"level"`
+	Format string `yaml:"format"`
+}
+
+// FieldError names the config key at fault, the value and the reason.
+type FieldError struct {
+	Field  string
+	Value  any
+	Reason string
+}
+
+func (e *FieldError) Error() string {
+	return fmt.Sprintf("%s: %s (got %v)", e.Field, e.Reason, e.Value)
+}
+
+// LoadConfig reads path, or the embedded default when path is empty.
+func LoadConfig(path string) (*Config, error) {
+	data, name := configs.DefaultYAML, "embedded default config"
+	if path != "" {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("read config: %w", err)
+		}
+		data, name = b, path
+	}
+	cfg, err := ParseConfig(data)
+	if err != nil {
+		return nil, fmt.Errorf("config %s: %w", name, err)
+	}
+	return cfg, nil
+}
+
+// ParseConfig decodes strictly (unknown keys are errors) and validates.
+func ParseConfig(data []byte) (*Config, error) {
+	var cfg Config
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&cfg); err != nil {
+		return nil, err
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return &cfg, nil
+}
+
+// Validate checks every field and reports all problems at once.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(field string, v any, reason string) {
+		errs = append(errs, &FieldError{Field: field, Value: v, Reason: reason})
+	}
+	if c.DB.Path == "" {
+		bad("db.path", `""`, "required")
+	}
+	if c.DB.LockTimeout <= 0 {
+		bad("db.lock_timeout", c.DB.LockTimeout, "must be > 0 (0 would wait forever for the lock)")
+	}
+	if len(c.Inputs) == 0 {
+		bad("inputs", "[]", "at least one input is required")
+	}
+	names := map[string]bool{}
+	for i, in := range c.Inputs {
+		f := fmt.Sprintf("inputs[%d]", i)
+		if in.Name == "" {
+			bad(f+".name", `""`, "required")
+		} else if names[in.Name] {
+			bad(f+".name", in.Name, "duplicate input name")
+		}
+		names[in.Name] = true
+		if in.Path == "" {
+			bad(f+".path", `""`, "required")
+		}
+		if in.Format != "zeek" && in.Format != "eve" {
+			bad(f+".format", in.Format, `must be "zeek" or "eve"`)
+		}
+	}
+	if c.Tailer.PollInterval <= 0 {
+		bad("tailer.poll_interval", c.Tailer.PollInterval, "must be > 0")
+	}
+	if c.Tailer.MaxLineBytes < 1024 {
+		bad("tailer.max_line_bytes", c.Tailer.MaxLineBytes, "must be >= 1024")
+	}
+	for i, s := range c.Scope.Allow {
+		if _, err := parsePrefix(s); err != nil {
+			bad(fmt.Sprintf("scope.allow[%d]", i), s, err.Error())
+		}
+	}
+	for i, s := range c.Scope.Deny {
+		if _, err := parsePrefix(s); err != nil {
+			bad(fmt.Sprintf("scope.deny[%d]", i), s, err.Error())
+		}
+	}
+	for i, p := range c.Scope.Ports {
+		if p < 1 || p > 65535 {
+			bad(fmt.Sprintf("scope.ports[%d]", i), p, "must be 1..65535")
+		}
+	}
+	if c.Dedup.TTL <= 0 {
+		bad("dedup.ttl", c.Dedup.TTL, "must be > 0")
+	}
+	if c.Dedup.NegativeTTL <= 0 {
+		bad("dedup.negative_ttl", c.Dedup.NegativeTTL, "must be > 0")
+	}
+	if c.Dedup.Capacity < 1 {
+		bad("dedup.capacity", c.Dedup.Capacity, "must be >= 1")
+	}
+	if c.Scheduler.QueueSize < 1 {
+		bad("scheduler.queue_size", c.Scheduler.QueueSize, "must be >= 1")
+	}
+	if c.Scheduler.MaxInFlight < 1 || c.Scheduler.MaxInFlight > 1024 {
+		bad("scheduler.max_in_flight", c.Scheduler.MaxInFlight, "must be 1..1024")
+	}
+	if c.Scheduler.ProbesPerSecond <= 0 {
+		bad("scheduler.probes_per_second", c.Scheduler.ProbesPerSecond, "must be > 0")
+	}
+	if c.Scheduler.Burst < 1 {
+		bad("scheduler.burst", c.Scheduler.Burst, "must be >= 1")
+	}
+	if c.Probe.IOTimeout <= 0 {
+		bad("probe.io_timeout", c.Probe.IOTimeout, "must be > 0")
+	}
+	if c.Probe.Deadline <= 0 {
+		bad("probe.deadline", c.Probe.Deadline, "must be > 0")
+	}
+	if c.Probe.JARMSNI != "ip" && c.Probe.JARMSNI != "observed" {
+		bad("probe.jarm_sni", c.Probe.JARMSNI, `must be "ip" or "observed"`)
+	}
+	if c.Outputs.Alerts == "" {
+		bad("outputs.alerts", `""`, "required")
+	}
+	if c.Outputs.Fingerprints == "" {
+		bad("outputs.fingerprints", `""`, "required")
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("log.level", c.Log.Level, "must be debug, info, warn or error")
+	}
+	if c.Log.Format != "text" && c.Log.Format != "json" {
+		bad("log.format", c.Log.Format, `must be "text" or "json"`)
+	}
+	return errors.Join(errs...)
+}
+
+// parsePrefix accepts a CIDR prefix or a bare address (a /32 or /128).
+func parsePrefix(s string) (netip.Prefix, error) {
+	s = strings.TrimSpace(s)
+	if strings.Contains(s, "/") {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return netip.Prefix{}, fmt.Errorf("not a CIDR prefix")
+		}
+		return p.Masked(), nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, fmt.Errorf("not an address or CIDR prefix")
+	}
+	return netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()), nil
+}
+
+func parsePrefixes(ss []string) []netip.Prefix {
+	out := make([]netip.Prefix, 0, len(ss))
+	for _, s := range ss {
+		if p, err := parsePrefix(s); err == nil { // validated already
+			out = append(out, p)
+		}
+	}
+	return out
+}

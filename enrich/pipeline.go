@@ -1,0 +1,341 @@
+// Package enrich turns sensor events into judged probe results: the scope
+// filter, the dedup cache, the probe scheduler (bounded queue, in-flight
+// cap, global rate limit, per-target deadline) and the hand-off to the DB
+// matcher, the rules and the outputs.
+//
+// It declares what it needs from those as small interfaces (Prober,
+// Matcher, Judge, Sink); cmd/stackprint wires the real implementations.
+package enrich
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/golang-lru/v2/expirable"
+	"golang.org/x/time/rate"
+
+	"github.com/stackprint/stackprint"
+)
+
+// Prober fingerprints one target; it must return within ctx's deadline.
+type Prober interface {
+	Probe(ctx context.Context, t stackprint.Target, sni string) stackprint.Result
+}
+
+// Matcher looks a result's fingerprints up in the fingerprint DB.
+type Matcher interface {
+	Match(r stackprint.Result) ([]stackprint.Match, error)
+}
+
+// Judge turns an event, its target's result and the DB matches into verdicts.
+type Judge interface {
+	Judge(ev stackprint.Event, r stackprint.Result, m []stackprint.Match) []stackprint.Verdict
+}
+
+// Sink receives one fingerprint record per probed target and the alerts.
+// Both must be durable when they return: the tailer's position may move
+// past the event afterwards.
+type Sink interface {
+	Record(ev stackprint.Event, r stackprint.Result, m []stackprint.Match) error
+	Alert(a stackprint.Alert) error
+}
+
+// Config holds the scheduling and caching limits.
+type Config struct {
+	Scope           *Scope
+	TTL             time.Duration // cache lifetime of a successful result
+	NegativeTTL     time.Duration // cache lifetime of a failed or out-of-scope result
+	Capacity        int           // dedup LRU size
+	QueueSize       int
+	MaxInFlight     int
+	ProbesPerSecond float64
+	Burst           int
+	Deadline        time.Duration // hard per-target budget
+	JARMSNIObserved bool          // send the observed SNI instead of the IP literal
+	MaxWaiters      int           // events parked on one pending target; default 10000
+	Logger          *slog.Logger
+	Now             func() time.Time
+}
+
+// Stats counts event outcomes; every event lands in exactly one of
+// Deduped, OutOfScope, Queued, DroppedQueueFull or Invalid.
+type Stats struct {
+	Events, Deduped, OutOfScope, Queued, DroppedQueueFull, Invalid uint64
+	WaitersDropped, Probed, ProbeOK, Matched, Alerts, SinkErrors   uint64
+	Pending                                                        int64
+}
+
+type entry struct {
+	done    bool
+	result  stackprint.Result
+	matches []stackprint.Match
+	waiters []stackprint.Event
+	expires time.Time
+}
+
+type job struct {
+	target stackprint.Target
+	sni    string
+	e      *entry
+}
+
+// Pipeline is safe for concurrent Handle calls from several tailers.
+type Pipeline struct {
+	cfg     Config
+	prober  Prober
+	matcher Matcher
+	judge   Judge
+	sink    Sink
+	log     *slog.Logger
+	limiter *rate.Limiter
+	queue   chan job
+
+	mu    sync.Mutex
+	cache *expirable.LRU[stackprint.Target, *entry]
+
+	idle                                                chan struct{} // signalled when pending drops to 0
+	events, deduped, outOfScope, queued, dropped, inval atomic.Uint64
+	waitDrop, probed, probeOK, matched, alerts, sinkErr atomic.Uint64
+	pending                                             atomic.Int64
+	fatal                                               chan error
+}
+
+// New checks cfg and builds a pipeline; call Run to start its workers.
+func New(cfg Config, prober Prober, matcher Matcher, judge Judge, sink Sink) (*Pipeline, error) {
+	if cfg.Scope == nil {
+		return nil, errors.New("enrich: a scope is required")
+	}
+	if cfg.Capacity < 1 || cfg.QueueSize < 1 || cfg.MaxInFlight < 1 || cfg.ProbesPerSecond <= 0 || cfg.Burst < 1 || cfg.Deadline <= 0 || cfg.TTL <= 0 {
+		return nil, fmt.Errorf("enrich: invalid limits %+v", cfg)
+	}
+	if cfg.NegativeTTL <= 0 {
+		cfg.NegativeTTL = cfg.TTL
+	}
+	if cfg.MaxWaiters <= 0 {
+		cfg.MaxWaiters = 10000
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	// The LRU's own TTL is the longest one; shorter lifetimes (negative
+	// results) are enforced by entry.expires on lookup.
+	ttl := max(cfg.TTL, cfg.NegativeTTL)
+	return &Pipeline{
+		cfg: cfg, prober: prober, matcher: matcher, judge: judge, sink: sink,
+		log:     cfg.Logger,
+		limiter: rate.NewLimiter(rate.Limit(cfg.ProbesPerSecond), cfg.Burst),
+		queue:   make(chan job, cfg.QueueSize),
+		cache:   expirable.NewLRU[stackprint.Target, *entry](cfg.Capacity, nil, ttl),
+		idle:    make(chan struct{}, 1),
+		fatal:   make(chan error, 1),
+	}, nil
+}
+
+// Handle judges one event. It never blocks on the network: a new target is
+// queued for probing (or recorded as dropped when the queue is full), a
+// known one is judged from the cache. An error means an output failed.
+func (p *Pipeline) Handle(ctx context.Context, ev stackprint.Event) error {
+	p.events.Add(1)
+	t := ev.Target()
+	if !t.IP.IsValid() {
+		p.inval.Add(1)
+		return nil
+	}
+	now := p.cfg.Now()
+	p.mu.Lock()
+	if e, ok := p.cache.Get(t); ok && (!e.done || now.Before(e.expires)) {
+		p.deduped.Add(1)
+		if !e.done {
+			if len(e.waiters) < p.cfg.MaxWaiters {
+				e.waiters = append(e.waiters, ev)
+			} else {
+				p.waitDrop.Add(1)
+				p.log.Warn("too many events waiting on one target; event judged without alert", "target", t.String())
+			}
+			p.mu.Unlock()
+			return nil
+		}
+		res, m := e.result, e.matches
+		p.mu.Unlock()
+		return p.verdicts(ev, res, m)
+	}
+	if ok, why := p.cfg.Scope.Check(t.Addr()); !ok {
+		res := stackprint.Result{Target: t, Started: now, Status: stackprint.StatusOutOfScope, Error: why}
+		p.cache.Add(t, &entry{done: true, result: res, expires: now.Add(p.cfg.NegativeTTL)})
+		p.mu.Unlock()
+		p.outOfScope.Add(1)
+		p.log.Debug("target out of scope", "target", t.String(), "reason", why)
+		return p.record(ev, res, nil)
+	}
+	sni := t.IP.String()
+	if p.cfg.JARMSNIObserved && t.SNI != "" {
+		sni = t.SNI
+	}
+	e := &entry{waiters: []stackprint.Event{ev}}
+	select {
+	case p.queue <- job{target: t, sni: sni, e: e}:
+		p.cache.Add(t, e)
+		p.pending.Add(1)
+		p.mu.Unlock()
+		p.queued.Add(1)
+		return nil
+	default:
+		p.mu.Unlock()
+		p.dropped.Add(1)
+		p.log.Warn("probe queue full; target recorded as rate_limited", "target", t.String(), "queue_size", p.cfg.QueueSize)
+		res := stackprint.Result{Target: t, Started: now, Status: stackprint.StatusRateLimited, Error: "probe queue full"}
+		return p.record(ev, res, nil)
+	}
+}
+
+// Run starts MaxInFlight workers and returns when ctx ends or an output
+// fails. Queued targets left at shutdown are abandoned (counted in Pending).
+func (p *Pipeline) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	for range p.cfg.MaxInFlight {
+		wg.Go(func() { p.worker(ctx) })
+	}
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-p.fatal:
+		cancel()
+	}
+	wg.Wait()
+	return err
+}
+
+func (p *Pipeline) worker(ctx context.Context) {
+	for {
+		var j job
+		select {
+		case <-ctx.Done():
+			return
+		case j = <-p.queue:
+		}
+		if err := p.limiter.Wait(ctx); err != nil {
+			return // shutting down
+		}
+		p.probe(ctx, j)
+	}
+}
+
+func (p *Pipeline) probe(ctx context.Context, j job) {
+	pctx, cancel := context.WithTimeout(ctx, p.cfg.Deadline)
+	res := p.prober.Probe(pctx, j.target, j.sni)
+	cancel()
+	p.probed.Add(1)
+	var matches []stackprint.Match
+	if res.Status == stackprint.StatusOK {
+		p.probeOK.Add(1)
+		var err error
+		if matches, err = p.matcher.Match(res); err != nil {
+			p.fail(fmt.Errorf("match %s: %w", j.target, err))
+			return
+		}
+		if len(matches) > 0 {
+			p.matched.Add(1)
+		}
+	}
+	ttl := p.cfg.TTL
+	if res.Status != stackprint.StatusOK {
+		ttl = p.cfg.NegativeTTL
+	}
+	p.mu.Lock()
+	j.e.done, j.e.result, j.e.matches = true, res, matches
+	j.e.expires = p.cfg.Now().Add(ttl)
+	waiters := j.e.waiters
+	j.e.waiters = nil
+	p.mu.Unlock()
+	p.log.Debug("probed", "target", j.target.String(), "status", res.Status, "jarm", res.JARM, "matches", len(matches))
+
+	err := p.record(waiters[0], res, matches)
+	for _, ev := range waiters {
+		if err != nil {
+			break
+		}
+		err = p.verdicts(ev, res, matches)
+	}
+	if err != nil {
+		p.fail(err)
+	}
+	if p.pending.Add(-1) == 0 {
+		select {
+		case p.idle <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func (p *Pipeline) record(ev stackprint.Event, res stackprint.Result, m []stackprint.Match) error {
+	if err := p.sink.Record(ev, res, m); err != nil {
+		p.sinkErr.Add(1)
+		return fmt.Errorf("write fingerprint record for %s: %w", res.Target, err)
+	}
+	return nil
+}
+
+func (p *Pipeline) verdicts(ev stackprint.Event, res stackprint.Result, m []stackprint.Match) error {
+	if len(m) == 0 {
+		return nil
+	}
+	for _, v := range p.judge.Judge(ev, res, m) {
+		a := stackprint.Alert{
+			ID:       stackprint.AlertID(v.Rule, ev, res.JARM),
+			TS:       p.cfg.Now(),
+			Event:    ev,
+			Result:   res,
+			Match:    v.Match,
+			Rule:     v.Rule,
+			Severity: v.Severity,
+		}
+		if err := p.sink.Alert(a); err != nil {
+			p.sinkErr.Add(1)
+			return fmt.Errorf("write alert %s: %w", a.ID, err)
+		}
+		p.alerts.Add(1)
+	}
+	return nil
+}
+
+func (p *Pipeline) fail(err error) {
+	p.log.Error("pipeline output failed", "err", err)
+	select {
+	case p.fatal <- err:
+	default:
+	}
+}
+
+// WaitIdle blocks until no target is queued or being probed, or ctx ends.
+func (p *Pipeline) WaitIdle(ctx context.Context) error {
+	for p.pending.Load() > 0 {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-p.idle:
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	return nil
+}
+
+// Stats returns a snapshot of the counters.
+func (p *Pipeline) Stats() Stats {
+	return Stats{
+		Events: p.events.Load(), Deduped: p.deduped.Load(), OutOfScope: p.outOfScope.Load(),
+		Queued: p.queued.Load(), DroppedQueueFull: p.dropped.Load(), Invalid: p.inval.Load(),
+		WaitersDropped: p.waitDrop.Load(), Probed: p.probed.Load(), ProbeOK: p.probeOK.Load(),
+		Matched: p.matched.Load(), Alerts: p.alerts.Load(), SinkErrors: p.sinkErr.Load(),
+		Pending: p.pending.Load(),
+	}
+}

@@ -1,0 +1,318 @@
+package enrich
+
+import (
+	"context"
+	"net/netip"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stackprint/stackprint"
+)
+
+// scriptedProber answers from a table and records every call; it stands in
+// for the network so the scheduler's own logic is what is under test (the
+// real prober is exercised in probe/ and the end-to-end tests).
+type scriptedProber struct {
+	mu     sync.Mutex
+	calls  []stackprint.Target
+	starts []time.Time
+	jarm   map[netip.Addr]string
+	block  chan struct{} // when set, Probe waits on it or ctx
+}
+
+func (s *scriptedProber) Probe(ctx context.Context, t stackprint.Target, sni string) stackprint.Result {
+	s.mu.Lock()
+	s.calls = append(s.calls, t)
+	s.starts = append(s.starts, time.Now())
+	s.mu.Unlock()
+	if s.block != nil {
+		select {
+		case <-s.block:
+		case <-ctx.Done():
+			return stackprint.Result{Target: t, Status: stackprint.StatusTimeout, JARM: stackprint.ZeroJARM, Error: "deadline"}
+		}
+	}
+	if j, ok := s.jarm[t.IP]; ok {
+		return stackprint.Result{Target: t, Status: stackprint.StatusOK, JARM: j}
+	}
+	return stackprint.Result{Target: t, Status: stackprint.StatusRefused, JARM: stackprint.ZeroJARM}
+}
+
+func (s *scriptedProber) count() int { s.mu.Lock(); defer s.mu.Unlock(); return len(s.calls) }
+
+type mapMatcher map[string]stackprint.Match
+
+func (m mapMatcher) Match(r stackprint.Result) ([]stackprint.Match, error) {
+	if x, ok := m[r.JARM]; ok && r.HasJARM() {
+		return []stackprint.Match{x}, nil
+	}
+	return nil, nil
+}
+
+type judgeAll struct{}
+
+func (judgeAll) Judge(ev stackprint.Event, r stackprint.Result, m []stackprint.Match) []stackprint.Verdict {
+	return []stackprint.Verdict{{Rule: "db_match", Severity: "high", Match: m[0]}}
+}
+
+type memSink struct {
+	mu      sync.Mutex
+	records []stackprint.Result
+	alerts  []stackprint.Alert
+}
+
+func (s *memSink) Record(ev stackprint.Event, r stackprint.Result, m []stackprint.Match) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.records = append(s.records, r)
+	return nil
+}
+
+func (s *memSink) Alert(a stackprint.Alert) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.alerts = append(s.alerts, a)
+	return nil
+}
+
+func (s *memSink) snapshot() ([]stackprint.Result, []stackprint.Alert) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]stackprint.Result(nil), s.records...), append([]stackprint.Alert(nil), s.alerts...)
+}
+
+const badJARM = "07d14d16d21d21d00042d43d000000aa99ce74e2c6d013c745aa52b5cc042d"
+
+func testConfig() Config {
+	return Config{
+		Scope: NewScope([]netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}, nil, nil),
+		TTL:   time.Hour, NegativeTTL: time.Minute, Capacity: 1000,
+		QueueSize: 100, MaxInFlight: 4, ProbesPerSecond: 1000, Burst: 1000, Deadline: 5 * time.Second,
+	}
+}
+
+func event(uid, resp string) stackprint.Event {
+	return stackprint.Event{UID: uid, Orig: netip.MustParseAddrPort("127.0.0.1:50000"), Resp: netip.MustParseAddrPort(resp), TS: time.Unix(1700000000, 0)}
+}
+
+func start(t *testing.T, cfg Config, pr Prober, m Matcher, sink Sink) *Pipeline {
+	t.Helper()
+	p, err := New(cfg, pr, m, judgeAll{}, sink)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- p.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+	return p
+}
+
+func waitIdle(t *testing.T, p *Pipeline) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := p.WaitIdle(ctx); err != nil {
+		t.Fatalf("pipeline never went idle: %v (stats %+v)", err, p.Stats())
+	}
+}
+
+func TestDedupProbesOnceAndAlertsEveryConnection(t *testing.T) {
+	pr := &scriptedProber{jarm: map[netip.Addr]string{netip.MustParseAddr("127.0.0.10"): badJARM}, block: make(chan struct{})}
+	sink := &memSink{}
+	p := start(t, testConfig(), pr, mapMatcher{badJARM: {Label: "test-c2", Confidence: "high"}}, sink)
+	ctx := context.Background()
+	// 50 connections arrive while the probe is in flight, 50 after.
+	for i := range 50 {
+		if err := p.Handle(ctx, event("C"+string(rune('a'+i%26))+string(rune('a'+i/26)), "127.0.0.10:443")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(pr.block)
+	waitIdle(t, p)
+	for i := range 50 {
+		if err := p.Handle(ctx, event("D"+string(rune('a'+i%26))+string(rune('a'+i/26)), "127.0.0.10:443")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := pr.count(); n != 1 {
+		t.Fatalf("probed %d times, want 1", n)
+	}
+	recs, alerts := sink.snapshot()
+	if len(recs) != 1 || recs[0].JARM != badJARM {
+		t.Fatalf("records = %+v, want one with the JARM", recs)
+	}
+	if len(alerts) != 100 {
+		t.Fatalf("alerts = %d, want 100 (one per connection)", len(alerts))
+	}
+	ids := map[string]bool{}
+	for _, a := range alerts {
+		ids[a.ID] = true
+		if a.Match.Label != "test-c2" || a.Rule != "db_match" {
+			t.Fatalf("alert %+v lacks the match", a)
+		}
+	}
+	if len(ids) != 100 {
+		t.Fatalf("alert ids not distinct per connection: %d distinct", len(ids))
+	}
+	st := p.Stats()
+	if st.Events != 100 || st.Queued != 1 || st.Deduped != 99 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+func TestSNIIsPartOfTheKey(t *testing.T) {
+	pr := &scriptedProber{}
+	p := start(t, testConfig(), pr, mapMatcher{}, &memSink{})
+	for _, sni := range []string{"", "a.example", "b.example", "a.example"} {
+		ev := event("C1", "127.0.0.11:443")
+		ev.SNI = sni
+		if err := p.Handle(context.Background(), ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitIdle(t, p)
+	if n := pr.count(); n != 3 {
+		t.Fatalf("probed %d targets, want 3 (ip:port with no sni, a.example, b.example)", n)
+	}
+}
+
+func TestOutOfScopeIsRecordedNotProbed(t *testing.T) {
+	pr := &scriptedProber{}
+	sink := &memSink{}
+	cfg := testConfig()
+	cfg.Scope = NewScope(nil, nil, nil)
+	p := start(t, cfg, pr, mapMatcher{}, sink)
+	for _, a := range []string{"169.254.169.254:443", "10.1.2.3:443", "127.0.0.1:443", "10.1.2.3:443"} {
+		if err := p.Handle(context.Background(), event("C1", a)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitIdle(t, p)
+	if n := pr.count(); n != 0 {
+		t.Fatalf("prober called %d times for out-of-scope targets", n)
+	}
+	recs, _ := sink.snapshot()
+	if len(recs) != 3 {
+		t.Fatalf("got %d records, want 3 (one per distinct target)", len(recs))
+	}
+	for _, r := range recs {
+		if r.Status != stackprint.StatusOutOfScope || r.Error == "" {
+			t.Fatalf("record %+v, want out_of_scope with a reason", r)
+		}
+	}
+	if st := p.Stats(); st.OutOfScope != 3 || st.Deduped != 1 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+func TestQueueFullIsRecorded(t *testing.T) {
+	pr := &scriptedProber{block: make(chan struct{})}
+	sink := &memSink{}
+	cfg := testConfig()
+	cfg.QueueSize, cfg.MaxInFlight = 1, 1
+	p := start(t, cfg, pr, mapMatcher{}, sink)
+	ctx := context.Background()
+	// first is taken by the worker, second fills the queue, third overflows.
+	if err := p.Handle(ctx, event("C1", "127.0.0.21:443")); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for pr.count() == 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	for _, a := range []string{"127.0.0.22:443", "127.0.0.23:443"} {
+		if err := p.Handle(ctx, event("C2", a)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	recs, _ := sink.snapshot()
+	if len(recs) != 1 || recs[0].Status != stackprint.StatusRateLimited || recs[0].Target.IP != netip.MustParseAddr("127.0.0.23") {
+		t.Fatalf("records %+v, want one rate_limited for 127.0.0.23", recs)
+	}
+	close(pr.block)
+	waitIdle(t, p)
+	if st := p.Stats(); st.DroppedQueueFull != 1 || st.Queued != 2 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+func TestDeadlineBoundsAProbe(t *testing.T) {
+	pr := &scriptedProber{block: make(chan struct{})} // never released: a tarpit
+	sink := &memSink{}
+	cfg := testConfig()
+	cfg.Deadline = 200 * time.Millisecond
+	p := start(t, cfg, pr, mapMatcher{}, sink)
+	t0 := time.Now()
+	if err := p.Handle(context.Background(), event("C1", "127.0.0.31:443")); err != nil {
+		t.Fatal(err)
+	}
+	waitIdle(t, p)
+	if d := time.Since(t0); d > 3*time.Second {
+		t.Fatalf("probe took %s despite a 200ms deadline", d)
+	}
+	recs, _ := sink.snapshot()
+	if len(recs) != 1 || recs[0].Status != stackprint.StatusTimeout {
+		t.Fatalf("records %+v, want one timeout", recs)
+	}
+}
+
+func TestGlobalRateLimit(t *testing.T) {
+	pr := &scriptedProber{}
+	cfg := testConfig()
+	cfg.ProbesPerSecond, cfg.Burst = 20, 1
+	p := start(t, cfg, pr, mapMatcher{}, &memSink{})
+	for i := range 6 {
+		addr := netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 1, byte(i + 1)}), 443)
+		if err := p.Handle(context.Background(), event("C", addr.String())); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitIdle(t, p)
+	pr.mu.Lock()
+	defer pr.mu.Unlock()
+	if len(pr.starts) != 6 {
+		t.Fatalf("%d probes, want 6", len(pr.starts))
+	}
+	// 6 probes at 20/s with burst 1 cannot span less than 5 intervals of 50ms.
+	first, last := pr.starts[0], pr.starts[0]
+	for _, s := range pr.starts {
+		if s.Before(first) {
+			first = s
+		}
+		if s.After(last) {
+			last = s
+		}
+	}
+	if span := last.Sub(first); span < 225*time.Millisecond {
+		t.Fatalf("6 probes started within %s: rate limit of 20/s exceeded", span)
+	}
+}
+
+func TestNegativeResultExpiresSooner(t *testing.T) {
+	now := time.Unix(1700000000, 0)
+	var mu sync.Mutex
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	pr := &scriptedProber{}
+	cfg := testConfig()
+	cfg.Now = clock
+	p := start(t, cfg, pr, mapMatcher{}, &memSink{})
+	ev := event("C1", "127.0.0.41:443")
+	_ = p.Handle(context.Background(), ev)
+	waitIdle(t, p)
+	_ = p.Handle(context.Background(), ev) // cached refusal
+	mu.Lock()
+	now = now.Add(2 * time.Minute) // past NegativeTTL (1m), before TTL (1h)
+	mu.Unlock()
+	_ = p.Handle(context.Background(), ev)
+	waitIdle(t, p)
+	if n := pr.count(); n != 2 {
+		t.Fatalf("probed %d times, want 2 (refusal re-probed after negative_ttl)", n)
+	}
+}
