@@ -1,0 +1,299 @@
+package db
+
+import (
+	"errors"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
+
+	"github.com/stackprint/stackprint"
+)
+
+const (
+	jarmA = "2ad2ad0002ad2ad00042d42d00000069d641f34fe76acdc05c40262f8815e5"
+	jarmB = "07d14d16d21d21d07c42d41d00041d24a458a375eef0c576d23a7bab9a9fb1"
+	sha1A = "6aaabbccddeeff00112233445566778899aabbcc"
+)
+
+// clock is a settable test clock.
+type clock struct{ t time.Time }
+
+func (c *clock) now() time.Time { return c.t }
+
+func openTest(t *testing.T) (*DB, *clock) {
+	t.Helper()
+	d, err := Open(filepath.Join(t.TempDir(), "fp.db"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	c := &clock{t: time.Date(2025, 3, 4, 5, 6, 7, 0, time.UTC)}
+	d.now = c.now
+	return d, c
+}
+
+func TestOpenCreatesSchema(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "fp.db")
+	d, err := Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Path() != path {
+		t.Errorf("Path() = %q, want %q", d.Path(), path)
+	}
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	// Inspect the file with bbolt itself, not through the package.
+	b, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	err = b.View(func(tx *bolt.Tx) error {
+		meta := tx.Bucket([]byte("meta"))
+		if meta == nil {
+			t.Fatal("bucket meta missing")
+		}
+		if got := string(meta.Get([]byte("schema_version"))); got != "1" {
+			t.Errorf("schema_version = %q, want \"1\"", got)
+		}
+		if tx.Bucket([]byte("fingerprints")) == nil {
+			t.Error("bucket fingerprints missing")
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestOpenReopenKeepsData(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "fp.db")
+	d, err := Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Add(Record{Kind: "jarm", Value: jarmA, Label: "x"}); err != nil {
+		t.Fatal(err)
+	}
+	d.Close()
+
+	ro, err := Open(path, Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ro.Close()
+	if _, ok, err := ro.Get("jarm", jarmA); err != nil || !ok {
+		t.Fatalf("Get after reopen: ok=%v err=%v", ok, err)
+	}
+	if err := ro.Add(Record{Kind: "jarm", Value: jarmB, Label: "y"}); err == nil {
+		t.Error("Add on a read-only DB succeeded")
+	}
+}
+
+func TestOpenRefusesNewerSchema(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "fp.db")
+	b, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = b.Update(func(tx *bolt.Tx) error {
+		m, err := tx.CreateBucket([]byte("meta"))
+		if err != nil {
+			return err
+		}
+		return m.Put([]byte("schema_version"), []byte("2"))
+	})
+	b.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = Open(path, Options{})
+	if err == nil || !strings.Contains(err.Error(), "schema version 2") {
+		t.Fatalf("Open of a v2 file: err = %v, want schema version error", err)
+	}
+}
+
+func TestOpenLockedFailsClearly(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "fp.db")
+	first, err := Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer first.Close()
+
+	for _, ro := range []bool{false, true} {
+		done := make(chan error, 1)
+		go func() {
+			d, err := Open(path, Options{Timeout: 100 * time.Millisecond, ReadOnly: ro})
+			if err == nil {
+				d.Close()
+			}
+			done <- err
+		}()
+		select {
+		case err = <-done:
+		case <-time.After(30 * time.Second): // a hang guard, not a timing assertion
+			t.Fatalf("second Open (read-only %v) hangs on a locked file", ro)
+		}
+		if err == nil {
+			t.Fatalf("second Open (read-only %v) of a locked file succeeded", ro)
+		}
+		if !errors.Is(err, bolterrors.ErrTimeout) {
+			t.Errorf("error does not wrap bbolt ErrTimeout: %v", err)
+		}
+		for _, want := range []string{path, "locked by another process", "stackprint run", "100ms"} {
+			if !strings.Contains(err.Error(), want) {
+				t.Errorf("error %q does not mention %q", err, want)
+			}
+		}
+	}
+}
+
+func TestAddGetListRemove(t *testing.T) {
+	d, _ := openTest(t)
+	recs := []Record{
+		{Kind: "jarm", Value: jarmB, Label: "b", Source: "s1", Confidence: "high"},
+		{Kind: "cert_sha1", Value: sha1A, Label: "c", Category: "c2", Notes: "n"},
+		{Kind: "jarm", Value: jarmA, Label: "a", Source: "s2"},
+	}
+	for _, r := range recs {
+		if err := d.Add(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	got, ok, err := d.Get("JARM", strings.ToUpper(jarmB))
+	if err != nil || !ok {
+		t.Fatalf("Get: ok=%v err=%v", ok, err)
+	}
+	if got.Label != "b" || got.Source != "s1" || got.Confidence != "high" || got.Kind != "jarm" || got.Value != jarmB {
+		t.Errorf("Get = %+v", got)
+	}
+	if got.FirstSeen.IsZero() || !got.FirstSeen.Equal(got.LastSeen) {
+		t.Errorf("FirstSeen %v LastSeen %v, want both set and equal on first add", got.FirstSeen, got.LastSeen)
+	}
+
+	all, err := d.List("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var keys []string
+	for _, r := range all {
+		keys = append(keys, r.Kind+" "+r.Label)
+	}
+	if want := "cert_sha1 c,jarm b,jarm a"; // jarmB sorts before jarmA
+	strings.Join(keys, ",") != want {
+		t.Errorf("List(\"\") = %v, want %s", keys, want)
+	}
+	jarms, err := d.List("jarm")
+	if err != nil || len(jarms) != 2 || jarms[0].Value != jarmB {
+		t.Errorf("List(jarm) = %+v, %v", jarms, err)
+	}
+	if _, err := d.List("ja3"); err == nil {
+		t.Error("List of an unknown kind succeeded")
+	}
+
+	// Colon form of a certificate hash finds the same record.
+	colon := strings.ToUpper(sha1A[:2] + ":" + sha1A[2:4] + ":" + sha1A[4:])
+	removed, err := d.Remove("cert_sha1", colon)
+	if err != nil || !removed {
+		t.Fatalf("Remove: removed=%v err=%v", removed, err)
+	}
+	removed, err = d.Remove("cert_sha1", sha1A)
+	if err != nil || removed {
+		t.Errorf("second Remove: removed=%v err=%v, want false, nil", removed, err)
+	}
+	if _, ok, _ := d.Get("cert_sha1", sha1A); ok {
+		t.Error("record still there after Remove")
+	}
+}
+
+func TestAddUpsertKeepsFirstSeen(t *testing.T) {
+	d, c := openTest(t)
+	t0 := c.t
+	if err := d.Add(Record{Kind: "jarm", Value: jarmA, Label: "old", Confidence: "low", BlockCount: 3}); err != nil {
+		t.Fatal(err)
+	}
+	c.t = t0.Add(48 * time.Hour)
+	if err := d.Add(Record{Kind: "jarm", Value: jarmA, Label: "new", FirstSeen: c.t}); err != nil {
+		t.Fatal(err)
+	}
+	r, _, err := d.Get("jarm", jarmA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !r.FirstSeen.Equal(t0) {
+		t.Errorf("FirstSeen = %v, want %v (kept from the first add)", r.FirstSeen, t0)
+	}
+	if !r.LastSeen.Equal(c.t) {
+		t.Errorf("LastSeen = %v, want %v", r.LastSeen, c.t)
+	}
+	if r.Label != "new" || r.Confidence != "medium" {
+		t.Errorf("curated fields not replaced: %+v", r)
+	}
+	if r.BlockCount != 3 {
+		t.Errorf("BlockCount = %d, want the learned 3 kept", r.BlockCount)
+	}
+}
+
+func TestAddRejectsInvalid(t *testing.T) {
+	d, _ := openTest(t)
+	err := d.Add(Record{Kind: "jarm", Value: stackprint.ZeroJARM, Label: "x"})
+	if err == nil {
+		t.Fatal("Add of the zero JARM succeeded")
+	}
+	if all, _ := d.List(""); len(all) != 0 {
+		t.Errorf("invalid record written: %+v", all)
+	}
+}
+
+func TestMatch(t *testing.T) {
+	d, _ := openTest(t)
+	if err := d.Add(Record{Kind: "jarm", Value: jarmA, Label: "cs", Source: "salesforce", Confidence: "high"}); err != nil {
+		t.Fatal(err)
+	}
+	// A record stored under the zero JARM must never match, even if a
+	// buggy writer slipped one in past ValidateRecord.
+	err := d.bolt.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket([]byte(bucketFingerprints)).Put(key(KindJARM, stackprint.ZeroJARM), []byte(`{"kind":"jarm","value":"`+stackprint.ZeroJARM+`","label":"zero"}`))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	tests := []struct {
+		name string
+		jarm string
+		want int
+	}{
+		{"hit", jarmA, 1},
+		{"hit upper case", strings.ToUpper(jarmA), 1},
+		{"miss", jarmB, 0},
+		{"zero jarm", stackprint.ZeroJARM, 0},
+		{"empty", "", 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ms, err := d.Match(stackprint.Result{JARM: tt.jarm, Status: stackprint.StatusOK})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(ms) != tt.want {
+				t.Fatalf("Match = %+v, want %d matches", ms, tt.want)
+			}
+			if tt.want == 1 {
+				want := stackprint.Match{Kind: "jarm", Value: jarmA, Label: "cs", Source: "salesforce", Confidence: "high"}
+				if ms[0] != want {
+					t.Errorf("Match = %+v, want %+v", ms[0], want)
+				}
+			}
+		})
+	}
+}

@@ -1,0 +1,186 @@
+package output
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/stackprint/stackprint"
+)
+
+// alertJSON fixes the field order of an NDJSON alert: encoding/json writes
+// struct fields in declaration order, so the output is deterministic.
+type alertJSON struct {
+	SchemaVersion int       `json:"schema_version"`
+	AlertID       string    `json:"alert_id"`
+	TS            string    `json:"ts"`
+	UID           string    `json:"uid,omitempty"`
+	FlowID        uint64    `json:"flow_id,omitempty"`
+	Orig          string    `json:"orig"`
+	Resp          string    `json:"resp"`
+	SNI           string    `json:"sni"`
+	JARM          string    `json:"jarm"`
+	Match         matchJSON `json:"match"`
+	Rule          string    `json:"rule"`
+	Severity      string    `json:"severity"`
+	Source        string    `json:"source"`
+	EventTS       string    `json:"event_ts"`
+}
+
+type matchJSON struct {
+	Label      string `json:"label"`
+	Source     string `json:"source"`
+	Confidence string `json:"confidence"`
+	Kind       string `json:"kind"`
+	Value      string `json:"value"`
+}
+
+// MarshalAlert renders a as one NDJSON line without the trailing newline.
+// uid and flow_id are left out when unknown; every other key is always
+// present, with "" for an unknown value, so SIEM mappings stay stable.
+func MarshalAlert(a stackprint.Alert) ([]byte, error) {
+	v := alertJSON{
+		SchemaVersion: stackprint.SchemaVersion,
+		AlertID:       a.ID,
+		TS:            jsonTime(a.TS),
+		UID:           a.Event.UID,
+		FlowID:        a.Event.FlowID,
+		Orig:          addrPort(a.Event.Orig),
+		Resp:          addrPort(a.Event.Resp),
+		SNI:           a.Event.SNI,
+		JARM:          a.Result.JARM,
+		Match: matchJSON{
+			Label:      a.Match.Label,
+			Source:     a.Match.Source,
+			Confidence: a.Match.Confidence,
+			Kind:       a.Match.Kind,
+			Value:      a.Match.Value,
+		},
+		Rule:     a.Rule,
+		Severity: a.Severity,
+		Source:   a.Event.Source,
+		EventTS:  jsonTime(a.Event.TS),
+	}
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false) // SIEMs want "a&b", not "a\u0026b"
+	if err := enc.Encode(v); err != nil {
+		return nil, fmt.Errorf("marshal alert %s: %w", a.ID, err)
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
+}
+
+func jsonTime(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format(time.RFC3339Nano)
+}
+
+func addrPort(ap netip.AddrPort) string {
+	if !ap.IsValid() {
+		return ""
+	}
+	return ap.String()
+}
+
+// AlertWriter appends alerts to a file as NDJSON. It is safe for concurrent
+// use.
+type AlertWriter struct {
+	mu     sync.Mutex
+	name   string
+	f      *os.File
+	w      *bufio.Writer
+	stdout bool // never fsynced nor closed
+	closed bool
+}
+
+// OpenAlertWriter opens path for appending alerts, creating it with mode
+// 0640. The path "-" writes to standard output, without fsync.
+func OpenAlertWriter(path string) (*AlertWriter, error) {
+	if path == "-" {
+		return &AlertWriter{name: "stdout", f: os.Stdout, w: bufio.NewWriter(os.Stdout), stdout: true}, nil
+	}
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_APPEND|os.O_CREATE, 0o640)
+	if err != nil {
+		return nil, fmt.Errorf("open alert file: %w", err)
+	}
+	w := &AlertWriter{name: path, f: f, w: bufio.NewWriter(f)}
+	// A crash can leave half a line; end it so the next alert is parseable.
+	torn, err := endsTorn(f)
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("open alert file %q: %w", path, err)
+	}
+	if torn {
+		w.w.WriteByte('\n')
+	}
+	return w, nil
+}
+
+// Write buffers one alert; it is durable only after Flush.
+func (w *AlertWriter) Write(a stackprint.Alert) error {
+	line, err := MarshalAlert(a)
+	if err != nil {
+		return err
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed {
+		return fmt.Errorf("write alert to %s: writer closed", w.name)
+	}
+	_, err = w.w.Write(line)
+	if err == nil {
+		err = w.w.WriteByte('\n')
+	}
+	if err != nil {
+		return fmt.Errorf("write alert to %s: %w", w.name, err)
+	}
+	return nil
+}
+
+// Flush writes buffered alerts and fsyncs the file.
+func (w *AlertWriter) Flush() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed {
+		return fmt.Errorf("flush alerts to %s: writer closed", w.name)
+	}
+	return w.flushLocked()
+}
+
+func (w *AlertWriter) flushLocked() error {
+	if err := w.w.Flush(); err != nil {
+		return fmt.Errorf("flush alerts to %s: %w", w.name, err)
+	}
+	if w.stdout {
+		return nil
+	}
+	if err := w.f.Sync(); err != nil {
+		return fmt.Errorf("fsync alerts to %s: %w", w.name, err)
+	}
+	return nil
+}
+
+// Close flushes and closes the file. Closing twice is a no-op.
+func (w *AlertWriter) Close() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed {
+		return nil
+	}
+	w.closed = true
+	err := w.flushLocked()
+	if w.stdout {
+		return err
+	}
+	if cerr := w.f.Close(); cerr != nil && err == nil {
+		err = fmt.Errorf("close alert file %s: %w", w.name, cerr)
+	}
+	return err
+}

@@ -1,0 +1,96 @@
+package output
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"os"
+)
+
+// tailChunk is how much of a file is read per step when looking backwards
+// for a line; stackprint.log lines are far shorter.
+const tailChunk = 64 << 10
+
+// endsTorn reports whether f is non-empty and its last byte is not a
+// newline, i.e. a writer died in the middle of a line.
+func endsTorn(f *os.File) (bool, error) {
+	st, err := f.Stat()
+	if err != nil {
+		return false, err
+	}
+	if st.Size() == 0 {
+		return false, nil
+	}
+	var b [1]byte
+	if _, err := f.ReadAt(b[:], st.Size()-1); err != nil {
+		return false, fmt.Errorf("read last byte: %w", err)
+	}
+	return b[0] != '\n', nil
+}
+
+// lastLine returns the last complete or partial line of f (without its
+// newline), looking back at most tailChunk bytes; a longer line is
+// returned truncated to its end, which is enough to test for "#close".
+func lastLine(f *os.File, size int64) ([]byte, error) {
+	start := max(0, size-tailChunk)
+	buf := make([]byte, size-start)
+	if _, err := f.ReadAt(buf, start); err != nil && err != io.EOF {
+		return nil, fmt.Errorf("read tail: %w", err)
+	}
+	buf = bytes.TrimSuffix(buf, []byte("\n"))
+	if i := bytes.LastIndexByte(buf, '\n'); i >= 0 {
+		return buf[i+1:], nil
+	}
+	if start > 0 {
+		return nil, nil // a line longer than tailChunk: not a header line
+	}
+	return buf, nil
+}
+
+// lastLineWithPrefix returns the last line of f that starts with prefix, or
+// nil. It reads backwards so reopening a large log stays cheap.
+func lastLineWithPrefix(f *os.File, size int64, prefix string) ([]byte, error) {
+	needle := []byte("\n" + prefix)
+	var carry []byte // head of the later chunk, so a match across chunks is found
+	for end := size; end > 0; {
+		start := max(0, end-tailChunk)
+		buf := make([]byte, end-start, end-start+int64(len(carry)))
+		if _, err := f.ReadAt(buf, start); err != nil && err != io.EOF {
+			return nil, fmt.Errorf("read log: %w", err)
+		}
+		buf = append(buf, carry...)
+		off := int64(-1)
+		if i := bytes.LastIndex(buf, needle); i >= 0 {
+			off = start + int64(i) + 1
+		} else if start == 0 && bytes.HasPrefix(buf, needle[1:]) {
+			off = 0
+		}
+		if off >= 0 {
+			return readLineAt(f, off)
+		}
+		carry = append([]byte(nil), buf[:min(len(needle)-1, len(buf))]...)
+		end = start
+	}
+	return nil, nil
+}
+
+// readLineAt returns the line starting at off, without its newline, cut
+// after about tailChunk bytes (no header line is that long).
+func readLineAt(f *os.File, off int64) ([]byte, error) {
+	var line []byte
+	buf := make([]byte, 4096)
+	for {
+		n, err := f.ReadAt(buf, off)
+		if i := bytes.IndexByte(buf[:n], '\n'); i >= 0 {
+			return append(line, buf[:i]...), nil
+		}
+		line = append(line, buf[:n]...)
+		off += int64(n)
+		if err == io.EOF || len(line) > tailChunk {
+			return line, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read line: %w", err)
+		}
+	}
+}

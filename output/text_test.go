@@ -1,0 +1,41 @@
+package output
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestFormatAlertText(t *testing.T) {
+	as := fixtureAlerts()
+	got := FormatAlertText(as[0])
+	want := "ALERT high  rule jarm_match  2025-03-04T05:06:08Z\n" +
+		"  conn   10.0.0.5:51234 → 203.0.113.7:443  sni evil.example  uid CHhAvVGS1DHFjwGM9\n" +
+		"  jarm   " + jarmHit + "\n" +
+		"  match  cobalt-strike  (source salesforce/jarm, confidence high)\n"
+	if got != want {
+		t.Errorf("got\n%s\nwant\n%s", got, want)
+	}
+
+	// Suricata event: flow_id instead of uid; the SNI's TAB is escaped.
+	got = FormatAlertText(as[1])
+	for _, s := range []string{"[2001:db8::5]:40000 → [2001:db8::7]:8443", `sni tab\x09here.example`, "flow_id 1234567890123456789", "ünïcode <&> label  (confidence low)"} {
+		if !strings.Contains(got, s) {
+			t.Errorf("%q missing from\n%s", s, got)
+		}
+	}
+}
+
+func TestFormatAlertTextNeutralisesTerminalControls(t *testing.T) {
+	a := fixtureAlerts()[0]
+	a.Event.SNI = "x\x1b[2J\u202eevil"
+	a.Match.Label = "bad\xffbyte"
+	got := FormatAlertText(a)
+	if strings.ContainsAny(got, "\x1b\u202e") || strings.Contains(got, "\xff") {
+		t.Errorf("raw control bytes reach the terminal: %q", got)
+	}
+	for _, s := range []string{`x\x1b[2J\u202eevil`, `bad\xffbyte`} {
+		if !strings.Contains(got, s) {
+			t.Errorf("%q missing from %q", s, got)
+		}
+	}
+}
