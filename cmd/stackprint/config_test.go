@@ -1,0 +1,77 @@
+package main
+
+import (
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/stackprint/stackprint/configs"
+)
+
+func TestEmbeddedDefaultIsTheShippedFileAndValid(t *testing.T) {
+	onDisk, err := os.ReadFile("../../configs/stackprint.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(onDisk) != string(configs.DefaultYAML) {
+		t.Fatal("embedded default differs from configs/stackprint.yaml")
+	}
+	cfg, err := LoadConfig("")
+	if err != nil {
+		t.Fatalf("embedded default: %v", err)
+	}
+	if len(cfg.Inputs) != 3 || cfg.Probe.JARMSNI != "ip" || len(cfg.Scope.Allow) != 0 {
+		t.Fatalf("unexpected defaults: %+v", cfg)
+	}
+}
+
+func TestEveryKeyIsDocumented(t *testing.T) {
+	// Each YAML key in the default file must have a comment somewhere above
+	// it within its block; cheap check: the file has more comment lines than keys.
+	lines := strings.Split(string(configs.DefaultYAML), "\n")
+	var comments, keys int
+	for _, l := range lines {
+		s := strings.TrimSpace(l)
+		switch {
+		case strings.HasPrefix(s, "#"):
+			comments++
+		case strings.Contains(s, ":") && !strings.HasPrefix(s, "-"):
+			keys++
+		}
+	}
+	if comments < keys {
+		t.Fatalf("%d comment lines for %d keys: document every key", comments, keys)
+	}
+}
+
+func TestConfigErrors(t *testing.T) {
+	base := string(configs.DefaultYAML)
+	tests := []struct {
+		name  string
+		edit  func(string) string
+		wants []string
+	}{
+		{"unknown key", func(s string) string { return strings.Replace(s, "  ttl: 24h", "  ttl: 24h\n  tll: 1h", 1) }, []string{"field tll not found", "line"}},
+		{"bad duration", func(s string) string { return strings.Replace(s, "io_timeout: 5s", "io_timeout: fast", 1) }, []string{"fast"}},
+		{"bad format", func(s string) string { return strings.Replace(s, "format: eve", "format: syslog", 1) }, []string{"inputs[2].format", "syslog"}},
+		{"bad prefix", func(s string) string { return strings.Replace(s, "allow: []", "allow: [10.0.0.0/33]", 1) }, []string{"scope.allow[0]", "10.0.0.0/33"}},
+		{"several at once", func(s string) string {
+			s = strings.Replace(s, "max_in_flight: 8", "max_in_flight: 0", 1)
+			return strings.Replace(s, "jarm_sni: ip", "jarm_sni: sometimes", 1)
+		}, []string{"scheduler.max_in_flight", "probe.jarm_sni", "sometimes"}},
+		{"zero lock timeout", func(s string) string { return strings.Replace(s, "lock_timeout: 2s", "lock_timeout: 0s", 1) }, []string{"db.lock_timeout", "wait forever"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := ParseConfig([]byte(tc.edit(base)))
+			if err == nil {
+				t.Fatal("accepted a bad config")
+			}
+			for _, w := range tc.wants {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q lacks %q", err, w)
+				}
+			}
+		})
+	}
+}

@@ -1,0 +1,244 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"github.com/stackprint/stackprint"
+	"github.com/stackprint/stackprint/db"
+	"github.com/stackprint/stackprint/enrich"
+	"github.com/stackprint/stackprint/output"
+	"github.com/stackprint/stackprint/probe"
+	"github.com/stackprint/stackprint/rules"
+	"github.com/stackprint/stackprint/tailer"
+)
+
+// daemon is the running pipeline: tailers → enrich → probe → db → rules →
+// outputs. `run` and `demo` both build it here, so the demo exercises
+// exactly the daemon's code.
+type daemon struct {
+	cfg     *Config
+	log     *slog.Logger
+	db      *db.DB
+	sink    *fileSink
+	pipe    *enrich.Pipeline
+	tailers []*tailer.Tailer
+}
+
+// daemonHooks lets the demo observe what the daemon writes.
+type daemonHooks struct {
+	onAlert  func(stackprint.Alert)
+	onRecord func(stackprint.Event, stackprint.Result, []stackprint.Match)
+	dialer   probe.Dialer // nil: the system dialer
+}
+
+func newDaemon(cfg *Config, log *slog.Logger, hooks daemonHooks) (d *daemon, err error) {
+	d = &daemon{cfg: cfg, log: log}
+	defer func() {
+		if err != nil {
+			d.close()
+		}
+	}()
+	if err := os.MkdirAll(filepath.Dir(cfg.DB.Path), 0o750); err != nil {
+		return nil, fmt.Errorf("create db directory: %w", err)
+	}
+	if d.db, err = db.Open(cfg.DB.Path, db.Options{Timeout: cfg.DB.LockTimeout}); err != nil {
+		return nil, err
+	}
+	if d.sink, err = openSink(cfg.Outputs, hooks); err != nil {
+		return nil, err
+	}
+	ports := make([]uint16, len(cfg.Scope.Ports))
+	for i, p := range cfg.Scope.Ports {
+		ports[i] = uint16(p)
+	}
+	prober := probe.NewJARM(probe.JARMConfig{
+		Dialer:    hooks.dialer,
+		IOTimeout: cfg.Probe.IOTimeout,
+		Deadline:  cfg.Probe.Deadline,
+	})
+	d.pipe, err = enrich.New(enrich.Config{
+		Scope:           enrich.NewScope(parsePrefixes(cfg.Scope.Allow), parsePrefixes(cfg.Scope.Deny), ports),
+		TTL:             cfg.Dedup.TTL,
+		NegativeTTL:     cfg.Dedup.NegativeTTL,
+		Capacity:        cfg.Dedup.Capacity,
+		QueueSize:       cfg.Scheduler.QueueSize,
+		MaxInFlight:     cfg.Scheduler.MaxInFlight,
+		ProbesPerSecond: cfg.Scheduler.ProbesPerSecond,
+		Burst:           cfg.Scheduler.Burst,
+		Deadline:        cfg.Probe.Deadline,
+		JARMSNIObserved: cfg.Probe.JARMSNI == "observed",
+		Logger:          log,
+	}, prober, d.db, rules.Engine{}, d.sink)
+	if err != nil {
+		return nil, err
+	}
+	opts := tailer.Options{
+		PollInterval: cfg.Tailer.PollInterval,
+		MaxLineBytes: cfg.Tailer.MaxLineBytes,
+		FromEnd:      cfg.Tailer.FromEnd,
+		Logger:       log,
+	}
+	for _, in := range cfg.Inputs {
+		t, err := tailer.New(tailer.Input{Name: in.Name, Path: in.Path, Format: in.Format}, opts, d.pipe.Handle)
+		if err != nil {
+			return nil, fmt.Errorf("input %q: %w", in.Name, err)
+		}
+		d.tailers = append(d.tailers, t)
+	}
+	return d, nil
+}
+
+// run follows the inputs until ctx ends or a component fails, then shuts
+// down in pipeline order: tailers first, then the probe workers, then the
+// outputs and the DB.
+func (d *daemon) run(ctx context.Context) error {
+	defer d.close()
+	pctx, stopPipe := context.WithCancel(context.Background())
+	defer stopPipe()
+	tctx, stopTailers := context.WithCancel(ctx)
+	defer stopTailers()
+
+	errc := make(chan error, len(d.tailers)+1)
+	pipeDone := make(chan struct{})
+	go func() {
+		defer close(pipeDone)
+		if err := d.pipe.Run(pctx); err != nil {
+			errc <- fmt.Errorf("pipeline: %w", err)
+		}
+	}()
+	var wg sync.WaitGroup
+	for i, t := range d.tailers {
+		name := d.cfg.Inputs[i].Name
+		wg.Go(func() {
+			if err := t.Run(tctx); err != nil && !errors.Is(err, context.Canceled) {
+				errc <- fmt.Errorf("input %q: %w", name, err)
+			}
+		})
+	}
+	d.log.Info("stackprint running", "inputs", len(d.tailers), "db", d.cfg.DB.Path,
+		"alerts", d.cfg.Outputs.Alerts, "fingerprints", d.cfg.Outputs.Fingerprints)
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+	}
+	stopTailers()
+	wg.Wait()
+	stopPipe()
+	<-pipeDone
+	st := d.pipe.Stats()
+	d.log.Info("stackprint stopped", "events", st.Events, "probed", st.Probed, "alerts", st.Alerts,
+		"abandoned_in_queue", st.Pending)
+	return err
+}
+
+func (d *daemon) close() {
+	if d.sink != nil {
+		if err := d.sink.Close(); err != nil {
+			d.log.Error("close outputs", "err", err)
+		}
+	}
+	if d.db != nil {
+		if err := d.db.Close(); err != nil {
+			d.log.Error("close db", "err", err)
+		}
+	}
+}
+
+func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("run", "stackprint run [-c FILE]", stderr)
+	path := fs.String("c", "", "config file (default: the embedded default, configs/stackprint.yaml)")
+	if _, err := parseInterleaved(fs, args); err != nil {
+		return err
+	}
+	cfg, err := LoadConfig(*path)
+	if err != nil {
+		return err
+	}
+	log := newLogger(cfg.Log, stderr)
+	if os.Geteuid() == 0 {
+		log.Warn("running as root; a dedicated unprivileged user is recommended")
+	}
+	d, err := newDaemon(cfg, log, daemonHooks{})
+	if err != nil {
+		return err
+	}
+	return d.run(ctx)
+}
+
+// fileSink writes fingerprint records and alerts to their files. Each
+// write is flushed and synced before it returns: that is what lets the
+// tailer count an event as settled.
+type fileSink struct {
+	mu     sync.Mutex
+	fp     *output.FingerprintLog
+	alerts *output.AlertWriter
+	hooks  daemonHooks
+}
+
+func openSink(cfg OutputsConfig, hooks daemonHooks) (*fileSink, error) {
+	for _, p := range []string{cfg.Alerts, cfg.Fingerprints} {
+		if p != "-" {
+			if err := os.MkdirAll(filepath.Dir(p), 0o750); err != nil {
+				return nil, fmt.Errorf("create output directory for %q: %w", p, err)
+			}
+		}
+	}
+	fp, err := output.OpenFingerprintLog(cfg.Fingerprints, nil)
+	if err != nil {
+		return nil, err
+	}
+	al, err := output.OpenAlertWriter(cfg.Alerts)
+	if err != nil {
+		fp.Close()
+		return nil, err
+	}
+	return &fileSink{fp: fp, alerts: al, hooks: hooks}, nil
+}
+
+func (s *fileSink) Record(ev stackprint.Event, r stackprint.Result, m []stackprint.Match) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var first *stackprint.Match
+	if len(m) > 0 {
+		first = &m[0]
+	}
+	if err := s.fp.Write(ev, r, first); err != nil {
+		return err
+	}
+	if err := s.fp.Flush(); err != nil {
+		return err
+	}
+	if s.hooks.onRecord != nil {
+		s.hooks.onRecord(ev, r, m)
+	}
+	return nil
+}
+
+func (s *fileSink) Alert(a stackprint.Alert) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.alerts.Write(a); err != nil {
+		return err
+	}
+	if err := s.alerts.Flush(); err != nil {
+		return err
+	}
+	if s.hooks.onAlert != nil {
+		s.hooks.onAlert(a)
+	}
+	return nil
+}
+
+func (s *fileSink) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return errors.Join(s.alerts.Close(), s.fp.Close())
+}

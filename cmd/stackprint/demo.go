@@ -1,0 +1,268 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	"github.com/stackprint/stackprint"
+	"github.com/stackprint/stackprint/configs"
+	"github.com/stackprint/stackprint/db"
+	"github.com/stackprint/stackprint/output"
+	"github.com/stackprint/stackprint/probe"
+)
+
+// demoConn is one line of the demo's Zeek ssl.log.
+type demoConn struct {
+	uid  string
+	orig string
+	resp netip.AddrPort
+	sni  string
+}
+
+func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("demo", "stackprint demo [--keep]", stderr)
+	keep := fs.Bool("keep", false, "keep the temporary directory (logs, DB, outputs) and print its path")
+	verbose := fs.Bool("v", false, "show the daemon's own log")
+	if _, err := parseInterleaved(fs, args); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	start := time.Now()
+
+	dir, err := os.MkdirTemp("", "stackprint-demo-")
+	if err != nil {
+		return fmt.Errorf("demo: %w", err)
+	}
+	if *keep {
+		defer fmt.Fprintf(stdout, "\nfiles kept in %s\n", dir)
+	} else {
+		defer os.RemoveAll(dir)
+	}
+
+	fmt.Fprintln(stdout, "stackprint demo: TLS servers on 127.0.0.x → Zeek ssl.log → stackprint pipeline → alerts")
+	fmt.Fprintln(stdout)
+	servers, err := startDemoServers(ctx, dir, stderr)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		for _, s := range servers {
+			s.Close()
+		}
+	}()
+	c2 := servers[1]
+
+	// The operator's DB: the demo "C2" server's JARM, probed the same way
+	// public lists are built (IP literal as SNI).
+	dbPath := filepath.Join(dir, "stackprint.db")
+	seed := probe.NewJARM(probe.JARMConfig{IOTimeout: 3 * time.Second, Deadline: 10 * time.Second}).
+		Probe(ctx, stackprint.Target{IP: c2.Addr.Addr(), Port: c2.Addr.Port()}, c2.Addr.Addr().String())
+	if !seed.HasJARM() {
+		return fmt.Errorf("demo: could not fingerprint the seed server %s: %s %s", c2.Addr, seed.Status, seed.Error)
+	}
+	if err := seedDemoDB(dbPath, seed.JARM); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "fingerprint DB seeded: jarm %s = \"demo-c2 (test C2)\", confidence high\n\n", seed.JARM)
+
+	conns := []demoConn{
+		{"CdemoA1", "127.0.0.1:50001", servers[0].Addr, "www.demo.test"},
+		{"CdemoB1", "127.0.0.1:50002", c2.Addr, "updates.demo.test"},
+		{"CdemoC1", "127.0.0.1:50003", servers[2].Addr, "api.demo.test"},
+		{"CdemoO1", "127.0.0.1:50004", netip.MustParseAddrPort("169.254.169.254:443"), ""},
+		{"CdemoO2", "127.0.0.1:50005", netip.MustParseAddrPort("10.1.2.3:443"), "intranet.demo.test"},
+		{"CdemoA2", "127.0.0.1:50006", servers[0].Addr, "www.demo.test"},
+		{"CdemoB2", "127.0.0.1:50007", c2.Addr, "updates.demo.test"},
+	}
+	if len(servers) > 3 {
+		conns = append(conns, demoConn{"CdemoD1", "127.0.0.1:50008", servers[3].Addr, "legacy.demo.test"})
+	}
+	logPath := filepath.Join(dir, "ssl.log")
+	half := len(conns) / 2
+	if err := writeZeekSSL(logPath, conns[:half], true); err != nil {
+		return err
+	}
+
+	cfg, err := ParseConfig(configs.DefaultYAML)
+	if err != nil {
+		return fmt.Errorf("demo: embedded config: %w", err)
+	}
+	cfg.DB.Path = dbPath
+	cfg.Inputs = []InputConfig{{Name: "demo-zeek-ssl", Path: logPath, Format: "zeek"}}
+	cfg.Scope.Allow = []string{"127.0.0.0/8"} // the lab lives on loopback
+	cfg.Outputs.Alerts = filepath.Join(dir, "alerts.ndjson")
+	cfg.Outputs.Fingerprints = filepath.Join(dir, "stackprint.log")
+	cfg.Scheduler.ProbesPerSecond, cfg.Scheduler.Burst = 50, 10
+	cfg.Log.Level = "warn"
+	if *verbose {
+		cfg.Log.Level = "debug"
+	}
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("demo config: %w", err)
+	}
+
+	var mu sync.Mutex
+	var alerts []stackprint.Alert
+	var records []stackprint.Result
+	d, err := newDaemon(cfg, newLogger(cfg.Log, stderr), daemonHooks{
+		onAlert: func(a stackprint.Alert) { mu.Lock(); alerts = append(alerts, a); mu.Unlock() },
+		onRecord: func(_ stackprint.Event, r stackprint.Result, _ []stackprint.Match) {
+			mu.Lock()
+			records = append(records, r)
+			mu.Unlock()
+		},
+	})
+	if err != nil {
+		return err
+	}
+	runCtx, stopRun := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- d.run(runCtx) }()
+
+	// Append the rest while the daemon follows the file.
+	time.Sleep(300 * time.Millisecond)
+	if err := writeZeekSSL(logPath, conns[half:], false); err != nil {
+		stopRun()
+		<-done
+		return err
+	}
+	for int(d.pipe.Stats().Events) < len(conns) && ctx.Err() == nil {
+		time.Sleep(20 * time.Millisecond)
+	}
+	werr := d.pipe.WaitIdle(ctx)
+	stopRun()
+	if err := <-done; err != nil {
+		return fmt.Errorf("demo pipeline: %w", err)
+	}
+	if werr != nil {
+		return fmt.Errorf("demo: pipeline did not finish: %w", werr)
+	}
+
+	mu.Lock()
+	defer mu.Unlock()
+	names := map[netip.AddrPort]string{}
+	for _, s := range servers {
+		names[s.Addr] = s.Name
+	}
+	slices.SortFunc(records, func(a, b stackprint.Result) int { return strings.Compare(a.Target.String(), b.Target.String()) })
+	fmt.Fprintf(stdout, "fingerprint records (%s):\n", cfg.Outputs.Fingerprints)
+	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "  TARGET\tSERVER\tSTATUS\tJARM")
+	for _, r := range records {
+		n := names[r.Target.Addr()]
+		if n == "" {
+			n = "-"
+		}
+		j := r.JARM
+		if r.Status == stackprint.StatusOutOfScope {
+			j = "(not probed: " + r.Error + ")"
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", r.Target, n, r.Status, j)
+	}
+	tw.Flush()
+	fmt.Fprintf(stdout, "\nalerts (%s):\n\n", cfg.Outputs.Alerts)
+	for _, a := range alerts {
+		fmt.Fprintln(stdout, output.FormatAlertText(a))
+	}
+	st := d.pipe.Stats()
+	fmt.Fprintf(stdout, "%d log lines → %d events: %d targets probed, %d out of scope, %d deduplicated; %d alerts in %.1fs\n",
+		len(conns), st.Events, st.Probed, st.OutOfScope, st.Deduped, len(alerts), time.Since(start).Seconds())
+	if len(alerts) == 0 {
+		return fmt.Errorf("demo: expected alerts for the seeded C2 server, got none")
+	}
+	return nil
+}
+
+func startDemoServers(ctx context.Context, dir string, stderr io.Writer) ([]*labServer, error) {
+	var out []*labServer
+	fail := func(err error) ([]*labServer, error) {
+		for _, s := range out {
+			s.Close()
+		}
+		return nil, err
+	}
+	ec, err := selfSigned("ecdsa", "www.demo.test")
+	if err != nil {
+		return fail(err)
+	}
+	rsaCert, err := selfSigned("rsa", "updates.demo.test")
+	if err != nil {
+		return fail(err)
+	}
+	specs := []struct {
+		name, ip string
+		cfg      *tls.Config
+	}{
+		{"go-ecdsa-h2", "127.0.0.21", &tls.Config{Certificates: []tls.Certificate{ec}, NextProtos: []string{"h2", "http/1.1"}}},
+		{"go-tls12-rsa (the C2)", "127.0.0.22", &tls.Config{Certificates: []tls.Certificate{rsaCert}, MaxVersion: tls.VersionTLS12}},
+		{"go-default-rsa", "127.0.0.23", &tls.Config{Certificates: []tls.Certificate{rsaCert}}},
+	}
+	for _, s := range specs {
+		srv, err := startGoTLS(s.name, s.ip, s.cfg)
+		if err != nil {
+			return fail(err)
+		}
+		out = append(out, srv)
+	}
+	if srv, err := startOpenSSL(ctx, "openssl-s_server", "127.0.0.24", dir); err == nil {
+		out = append(out, srv)
+	} else {
+		fmt.Fprintf(stderr, "demo: no openssl s_server (%v); continuing with the Go servers\n", err)
+	}
+	return out, nil
+}
+
+func seedDemoDB(path, jarm string) error {
+	d, err := db.Open(path, db.Options{Timeout: 2 * time.Second})
+	if err != nil {
+		return err
+	}
+	err = d.Add(db.Record{Kind: "jarm", Value: jarm, Label: "demo-c2 (test C2)", Category: "c2",
+		Source: "stackprint demo", Confidence: "high", Notes: "JARM of the demo's TLS 1.2-only Go server"})
+	return errors.Join(err, d.Close())
+}
+
+// zeekSSLFields is the default Zeek 6–9 ssl.log header.
+const zeekSSLFields = "ts\tuid\tid.orig_h\tid.orig_p\tid.resp_h\tid.resp_p\tversion\tcipher\tcurve\tserver_name\tresumed\tlast_alert\tnext_protocol\testablished\tssl_history\tcert_chain_fps\tclient_cert_chain_fps\tsni_matches_cert"
+const zeekSSLTypes = "time\tstring\taddr\tport\taddr\tport\tstring\tstring\tstring\tstring\tbool\tstring\tstring\tbool\tstring\tvector[string]\tvector[string]\tbool"
+
+// writeZeekSSL appends conns as Zeek TSV ssl.log lines, with the header
+// first when header is set.
+func writeZeekSSL(path string, conns []demoConn, header bool) error {
+	var b strings.Builder
+	if header {
+		fmt.Fprintf(&b, "#separator \\x09\n#set_separator\t,\n#empty_field\t(empty)\n#unset_field\t-\n#path\tssl\n#open\t%s\n#fields\t%s\n#types\t%s\n",
+			time.Now().Format("2006-01-02-15-04-05"), zeekSSLFields, zeekSSLTypes)
+	}
+	for _, c := range conns {
+		orig := netip.MustParseAddrPort(c.orig)
+		sni := c.sni
+		if sni == "" {
+			sni = "-"
+		}
+		ts := float64(time.Now().UnixMicro()) / 1e6
+		fmt.Fprintf(&b, "%.6f\t%s\t%s\t%d\t%s\t%d\tTLSv13\tTLS_AES_128_GCM_SHA256\tx25519\t%s\tF\t-\t-\tT\tCsiI\t-\t-\t-\n",
+			ts, c.uid, orig.Addr(), orig.Port(), c.resp.Addr(), c.resp.Port(), sni)
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	if err != nil {
+		return fmt.Errorf("write zeek log: %w", err)
+	}
+	if _, err := f.WriteString(b.String()); err != nil {
+		f.Close()
+		return fmt.Errorf("write zeek log %q: %w", path, err)
+	}
+	return f.Close()
+}

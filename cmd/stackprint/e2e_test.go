@@ -1,0 +1,340 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stackprint/stackprint"
+	"github.com/stackprint/stackprint/probe"
+)
+
+// binPath is the stackprint binary built once for the end-to-end tests.
+var binPath string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "stackprint-e2e-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binPath = filepath.Join(dir, "stackprint")
+	build := exec.Command("go", "build", "-o", binPath, ".")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "build stackprint:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func runBin(t *testing.T, args ...string) (string, string, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, binPath, args...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	return out.String(), errb.String(), err
+}
+
+func mustServer(t *testing.T, name, ip string, cfg *tls.Config) *labServer {
+	t.Helper()
+	s, err := startGoTLS(name, ip, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	return s
+}
+
+func mustCert(t *testing.T, kind string) tls.Certificate {
+	t.Helper()
+	c, err := selfSigned(kind, "e2e.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func jarmOf(t *testing.T, s *labServer) string {
+	t.Helper()
+	r := probe.NewJARM(probe.JARMConfig{IOTimeout: 3 * time.Second, Deadline: 10 * time.Second}).
+		Probe(context.Background(), stackprint.Target{IP: s.Addr.Addr(), Port: s.Addr.Port()}, s.Addr.Addr().String())
+	if !r.HasJARM() {
+		t.Fatalf("no JARM for %s: %s %s", s.Addr, r.Status, r.Error)
+	}
+	return r.JARM
+}
+
+// readAlerts returns the NDJSON alert objects in path (missing file = none).
+func readAlerts(t *testing.T, path string) []map[string]any {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if os.IsNotExist(err) {
+		return nil
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []map[string]any
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	for sc.Scan() {
+		var m map[string]any
+		dec := json.NewDecoder(bytes.NewReader(sc.Bytes()))
+		dec.UseNumber() // flow_id is a uint64
+		if err := dec.Decode(&m); err != nil {
+			t.Fatalf("alert line %q is not JSON: %v", sc.Text(), err)
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func alertFor(alerts []map[string]any, key, value string) map[string]any {
+	for _, a := range alerts {
+		if fmt.Sprint(a[key]) == value {
+			return a
+		}
+	}
+	return nil
+}
+
+func TestEndToEndDaemon(t *testing.T) {
+	dir := t.TempDir()
+	c2 := mustServer(t, "c2", "127.0.0.61", &tls.Config{Certificates: []tls.Certificate{mustCert(t, "rsa")}, MaxVersion: tls.VersionTLS12})
+	benign := mustServer(t, "benign", "127.0.0.62", &tls.Config{Certificates: []tls.Certificate{mustCert(t, "ecdsa")}, NextProtos: []string{"h2"}})
+	c2JARM := jarmOf(t, c2)
+	if b := jarmOf(t, benign); b == c2JARM {
+		t.Fatalf("test servers share JARM %s; pick different configs", b)
+	}
+
+	dbPath := filepath.Join(dir, "state", "stackprint.db")
+	if out, errOut, err := runBin(t, "db", "add", "--db", dbPath, "--kind", "jarm", "--value", c2JARM,
+		"--label", "e2e-c2", "--source", "e2e-test", "--confidence", "high"); err != nil {
+		t.Fatalf("db add: %v\n%s%s", err, out, errOut)
+	}
+
+	sslLog, eveLog := filepath.Join(dir, "zeek", "ssl.log"), filepath.Join(dir, "eve.json")
+	if err := os.MkdirAll(filepath.Dir(sslLog), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	alertsPath, fpPath := filepath.Join(dir, "out", "alerts.ndjson"), filepath.Join(dir, "out", "stackprint.log")
+	cfgPath := filepath.Join(dir, "stackprint.yaml")
+	cfg := strings.NewReplacer(
+		"/var/lib/stackprint/stackprint.db", dbPath,
+		"/opt/zeek/logs/current/ssl.log", sslLog,
+		"/opt/zeek/logs/current/conn.log", filepath.Join(dir, "zeek", "conn.log"),
+		"/var/log/suricata/eve.json", eveLog,
+		"/var/log/stackprint/alerts.ndjson", alertsPath,
+		"/var/log/stackprint/stackprint.log", fpPath,
+		"allow: []", "allow: [127.0.0.0/8]",
+		"poll_interval: 250ms", "poll_interval: 100ms",
+	).Replace(string(mustRead(t, "../../configs/stackprint.yaml")))
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	daemon := exec.Command(binPath, "run", "-c", cfgPath)
+	var stderr bytes.Buffer
+	daemon.Stderr = &stderr
+	if err := daemon.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- daemon.Wait() }()
+	t.Cleanup(func() {
+		if daemon.ProcessState == nil {
+			_ = daemon.Process.Kill()
+			<-exited
+		}
+		if t.Failed() {
+			t.Logf("daemon stderr:\n%s", stderr.String())
+		}
+	})
+	time.Sleep(300 * time.Millisecond) // the logs do not exist yet: lazily created, as Zeek does
+
+	// While the daemon owns the DB, the CLI fails fast with a clear message.
+	t0 := time.Now()
+	_, errOut, err := runBin(t, "db", "list", "--db", dbPath)
+	if err == nil || !strings.Contains(errOut, "locked") {
+		t.Fatalf("db list while the daemon runs: err=%v stderr=%q, want a lock error", err, errOut)
+	}
+	if d := time.Since(t0); d > 10*time.Second {
+		t.Fatalf("db list took %s to give up on the lock", d)
+	}
+
+	writeZeekSSLT(t, sslLog, []demoConn{
+		{"CE2Ea1", "127.0.0.1:40001", c2.Addr, "evil.e2e.test"},
+		{"CE2Eb1", "127.0.0.1:40002", benign.Addr, "good.e2e.test"},
+		{"CE2Eo1", "127.0.0.1:40003", netip.MustParseAddrPort("169.254.169.254:443"), ""},
+	}, true)
+	waitFor(t, "alert for uid CE2Ea1", 20*time.Second, func() bool { return alertFor(readAlerts(t, alertsPath), "uid", "CE2Ea1") != nil })
+	a := alertFor(readAlerts(t, alertsPath), "uid", "CE2Ea1")
+	match, _ := a["match"].(map[string]any)
+	if fmt.Sprint(a["schema_version"]) != "1" || a["jarm"] != c2JARM || a["resp"] != c2.Addr.String() ||
+		a["orig"] != "127.0.0.1:40001" || a["sni"] != "evil.e2e.test" || a["rule"] != "db_match" ||
+		a["severity"] != "high" || match["label"] != "e2e-c2" || match["source"] != "e2e-test" ||
+		match["confidence"] != "high" || len(fmt.Sprint(a["alert_id"])) < 16 || a["ts"] == nil {
+		t.Fatalf("alert has wrong fields: %v", a)
+	}
+
+	// Rotation by rename + create: a new connection to the C2 in the new file.
+	if err := os.Rename(sslLog, sslLog+".1"); err != nil {
+		t.Fatal(err)
+	}
+	writeZeekSSLT(t, sslLog, []demoConn{{"CE2Ea2", "127.0.0.1:40004", c2.Addr, "evil.e2e.test"}}, true)
+	// Suricata eve: a tls event to the C2 (a cached verdict by now).
+	eve := fmt.Sprintf(`{"timestamp":"2026-11-27T08:00:00.000000+0000","flow_id":1234567890123456789,"event_type":"tls","src_ip":"127.0.0.1","src_port":40005,"dest_ip":"%s","dest_port":%d,"proto":"TCP","tls":{"sni":"evil.e2e.test.","version":"TLS 1.2"}}`+"\n", c2.Addr.Addr(), c2.Addr.Port())
+	if err := os.WriteFile(eveLog, []byte(eve), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "alerts after rotation and from eve", 20*time.Second, func() bool {
+		as := readAlerts(t, alertsPath)
+		return alertFor(as, "uid", "CE2Ea2") != nil && alertFor(as, "flow_id", "1234567890123456789") != nil
+	})
+	for _, a := range readAlerts(t, alertsPath) {
+		if a["resp"] != c2.Addr.String() {
+			t.Fatalf("alert for a server not in the DB: %v", a)
+		}
+	}
+	fp := string(mustRead(t, fpPath))
+	for _, want := range []string{"#path\tstackprint", "#fields\t", "#types\t", c2JARM, benign.Addr.Addr().String(), "out_of_scope"} {
+		if !strings.Contains(fp, want) {
+			t.Errorf("stackprint.log lacks %q:\n%s", want, fp)
+		}
+	}
+
+	if err := daemon.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Fatalf("daemon exit after SIGTERM: %v", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("daemon did not stop within 15s of SIGTERM")
+	}
+	if !strings.Contains(string(mustRead(t, fpPath)), "#close\t") {
+		t.Errorf("stackprint.log has no #close after shutdown")
+	}
+}
+
+func TestProbeCommandJSON(t *testing.T) {
+	s := mustServer(t, "probe", "127.0.0.63", &tls.Config{Certificates: []tls.Certificate{mustCert(t, "rsa")}})
+	out, errOut, err := runBin(t, "probe", "--json", s.Addr.String())
+	if err != nil {
+		t.Fatalf("probe: %v\n%s", err, errOut)
+	}
+	var got map[string]any
+	if err := json.Unmarshal([]byte(out), &got); err != nil {
+		t.Fatalf("probe --json output %q: %v", out, err)
+	}
+	if got["target"] != s.Addr.String() || got["status"] != "ok" || got["sni"] != "127.0.0.63" || len(fmt.Sprint(got["jarm"])) != 62 {
+		t.Fatalf("probe --json = %v", got)
+	}
+	if want := jarmOf(t, s); got["jarm"] != want {
+		t.Fatalf("CLI jarm %v != library jarm %s", got["jarm"], want)
+	}
+	// A closed port is a status, not a fingerprint.
+	out, _, err = runBin(t, "probe", "127.0.0.63:1", "--json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out, `"status":"refused"`) || !strings.Contains(out, stackprint.ZeroJARM) {
+		t.Fatalf("closed port: %s", out)
+	}
+}
+
+func TestDemoCommand(t *testing.T) {
+	t0 := time.Now()
+	out, errOut, err := runBin(t, "demo")
+	if err != nil {
+		t.Fatalf("demo failed: %v\nstdout:\n%s\nstderr:\n%s", err, out, errOut)
+	}
+	for _, want := range []string{"demo-c2 (test C2)", "out_of_scope", "169.254.169.254", "alerts"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("demo output lacks %q:\n%s", want, out)
+		}
+	}
+	if d := time.Since(t0); d > 30*time.Second {
+		t.Errorf("demo took %s, want < 30s", d)
+	}
+	t.Logf("demo output:\n%s", out)
+}
+
+func TestDBCommands(t *testing.T) {
+	dir := t.TempDir()
+	dbPath := filepath.Join(dir, "fp.db")
+	const j = "07d14d16d21d21d00042d43d000000aa99ce74e2c6d013c745aa52b5cc042d"
+	csv := filepath.Join(dir, "in.csv")
+	if err := os.WriteFile(csv, []byte("kind,value,label,source,confidence\njarm,"+j+",cs-test,unit,low\njarm,3fd3fd0003fd3fd0003fd3fd3fd3fdc354372cf4e0f164e5808b722db3fafd,go-test,unit,medium\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, errOut, err := runBin(t, "db", "import", "--db", dbPath, csv); err != nil || !strings.Contains(out, "imported 2") {
+		t.Fatalf("import: %v %s %s", err, out, errOut)
+	}
+	bad := filepath.Join(dir, "bad.csv")
+	if err := os.WriteFile(bad, []byte("kind,value,label,source,confidence\njarm,"+stackprint.ZeroJARM+",zero,unit,low\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, errOut, err := runBin(t, "db", "import", "--db", dbPath, bad); err == nil || !strings.Contains(errOut, "bad.csv:2") {
+		t.Fatalf("bad import accepted or unclear: %v %s", err, errOut)
+	}
+	out, _, err := runBin(t, "db", "list", "--db", dbPath)
+	if err != nil || !strings.Contains(out, "cs-test") || !strings.Contains(out, "go-test") || strings.Contains(out, "zero") {
+		t.Fatalf("list: %v\n%s", err, out)
+	}
+	if _, _, err := runBin(t, "db", "rm", "--db", dbPath, "--kind", "jarm", "--value", j); err != nil {
+		t.Fatal(err)
+	}
+	out, _, _ = runBin(t, "db", "list", "--db", dbPath, "--json")
+	if strings.Contains(out, "cs-test") || !strings.Contains(out, "go-test") {
+		t.Fatalf("after rm: %s", out)
+	}
+	if _, errOut, err := runBin(t, "db", "add", "--db", dbPath, "--kind", "jarm", "--value", "xyz", "--label", "x"); err == nil || !strings.Contains(errOut, "value") {
+		t.Fatalf("bad value accepted or unclear: %v %s", err, errOut)
+	}
+}
+
+func writeZeekSSLT(t *testing.T, path string, conns []demoConn, header bool) {
+	t.Helper()
+	if err := writeZeekSSL(path, conns, header); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func mustRead(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}

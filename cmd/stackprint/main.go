@@ -1,0 +1,170 @@
+// Command stackprint is the daemon and its CLI: it follows Zeek and
+// Suricata logs, fingerprints the TLS servers clients talk to, matches the
+// fingerprints against a local DB and writes alerts. This package is the
+// composition root: flags, config, wiring and signals, no pipeline logic.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"strings"
+	"syscall"
+)
+
+const usage = `stackprint — active TLS server fingerprinting for Zeek and Suricata sensors
+
+Usage:
+  stackprint run [-c FILE]                 follow the configured logs (the daemon)
+  stackprint demo                          run the whole pipeline against local test servers
+  stackprint probe [--json] [--sni NAME] HOST:PORT
+                                           fingerprint one server (JARM)
+  stackprint db add --kind jarm --value H --label L [--source S] [--confidence low|medium|high]
+  stackprint db list [--kind K] [--json]
+  stackprint db rm --kind K --value V
+  stackprint db import FILE                CSV: kind,value,label,source,confidence
+  stackprint config check [-c FILE]        validate a config and exit
+  stackprint version
+
+Run "stackprint COMMAND -h" for the flags of a command.
+`
+
+func main() {
+	ctx, stop := signalContext()
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(2)
+		}
+		fmt.Fprintln(os.Stderr, "stackprint:", err)
+		os.Exit(1)
+	}
+}
+
+// signalContext cancels on the first SIGINT/SIGTERM so shutdown runs in
+// order; a second signal aborts at once.
+func signalContext() (context.Context, func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	ch := make(chan os.Signal, 2)
+	signal.Notify(ch, syscall.SIGINT, syscall.SIGTERM)
+	go func() {
+		<-ch
+		cancel()
+		<-ch
+		fmt.Fprintln(os.Stderr, "stackprint: second signal, aborting")
+		os.Exit(130)
+	}()
+	return ctx, func() { signal.Stop(ch); cancel() }
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return flag.ErrHelp
+	}
+	switch cmd, rest := args[0], args[1:]; cmd {
+	case "run":
+		return cmdRun(ctx, rest, stdout, stderr)
+	case "demo":
+		return cmdDemo(ctx, rest, stdout, stderr)
+	case "probe":
+		return cmdProbe(ctx, rest, stdout, stderr)
+	case "db":
+		return cmdDB(ctx, rest, stdout, stderr)
+	case "config":
+		return cmdConfig(rest, stdout, stderr)
+	case "version", "--version":
+		fmt.Fprintln(stdout, versionString())
+		return nil
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	default:
+		fmt.Fprint(stderr, usage)
+		return fmt.Errorf("unknown command %q", cmd)
+	}
+}
+
+func versionString() string {
+	v, commit, gov := "(devel)", "unknown", "unknown"
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		gov = bi.GoVersion
+		if bi.Main.Version != "" {
+			v = bi.Main.Version
+		}
+		for _, s := range bi.Settings {
+			if s.Key == "vcs.revision" {
+				commit = s.Value
+			}
+		}
+	}
+	return fmt.Sprintf("stackprint %s commit %s %s", v, commit, gov)
+}
+
+// parseInterleaved lets flags follow positional arguments
+// ("probe HOST:PORT --json"), which the flag package alone does not.
+func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		rest := fs.Args()
+		if len(rest) == 0 {
+			return pos, nil
+		}
+		pos = append(pos, rest[0])
+		args = rest[1:]
+	}
+}
+
+func newFlagSet(name, synopsis string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: %s\n\nFlags:\n", synopsis)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+func newLogger(cfg LogConfig, w io.Writer) *slog.Logger {
+	var lvl slog.Level
+	switch cfg.Level {
+	case "debug":
+		lvl = slog.LevelDebug
+	case "warn":
+		lvl = slog.LevelWarn
+	case "error":
+		lvl = slog.LevelError
+	default:
+		lvl = slog.LevelInfo
+	}
+	opts := &slog.HandlerOptions{Level: lvl}
+	if strings.EqualFold(cfg.Format, "json") {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+func cmdConfig(args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || args[0] != "check" {
+		return fmt.Errorf("usage: stackprint config check [-c FILE]")
+	}
+	fs := newFlagSet("config check", "stackprint config check [-c FILE]", stderr)
+	path := fs.String("c", "", "config file (default: the embedded default)")
+	if _, err := parseInterleaved(fs, args[1:]); err != nil {
+		return err
+	}
+	if _, err := LoadConfig(*path); err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, "config ok")
+	return nil
+}
