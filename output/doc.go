@@ -17,11 +17,12 @@
 //
 // OpenFingerprintLog appends. If the file is non-empty, does not end with a
 // #close line and its last #fields line is the one this version writes, the
-// header is already there and only data lines are appended. Otherwise (new
-// or empty file, a file closed by #close, or one written with other
-// columns) a fresh header block is appended; Zeek readers re-read the header
-// whenever a #fields line appears. A last line cut short by a crash is
-// terminated first so the next record starts on its own line.
+// header is already there and only data lines are appended (a last line cut
+// short by a crash is terminated first so the next record starts on its own
+// line). A file closed by #close, or one written with other columns, is
+// renamed aside the way Zeek rotates (stackprint.YYYY-MM-DD-HH-MM-SS.log),
+// since Zeek never appends after #close and readers stop there; a new file
+// with a fresh header takes its place.
 //
 // # Field conventions in stackprint.log
 //

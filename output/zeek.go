@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -50,39 +51,66 @@ func OpenFingerprintLog(path string, now func() time.Time) (*FingerprintLog, err
 		return nil, fmt.Errorf("open fingerprint log: %w", err)
 	}
 	l := &FingerprintLog{path: path, f: f, w: bufio.NewWriter(f), now: now}
-	if err := l.start(); err != nil {
+	rotate, err := l.start()
+	if err != nil {
 		f.Close()
 		return nil, fmt.Errorf("open fingerprint log %q: %w", path, err)
+	}
+	if rotate {
+		// Zeek never appends after #close, and readers stop there: move the
+		// finished file aside, as Zeek's own rotation names it, and begin anew.
+		f.Close()
+		aside := rotatedName(path, now())
+		if err := os.Rename(path, aside); err != nil {
+			return nil, fmt.Errorf("rotate closed fingerprint log %q: %w", path, err)
+		}
+		return OpenFingerprintLog(path, now)
 	}
 	return l, nil
 }
 
+// rotatedName is path with the time inserted before the extension, like
+// Zeek's conn.2015-01-20-15-23-42.log.
+func rotatedName(path string, t time.Time) string {
+	ext := filepath.Ext(path)
+	base := strings.TrimSuffix(path, ext)
+	name := base + "." + t.Format(zeekTimeLayout) + ext
+	for i := 1; ; i++ {
+		if _, err := os.Lstat(name); os.IsNotExist(err) {
+			return name
+		}
+		name = fmt.Sprintf("%s.%s-%d%s", base, t.Format(zeekTimeLayout), i, ext)
+	}
+}
+
 // start terminates a torn last line and writes a header unless the file
 // already ends in an open block with our columns.
-func (l *FingerprintLog) start() error {
+func (l *FingerprintLog) start() (rotate bool, err error) {
 	st, err := l.f.Stat()
 	if err != nil {
-		return err
+		return false, err
 	}
 	needHeader := true
 	if size := st.Size(); size > 0 {
 		torn, err := endsTorn(l.f)
 		if err != nil {
-			return err
+			return false, err
+		}
+		last, err := lastLine(l.f, size)
+		if err != nil {
+			return false, err
+		}
+		fields, err := lastLineWithPrefix(l.f, size, "#fields\t")
+		if err != nil {
+			return false, err
+		}
+		if bytes.HasPrefix(last, []byte("#close")) || string(fields) != "#fields\t"+logFields {
+			return true, nil
 		}
 		if torn {
 			l.w.WriteByte('\n')
 		}
-		last, err := lastLine(l.f, size)
-		if err != nil {
-			return err
-		}
-		fields, err := lastLineWithPrefix(l.f, size, "#fields\t")
-		if err != nil {
-			return err
-		}
-		closed := bytes.HasPrefix(last, []byte("#close"))
-		needHeader = closed || string(fields) != "#fields\t"+logFields
+		needHeader = false
 	}
 	if needHeader {
 		fmt.Fprintf(l.w, "#separator \\x09\n#set_separator\t,\n#empty_field\t%s\n#unset_field\t%s\n#path\tstackprint\n#open\t%s\n#fields\t%s\n#types\t%s\n",
@@ -90,7 +118,7 @@ func (l *FingerprintLog) start() error {
 	}
 	// The header goes out now so a reader of the file sees a valid log even
 	// before the first probe finishes.
-	return l.flushLocked()
+	return false, l.flushLocked()
 }
 
 // Write buffers the record of one probed target: ev is the event that

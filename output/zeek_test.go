@@ -320,12 +320,18 @@ func TestFingerprintLogReopenAfterClose(t *testing.T) {
 	if err := l.Close(); err != nil {
 		t.Fatal(err)
 	}
+	// Nothing is appended after #close: the closed file was moved aside
+	// under Zeek's rotated name and a new one begun.
 	log := readZeekLog(t, path)
-	if len(log.headers) != 2 || log.headers[1]["open"] != "2025-03-04-08-00-00" {
-		t.Errorf("want a second header block opened 2025-03-04-08-00-00, got %v", log.headers)
+	if len(log.headers) != 1 || log.headers[0]["open"] != "2025-03-04-08-00-00" {
+		t.Errorf("want one header block opened 2025-03-04-08-00-00, got %v", log.headers)
 	}
-	if len(log.rows) != len(evs)+1 || log.closes != 2 {
-		t.Errorf("%d rows and %d #close lines, want %d and 2", len(log.rows), log.closes, len(evs)+1)
+	if len(log.rows) != 1 || log.closes != 1 {
+		t.Errorf("%d rows and %d #close lines, want 1 and 1", len(log.rows), log.closes)
+	}
+	old := readZeekLog(t, filepath.Join(dir, "stackprint.2025-03-04-08-00-00.log"))
+	if len(old.rows) != len(evs) || old.closes != 1 {
+		t.Errorf("rotated file: %d rows and %d #close lines, want %d and 1", len(old.rows), old.closes, len(evs))
 	}
 }
 
@@ -339,8 +345,8 @@ func TestFingerprintLogReopenTornAndForeign(t *testing.T) {
 	}{
 		// A crash cut the last record: it is ended, the header reused.
 		{"torn line", "", 1},
-		// Columns of another version: a fresh header, never mixed rows.
-		{"other columns", "#separator \\x09\n#fields\tts\tuid\n#types\ttime\tstring\n1.000000\tCx\n", 2},
+		// Columns of another version: moved aside, never mixed rows.
+		{"other columns", "#separator \\x09\n#fields\tts\tuid\n#types\ttime\tstring\n1.000000\tCx\n", 1},
 		// Not a Zeek log at all.
 		{"no header", "hello\n", 1},
 	}
