@@ -1,0 +1,216 @@
+package tailer
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+)
+
+// A small allocation-free scanner over one JSON object per line. It walks
+// the top-level members, hands out the raw bytes of each key and value, and
+// skips everything else (nested objects, arrays, long strings) without
+// decoding it. Only the values a parser asks for are decoded.
+//
+// It checks structure (quotes, brackets, commas, colons) but not the
+// grammar of numbers and literals: a bare token is any run of bytes up to
+// the next delimiter. The value parsers below reject what they cannot use.
+
+var (
+	errJSONEnd       = errors.New("unexpected end of JSON object")
+	errJSONNotObject = errors.New("not a JSON object")
+)
+
+func isJSONSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\r' || c == '\n' }
+
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && isJSONSpace(b[i]) {
+		i++
+	}
+	return i
+}
+
+// scanString expects b[i] == '"' and returns the index just past the closing
+// quote and whether the string contains escapes.
+func scanString(b []byte, i int) (end int, esc bool, err error) {
+	i++ // opening quote
+	for {
+		q := bytes.IndexByte(b[i:], '"')
+		if q < 0 {
+			return len(b), esc, errJSONEnd
+		}
+		span := b[i : i+q]
+		if bytes.IndexByte(span, '\\') < 0 {
+			return i + q + 1, esc, nil
+		}
+		esc = true
+		// Slow path: walk the escapes up to the quote to see whether the
+		// quote itself is escaped.
+		j := i
+		for j < i+q {
+			if b[j] == '\\' {
+				j += 2
+				continue
+			}
+			j++
+		}
+		if j == i+q {
+			return i + q + 1, esc, nil
+		}
+		// The quote at i+q was escaped (j == i+q+1): continue after it.
+		i = j
+	}
+}
+
+// skipValue returns the index just past the JSON value starting at b[i].
+func skipValue(b []byte, i int) (int, error) {
+	if i >= len(b) {
+		return i, errJSONEnd
+	}
+	switch b[i] {
+	case '"':
+		end, _, err := scanString(b, i)
+		return end, err
+	case '{', '[':
+		depth := 0
+		for i < len(b) {
+			switch b[i] {
+			case '"':
+				end, _, err := scanString(b, i)
+				if err != nil {
+					return end, err
+				}
+				i = end
+				continue
+			case '{', '[':
+				depth++
+			case '}', ']':
+				depth--
+				if depth == 0 {
+					return i + 1, nil
+				}
+			}
+			i++
+		}
+		return i, errJSONEnd
+	case ',', ':', '}', ']':
+		return i, fmt.Errorf("unexpected %q at byte %d", b[i], i)
+	default:
+		start := i
+		for i < len(b) {
+			c := b[i]
+			if c == ',' || c == '}' || c == ']' || isJSONSpace(c) {
+				break
+			}
+			i++
+		}
+		if i == start {
+			return i, fmt.Errorf("empty value at byte %d", i)
+		}
+		return i, nil
+	}
+}
+
+// objIter walks the members of one JSON object.
+type objIter struct {
+	b     []byte
+	i     int
+	first bool
+	done  bool
+}
+
+// newObjIter expects b (after leading white space) to start with '{'.
+func newObjIter(b []byte, i int) (objIter, error) {
+	i = skipSpace(b, i)
+	if i >= len(b) || b[i] != '{' {
+		return objIter{}, errJSONNotObject
+	}
+	return objIter{b: b, i: i + 1, first: true}, nil
+}
+
+// next returns the next member. key is the raw key without quotes (it may
+// contain escapes, see keyEsc); val is the raw value (strings keep their
+// quotes). ok is false after the closing brace.
+func (it *objIter) next() (key, val []byte, keyEsc, ok bool, err error) {
+	if it.done {
+		return nil, nil, false, false, nil
+	}
+	b, i := it.b, skipSpace(it.b, it.i)
+	if i >= len(b) {
+		return nil, nil, false, false, errJSONEnd
+	}
+	if b[i] == '}' {
+		it.done = true
+		it.i = i + 1
+		return nil, nil, false, false, nil
+	}
+	if !it.first {
+		if b[i] != ',' {
+			return nil, nil, false, false, fmt.Errorf("expected ',' or '}' at byte %d", i)
+		}
+		i = skipSpace(b, i+1)
+	}
+	it.first = false
+	if i >= len(b) {
+		return nil, nil, false, false, errJSONEnd
+	}
+	if b[i] != '"' {
+		return nil, nil, false, false, fmt.Errorf("expected a key at byte %d", i)
+	}
+	kend, kesc, err := scanString(b, i)
+	if err != nil {
+		return nil, nil, false, false, err
+	}
+	key = b[i+1 : kend-1]
+	i = skipSpace(b, kend)
+	if i >= len(b) || b[i] != ':' {
+		return nil, nil, false, false, fmt.Errorf("expected ':' after key %q", key)
+	}
+	i = skipSpace(b, i+1)
+	vend, err := skipValue(b, i)
+	if err != nil {
+		return nil, nil, false, false, fmt.Errorf("value of %q: %w", key, err)
+	}
+	it.i = vend
+	return key, b[i:vend], kesc, true, nil
+}
+
+// decodeKey returns the key with its escapes decoded (rare).
+func decodeKey(raw []byte, esc bool) []byte {
+	if !esc {
+		return raw
+	}
+	q := make([]byte, 0, len(raw)+2)
+	q = append(q, '"')
+	q = append(q, raw...)
+	q = append(q, '"')
+	var s string
+	if json.Unmarshal(q, &s) != nil {
+		return raw
+	}
+	return []byte(s)
+}
+
+func isNull(v []byte) bool { return len(v) == 4 && string(v) == "null" }
+
+// jsonStringBytes returns the content of a JSON string value. With no
+// escapes it aliases v; otherwise it decodes into a new slice.
+func jsonStringBytes(v []byte) ([]byte, error) {
+	if len(v) < 2 || v[0] != '"' || v[len(v)-1] != '"' {
+		return nil, errNotString
+	}
+	inner := v[1 : len(v)-1]
+	if bytes.IndexByte(inner, '\\') < 0 {
+		return inner, nil
+	}
+	var s string
+	if err := json.Unmarshal(v, &s); err != nil {
+		return nil, fmt.Errorf("bad string escape: %w", err)
+	}
+	return []byte(s), nil
+}
+
+var errNotString = errors.New("not a string")
+
+// isJSONString reports whether v is a string value.
+func isJSONString(v []byte) bool { return len(v) >= 2 && v[0] == '"' }

@@ -1,0 +1,272 @@
+package tailer
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"strconv"
+	"time"
+
+	"github.com/stackprint/stackprint"
+)
+
+// FieldError is a malformed line: the named field is missing or its value
+// cannot be used. Parsers return it; the tailer wraps it with the file and
+// line number.
+type FieldError struct {
+	Field string // the field name as the log spells it ("id.resp_h", "id_resp_h", "flow_id")
+	Value string // the offending raw value, truncated; empty when the field is missing
+	Err   error
+}
+
+func (e *FieldError) Error() string {
+	if e.Value == "" {
+		return fmt.Sprintf("field %q: %v", e.Field, e.Err)
+	}
+	return fmt.Sprintf("field %q: %v: %q", e.Field, e.Err, e.Value)
+}
+
+func (e *FieldError) Unwrap() error { return e.Err }
+
+// Errors carried by FieldError.
+var (
+	ErrMissingField = errors.New("missing")
+	errBadTime      = errors.New("invalid timestamp")
+	errBadAddr      = errors.New("invalid IP address")
+	errBadPort      = errors.New("invalid port")
+	errBadNumber    = errors.New("invalid number")
+)
+
+func fieldErr(field string, raw []byte, err error) error {
+	const maxShown = 64
+	v := raw
+	if len(v) > maxShown {
+		v = v[:maxShown]
+	}
+	return &FieldError{Field: field, Value: string(v), Err: err}
+}
+
+// parseEpoch parses a decimal epoch time in seconds ("1521911720.615923",
+// "1332008617", "-0.4") exactly to the nanosecond. With millisOK an integral
+// value of magnitude >= 1e11 is taken as milliseconds (Zeek JSON TS_MILLIS).
+func parseEpoch(b []byte, millisOK bool) (time.Time, error) {
+	if len(b) == 0 {
+		return time.Time{}, errBadTime
+	}
+	i, neg := 0, false
+	if b[0] == '-' || b[0] == '+' {
+		neg = b[0] == '-'
+		i++
+	}
+	var sec int64
+	digits := 0
+	for ; i < len(b) && b[i] >= '0' && b[i] <= '9'; i++ {
+		if digits >= 18 {
+			return time.Time{}, errBadTime
+		}
+		sec = sec*10 + int64(b[i]-'0')
+		digits++
+	}
+	var nsec int64
+	frac := false
+	if i < len(b) && b[i] == '.' {
+		frac = true
+		i++
+		scale := int64(100000000)
+		fd := 0
+		for ; i < len(b) && b[i] >= '0' && b[i] <= '9'; i++ {
+			nsec += int64(b[i]-'0') * scale
+			scale /= 10
+			fd++
+		}
+		if fd == 0 && digits == 0 {
+			return time.Time{}, errBadTime
+		}
+	}
+	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
+		// Exponent form: rare, go through float64 (microsecond precision).
+		f, err := strconv.ParseFloat(string(b), 64)
+		if err != nil || f > 1e17 || f < -1e17 {
+			return time.Time{}, errBadTime
+		}
+		whole := int64(f)
+		return time.Unix(whole, int64((f-float64(whole))*1e9)).UTC(), nil
+	}
+	if i != len(b) || digits == 0 && !frac {
+		return time.Time{}, errBadTime
+	}
+	if millisOK && !frac && sec >= 1e11 {
+		nsec = (sec % 1000) * 1e6
+		sec /= 1000
+	}
+	if neg {
+		sec, nsec = -sec, -nsec
+	}
+	return time.Unix(sec, nsec).UTC(), nil
+}
+
+func atoiFixed(b []byte) (int, bool) {
+	n := 0
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int(c-'0')
+	}
+	return n, len(b) > 0
+}
+
+// parseISOTime parses RFC 3339-like timestamps as Zeek (ISO8601, "Z") and
+// Suricata ("-0400", offset without a colon) write them:
+// YYYY-MM-DDTHH:MM:SS[.frac](Z|±hh:mm|±hhmm|±hh). A missing zone means UTC.
+// The result is in UTC.
+func parseISOTime(b []byte) (time.Time, error) {
+	if len(b) < 19 || b[4] != '-' || b[7] != '-' || (b[10] != 'T' && b[10] != ' ') || b[13] != ':' || b[16] != ':' {
+		return time.Time{}, errBadTime
+	}
+	year, ok1 := atoiFixed(b[0:4])
+	month, ok2 := atoiFixed(b[5:7])
+	day, ok3 := atoiFixed(b[8:10])
+	hour, ok4 := atoiFixed(b[11:13])
+	minute, ok5 := atoiFixed(b[14:16])
+	sec, ok6 := atoiFixed(b[17:19])
+	if !(ok1 && ok2 && ok3 && ok4 && ok5 && ok6) || month < 1 || month > 12 || day < 1 || day > 31 ||
+		hour > 23 || minute > 59 || sec > 60 {
+		return time.Time{}, errBadTime
+	}
+	i := 19
+	nsec := 0
+	if i < len(b) && b[i] == '.' {
+		i++
+		scale := 100000000
+		start := i
+		for ; i < len(b) && b[i] >= '0' && b[i] <= '9'; i++ {
+			nsec += int(b[i]-'0') * scale
+			scale /= 10
+		}
+		if i == start {
+			return time.Time{}, errBadTime
+		}
+	}
+	offset := 0
+	if i < len(b) {
+		switch b[i] {
+		case 'Z', 'z':
+			i++
+		case '+', '-':
+			sign := 1
+			if b[i] == '-' {
+				sign = -1
+			}
+			z := b[i+1:]
+			var hh, mm int
+			var ok bool
+			switch {
+			case len(z) == 2:
+				hh, ok = atoiFixed(z)
+			case len(z) == 4:
+				hh, ok = atoiFixed(z[:2])
+				if ok {
+					mm, ok = atoiFixed(z[2:])
+				}
+			case len(z) == 5 && z[2] == ':':
+				hh, ok = atoiFixed(z[:2])
+				if ok {
+					mm, ok = atoiFixed(z[3:])
+				}
+			}
+			if !ok || hh > 23 || mm > 59 {
+				return time.Time{}, errBadTime
+			}
+			offset = sign * (hh*3600 + mm*60)
+			i = len(b)
+		default:
+			return time.Time{}, errBadTime
+		}
+	}
+	if i != len(b) {
+		return time.Time{}, errBadTime
+	}
+	t := time.Date(year, time.Month(month), day, hour, minute, sec, nsec, time.UTC)
+	if t.Day() != day && sec != 60 {
+		return time.Time{}, errBadTime // e.g. February 30
+	}
+	return t.Add(-time.Duration(offset) * time.Second), nil
+}
+
+// parsePort parses a decimal port number.
+func parsePort(b []byte) (uint16, bool) {
+	if len(b) == 0 || len(b) > 5 {
+		return 0, false
+	}
+	n, ok := atoiFixed(b)
+	if !ok || n > 65535 {
+		return 0, false
+	}
+	return uint16(n), true
+}
+
+// parseAddr parses an IPv4 or IPv6 address (expanded or compressed) and
+// canonicalises it. Dotted IPv4 is parsed without allocating.
+func parseAddr(b []byte) (netip.Addr, bool) {
+	if a, ok := parseIPv4(b); ok {
+		return a, true
+	}
+	if len(b) == 0 || len(b) > 64 {
+		return netip.Addr{}, false
+	}
+	a, err := netip.ParseAddr(string(b))
+	if err != nil {
+		return netip.Addr{}, false
+	}
+	return stackprint.CanonicalAddr(a), true
+}
+
+func parseIPv4(b []byte) (netip.Addr, bool) {
+	var ip [4]byte
+	part, i := 0, 0
+	for part < 4 {
+		start := i
+		n := 0
+		for i < len(b) && b[i] >= '0' && b[i] <= '9' && i-start < 3 {
+			n = n*10 + int(b[i]-'0')
+			i++
+		}
+		l := i - start
+		if l == 0 || n > 255 || (l > 1 && b[start] == '0') {
+			return netip.Addr{}, false
+		}
+		ip[part] = byte(n)
+		part++
+		if part < 4 {
+			if i >= len(b) || b[i] != '.' {
+				return netip.Addr{}, false
+			}
+			i++
+		}
+	}
+	if i != len(b) {
+		return netip.Addr{}, false
+	}
+	return netip.AddrFrom4(ip), true
+}
+
+// parseUint64 parses a non-negative decimal integer without going through
+// float64 (Suricata flow_id can exceed 2^53).
+func parseUint64(b []byte) (uint64, bool) {
+	if len(b) == 0 || len(b) > 20 {
+		return 0, false
+	}
+	var n uint64
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		d := uint64(c - '0')
+		if n > (^uint64(0)-d)/10 {
+			return 0, false
+		}
+		n = n*10 + d
+	}
+	return n, true
+}

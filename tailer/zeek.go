@@ -1,0 +1,697 @@
+package tailer
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/stackprint/stackprint"
+)
+
+// Event kinds produced by this package.
+const (
+	KindZeekSSL  = "zeek_ssl"
+	KindZeekConn = "zeek_conn"
+	KindEveTLS   = "eve_tls"
+	KindEveFlow  = "eve_flow"
+	KindEveAlert = "eve_alert"
+)
+
+// lineClass is what a parser made of one line.
+type lineClass uint8
+
+const (
+	classMeta  lineClass = iota // header, comment or blank line
+	classSkip                   // a valid record that is not a TLS event
+	classEvent                  // a TLS event
+)
+
+// logKind is which Zeek log a record belongs to.
+type logKind uint8
+
+const (
+	logOther logKind = iota
+	logSSL
+	logConn
+)
+
+// kindFromPath maps a Zeek path (#path or _path) to a log kind.
+// json-streaming names its streams json_streaming_<path>.
+func kindFromPath(p []byte) logKind {
+	p = bytes.TrimPrefix(p, []byte("json_streaming_"))
+	switch string(p) {
+	case "ssl":
+		return logSSL
+	case "conn":
+		return logConn
+	}
+	return logOther
+}
+
+// Column slots the parser needs from a Zeek record.
+const (
+	slotTS = iota
+	slotUID
+	slotOrigH
+	slotOrigP
+	slotRespH
+	slotRespP
+	slotProto
+	slotService
+	slotConnState
+	slotServerName
+	numSlots
+)
+
+// slotName is the canonical (dotted) name of a slot, used in errors about
+// fields that are absent altogether.
+func slotName(s int) string {
+	return [numSlots]string{"ts", "uid", "id.orig_h", "id.orig_p", "id.resp_h", "id.resp_p", "proto", "service", "conn_state", "server_name"}[s]
+}
+
+// slotOf maps a Zeek field name, with either scope separator, to its slot.
+func slotOf(name []byte) int {
+	switch string(name) {
+	case "ts":
+		return slotTS
+	case "uid":
+		return slotUID
+	case "id.orig_h", "id_orig_h":
+		return slotOrigH
+	case "id.orig_p", "id_orig_p":
+		return slotOrigP
+	case "id.resp_h", "id_resp_h":
+		return slotRespH
+	case "id.resp_p", "id_resp_p":
+		return slotRespP
+	case "proto":
+		return slotProto
+	case "service":
+		return slotService
+	case "conn_state":
+		return slotConnState
+	case "server_name":
+		return slotServerName
+	}
+	return -1
+}
+
+// isSSLField reports fields that only ssl.log has. They identify an ssl
+// record when no path is known (plain LogAscii::use_json output has no
+// _path and often no server_name: see the maccdc2012 sample).
+func isSSLField(name []byte) bool {
+	switch string(name) {
+	case "server_name", "ssl_history", "cipher", "curve", "resumed", "established",
+		"cert_chain_fps", "cert_chain_fuids", "next_protocol", "sni_matches_cert":
+		return true
+	}
+	return false
+}
+
+// requiredSlots are the slots without which an ssl or conn record cannot
+// name a server.
+func requiredSlots() [5]int { return [5]int{slotTS, slotOrigH, slotOrigP, slotRespH, slotRespP} }
+
+var (
+	errNoHeader   = errors.New("zeek TSV data line before any #fields header")
+	errFieldCount = errors.New("wrong number of fields")
+)
+
+// ZeekParser parses Zeek ssl.log and conn.log lines, TSV or JSON, and
+// ignores every other Zeek log. It is stateful: TSV header lines set the
+// separators and the columns of the data lines that follow them, and every
+// header block (starting at #separator, or a bare #fields) replaces the
+// previous one. Call Reset when a new file starts.
+//
+// A ZeekParser is not safe for concurrent use.
+type ZeekParser struct {
+	source string
+
+	mode byte // 0 undecided, 't' TSV, 'j' JSON: decided by the first line of a file
+
+	// TSV header state.
+	sep, setSep, empty, unset []byte
+	path                      []byte
+	pathSet                   bool
+	fields                    [][]byte
+
+	// Derived from the header, recomputed lazily after it changes.
+	dirty     bool
+	kind      logKind
+	col       [numSlots]int // column index per slot, -1 when absent
+	colSlot   []int8        // slot per column, -1 when unused
+	maxCol    int           // highest column index any slot needs
+	schemaErr error
+
+	vals [numSlots][]byte // per-line scratch
+}
+
+// NewZeekParser returns a parser whose events carry Source = source.
+func NewZeekParser(source string) *ZeekParser {
+	p := &ZeekParser{source: source}
+	p.Reset()
+	return p
+}
+
+// Reset forgets the header and the detected format: call it when a new file
+// starts (rotation, truncation).
+func (p *ZeekParser) Reset() {
+	p.mode = 0
+	p.resetHeader()
+	p.sep = append(p.sep[:0], '\t')
+}
+
+func (p *ZeekParser) resetHeader() {
+	p.setSep = append(p.setSep[:0], ',')
+	p.empty = append(p.empty[:0], "(empty)"...)
+	p.unset = append(p.unset[:0], '-')
+	p.path = p.path[:0]
+	p.pathSet = false
+	p.fields = p.fields[:0]
+	p.dirty = true
+}
+
+// ParseLine parses one line (without its trailing newline). It returns
+// (event, true, nil) for a TLS event, (zero, false, nil) for a header,
+// comment, blank or non-TLS line, and an error naming the offending field
+// (a *FieldError where a field is to blame) for a malformed line.
+// Source is set; File and Offset are left to the caller.
+func (p *ZeekParser) ParseLine(line []byte) (stackprint.Event, bool, error) {
+	ev, c, err := p.parse(line)
+	return ev, c == classEvent, err
+}
+
+func (p *ZeekParser) reset() { p.Reset() }
+
+func (p *ZeekParser) parse(line []byte) (stackprint.Event, lineClass, error) {
+	line = bytes.TrimSuffix(line, []byte{'\r'})
+	if len(line) == 0 {
+		return stackprint.Event{}, classMeta, nil
+	}
+	switch {
+	case line[0] == '#':
+		// The writer escapes a leading '#' of a data record as \x23, so a
+		// line starting with '#' is always meta.
+		p.mode = 't'
+		return stackprint.Event{}, classMeta, p.header(line)
+	case p.mode == 't' && !(line[0] == '{' && p.noTSVBrace()):
+		return p.tsvLine(line)
+	}
+	trimmed := bytes.TrimLeft(line, " \t")
+	switch {
+	case len(trimmed) == 0:
+		return stackprint.Event{}, classMeta, nil
+	case trimmed[0] == '{':
+		// JSON, also after a TSV header when the writer switched formats
+		// (a TSV record cannot start with '{' where its ts column is).
+		p.mode = 'j'
+		return p.jsonLine(line)
+	case p.mode == 'j':
+		return stackprint.Event{}, classSkip, errJSONNotObject
+	}
+	return stackprint.Event{}, classSkip, errNoHeader
+}
+
+// noTSVBrace reports whether a TSV record under the current header cannot
+// start with '{': there is no #fields yet, or the first column is ts.
+func (p *ZeekParser) noTSVBrace() bool {
+	return len(p.fields) == 0 || string(p.fields[0]) == "ts"
+}
+
+// ---- TSV ----
+
+// header processes one '#' line.
+func (p *ZeekParser) header(line []byte) error {
+	body := line[1:]
+	// "#separator" always uses a space after the key.
+	if v, ok := bytes.CutPrefix(body, []byte("separator ")); ok {
+		sep := unescapeMeta(bytes.TrimSpace(v))
+		if len(sep) == 0 {
+			return fieldErr("#separator", v, errors.New("empty separator"))
+		}
+		p.resetHeader()
+		p.sep = append(p.sep[:0], sep...)
+		return nil
+	}
+	var key, val []byte
+	if k, v, ok := bytes.Cut(body, p.sep); ok {
+		key, val = k, v
+	} else {
+		// btest baselines write "#open XXXX" with a space; comments have
+		// any shape. Neither carries anything we use.
+		key, _, _ = bytes.Cut(body, []byte{' '})
+	}
+	switch string(key) {
+	case "set_separator":
+		p.setSep = append(p.setSep[:0], unescapeMeta(val)...)
+	case "empty_field":
+		p.empty = append(p.empty[:0], unescapeMeta(val)...)
+	case "unset_field":
+		p.unset = append(p.unset[:0], unescapeMeta(val)...)
+	case "path":
+		p.path = append(p.path[:0], val...)
+		p.pathSet = true
+		p.dirty = true
+	case "fields":
+		p.fields = p.fields[:0]
+		for f := range bytes.SplitSeq(val, p.sep) {
+			p.fields = append(p.fields, bytes.Clone(f))
+		}
+		p.dirty = true
+	}
+	return nil
+}
+
+// unescapeMeta decodes \xHH and \\ in a header value.
+func unescapeMeta(v []byte) []byte {
+	if bytes.IndexByte(v, '\\') < 0 {
+		return v
+	}
+	return appendUnescaped(nil, v)
+}
+
+func unhex(c byte) (byte, bool) {
+	switch {
+	case c >= '0' && c <= '9':
+		return c - '0', true
+	case c >= 'a' && c <= 'f':
+		return c - 'a' + 10, true
+	case c >= 'A' && c <= 'F':
+		return c - 'A' + 10, true
+	}
+	return 0, false
+}
+
+// appendUnescaped decodes Zeek's TSV escapes (\xHH and \\) of v onto dst.
+// Other backslash sequences are kept as they are.
+func appendUnescaped(dst, v []byte) []byte {
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		if c == '\\' && i+1 < len(v) {
+			if v[i+1] == '\\' {
+				dst = append(dst, '\\')
+				i++
+				continue
+			}
+			if v[i+1] == 'x' && i+3 < len(v) {
+				hi, ok1 := unhex(v[i+2])
+				lo, ok2 := unhex(v[i+3])
+				if ok1 && ok2 {
+					dst = append(dst, hi<<4|lo)
+					i += 3
+					continue
+				}
+			}
+		}
+		dst = append(dst, c)
+	}
+	return dst
+}
+
+// tsvString decodes a TSV string value; unset and empty both give "".
+func (p *ZeekParser) tsvString(raw []byte) string {
+	if bytes.Equal(raw, p.unset) || bytes.Equal(raw, p.empty) {
+		return ""
+	}
+	if bytes.IndexByte(raw, '\\') < 0 {
+		return string(raw)
+	}
+	return string(appendUnescaped(nil, raw))
+}
+
+func (p *ZeekParser) finishSchema() {
+	p.dirty = false
+	p.schemaErr = nil
+	for i := range p.col {
+		p.col[i] = -1
+	}
+	p.maxCol = -1
+	p.colSlot = p.colSlot[:0]
+	sslish := false
+	for i, f := range p.fields {
+		s := slotOf(f)
+		if s >= 0 && p.col[s] < 0 {
+			p.col[s] = i
+		} else {
+			s = -1
+		}
+		p.colSlot = append(p.colSlot, int8(s))
+		if isSSLField(f) {
+			sslish = true
+		}
+	}
+	switch {
+	case p.pathSet:
+		p.kind = kindFromPath(p.path)
+	case sslish:
+		p.kind = logSSL
+	case p.col[slotConnState] >= 0:
+		p.kind = logConn
+	default:
+		p.kind = logOther
+	}
+	if p.kind == logOther {
+		return
+	}
+	for _, s := range requiredSlots() {
+		if p.col[s] < 0 {
+			p.schemaErr = &FieldError{Field: slotName(s), Err: fmt.Errorf("%w from the #fields header", ErrMissingField)}
+			return
+		}
+	}
+	if p.kind == logConn && p.col[slotProto] < 0 {
+		p.schemaErr = &FieldError{Field: "proto", Err: fmt.Errorf("%w from the #fields header", ErrMissingField)}
+		return
+	}
+	for _, c := range p.col {
+		p.maxCol = max(p.maxCol, c)
+	}
+}
+
+func (p *ZeekParser) tsvLine(line []byte) (stackprint.Event, lineClass, error) {
+	if len(p.fields) == 0 {
+		return stackprint.Event{}, classSkip, errNoHeader
+	}
+	if p.dirty {
+		p.finishSchema()
+	}
+	if p.kind == logOther {
+		return stackprint.Event{}, classSkip, nil
+	}
+	if p.schemaErr != nil {
+		return stackprint.Event{}, classSkip, p.schemaErr
+	}
+	// Count the columns (vectorised) before splitting only the ones needed.
+	n := bytes.Count(line, p.sep) + 1
+	if n != len(p.fields) {
+		if n < len(p.fields) {
+			return stackprint.Event{}, classSkip, &FieldError{Field: string(p.fields[n]),
+				Err: fmt.Errorf("%w: line has %d of the %d #fields columns", ErrMissingField, n, len(p.fields))}
+		}
+		return stackprint.Event{}, classSkip, fmt.Errorf("%w: line has %d columns, #fields declares %d", errFieldCount, n, len(p.fields))
+	}
+	for i := range p.vals {
+		p.vals[i] = nil
+	}
+	rest := line
+	for c := 0; c <= p.maxCol; c++ {
+		var f []byte
+		if len(p.sep) == 1 {
+			if j := bytes.IndexByte(rest, p.sep[0]); j >= 0 {
+				f, rest = rest[:j], rest[j+1:]
+			} else {
+				f, rest = rest, nil
+			}
+		} else {
+			f, rest, _ = bytes.Cut(rest, p.sep)
+		}
+		if s := p.colSlot[c]; s >= 0 {
+			p.vals[s] = f
+		}
+	}
+	return p.record(p.kind, &p.vals, true)
+}
+
+// record turns the raw values of one ssl or conn record into an event. For
+// TSV the values are raw TSV fields; for JSON they are JSON values (strings
+// quoted, numbers bare; nil when absent or null).
+func (p *ZeekParser) record(kind logKind, v *[numSlots][]byte, tsv bool) (stackprint.Event, lineClass, error) {
+	name := func(s int) string {
+		if tsv && p.col[s] >= 0 {
+			return string(p.fields[p.col[s]])
+		}
+		return slotName(s)
+	}
+	str := func(s int) ([]byte, bool, error) { // decoded bytes, set?
+		raw := v[s]
+		if raw == nil {
+			return nil, false, nil
+		}
+		if tsv {
+			if bytes.Equal(raw, p.unset) {
+				return nil, false, nil
+			}
+			if bytes.Equal(raw, p.empty) {
+				return nil, true, nil
+			}
+			if bytes.IndexByte(raw, '\\') >= 0 {
+				return appendUnescaped(nil, raw), true, nil
+			}
+			return raw, true, nil
+		}
+		if !isJSONString(raw) {
+			return nil, false, fieldErr(name(s), raw, errNotString)
+		}
+		b, err := jsonStringBytes(raw)
+		if err != nil {
+			return nil, false, fieldErr(name(s), raw, err)
+		}
+		return b, true, nil
+	}
+
+	if kind == logConn {
+		// Filter first: most conn records are not TLS.
+		svc, _, err := p.service(v[slotService], tsv)
+		if err != nil {
+			return stackprint.Event{}, classSkip, fieldErr(name(slotService), v[slotService], err)
+		}
+		if !hasSSLService(svc) {
+			return stackprint.Event{}, classSkip, nil
+		}
+		proto, ok, err := str(slotProto)
+		if err != nil {
+			return stackprint.Event{}, classSkip, err
+		}
+		if !ok {
+			return stackprint.Event{}, classSkip, fieldErr(name(slotProto), nil, ErrMissingField)
+		}
+		if !strings.EqualFold(string(proto), "tcp") {
+			return stackprint.Event{}, classSkip, nil
+		}
+		st, _, err := str(slotConnState)
+		if err != nil {
+			return stackprint.Event{}, classSkip, err
+		}
+		if string(st) == "S0" || string(st) == "REJ" {
+			return stackprint.Event{}, classSkip, nil
+		}
+	}
+
+	ev := stackprint.Event{Source: p.source, Kind: KindZeekSSL}
+	if kind == logConn {
+		ev.Kind = KindZeekConn
+	}
+	for _, s := range requiredSlots() {
+		if v[s] == nil || (tsv && bytes.Equal(v[s], p.unset)) {
+			return stackprint.Event{}, classSkip, fieldErr(name(s), nil, ErrMissingField)
+		}
+	}
+	ts, err := p.zeekTime(v[slotTS], tsv)
+	if err != nil {
+		return stackprint.Event{}, classSkip, fieldErr(name(slotTS), v[slotTS], err)
+	}
+	ev.TS = ts
+	uid, ok, err := str(slotUID)
+	if err != nil {
+		return stackprint.Event{}, classSkip, err
+	}
+	if ok {
+		ev.UID = string(uid)
+	}
+	var addrs [2]netip.AddrPort
+	for i, pair := range [2][2]int{{slotOrigH, slotOrigP}, {slotRespH, slotRespP}} {
+		hb := v[pair[0]]
+		if !tsv {
+			if hb, err = jsonStringBytes(hb); err != nil {
+				return stackprint.Event{}, classSkip, fieldErr(name(pair[0]), v[pair[0]], errBadAddr)
+			}
+		}
+		a, ok := parseAddr(hb)
+		if !ok {
+			return stackprint.Event{}, classSkip, fieldErr(name(pair[0]), v[pair[0]], errBadAddr)
+		}
+		pb := v[pair[1]]
+		if !tsv && isJSONString(pb) { // tolerate "443" and "443/tcp"
+			pb, _ = jsonStringBytes(pb)
+			pb, _, _ = bytes.Cut(pb, []byte{'/'})
+		}
+		port, ok := parsePort(pb)
+		if !ok {
+			return stackprint.Event{}, classSkip, fieldErr(name(pair[1]), v[pair[1]], errBadPort)
+		}
+		addrs[i] = netip.AddrPortFrom(a, port)
+	}
+	ev.Orig, ev.Resp = addrs[0], addrs[1]
+	if kind == logSSL {
+		sni, ok, err := str(slotServerName)
+		if err != nil {
+			return stackprint.Event{}, classSkip, err
+		}
+		if ok && len(sni) > 0 {
+			ev.SNI = stackprint.CanonicalSNI(string(sni))
+		}
+	}
+	return ev, classEvent, nil
+}
+
+// service returns the conn service list as one comma-separated string
+// (TSV string, JSON string or JSON array).
+func (p *ZeekParser) service(raw []byte, tsv bool) ([]byte, bool, error) {
+	if raw == nil {
+		return nil, false, nil
+	}
+	if tsv {
+		if bytes.Equal(raw, p.unset) || bytes.Equal(raw, p.empty) {
+			return nil, false, nil
+		}
+		if bytes.IndexByte(raw, '\\') >= 0 {
+			return appendUnescaped(nil, raw), true, nil
+		}
+		return raw, true, nil
+	}
+	switch {
+	case isNull(raw):
+		return nil, false, nil
+	case isJSONString(raw):
+		b, err := jsonStringBytes(raw)
+		return b, true, err
+	case raw[0] == '[':
+		// An array of strings: join its elements with commas.
+		var out []byte
+		i := 1
+		for {
+			i = skipSpace(raw, i)
+			if i >= len(raw) {
+				return nil, false, errJSONEnd
+			}
+			if raw[i] == ']' {
+				return out, true, nil
+			}
+			if raw[i] == ',' {
+				i++
+				continue
+			}
+			end, err := skipValue(raw, i)
+			if err != nil {
+				return nil, false, err
+			}
+			s, err := jsonStringBytes(raw[i:end])
+			if err != nil {
+				return nil, false, err
+			}
+			if len(out) > 0 {
+				out = append(out, ',')
+			}
+			out = append(out, s...)
+			i = end
+		}
+	}
+	return nil, false, errNotString
+}
+
+// hasSSLService reports whether the comma-separated service list names the
+// ssl analyzer as confirmed: "ssl" is an element and "-ssl" (removed after
+// a DPD violation) is not.
+func hasSSLService(svc []byte) bool {
+	if len(svc) == 0 {
+		return false
+	}
+	found := false
+	for e := range bytes.SplitSeq(svc, []byte{','}) {
+		e = bytes.TrimSpace(e)
+		switch {
+		case bytes.EqualFold(e, []byte("ssl")):
+			found = true
+		case bytes.EqualFold(e, []byte("-ssl")):
+			return false
+		}
+	}
+	return found
+}
+
+// zeekTime parses a Zeek time value: TSV epoch seconds; JSON epoch seconds
+// (float or integer), integer milliseconds (by magnitude), or an ISO8601
+// string.
+func (p *ZeekParser) zeekTime(raw []byte, tsv bool) (time.Time, error) {
+	if tsv {
+		return parseEpoch(raw, false)
+	}
+	if isJSONString(raw) {
+		s, err := jsonStringBytes(raw)
+		if err != nil {
+			return time.Time{}, err
+		}
+		if t, err := parseISOTime(s); err == nil {
+			return t, nil
+		}
+		return parseEpoch(s, true)
+	}
+	return parseEpoch(raw, true)
+}
+
+// ---- JSON ----
+
+func (p *ZeekParser) jsonLine(line []byte) (stackprint.Event, lineClass, error) {
+	it, err := newObjIter(line, 0)
+	if err != nil {
+		if len(bytes.TrimSpace(line)) == 0 {
+			return stackprint.Event{}, classMeta, nil
+		}
+		return stackprint.Event{}, classSkip, err
+	}
+	v := &p.vals
+	for i := range v {
+		v[i] = nil
+	}
+	kind := logOther
+	pathSeen, sslish := false, false
+	for {
+		key, val, kesc, ok, err := it.next()
+		if err != nil {
+			return stackprint.Event{}, classSkip, err
+		}
+		if !ok {
+			break
+		}
+		key = decodeKey(key, kesc)
+		if string(key) == "_path" {
+			pb, err := jsonStringBytes(val)
+			if err != nil {
+				return stackprint.Event{}, classSkip, fieldErr("_path", val, err)
+			}
+			kind, pathSeen = kindFromPath(pb), true
+			if kind == logOther {
+				// Another log in a shared stream: stop here, cheaply.
+				return stackprint.Event{}, classSkip, nil
+			}
+			continue
+		}
+		if s := slotOf(key); s >= 0 {
+			if isNull(val) {
+				val = nil
+			}
+			v[s] = val
+		}
+		if !sslish && isSSLField(key) {
+			sslish = true
+		}
+	}
+	if j := skipSpace(line, it.i); j != len(line) {
+		return stackprint.Event{}, classSkip, fmt.Errorf("trailing data after the JSON object at byte %d", j)
+	}
+	if !pathSeen {
+		switch {
+		case sslish:
+			kind = logSSL
+		case v[slotConnState] != nil || v[slotService] != nil && v[slotUID] != nil:
+			kind = logConn
+		}
+	}
+	if kind == logOther {
+		return stackprint.Event{}, classSkip, nil
+	}
+	return p.record(kind, v, false)
+}
