@@ -171,4 +171,3 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	return d.run(ctx)
 }
-
