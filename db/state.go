@@ -1,0 +1,123 @@
+package db
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/stackprint/stackprint"
+)
+
+// Daemon state kept next to the fingerprints (see the package doc):
+//   - checkpoints: input name → opaque tailer position (just past the last
+//     settled line), written only by CommitState;
+//   - pending: 8-byte big-endian key → JSON stackprint.Event, events whose
+//     probe had not finished when their position was committed ("parked").
+const (
+	bucketCheckpoints = "checkpoints"
+	bucketPending     = "pending"
+)
+
+// PendingEvent is a parked event and the key it is stored under.
+type PendingEvent struct {
+	Key   uint64
+	Event stackprint.Event
+}
+
+// CommitState stores checkpoints, parks events and removes unparked keys in
+// one transaction, so a checkpoint never moves past an event that is
+// neither settled nor parked. It returns the keys assigned to park, in
+// order.
+func (d *DB) CommitState(checkpoints map[string][]byte, park []stackprint.Event, unpark []uint64) ([]uint64, error) {
+	keys := make([]uint64, len(park))
+	err := d.bolt.Update(func(tx *bolt.Tx) error {
+		cb, err := tx.CreateBucketIfNotExists([]byte(bucketCheckpoints))
+		if err != nil {
+			return err
+		}
+		pb, err := tx.CreateBucketIfNotExists([]byte(bucketPending))
+		if err != nil {
+			return err
+		}
+		for src, pos := range checkpoints {
+			if err := cb.Put([]byte(src), pos); err != nil {
+				return fmt.Errorf("checkpoint %q: %w", src, err)
+			}
+		}
+		for _, k := range unpark {
+			if err := pb.Delete(pendingKey(k)); err != nil {
+				return fmt.Errorf("unpark %d: %w", k, err)
+			}
+		}
+		for i, ev := range park {
+			seq, err := pb.NextSequence()
+			if err != nil {
+				return err
+			}
+			b, err := json.Marshal(ev)
+			if err != nil {
+				return fmt.Errorf("encode pending event: %w", err)
+			}
+			if err := pb.Put(pendingKey(seq), b); err != nil {
+				return err
+			}
+			keys[i] = seq
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("commit state to %q: %w", d.path, err)
+	}
+	return keys, nil
+}
+
+// Checkpoint returns the committed position of an input.
+func (d *DB) Checkpoint(source string) ([]byte, bool, error) {
+	var out []byte
+	err := d.bolt.View(func(tx *bolt.Tx) error {
+		if b := tx.Bucket([]byte(bucketCheckpoints)); b != nil {
+			if v := b.Get([]byte(source)); v != nil {
+				out = append([]byte(nil), v...)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, false, fmt.Errorf("read checkpoint %q: %w", source, err)
+	}
+	return out, out != nil, nil
+}
+
+// Pending returns every parked event in the order it was parked.
+func (d *DB) Pending() ([]PendingEvent, error) {
+	var out []PendingEvent
+	err := d.bolt.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket([]byte(bucketPending))
+		if b == nil {
+			return nil
+		}
+		return b.ForEach(func(k, v []byte) error {
+			var ev stackprint.Event
+			if len(k) != 8 {
+				return fmt.Errorf("pending key %x: not 8 bytes", k)
+			}
+			if err := json.Unmarshal(v, &ev); err != nil {
+				return fmt.Errorf("pending event %d: %w", binary.BigEndian.Uint64(k), err)
+			}
+			out = append(out, PendingEvent{Key: binary.BigEndian.Uint64(k), Event: ev})
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read pending events from %q: %w", d.path, err)
+	}
+	return out, nil
+}
+
+func pendingKey(k uint64) []byte {
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], k)
+	return b[:]
+}
