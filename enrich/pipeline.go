@@ -58,8 +58,12 @@ type Config struct {
 	Deadline        time.Duration // hard per-target budget
 	JARMSNIObserved bool          // send the observed SNI instead of the IP literal
 	MaxWaiters      int           // events parked on one pending target; default 10000
-	Logger          *slog.Logger
-	Now             func() time.Time
+	// OnSettled is called once per event when it is fully judged: its
+	// record and alerts are written (or it was counted as dropped). The
+	// delivery ledger moves checkpoints with it. Optional.
+	OnSettled func(stackprint.Event)
+	Logger    *slog.Logger
+	Now       func() time.Time
 }
 
 // Stats counts event outcomes; every event lands in exactly one of
@@ -125,6 +129,9 @@ func New(cfg Config, prober Prober, matcher Matcher, judge Judge, sink Sink) (*P
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.OnSettled == nil {
+		cfg.OnSettled = func(stackprint.Event) {}
+	}
 	// The LRU's own TTL is the longest one; shorter lifetimes (negative
 	// results) are enforced by entry.expires on lookup.
 	ttl := max(cfg.TTL, cfg.NegativeTTL)
@@ -147,6 +154,7 @@ func (p *Pipeline) Handle(ctx context.Context, ev stackprint.Event) error {
 	t := ev.Target()
 	if !t.IP.IsValid() {
 		p.inval.Add(1)
+		p.cfg.OnSettled(ev)
 		return nil
 	}
 	now := p.cfg.Now()
@@ -156,16 +164,18 @@ func (p *Pipeline) Handle(ctx context.Context, ev stackprint.Event) error {
 		if !e.done {
 			if len(e.waiters) < p.cfg.MaxWaiters {
 				e.waiters = append(e.waiters, ev)
-			} else {
-				p.waitDrop.Add(1)
-				p.log.Warn("too many events waiting on one target; event judged without alert", "target", t.String())
+				p.mu.Unlock()
+				return nil
 			}
 			p.mu.Unlock()
+			p.waitDrop.Add(1)
+			p.log.Warn("too many events waiting on one target; event judged without alert", "target", t.String())
+			p.cfg.OnSettled(ev)
 			return nil
 		}
 		res, m := e.result, e.matches
 		p.mu.Unlock()
-		return p.verdicts(ev, res, m)
+		return p.settle(ev, p.verdicts(ev, res, m))
 	}
 	if ok, why := p.cfg.Scope.Check(t.Addr()); !ok {
 		res := stackprint.Result{Target: t, Started: now, Status: stackprint.StatusOutOfScope, Error: why}
@@ -173,7 +183,7 @@ func (p *Pipeline) Handle(ctx context.Context, ev stackprint.Event) error {
 		p.mu.Unlock()
 		p.outOfScope.Add(1)
 		p.log.Debug("target out of scope", "target", t.String(), "reason", why)
-		return p.record(ev, res, nil)
+		return p.settle(ev, p.record(ev, res, nil))
 	}
 	sni := t.IP.String()
 	if p.cfg.JARMSNIObserved && t.SNI != "" {
@@ -192,7 +202,7 @@ func (p *Pipeline) Handle(ctx context.Context, ev stackprint.Event) error {
 		p.dropped.Add(1)
 		p.log.Warn("probe queue full; target recorded as rate_limited", "target", t.String(), "queue_size", p.cfg.QueueSize)
 		res := stackprint.Result{Target: t, Started: now, Status: stackprint.StatusRateLimited, Error: "probe queue full"}
-		return p.record(ev, res, nil)
+		return p.settle(ev, p.record(ev, res, nil))
 	}
 }
 
@@ -264,7 +274,7 @@ func (p *Pipeline) probe(ctx context.Context, j job) {
 		if err != nil {
 			break
 		}
-		err = p.verdicts(ev, res, matches)
+		err = p.settle(ev, p.verdicts(ev, res, matches))
 	}
 	if err != nil {
 		p.fail(err)
@@ -275,6 +285,14 @@ func (p *Pipeline) probe(ctx context.Context, j job) {
 		default:
 		}
 	}
+}
+
+// settle reports ev as settled unless writing its outcome failed.
+func (p *Pipeline) settle(ev stackprint.Event, err error) error {
+	if err == nil {
+		p.cfg.OnSettled(ev)
+	}
+	return err
 }
 
 func (p *Pipeline) record(ev stackprint.Event, res stackprint.Result, m []stackprint.Match) error {

@@ -1,0 +1,189 @@
+package enrich
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/stackprint/stackprint"
+)
+
+// StateStore persists the ledger: checkpoints and parked events move
+// together in one transaction (db.DB implements it).
+type StateStore interface {
+	CommitState(checkpoints map[string][]byte, park []stackprint.Event, unpark []uint64) ([]uint64, error)
+}
+
+// Ledger implements the delivery rule of DESIGN.md: an input's position is
+// committed only past events that are settled (judged, outputs written) or
+// parked (persisted as pending because their probe is still running).
+//
+// Each input's events are kept in read order. A commit pops the settled
+// or parked prefix and stores the position of the last popped event; events
+// still unsettled after a whole commit interval are parked in the same
+// transaction so a slow probe cannot hold the checkpoint back. A parked
+// event that settles later is removed from the pending store at the next
+// commit. A crash between settle and unpark replays the event: at least
+// once, with the same alert_id.
+type Ledger struct {
+	store StateStore
+	pos   func(stackprint.Event) ([]byte, error)
+	log   *slog.Logger
+
+	mu      sync.Mutex
+	seq     uint64
+	inputs  map[string][]*ledgerEntry
+	bySeq   map[uint64]*ledgerEntry
+	unpark  []uint64
+	commits uint64
+}
+
+type ledgerEntry struct {
+	ev      stackprint.Event
+	settled bool
+	parked  bool
+	key     uint64 // pending-store key once parked
+	seen    uint64 // commit number when first seen unsettled by a commit
+}
+
+// NewLedger makes a ledger; pos encodes the tailer position just past an
+// event's line, as stored in the checkpoint.
+func NewLedger(store StateStore, pos func(stackprint.Event) ([]byte, error), log *slog.Logger) *Ledger {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Ledger{store: store, pos: pos, log: log, inputs: map[string][]*ledgerEntry{}, bySeq: map[uint64]*ledgerEntry{}}
+}
+
+// Track registers an event read from an input, before it is handed to the
+// pipeline, and returns it with its ledger id set.
+func (l *Ledger) Track(ev stackprint.Event) stackprint.Event {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.seq++
+	ev.Seq = l.seq
+	e := &ledgerEntry{ev: ev}
+	l.inputs[ev.Source] = append(l.inputs[ev.Source], e)
+	l.bySeq[ev.Seq] = e
+	return ev
+}
+
+// Resume registers an event loaded from the pending store (already parked
+// under key), for re-probing after a restart.
+func (l *Ledger) Resume(ev stackprint.Event, key uint64) stackprint.Event {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.seq++
+	ev.Seq = l.seq
+	l.bySeq[ev.Seq] = &ledgerEntry{ev: ev, parked: true, key: key}
+	return ev
+}
+
+// Settled is the pipeline's OnSettled callback.
+func (l *Ledger) Settled(ev stackprint.Event) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	e, ok := l.bySeq[ev.Seq]
+	if !ok {
+		return // untracked (e.g. tests)
+	}
+	delete(l.bySeq, ev.Seq)
+	e.settled = true
+	if e.parked {
+		l.unpark = append(l.unpark, e.key)
+	}
+}
+
+// Commit writes the positions of every input past its settled prefix,
+// parks events that stayed unsettled for a whole interval, and drops
+// settled parked events from the store.
+func (l *Ledger) Commit() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.commits++
+	cps := map[string][]byte{}
+	var park []*ledgerEntry
+	popped := map[string]int{}
+	for src, q := range l.inputs {
+		n := 0
+		for _, e := range q {
+			if !e.settled && !e.parked {
+				if e.seen == 0 {
+					e.seen = l.commits
+				}
+				if e.seen == l.commits {
+					break // give it one interval to settle on its own
+				}
+				park = append(park, e)
+			}
+			n++
+		}
+		if n == 0 {
+			continue
+		}
+		b, err := l.pos(q[n-1].ev)
+		if err != nil {
+			return fmt.Errorf("encode position of %s: %w", src, err)
+		}
+		cps[src] = b
+		popped[src] = n
+	}
+	if len(cps) == 0 && len(park) == 0 && len(l.unpark) == 0 {
+		return nil
+	}
+	evs := make([]stackprint.Event, len(park))
+	for i, e := range park {
+		evs[i] = e.ev
+	}
+	keys, err := l.store.CommitState(cps, evs, l.unpark)
+	if err != nil {
+		return err
+	}
+	l.unpark = l.unpark[:0]
+	for i, e := range park {
+		e.parked, e.key = true, keys[i]
+	}
+	for src, n := range popped {
+		q := l.inputs[src]
+		clear(q[:n])
+		l.inputs[src] = q[n:]
+	}
+	if len(park) > 0 {
+		l.log.Debug("parked events waiting for probes", "count", len(park))
+	}
+	return nil
+}
+
+// Run commits every interval until ctx ends, then commits once more.
+func (l *Ledger) Run(ctx context.Context, interval time.Duration) error {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return l.Commit()
+		case <-t.C:
+			if err := l.Commit(); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// Unsettled reports how many tracked events are neither settled nor
+// parked (for metrics and tests).
+func (l *Ledger) Unsettled() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for _, q := range l.inputs {
+		for _, e := range q {
+			if !e.settled && !e.parked {
+				n++
+			}
+		}
+	}
+	return n
+}
