@@ -99,7 +99,13 @@ func (l *Ledger) Settled(ev stackprint.Event) {
 // Commit writes the positions of every input past its settled prefix,
 // parks events that stayed unsettled for a whole interval, and drops
 // settled parked events from the store.
-func (l *Ledger) Commit() error {
+func (l *Ledger) Commit() error { return l.commit(false) }
+
+// CommitFinal is the shutdown commit: every unsettled event is parked now,
+// so probes abandoned in the queue resume after the restart.
+func (l *Ledger) CommitFinal() error { return l.commit(true) }
+
+func (l *Ledger) commit(final bool) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.commits++
@@ -113,7 +119,7 @@ func (l *Ledger) Commit() error {
 				if e.seen == 0 {
 					e.seen = l.commits
 				}
-				if e.seen == l.commits {
+				if e.seen == l.commits && !final {
 					break // give it one interval to settle on its own
 				}
 				park = append(park, e)
@@ -156,14 +162,15 @@ func (l *Ledger) Commit() error {
 	return nil
 }
 
-// Run commits every interval until ctx ends, then commits once more.
+// Run commits every interval until ctx ends; the caller makes the final
+// commit once the pipeline has stopped.
 func (l *Ledger) Run(ctx context.Context, interval time.Duration) error {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
-			return l.Commit()
+			return nil
 		case <-t.C:
 			if err := l.Commit(); err != nil {
 				return err

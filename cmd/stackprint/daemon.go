@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -9,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"time"
 
 	"github.com/stackprint/stackprint"
 	"github.com/stackprint/stackprint/db"
@@ -27,6 +29,7 @@ type daemon struct {
 	db      *db.DB
 	sink    *fileSink
 	pipe    *enrich.Pipeline
+	ledger  *enrich.Ledger
 	tailers []*tailer.Tailer
 }
 
@@ -74,9 +77,14 @@ func newDaemon(cfg *Config, log *slog.Logger, hooks daemonHooks) (d *daemon, err
 		Deadline:        cfg.Probe.Deadline,
 		JARMSNIObserved: cfg.Probe.JARMSNI == "observed",
 		Logger:          log,
+		OnSettled:       func(ev stackprint.Event) { d.ledger.Settled(ev) },
 	}, prober, d.db, rules.Engine{}, d.sink)
 	if err != nil {
 		return nil, err
+	}
+	d.ledger = enrich.NewLedger(d.db, encodePosition, log)
+	track := func(ctx context.Context, ev stackprint.Event) error {
+		return d.pipe.Handle(ctx, d.ledger.Track(ev))
 	}
 	opts := tailer.Options{
 		PollInterval: cfg.Tailer.PollInterval,
@@ -85,7 +93,7 @@ func newDaemon(cfg *Config, log *slog.Logger, hooks daemonHooks) (d *daemon, err
 		Logger:       log,
 	}
 	for _, in := range cfg.Inputs {
-		t, err := tailer.New(tailer.Input{Name: in.Name, Path: in.Path, Format: in.Format}, opts, d.pipe.Handle)
+		t, err := tailer.New(tailer.Input{Name: in.Name, Path: in.Path, Format: in.Format}, opts, track)
 		if err != nil {
 			return nil, fmt.Errorf("input %q: %w", in.Name, err)
 		}
@@ -112,6 +120,29 @@ func (d *daemon) run(ctx context.Context) error {
 			errc <- fmt.Errorf("pipeline: %w", err)
 		}
 	}()
+	// Events parked by the previous run go first: their lines are behind
+	// the committed checkpoints and will not be read again.
+	pending, err := d.db.Pending()
+	if err != nil {
+		return err
+	}
+	for _, p := range pending {
+		if err := d.pipe.Handle(ctx, d.ledger.Resume(p.Event, p.Key)); err != nil {
+			return fmt.Errorf("resume pending event: %w", err)
+		}
+	}
+	if len(pending) > 0 {
+		d.log.Info("resumed pending events from the previous run", "count", len(pending))
+	}
+	lctx, stopLedger := context.WithCancel(context.Background())
+	defer stopLedger()
+	ledgerDone := make(chan struct{})
+	go func() {
+		defer close(ledgerDone)
+		if err := d.ledger.Run(lctx, checkpointInterval); err != nil {
+			errc <- fmt.Errorf("commit checkpoints: %w", err)
+		}
+	}()
 	var wg sync.WaitGroup
 	for i, t := range d.tailers {
 		name := d.cfg.Inputs[i].Name
@@ -123,7 +154,6 @@ func (d *daemon) run(ctx context.Context) error {
 	}
 	d.log.Info("stackprint running", "inputs", len(d.tailers), "db", d.cfg.DB.Path,
 		"alerts", d.cfg.Outputs.Alerts, "fingerprints", d.cfg.Outputs.Fingerprints)
-	var err error
 	select {
 	case <-ctx.Done():
 	case err = <-errc:
@@ -132,10 +162,28 @@ func (d *daemon) run(ctx context.Context) error {
 	wg.Wait()
 	stopPipe()
 	<-pipeDone
+	stopLedger()
+	<-ledgerDone
+	if cerr := d.ledger.CommitFinal(); cerr != nil {
+		err = errors.Join(err, fmt.Errorf("final checkpoint commit: %w", cerr))
+	}
 	st := d.pipe.Stats()
 	d.log.Info("stackprint stopped", "events", st.Events, "probed", st.Probed, "alerts", st.Alerts,
 		"abandoned_in_queue", st.Pending)
 	return err
+}
+
+// checkpointInterval is how often input positions are committed; a crash
+// replays at most about two intervals of already-judged lines.
+const checkpointInterval = 500 * time.Millisecond
+
+// encodePosition is the checkpoint of an input: the position just past
+// the event's line.
+func encodePosition(ev stackprint.Event) ([]byte, error) {
+	return json.Marshal(struct {
+		File   string `json:"file"`
+		Offset int64  `json:"offset"`
+	}{ev.File, ev.Offset})
 }
 
 func (d *daemon) close() {
