@@ -121,3 +121,8 @@ func pendingKey(k uint64) []byte {
 	binary.BigEndian.PutUint64(b[:], k)
 	return b[:]
 }
+
+// Ping checks that the file is open and readable (readiness probe).
+func (d *DB) Ping() error {
+	return d.bolt.View(func(*bolt.Tx) error { return nil })
+}

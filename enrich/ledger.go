@@ -36,8 +36,15 @@ type Ledger struct {
 	seq     uint64
 	inputs  map[string][]*ledgerEntry
 	bySeq   map[uint64]*ledgerEntry
-	unpark  []uint64
-	commits uint64
+	unpark    []uint64
+	commits   uint64
+	committed map[string]Committed
+}
+
+// Committed is the file position last committed for an input.
+type Committed struct {
+	File   string
+	Offset int64
 }
 
 type ledgerEntry struct {
@@ -54,7 +61,7 @@ func NewLedger(store StateStore, pos func(stackprint.Event) ([]byte, error), log
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Ledger{store: store, pos: pos, log: log, inputs: map[string][]*ledgerEntry{}, bySeq: map[uint64]*ledgerEntry{}}
+	return &Ledger{store: store, pos: pos, log: log, inputs: map[string][]*ledgerEntry{}, bySeq: map[uint64]*ledgerEntry{}, committed: map[string]Committed{}}
 }
 
 // Track registers an event read from an input, before it is handed to the
@@ -153,6 +160,7 @@ func (l *Ledger) commit(final bool) error {
 	}
 	for src, n := range popped {
 		q := l.inputs[src]
+		l.committed[src] = Committed{File: q[n-1].ev.File, Offset: q[n-1].ev.Offset}
 		clear(q[:n])
 		l.inputs[src] = q[n:]
 	}
@@ -177,6 +185,17 @@ func (l *Ledger) Run(ctx context.Context, interval time.Duration) error {
 			}
 		}
 	}
+}
+
+// Committed returns the last committed position of each input.
+func (l *Ledger) Committed() map[string]Committed {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := make(map[string]Committed, len(l.committed))
+	for k, v := range l.committed {
+		out[k] = v
+	}
+	return out
 }
 
 // Unsettled reports how many tracked events are neither settled nor

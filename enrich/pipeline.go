@@ -56,6 +56,7 @@ type Config struct {
 	ProbesPerSecond float64
 	Burst           int
 	Deadline        time.Duration // hard per-target budget
+	DrainTimeout    time.Duration // at shutdown, how long probes in flight may finish; default 5s
 	JARMSNIObserved bool          // send the observed SNI instead of the IP literal
 	MaxWaiters      int           // events parked on one pending target; default 10000
 	// OnSettled is called once per event when it is fully judged: its
@@ -71,7 +72,8 @@ type Config struct {
 type Stats struct {
 	Events, Deduped, OutOfScope, Queued, DroppedQueueFull, Invalid uint64
 	WaitersDropped, Probed, ProbeOK, Matched, Alerts, SinkErrors   uint64
-	Pending                                                        int64
+	Abandoned, Evictions                                           uint64 // probes cut by shutdown; LRU evictions
+	Pending, InFlight, QueueDepth, CacheLen                        int64
 }
 
 type entry struct {
@@ -97,6 +99,7 @@ type Pipeline struct {
 	sink    Sink
 	log     *slog.Logger
 	limiter *rate.Limiter
+	scope   atomic.Pointer[Scope]
 	queue   chan job
 
 	mu    sync.Mutex
@@ -105,7 +108,8 @@ type Pipeline struct {
 	idle                                                chan struct{} // signalled when pending drops to 0
 	events, deduped, outOfScope, queued, dropped, inval atomic.Uint64
 	waitDrop, probed, probeOK, matched, alerts, sinkErr atomic.Uint64
-	pending                                             atomic.Int64
+	pending, inFlight                                   atomic.Int64
+	abandoned, evictions                                atomic.Uint64
 	fatal                                               chan error
 }
 
@@ -119,6 +123,9 @@ func New(cfg Config, prober Prober, matcher Matcher, judge Judge, sink Sink) (*P
 	}
 	if cfg.NegativeTTL <= 0 {
 		cfg.NegativeTTL = cfg.TTL
+	}
+	if cfg.DrainTimeout <= 0 {
+		cfg.DrainTimeout = 5 * time.Second
 	}
 	if cfg.MaxWaiters <= 0 {
 		cfg.MaxWaiters = 10000
@@ -135,15 +142,17 @@ func New(cfg Config, prober Prober, matcher Matcher, judge Judge, sink Sink) (*P
 	// The LRU's own TTL is the longest one; shorter lifetimes (negative
 	// results) are enforced by entry.expires on lookup.
 	ttl := max(cfg.TTL, cfg.NegativeTTL)
-	return &Pipeline{
+	p := &Pipeline{
 		cfg: cfg, prober: prober, matcher: matcher, judge: judge, sink: sink,
 		log:     cfg.Logger,
 		limiter: rate.NewLimiter(rate.Limit(cfg.ProbesPerSecond), cfg.Burst),
 		queue:   make(chan job, cfg.QueueSize),
-		cache:   expirable.NewLRU[stackprint.Target, *entry](cfg.Capacity, nil, ttl),
 		idle:    make(chan struct{}, 1),
 		fatal:   make(chan error, 1),
-	}, nil
+	}
+	p.scope.Store(cfg.Scope)
+	p.cache = expirable.NewLRU(cfg.Capacity, func(stackprint.Target, *entry) { p.evictions.Add(1) }, ttl)
+	return p, nil
 }
 
 // Handle judges one event. It never blocks on the network: a new target is
@@ -177,7 +186,7 @@ func (p *Pipeline) Handle(ctx context.Context, ev stackprint.Event) error {
 		p.mu.Unlock()
 		return p.settle(ev, p.verdicts(ev, res, m))
 	}
-	if ok, why := p.cfg.Scope.Check(t.Addr()); !ok {
+	if ok, why := p.scope.Load().Check(t.Addr()); !ok {
 		res := stackprint.Result{Target: t, Started: now, Status: stackprint.StatusOutOfScope, Error: why}
 		p.cache.Add(t, &entry{done: true, result: res, expires: now.Add(p.cfg.NegativeTTL)})
 		p.mu.Unlock()
@@ -207,43 +216,63 @@ func (p *Pipeline) Handle(ctx context.Context, ev stackprint.Event) error {
 }
 
 // Run starts MaxInFlight workers and returns when ctx ends or an output
-// fails. Queued targets left at shutdown are abandoned (counted in Pending).
+// fails. At shutdown the workers stop taking jobs and probes in flight get
+// DrainTimeout to finish; a probe cut short by shutdown is abandoned, not
+// recorded as a timeout: its events stay unsettled, so the ledger parks
+// them and the next run probes again. Queued jobs are left the same way.
 func (p *Pipeline) Run(ctx context.Context) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	take, stopTaking := context.WithCancel(ctx)
+	defer stopTaking()
+	probeCtx, abort := context.WithCancel(context.WithoutCancel(ctx))
+	defer abort()
 	var wg sync.WaitGroup
 	for range p.cfg.MaxInFlight {
-		wg.Go(func() { p.worker(ctx) })
+		wg.Go(func() { p.worker(take, probeCtx) })
 	}
 	var err error
 	select {
 	case <-ctx.Done():
 	case err = <-p.fatal:
-		cancel()
+		abort()
 	}
-	wg.Wait()
+	stopTaking()
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(p.cfg.DrainTimeout):
+		abort()
+		<-done
+	}
 	return err
 }
 
-func (p *Pipeline) worker(ctx context.Context) {
+func (p *Pipeline) worker(take, probeCtx context.Context) {
 	for {
 		var j job
 		select {
-		case <-ctx.Done():
+		case <-take.Done():
 			return
 		case j = <-p.queue:
 		}
-		if err := p.limiter.Wait(ctx); err != nil {
-			return // shutting down
+		if err := p.limiter.Wait(take); err != nil {
+			p.abandoned.Add(1)
+			return // shutting down before the probe started
 		}
-		p.probe(ctx, j)
+		p.probe(probeCtx, j)
 	}
 }
 
 func (p *Pipeline) probe(ctx context.Context, j job) {
+	p.inFlight.Add(1)
 	pctx, cancel := context.WithTimeout(ctx, p.cfg.Deadline)
 	res := p.prober.Probe(pctx, j.target, j.sni)
 	cancel()
+	p.inFlight.Add(-1)
+	if ctx.Err() != nil {
+		p.abandoned.Add(1)
+		return
+	}
 	p.probed.Add(1)
 	var matches []stackprint.Match
 	if res.Status == stackprint.StatusOK {
@@ -334,6 +363,19 @@ func (p *Pipeline) fail(err error) {
 	}
 }
 
+// SetScope swaps the scope policy (config reload) and forgets cached
+// verdicts, so the new policy applies to targets seen before too. Probes
+// in flight still deliver to the events waiting on them.
+func (p *Pipeline) SetScope(s *Scope) {
+	if s == nil {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.scope.Store(s)
+	p.cache.Purge()
+}
+
 // WaitIdle blocks until no target is queued or being probed, or ctx ends.
 func (p *Pipeline) WaitIdle(ctx context.Context) error {
 	for p.pending.Load() > 0 {
@@ -354,6 +396,7 @@ func (p *Pipeline) Stats() Stats {
 		Queued: p.queued.Load(), DroppedQueueFull: p.dropped.Load(), Invalid: p.inval.Load(),
 		WaitersDropped: p.waitDrop.Load(), Probed: p.probed.Load(), ProbeOK: p.probeOK.Load(),
 		Matched: p.matched.Load(), Alerts: p.alerts.Load(), SinkErrors: p.sinkErr.Load(),
-		Pending: p.pending.Load(),
+		Pending: p.pending.Load(), InFlight: p.inFlight.Load(), Abandoned: p.abandoned.Load(),
+		Evictions: p.evictions.Load(), QueueDepth: int64(len(p.queue)), CacheLen: int64(p.cache.Len()),
 	}
 }

@@ -316,3 +316,72 @@ func TestNegativeResultExpiresSooner(t *testing.T) {
 		t.Fatalf("probed %d times, want 2 (refusal re-probed after negative_ttl)", n)
 	}
 }
+
+func TestShutdownAbandonsInFlightProbeInsteadOfRecordingTimeout(t *testing.T) {
+	pr := &scriptedProber{block: make(chan struct{})} // never answers
+	sink := &memSink{}
+	var mu sync.Mutex
+	var settled []stackprint.Event
+	cfg := testConfig()
+	cfg.DrainTimeout = 100 * time.Millisecond
+	cfg.OnSettled = func(ev stackprint.Event) { mu.Lock(); settled = append(settled, ev); mu.Unlock() }
+	p, err := New(cfg, pr, mapMatcher{}, judgeAll{}, sink)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- p.Run(ctx) }()
+	if err := p.Handle(ctx, event("C1", "127.0.0.51:443")); err != nil {
+		t.Fatal(err)
+	}
+	for pr.count() == 0 {
+		time.Sleep(5 * time.Millisecond)
+	}
+	t0 := time.Now()
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(t0); d > 3*time.Second {
+		t.Fatalf("shutdown took %s with a 100ms drain timeout", d)
+	}
+	recs, _ := sink.snapshot()
+	mu.Lock()
+	defer mu.Unlock()
+	if len(recs) != 0 || len(settled) != 0 {
+		t.Fatalf("abandoned probe was recorded (%+v) or settled (%d)", recs, len(settled))
+	}
+	if st := p.Stats(); st.Abandoned != 1 || st.Probed != 0 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+func TestShutdownDrainsProbesThatFinishInTime(t *testing.T) {
+	pr := &scriptedProber{block: make(chan struct{}), jarm: map[netip.Addr]string{netip.MustParseAddr("127.0.0.52"): badJARM}}
+	sink := &memSink{}
+	cfg := testConfig()
+	cfg.DrainTimeout = 5 * time.Second
+	p, err := New(cfg, pr, mapMatcher{}, judgeAll{}, sink)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- p.Run(ctx) }()
+	if err := p.Handle(ctx, event("C1", "127.0.0.52:443")); err != nil {
+		t.Fatal(err)
+	}
+	for pr.count() == 0 {
+		time.Sleep(5 * time.Millisecond)
+	}
+	cancel()
+	time.Sleep(50 * time.Millisecond)
+	close(pr.block) // the probe finishes during the drain
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if recs, _ := sink.snapshot(); len(recs) != 1 || recs[0].Status != stackprint.StatusOK {
+		t.Fatalf("drained probe not recorded: %+v", recs)
+	}
+}

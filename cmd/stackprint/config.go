@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"strings"
@@ -25,6 +26,16 @@ type Config struct {
 	Probe     ProbeConfig     `yaml:"probe"`
 	Outputs   OutputsConfig   `yaml:"outputs"`
 	Log       LogConfig       `yaml:"log"`
+	Daemon    DaemonConfig    `yaml:"daemon"`
+	Metrics   MetricsConfig   `yaml:"metrics"`
+}
+
+type DaemonConfig struct {
+	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+}
+
+type MetricsConfig struct {
+	Listen string `yaml:"listen"`
 }
 
 type DBConfig struct {
@@ -213,6 +224,16 @@ func (c *Config) Validate() error {
 	case "debug", "info", "warn", "error":
 	default:
 		bad("log.level", c.Log.Level, "must be debug, info, warn or error")
+	}
+	if c.Daemon.ShutdownTimeout <= 0 {
+		bad("daemon.shutdown_timeout", c.Daemon.ShutdownTimeout, "must be > 0")
+	}
+	if c.Metrics.Listen != "" {
+		if host, _, err := net.SplitHostPort(c.Metrics.Listen); err != nil {
+			bad("metrics.listen", c.Metrics.Listen, "must be host:port or empty")
+		} else if _, err := netip.ParseAddr(host); err != nil {
+			bad("metrics.listen", c.Metrics.Listen, "host must be an IP address (default 127.0.0.1)")
+		}
 	}
 	if c.Log.Format != "text" && c.Log.Format != "json" {
 		bad("log.format", c.Log.Format, `must be "text" or "json"`)

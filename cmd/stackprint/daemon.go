@@ -8,8 +8,12 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/signal"
 	"path/filepath"
+	"reflect"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/stackprint/stackprint"
@@ -31,6 +35,11 @@ type daemon struct {
 	pipe    *enrich.Pipeline
 	ledger  *enrich.Ledger
 	tailers []*tailer.Tailer
+	metrics *metrics
+	cfgPath string // re-read on SIGHUP; "" = the embedded default
+
+	running atomic.Bool  // tailers started, not yet stopping
+	failed  atomic.Value // error that stopped a component
 }
 
 // daemonHooks lets the demo observe what the daemon writes.
@@ -65,6 +74,7 @@ func newDaemon(cfg *Config, log *slog.Logger, hooks daemonHooks) (d *daemon, err
 		IOTimeout: cfg.Probe.IOTimeout,
 		Deadline:  cfg.Probe.Deadline,
 	})
+	d.metrics = newMetrics(d)
 	d.pipe, err = enrich.New(enrich.Config{
 		Scope:           enrich.NewScope(parsePrefixes(cfg.Scope.Allow), parsePrefixes(cfg.Scope.Deny), ports),
 		TTL:             cfg.Dedup.TTL,
@@ -78,7 +88,8 @@ func newDaemon(cfg *Config, log *slog.Logger, hooks daemonHooks) (d *daemon, err
 		JARMSNIObserved: cfg.Probe.JARMSNI == "observed",
 		Logger:          log,
 		OnSettled:       func(ev stackprint.Event) { d.ledger.Settled(ev) },
-	}, prober, d.db, rules.Engine{}, d.sink)
+		DrainTimeout:    cfg.Daemon.ShutdownTimeout,
+	}, measuredProber{prober, d.metrics}, d.db, rules.Engine{}, measuredSink{d.sink, d.metrics})
 	if err != nil {
 		return nil, err
 	}
@@ -143,6 +154,15 @@ func (d *daemon) run(ctx context.Context) error {
 			errc <- fmt.Errorf("commit checkpoints: %w", err)
 		}
 	}()
+	hctx, stopHTTP := context.WithCancel(context.Background())
+	defer stopHTTP()
+	if d.cfg.Metrics.Listen != "" {
+		go func() {
+			if err := d.serveHTTP(hctx, d.cfg.Metrics.Listen, d.log); err != nil {
+				errc <- err
+			}
+		}()
+	}
 	var wg sync.WaitGroup
 	for i, t := range d.tailers {
 		name := d.cfg.Inputs[i].Name
@@ -154,10 +174,26 @@ func (d *daemon) run(ctx context.Context) error {
 	}
 	d.log.Info("stackprint running", "inputs", len(d.tailers), "db", d.cfg.DB.Path,
 		"alerts", d.cfg.Outputs.Alerts, "fingerprints", d.cfg.Outputs.Fingerprints)
-	select {
-	case <-ctx.Done():
-	case err = <-errc:
+	d.running.Store(true)
+	_ = sdNotify("READY=1\nSTATUS=following " + fmt.Sprint(len(d.tailers)) + " inputs")
+	go sdWatchdog(hctx, d.ready)
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+wait:
+	for {
+		select {
+		case <-ctx.Done():
+			break wait
+		case err = <-errc:
+			d.failed.Store(err)
+			break wait
+		case <-hup:
+			d.reload()
+		}
 	}
+	d.running.Store(false)
+	_ = sdNotify("STOPPING=1")
 	stopTailers()
 	wg.Wait()
 	stopPipe()
@@ -171,6 +207,54 @@ func (d *daemon) run(ctx context.Context) error {
 	d.log.Info("stackprint stopped", "events", st.Events, "probed", st.Probed, "alerts", st.Alerts,
 		"abandoned_in_queue", st.Pending)
 	return err
+}
+
+// ready reports why the daemon cannot do its job, or nil: tailers started,
+// no component failed, DB open, output directories writable.
+func (d *daemon) ready() error {
+	if err, ok := d.failed.Load().(error); ok && err != nil {
+		return err
+	}
+	if !d.running.Load() {
+		return errors.New("not running")
+	}
+	if err := d.db.Ping(); err != nil {
+		return fmt.Errorf("db: %w", err)
+	}
+	for _, p := range []string{d.cfg.Outputs.Alerts, d.cfg.Outputs.Fingerprints} {
+		if p == "-" {
+			continue
+		}
+		if err := syscall.Access(filepath.Dir(p), 2 /* W_OK */); err != nil {
+			return fmt.Errorf("output directory of %s not writable: %w", p, err)
+		}
+	}
+	return nil
+}
+
+// reload re-reads the config on SIGHUP: a bad file is refused and the
+// running config stays; settings that can change live (scope) are swapped,
+// the others are reported as needing a restart.
+func (d *daemon) reload() {
+	cfg, err := LoadConfig(d.cfgPath)
+	if err != nil {
+		d.metrics.reloads.WithLabelValues("error").Inc()
+		d.log.Error("config reload refused; keeping the running config", "err", err)
+		return
+	}
+	ports := make([]uint16, len(cfg.Scope.Ports))
+	for i, p := range cfg.Scope.Ports {
+		ports[i] = uint16(p)
+	}
+	d.pipe.SetScope(enrich.NewScope(parsePrefixes(cfg.Scope.Allow), parsePrefixes(cfg.Scope.Deny), ports))
+	old := *d.cfg
+	old.Scope = cfg.Scope
+	if !reflect.DeepEqual(&old, cfg) {
+		d.log.Warn("config reload: only scope changes apply live; restart for the other changes")
+	}
+	d.cfg.Scope = cfg.Scope
+	d.metrics.reloads.WithLabelValues("ok").Inc()
+	d.log.Info("config reloaded", "scope_allow", cfg.Scope.Allow, "scope_deny", cfg.Scope.Deny)
 }
 
 // checkpointInterval is how often input positions are committed; a crash
@@ -217,5 +301,6 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
+	d.cfgPath = *path
 	return d.run(ctx)
 }

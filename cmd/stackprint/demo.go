@@ -105,6 +105,7 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	cfg.Outputs.Alerts = filepath.Join(dir, "alerts.ndjson")
 	cfg.Outputs.Fingerprints = filepath.Join(dir, "stackprint.log")
 	cfg.Scheduler.ProbesPerSecond, cfg.Scheduler.Burst = 50, 10
+	cfg.Metrics.Listen = "" // no listener: the demo must not collide with a running daemon
 	cfg.Log.Level = "warn"
 	if *verbose {
 		cfg.Log.Level = "debug"

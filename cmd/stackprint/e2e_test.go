@@ -7,11 +7,15 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -155,14 +159,15 @@ func TestEndToEndDaemon(t *testing.T) {
 		"/var/log/stackprint/stackprint.log", fpPath,
 		"allow: []", "allow: [127.0.0.0/8]",
 		"poll_interval: 250ms", "poll_interval: 100ms",
+		"listen: 127.0.0.1:9464", "listen: 127.0.0.1:0",
 	).Replace(string(mustRead(t, "../../configs/stackprint.yaml")))
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
 
 	daemon := exec.Command(binPath, "run", "-c", cfgPath)
-	var stderr bytes.Buffer
-	daemon.Stderr = &stderr
+	stderr := &syncBuffer{}
+	daemon.Stderr = stderr
 	if err := daemon.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -229,6 +234,8 @@ func TestEndToEndDaemon(t *testing.T) {
 			t.Errorf("stackprint.log lacks %q:\n%s", want, fp)
 		}
 	}
+
+	checkMetrics(t, stderr, c2JARM)
 
 	if err := daemon.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
@@ -337,4 +344,73 @@ func mustRead(t *testing.T, path string) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// syncBuffer is a bytes.Buffer safe for a child's writes and our reads.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// checkMetrics finds the metrics address in the daemon's log and checks
+// /metrics, /healthz and /readyz.
+func checkMetrics(t *testing.T, stderr *syncBuffer, jarm string) {
+	t.Helper()
+	re := regexp.MustCompile(`metrics and health listening addr=(\S+)`)
+	var addr string
+	waitFor(t, "metrics listener in the log", 10*time.Second, func() bool {
+		m := re.FindStringSubmatch(stderr.String())
+		if m != nil {
+			addr = m[1]
+		}
+		return m != nil
+	})
+	get := func(path string) (int, string) {
+		resp, err := http.Get("http://" + addr + path)
+		if err != nil {
+			t.Fatalf("GET %s: %v", path, err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, _ := get("/healthz"); code != 200 {
+		t.Errorf("/healthz = %d", code)
+	}
+	if code, body := get("/readyz"); code != 200 {
+		t.Errorf("/readyz = %d %s", code, body)
+	}
+	code, body := get("/metrics")
+	if code != 200 {
+		t.Fatalf("/metrics = %d", code)
+	}
+	for _, want := range []string{
+		`stackprint_lines_read_total{input="zeek-ssl"}`,
+		`stackprint_events_total{outcome="out_of_scope"} 1`,
+		`stackprint_probes_total{status="ok"}`,
+		`stackprint_alerts_total{rule="db_match",severity="high"}`,
+		`stackprint_matches_total{kind="jarm",label="e2e-c2"}`,
+		`stackprint_probe_duration_seconds_bucket`,
+		`stackprint_dedup_cache_size`,
+		`stackprint_checkpoint_lag_bytes{input="zeek-ssl"}`,
+		`stackprint_db_size_bytes`,
+		`stackprint_build_info{`,
+		`go_goroutines`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
 }

@@ -13,9 +13,9 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"runtime/debug"
 	"strings"
 	"syscall"
+	"time"
 )
 
 const usage = `stackprint — active TLS server fingerprinting for Zeek and Suricata sensors
@@ -92,18 +92,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 }
 
 func versionString() string {
-	v, commit, gov := "(devel)", "unknown", "unknown"
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		gov = bi.GoVersion
-		if bi.Main.Version != "" {
-			v = bi.Main.Version
-		}
-		for _, s := range bi.Settings {
-			if s.Key == "vcs.revision" {
-				commit = s.Value
-			}
-		}
-	}
+	v, commit, gov := buildInfo()
 	return fmt.Sprintf("stackprint %s commit %s %s", v, commit, gov)
 }
 
@@ -147,10 +136,11 @@ func newLogger(cfg LogConfig, w io.Writer) *slog.Logger {
 		lvl = slog.LevelInfo
 	}
 	opts := &slog.HandlerOptions{Level: lvl}
+	var h slog.Handler = slog.NewTextHandler(w, opts)
 	if strings.EqualFold(cfg.Format, "json") {
-		return slog.New(slog.NewJSONHandler(w, opts))
+		h = slog.NewJSONHandler(w, opts)
 	}
-	return slog.New(slog.NewTextHandler(w, opts))
+	return slog.New(newRateLimitHandler(h, 5, 10*time.Second))
 }
 
 func cmdConfig(args []string, stdout, stderr io.Writer) error {

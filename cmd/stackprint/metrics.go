@@ -1,0 +1,229 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"runtime/debug"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/stackprint/stackprint"
+	"github.com/stackprint/stackprint/enrich"
+)
+
+// metrics holds the instruments updated as things happen; everything that
+// is a snapshot of a component's counters is read at scrape time by
+// daemonCollector instead, so the components carry no Prometheus code.
+type metrics struct {
+	reg           *prometheus.Registry
+	probes        *prometheus.CounterVec
+	probeDuration prometheus.Histogram
+	probeConns    prometheus.Histogram
+	matches       *prometheus.CounterVec
+	alerts        *prometheus.CounterVec
+	reloads       *prometheus.CounterVec
+}
+
+func newMetrics(d *daemon) *metrics {
+	m := &metrics{
+		reg: prometheus.NewRegistry(),
+		probes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "stackprint_probes_total", Help: "Targets probed, by result status.",
+		}, []string{"status"}),
+		probeDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "stackprint_probe_duration_seconds", Help: "Wall time to fingerprint one target.",
+			Buckets: []float64{.01, .05, .1, .25, .5, 1, 2, 5, 10, 15, 30},
+		}),
+		probeConns: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "stackprint_probe_connections", Help: "TCP connections opened per target.",
+			Buckets: []float64{0, 1, 2, 5, 10, 11, 12, 15, 21, 22, 25},
+		}),
+		matches: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "stackprint_matches_total", Help: "Fingerprint DB matches, by kind and label.",
+		}, []string{"kind", "label"}),
+		alerts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "stackprint_alerts_total", Help: "Alerts written, by rule and severity.",
+		}, []string{"rule", "severity"}),
+		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "stackprint_config_reloads_total", Help: "SIGHUP reloads, by result (ok or error).",
+		}, []string{"result"}),
+	}
+	m.reg.MustRegister(m.probes, m.probeDuration, m.probeConns, m.matches, m.alerts, m.reloads,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		&daemonCollector{d: d})
+	m.reloads.WithLabelValues("ok")
+	m.reloads.WithLabelValues("error")
+	return m
+}
+
+// measuredProber observes every probe result.
+type measuredProber struct {
+	inner enrich.Prober
+	m     *metrics
+}
+
+func (p measuredProber) Probe(ctx context.Context, t stackprint.Target, sni string) stackprint.Result {
+	r := p.inner.Probe(ctx, t, sni)
+	p.m.probes.WithLabelValues(string(r.Status)).Inc()
+	p.m.probeDuration.Observe(r.Duration.Seconds())
+	p.m.probeConns.Observe(float64(r.Conns))
+	return r
+}
+
+// measuredSink counts matches and alerts as they are written.
+type measuredSink struct {
+	inner enrich.Sink
+	m     *metrics
+}
+
+func (s measuredSink) Record(ev stackprint.Event, r stackprint.Result, ms []stackprint.Match) error {
+	if err := s.inner.Record(ev, r, ms); err != nil {
+		return err
+	}
+	for _, x := range ms {
+		s.m.matches.WithLabelValues(x.Kind, x.Label).Inc()
+	}
+	return nil
+}
+
+func (s measuredSink) Alert(a stackprint.Alert) error {
+	if err := s.inner.Alert(a); err != nil {
+		return err
+	}
+	s.m.alerts.WithLabelValues(a.Rule, a.Severity).Inc()
+	return nil
+}
+
+// daemonCollector turns the components' counters into metrics at scrape
+// time.
+type daemonCollector struct{ d *daemon }
+
+var (
+	descLines       = prometheus.NewDesc("stackprint_lines_read_total", "Log lines read, by input.", []string{"input"}, nil)
+	descParseErrors = prometheus.NewDesc("stackprint_parse_errors_total", "Malformed log lines skipped, by input.", []string{"input"}, nil)
+	descLongLines   = prometheus.NewDesc("stackprint_long_lines_total", "Lines over tailer.max_line_bytes skipped, by input.", []string{"input"}, nil)
+	descRotations   = prometheus.NewDesc("stackprint_rotations_total", "Rotations followed, by input.", []string{"input"}, nil)
+	descEvents      = prometheus.NewDesc("stackprint_events_total", "TLS events by outcome.", []string{"outcome"}, nil)
+	descQueue       = prometheus.NewDesc("stackprint_queue_depth", "Targets waiting for a probe.", nil, nil)
+	descInFlight    = prometheus.NewDesc("stackprint_probes_in_flight", "Targets being probed now.", nil, nil)
+	descCacheSize   = prometheus.NewDesc("stackprint_dedup_cache_size", "Targets in the dedup LRU.", nil, nil)
+	descCacheHits   = prometheus.NewDesc("stackprint_dedup_cache_hits_total", "Events judged from the dedup cache.", nil, nil)
+	descCacheEvict  = prometheus.NewDesc("stackprint_dedup_cache_evictions_total", "Targets evicted from the dedup LRU (capacity or TTL).", nil, nil)
+	descHitRatio    = prometheus.NewDesc("stackprint_dedup_cache_hit_ratio", "Share of events judged from the cache.", nil, nil)
+	descAbandoned   = prometheus.NewDesc("stackprint_probes_abandoned_total", "Probes cut short by shutdown (their events resume after restart).", nil, nil)
+	descUnsettled   = prometheus.NewDesc("stackprint_events_unsettled", "Events read but neither judged nor parked.", nil, nil)
+	descCkptLag     = prometheus.NewDesc("stackprint_checkpoint_lag_bytes", "Bytes of an input's current file past its committed checkpoint.", []string{"input"}, nil)
+	descDBSize      = prometheus.NewDesc("stackprint_db_size_bytes", "Size of the bbolt file.", nil, nil)
+	descBuild       = prometheus.NewDesc("stackprint_build_info", "Build information.", []string{"version", "commit", "goversion"}, nil)
+)
+
+func (c *daemonCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descLines, descParseErrors, descLongLines, descRotations, descEvents, descQueue,
+		descInFlight, descCacheSize, descCacheHits, descCacheEvict, descHitRatio, descAbandoned, descUnsettled,
+		descCkptLag, descDBSize, descBuild} {
+		ch <- d
+	}
+}
+
+func (c *daemonCollector) Collect(ch chan<- prometheus.Metric) {
+	d := c.d
+	counter := func(desc *prometheus.Desc, v uint64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(desc, prometheus.CounterValue, float64(v), labels...)
+	}
+	gauge := func(desc *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(desc, prometheus.GaugeValue, v, labels...)
+	}
+	for i, t := range d.tailers {
+		name := d.cfg.Inputs[i].Name
+		st := t.Stats()
+		counter(descLines, st.Lines, name)
+		counter(descParseErrors, st.ParseErrors, name)
+		counter(descLongLines, st.LongLines, name)
+		counter(descRotations, st.Rotations, name)
+	}
+	ps := d.pipe.Stats()
+	for outcome, v := range map[string]uint64{
+		"deduped": ps.Deduped, "out_of_scope": ps.OutOfScope, "queued": ps.Queued,
+		"dropped_queue_full": ps.DroppedQueueFull, "invalid": ps.Invalid, "waiters_dropped": ps.WaitersDropped,
+	} {
+		counter(descEvents, v, outcome)
+	}
+	gauge(descQueue, float64(ps.QueueDepth))
+	gauge(descInFlight, float64(ps.InFlight))
+	gauge(descCacheSize, float64(ps.CacheLen))
+	counter(descCacheHits, ps.Deduped)
+	counter(descCacheEvict, ps.Evictions)
+	ratio := 0.0
+	if ps.Events > 0 {
+		ratio = float64(ps.Deduped) / float64(ps.Events)
+	}
+	gauge(descHitRatio, ratio)
+	counter(descAbandoned, ps.Abandoned)
+	gauge(descUnsettled, float64(d.ledger.Unsettled()))
+	for src, pos := range d.ledger.Committed() {
+		if fi, err := os.Stat(pos.File); err == nil {
+			gauge(descCkptLag, float64(max(0, fi.Size()-pos.Offset)), src)
+		}
+	}
+	if fi, err := os.Stat(d.cfg.DB.Path); err == nil {
+		gauge(descDBSize, float64(fi.Size()))
+	}
+	v, commit, gov := buildInfo()
+	gauge(descBuild, 1, v, commit, gov)
+}
+
+func buildInfo() (version, commit, goVersion string) {
+	version, commit, goVersion = "(devel)", "unknown", "unknown"
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		goVersion = bi.GoVersion
+		if bi.Main.Version != "" {
+			version = bi.Main.Version
+		}
+		for _, s := range bi.Settings {
+			if s.Key == "vcs.revision" {
+				commit = s.Value
+			}
+		}
+	}
+	return version, commit, goVersion
+}
+
+// serveHTTP serves /metrics, /healthz and /readyz on addr until ctx ends.
+func (d *daemon) serveHTTP(ctx context.Context, addr string, log *slog.Logger) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("metrics listener %s: %w", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(d.metrics.reg, promhttp.HandlerOpts{MaxRequestsInFlight: 4, Timeout: 10 * time.Second}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if err := d.ready(); err != nil {
+			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ready")
+	})
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+	}()
+	log.Info("metrics and health listening", "addr", ln.Addr().String())
+	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("metrics server: %w", err)
+	}
+	return nil
+}
