@@ -368,7 +368,7 @@ func (s *syncBuffer) String() string {
 // /metrics, /healthz and /readyz.
 func checkMetrics(t *testing.T, stderr *syncBuffer, jarm string) {
 	t.Helper()
-	re := regexp.MustCompile(`metrics and health listening addr=(\S+)`)
+	re := regexp.MustCompile(`metrics and health listening" addr=(\S+)`)
 	var addr string
 	waitFor(t, "metrics listener in the log", 10*time.Second, func() bool {
 		m := re.FindStringSubmatch(stderr.String())
