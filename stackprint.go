@@ -31,6 +31,7 @@ type Event struct {
 	Kind   string         // zeek_ssl, zeek_conn, eve_tls, eve_flow, eve_alert
 	File   string         // file the line came from
 	Offset int64          // byte offset just past the line in File
+	Ident  string         // identity of that file: device, inode, content fingerprint (tailer.Position)
 	Seq    uint64         // delivery ledger id, assigned in process; 0 = untracked
 }
 

@@ -1,26 +1,29 @@
 package tailer
 
 import (
+	"bufio"
+	"bytes"
+	"compress/gzip"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
-	"sync"
-	"sync/atomic"
+	"slices"
+	"strings"
 	"time"
-
-	"github.com/fsnotify/fsnotify"
 )
 
-// Run follows the file until ctx is done and then returns nil. It returns
+// Run follows the input until ctx is done and then returns nil. It returns
 // an error when the handler does, or when called a second time.
 //
 // The file does not need to exist yet. Lines appended to it are delivered
 // as soon as fsnotify reports a change, and at the latest after
-// PollInterval. See the package documentation for rotation and truncation.
+// PollInterval. See the package documentation for rotation, truncation,
+// catch-up and resume.
 func (t *Tailer) Run(ctx context.Context) error {
 	if !t.running.CompareAndSwap(false, true) {
 		return fmt.Errorf("tailer: input %q: Run called twice", t.in.Name)
@@ -29,64 +32,168 @@ func (t *Tailer) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("tailer: input %q: %w", t.in.Name, err)
 	}
-	_, statErr := os.Stat(abs)
 	f := &follower{
-		t:    t,
-		path: abs,
-		dir:  filepath.Dir(abs),
-		sink: sink{h: t.h, log: t.log, st: &t.st},
-		p:    newParser(t.in.Format, t.in.Name),
-		wake: make(chan struct{}, 1),
-		// FromEnd applies to a file that exists now, not to one created later.
-		first: statErr == nil,
+		t:       t,
+		opts:    t.opts,
+		log:     t.log,
+		sink:    sink{h: t.h, log: t.log, st: &t.st},
+		wake:    make(chan struct{}, 1),
+		pattern: abs,
+		glob:    strings.ContainsAny(filepath.Base(abs), "*?["),
+		dir:     filepath.Dir(abs),
+		lanes:   map[string]*lane{},
+		known:   map[devInoKey]*knownFile{},
+		resume:  map[string]Position{},
+		startup: true,
+		now:     time.Now,
+	}
+	for _, p := range t.opts.Resume {
+		pp, err := filepath.Abs(p.Path)
+		if err != nil {
+			continue
+		}
+		f.resume[pp] = p
+	}
+	f.dw = t.opts.Watcher
+	if f.dw == nil {
+		if t.noWatch {
+			f.dw = newPollingWatcher(t.log)
+			t.log.Warn("tailer: fsnotify disabled, polling", "interval", t.opts.PollInterval)
+		} else {
+			f.dw = NewDirWatcher(t.log)
+		}
+		f.ownDW = true
 	}
 	defer f.close()
 	return f.run(ctx)
 }
 
-type follower struct {
-	t    *Tailer
-	path string // absolute
-	dir  string
-	sink sink
-	p    lineParser // one parser, Reset for every new file
+type devInoKey struct{ dev, ino uint64 }
 
-	cur   *openFile
-	first bool // the next open is of the file that existed at start (FromEnd applies)
-
-	watcher     *fsnotify.Watcher
-	watching    atomic.Bool // the directory watch is in place
-	watchWarned bool
-	wg          sync.WaitGroup
-	wake        chan struct{}
-
-	lastOpenErr string
-	lastStatErr string
-	lastReadErr string
+// knownFile remembers a file read in this run, so that it is never read
+// again under another name (rotated sibling, glob match, copy).
+type knownFile struct {
+	dev, ino uint64
+	fp       fingerprint
+	offset   int64
+	seen     time.Time
 }
 
-// openFile is the file being read: it stays open across a rename so that
-// its rest can be drained.
+const maxKnown = 4096
+
+type follower struct {
+	t    *Tailer
+	opts Options
+	log  *slog.Logger
+	sink sink
+	wake chan struct{}
+
+	dw     *DirWatcher
+	ownDW  bool
+	sub    *dirSub
+	subDir string // the (symlink-resolved) directory watched
+
+	pattern string // absolute path, or a glob in the file name
+	glob    bool
+	dir     string // directory of pattern, as configured (may hold a symlink)
+
+	lanes    map[string]*lane // by path
+	known    map[devInoKey]*knownFile
+	resume   map[string]Position
+	startup  bool // FromEnd applies to the files found now
+	lastGlob time.Time
+	now      func() time.Time
+	scratch  []byte
+}
+
+// lane follows one path: the configured one, or one glob match.
+type lane struct {
+	path    string
+	p       lineParser
+	cur     *openFile
+	backlog []candidate // generations to read, in order, before the path's file
+	prevMod time.Time   // modification time of the last finished generation
+	resume  *Position   // applied at the first open
+	fromEnd bool
+	opened  int  // files opened at the path
+	catchUp bool // a generation was finished: look for the ones after it before opening the path
+
+	lastOpenErr, lastStatErr string
+}
+
+// openFile is a file being read. It stays open across a rename so that its
+// rest can be drained.
 type openFile struct {
-	f    *os.File
-	fi   os.FileInfo
-	lr   *lineReader
-	fc   fileCtx
-	gone bool // the path no longer names this file
+	f        *os.File // nil while parked (glob mode)
+	gz       *gzip.Reader
+	name     string // real path when opened
+	dev, ino uint64
+	fp       fingerprint
+	lr       *lineReader
+	fc       fileCtx
+	catchUp  bool // a rotated/archived generation: read to its end, then finished
+	gone     bool // the lane's path names another file, or none
+	goneAt   time.Time
+	lastGrow time.Time
+	mod      time.Time
+	chkSize  int64
+	chkMod   time.Time
+	readErr  string
+	progress int64 // offset last reported to Options.Progress
+	parked   bool
+}
+
+func (of *openFile) position(path string) Position {
+	p := Position{Path: path, Dev: of.dev, Ino: of.ino, Fingerprint: of.fp.sum, FPLen: len(of.fp.prefix), Archive: of.gz != nil}
+	if of.lr != nil {
+		p.Offset = of.lr.pos
+	}
+	return p
+}
+
+func (of *openFile) close() {
+	if of.gz != nil {
+		_ = of.gz.Close()
+	}
+	if of.f != nil {
+		_ = of.f.Close()
+		of.f = nil
+	}
+}
+
+func (f *follower) close() {
+	for _, ln := range f.lanes {
+		if ln.cur != nil {
+			ln.cur.close()
+		}
+	}
+	if f.sub != nil {
+		f.dw.unsubscribe(f.sub)
+	}
+	if f.ownDW {
+		_ = f.dw.Close()
+	}
+}
+
+func (f *follower) poke() {
+	select {
+	case f.wake <- struct{}{}:
+	default:
+	}
 }
 
 func (f *follower) run(ctx context.Context) error {
-	f.startWatch()
-	tick := time.NewTicker(f.t.opts.PollInterval)
+	tick := time.NewTicker(f.opts.PollInterval)
 	defer tick.Stop()
 	for {
-		f.ensureWatch() // no-op while the watch is in place
+		f.watchDir()
 		if err := f.step(ctx); err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
 			return err
 		}
+		f.startup = false
 		select {
 		case <-ctx.Done():
 			return nil
@@ -96,251 +203,616 @@ func (f *follower) run(ctx context.Context) error {
 	}
 }
 
-func (f *follower) close() {
-	if f.watcher != nil {
-		_ = f.watcher.Close() // ends watchLoop
-		f.wg.Wait()
-	}
-	if f.cur != nil {
-		_ = f.cur.f.Close()
-		f.cur = nil
-	}
-}
-
-// poke asks the main loop for a rescan without ever blocking.
-func (f *follower) poke() {
-	select {
-	case f.wake <- struct{}{}:
-	default:
-	}
-}
-
-// startWatch starts fsnotify; run adds the directory watch.
-func (f *follower) startWatch() {
-	if f.t.noWatch {
-		f.t.log.Warn("tailer: fsnotify disabled, polling", "interval", f.t.opts.PollInterval)
-		return
-	}
-	w, err := fsnotify.NewWatcher()
+// watchDir keeps the directory watch on the directory the configured one
+// resolves to now (logs/current is a symlink that zeekctl retargets).
+func (f *follower) watchDir() {
+	dir, err := filepath.EvalSymlinks(f.dir)
 	if err != nil {
-		f.t.log.Warn("tailer: fsnotify unavailable, polling", "interval", f.t.opts.PollInterval, "err", err)
-		return
+		dir = f.dir
 	}
-	f.watcher = w
-	f.wg.Add(1)
-	go f.watchLoop(w)
-}
-
-// ensureWatch (re)adds the directory watch when it is missing: the
-// directory may not exist yet, or may have been removed or moved away (a
-// watch follows a moved directory, so it is dropped and re-added by path).
-func (f *follower) ensureWatch() {
-	if f.watcher == nil || f.watching.Load() {
-		return
+	if f.sub != nil && dir != f.subDir {
+		f.dw.unsubscribe(f.sub)
+		f.sub = nil
 	}
-	_ = f.watcher.Remove(f.dir)
-	if err := f.watcher.Add(f.dir); err != nil {
-		if !f.watchWarned {
-			f.t.log.Warn("tailer: cannot watch directory, polling until it can be", "dir", f.dir, "interval", f.t.opts.PollInterval, "err", err)
-			f.watchWarned = true
+	if f.sub == nil {
+		base := filepath.Base(f.pattern)
+		match := func(name string) bool {
+			if f.glob {
+				ok, _ := filepath.Match(base, name)
+				return ok
+			}
+			return name == base
 		}
+		f.sub, f.subDir = f.dw.subscribe(dir, match, f.poke), dir
 		return
 	}
-	if f.watchWarned {
-		f.t.log.Info("tailer: watching directory", "dir", f.dir)
-	}
-	f.watchWarned = false
-	f.watching.Store(true)
+	f.dw.ensure(f.sub)
 }
 
-func (f *follower) watchLoop(w *fsnotify.Watcher) {
-	defer f.wg.Done()
-	for {
-		select {
-		case ev, ok := <-w.Events:
-			if !ok {
-				return
-			}
-			name := filepath.Clean(ev.Name)
-			switch {
-			case name == f.path:
-				f.poke()
-			case name == f.dir && ev.Has(fsnotify.Remove|fsnotify.Rename):
-				f.watching.Store(false)
-				f.poke()
-			}
-		case err, ok := <-w.Errors:
-			if !ok {
-				return
-			}
-			if !errors.Is(err, fsnotify.ErrEventOverflow) {
-				f.t.log.Warn("tailer: fsnotify error", "err", err)
-			}
-			f.poke() // events may be lost: rescan
-		}
-	}
-}
-
-// step reads whatever is new and handles rotation and truncation. Only
-// handler errors and ctx cancellation are returned; file system trouble is
-// logged and retried at the next poll.
+// step brings every lane up to date.
 func (f *follower) step(ctx context.Context) error {
-	if f.cur == nil && !f.open(ctx) {
-		return nil
+	if f.glob {
+		f.scanGlob()
+	} else if len(f.lanes) == 0 {
+		f.addLane(f.pattern)
 	}
-	for {
-		if err := f.drain(ctx, f.cur); err != nil {
+	paths := make([]string, 0, len(f.lanes))
+	for p := range f.lanes {
+		paths = append(paths, p)
+	}
+	slices.Sort(paths)
+	for _, p := range paths {
+		ln := f.lanes[p]
+		done, err := f.stepLane(ctx, ln)
+		if err != nil {
 			return err
 		}
-		fi, err := os.Stat(f.path)
+		if done && f.glob {
+			delete(f.lanes, p)
+		}
+	}
+	if f.glob {
+		f.parkIdle()
+	}
+	return nil
+}
+
+func (f *follower) addLane(path string) *lane {
+	ln := &lane{path: path, p: newParser(f.t.in)}
+	if pos, ok := f.resume[path]; ok {
+		ln.resume = &pos
+	}
+	if f.startup && f.opts.FromEnd && len(f.resume) == 0 {
+		_, err := os.Stat(path)
+		ln.fromEnd = err == nil // not for a file created later
+	}
+	f.lanes[path] = ln
+	return ln
+}
+
+// scanGlob starts a lane for every matching file not read yet.
+func (f *follower) scanGlob() {
+	now := f.now()
+	if !f.startup && now.Sub(f.lastGlob) < min(f.opts.PollInterval, 100*time.Millisecond) {
+		return
+	}
+	f.lastGlob = now
+	matches, _ := filepath.Glob(f.pattern)
+	for _, m := range matches {
+		if _, ok := f.lanes[m]; ok {
+			continue
+		}
+		fi, err := os.Stat(m)
+		if err != nil || !fi.Mode().IsRegular() {
+			continue
+		}
+		dev, ino := devIno(fi)
+		if k := f.known[devInoKey{dev, ino}]; k != nil || f.openElsewhere(dev, ino) {
+			// A file already read under another name (the json-streaming
+			// numeric shift renames within the glob).
+			if k == nil || fi.Size() <= k.offset || f.headMatches(m, k.fp) {
+				continue
+			}
+		}
+		f.addLane(m)
+	}
+}
+
+func (f *follower) openElsewhere(dev, ino uint64) bool {
+	for _, ln := range f.lanes {
+		if ln.cur != nil && ln.cur.dev == dev && ln.cur.ino == ino {
+			return true
+		}
+	}
+	return false
+}
+
+func (f *follower) headMatches(path string, fp fingerprint) bool {
+	head, err := readHead(path, false, maxFPLen)
+	return err == nil && newFingerprint(head).same(fp)
+}
+
+// parkIdle releases the fd of glob files that are quiet while a newer
+// match is being written (a time-named file after the switch); they are
+// reopened at their offset when they grow again.
+func (f *follower) parkIdle() {
+	var newest time.Time
+	for _, ln := range f.lanes {
+		if ln.cur != nil && ln.cur.mod.After(newest) {
+			newest = ln.cur.mod
+		}
+	}
+	now := f.now()
+	for _, ln := range f.lanes {
+		of := ln.cur
+		if of == nil || of.parked || of.catchUp || of.f == nil || !of.mod.Before(newest) ||
+			now.Sub(of.lastGrow) < f.opts.RotateWait || of.lr.partial() > 0 {
+			continue
+		}
+		f.log.Info("tailer: file quiet while a newer one is written; closing it until it grows", "file", ln.path, "offset", of.lr.pos)
+		of.close()
+		of.parked = true
+	}
+}
+
+// stepLane reads what is new for one lane. done reports that the lane's
+// path is gone and its file finished.
+func (f *follower) stepLane(ctx context.Context, ln *lane) (done bool, err error) {
+	for {
+		if ln.cur == nil {
+			switch {
+			case len(ln.backlog) > 0:
+				c := ln.backlog[0]
+				ln.backlog = ln.backlog[1:]
+				if of := f.openCandidate(ln, c); of != nil {
+					ln.cur = of
+				}
+				continue
+			case ln.resume != nil:
+				pos := *ln.resume
+				ln.resume = nil
+				f.applyResume(ln, pos)
+				continue
+			case ln.catchUp:
+				if _, err := os.Stat(ln.path); err == nil {
+					ln.catchUp = false
+					ln.backlog = f.middleGenerations(ln)
+					continue
+				}
+				fallthrough
+			default:
+				if !f.openPath(ln, 0) {
+					_, statErr := os.Stat(ln.path)
+					return errors.Is(statErr, fs.ErrNotExist) && f.glob, nil
+				}
+			}
+		}
+		of := ln.cur
+		if of.catchUp {
+			if err := f.drain(ctx, of); err != nil {
+				return false, err
+			}
+			if err := f.finish(ctx, ln, of); err != nil {
+				return false, err
+			}
+			continue
+		}
+		if of.parked {
+			if !f.unpark(ln, of) {
+				return false, nil
+			}
+		}
+		if !of.gone {
+			if why := f.truncated(of); why != "" {
+				f.restart(ln, of, why)
+				continue
+			}
+		}
+		if err := f.drain(ctx, of); err != nil {
+			return false, err
+		}
+		f.report(ln, of)
+		fi, err := os.Stat(ln.path)
 		switch {
 		case errors.Is(err, fs.ErrNotExist):
 			// Renamed or removed, the new file not there yet (Zeek creates
-			// it on the next write). The writer may still append to the old
-			// one: keep following it.
-			if !f.cur.gone {
-				f.t.log.Info("tailer: path renamed or removed; still reading the open file until a new one appears")
-				f.cur.gone = true
+			// it on the next write). The writer may still append to the
+			// old one: keep reading it until it is quiet.
+			if !of.gone {
+				f.log.Info("tailer: path renamed or removed; reading the open file until it is quiet", "file", ln.path)
+				of.gone, of.goneAt = true, f.now()
 			}
-			return nil
+			if !f.released(of) {
+				return false, nil
+			}
+			if err := f.finish(ctx, ln, of); err != nil {
+				return false, err
+			}
+			ln.catchUp = true
+			return f.glob, nil
 		case err != nil:
-			if msg := err.Error(); msg != f.lastStatErr {
-				f.t.log.Warn("tailer: stat failed", "err", err)
-				f.lastStatErr = msg
+			if msg := err.Error(); msg != ln.lastStatErr {
+				f.log.Warn("tailer: stat failed", "file", ln.path, "err", err)
+				ln.lastStatErr = msg
 			}
-			return nil
-		case !os.SameFile(fi, f.cur.fi):
-			// Rotated: everything written to the old file before the new
-			// one appeared is readable now. Drain it, then switch.
-			if err := f.drain(ctx, f.cur); err != nil {
-				return err
-			}
-			if err := f.finish(ctx); err != nil {
-				return err
-			}
-			f.t.st.rotations.Add(1)
-			if !f.open(ctx) {
-				return nil
-			}
-			continue
+			return false, nil
 		}
-		f.lastStatErr = ""
-		f.cur.gone = false
-		if fi.Size() < f.cur.lr.readPos() {
-			if !f.truncated(fi.Size()) {
-				return nil
-			}
-			continue
+		ln.lastStatErr = ""
+		dev, ino := devIno(fi)
+		if dev == of.dev && ino == of.ino {
+			of.gone = false
+			return false, nil
 		}
-		return nil
+		// Rotated: another file at the path. Finish the old one first
+		// (it may still be written until the writer lets go).
+		if !of.gone {
+			of.gone, of.goneAt = true, f.now()
+		}
+		if !f.released(of) {
+			return false, nil
+		}
+		if err := f.finish(ctx, ln, of); err != nil {
+			return false, err
+		}
+		ln.catchUp = true
 	}
+}
+
+// released reports whether a file the path no longer names can be closed:
+// it ended with #close, or nothing was written to it for RotateWait.
+func (f *follower) released(of *openFile) bool {
+	if of.fc.closed {
+		return true
+	}
+	quiet := of.goneAt
+	if of.lastGrow.After(quiet) {
+		quiet = of.lastGrow
+	}
+	return f.now().Sub(quiet) >= f.opts.RotateWait
+}
+
+// unpark reopens a parked glob file when it changed. It reports whether the
+// lane has a readable current file again.
+func (f *follower) unpark(ln *lane, of *openFile) bool {
+	fi, err := os.Stat(ln.path)
+	if err != nil {
+		return true // gone: handled by the caller's stat (finish)
+	}
+	dev, ino := devIno(fi)
+	if dev == of.dev && ino == of.ino && fi.Size() == of.chkSize && fi.ModTime().Equal(of.chkMod) {
+		return false
+	}
+	if dev != of.dev || ino != of.ino {
+		of.parked = false
+		return true // another file now: the caller finishes this one
+	}
+	fh, err := os.Open(ln.path)
+	if err != nil {
+		return false
+	}
+	if _, err := fh.Seek(of.lr.pos, io.SeekStart); err != nil {
+		_ = fh.Close()
+		return false
+	}
+	of.f, of.parked = fh, false
+	of.lr.reset(fh, of.lr.pos)
+	of.lastGrow = f.now()
+	f.log.Info("tailer: quiet file grew; reading it again", "file", ln.path, "offset", of.lr.pos)
+	return true
+}
+
+// truncated checks whether the current file was truncated in place: fewer
+// bytes than were read, or other bytes at its start (truncated and written
+// again past the old offset before we looked; inode reuse; copytruncate
+// with a writer that keeps its offset). It returns why, or "".
+func (f *follower) truncated(of *openFile) string {
+	fi, err := of.f.Stat()
+	if err != nil {
+		return ""
+	}
+	of.mod = fi.ModTime()
+	size := fi.Size()
+	if size < of.lr.readPos() {
+		return fmt.Sprintf("size %d < %d bytes read", size, of.lr.readPos())
+	}
+	if size == of.chkSize && of.mod.Equal(of.chkMod) {
+		return ""
+	}
+	of.chkSize, of.chkMod = size, of.mod
+	n := len(of.fp.prefix)
+	if n == 0 {
+		return ""
+	}
+	if cap(f.scratch) < n {
+		f.scratch = make([]byte, maxFPLen)
+	}
+	buf := f.scratch[:n]
+	k, _ := of.f.ReadAt(buf, 0)
+	if k < n || !bytes.Equal(buf, of.fp.prefix) {
+		return "the first bytes changed (new header or first line)"
+	}
+	return ""
+}
+
+// restart reads the current file again from offset 0 with a reset parser.
+// A copy of the old content under a rotated name (copytruncate) is read
+// first from where we were, so lines written before the copy are not lost.
+func (f *follower) restart(ln *lane, of *openFile, why string) {
+	f.t.st.truncations.Add(1)
+	f.log.Warn("tailer: file truncated in place, reading it again from the start", "file", ln.path, "why", why,
+		"offset", of.lr.pos, "dropped_partial_bytes", of.lr.partial())
+	if of.fp.complete {
+		for _, c := range f.candidates(ln) {
+			if c.fp.same(of.fp) && c.size > of.lr.pos && !c.gz {
+				f.log.Info("tailer: reading the rest of the truncated content from its copy", "copy", c.path, "offset", of.lr.pos)
+				c.offset = of.lr.pos
+				c.header = true
+				ln.backlog = append(ln.backlog, c)
+				break
+			}
+		}
+	}
+	f.remember(of)
+	if len(ln.backlog) > 0 {
+		// Read the copy first, then this file from 0.
+		of.close()
+		ln.cur = nil
+		return
+	}
+	if _, err := of.f.Seek(0, io.SeekStart); err != nil {
+		f.log.Warn("tailer: seek failed, reopening", "file", ln.path, "err", err)
+		of.close()
+		ln.cur = nil
+		return
+	}
+	of.lr.reset(of.f, 0)
+	ln.p.reset()
+	head := make([]byte, maxFPLen)
+	k, _ := of.f.ReadAt(head, 0)
+	of.fp = newFingerprint(head[:k])
+	of.fc = fileCtx{path: ln.path, p: ln.p, lineKnown: true, ident: of.position(ln.path).Ident()}
+	of.chkSize, of.chkMod = 0, time.Time{}
+	of.progress = -1
 }
 
 // drain delivers every complete line available in of.
 func (f *follower) drain(ctx context.Context, of *openFile) error {
+	start := of.lr.readPos()
+	defer func() {
+		if of.lr.readPos() > start {
+			of.lastGrow = f.now()
+		}
+	}()
 	for n := 0; ; n++ {
 		if n&255 == 0 && ctx.Err() != nil {
 			return ctx.Err()
 		}
 		line, long, err := of.lr.next()
 		if errors.Is(err, io.EOF) {
+			of.readErr = ""
 			return nil
 		}
 		if err != nil {
-			if msg := err.Error(); msg != f.lastReadErr {
-				f.t.log.Warn("tailer: read failed, retrying at the next poll", "offset", of.lr.pos, "err", err)
-				f.lastReadErr = msg
+			if msg := err.Error(); msg != of.readErr {
+				f.log.Warn("tailer: read failed", "file", of.name, "offset", of.lr.pos, "err", err)
+				of.readErr = msg
 			}
 			return nil
 		}
-		f.lastReadErr = ""
+		if !of.fp.complete && of.lr.pos > int64(len(of.fp.prefix)) && of.gz == nil {
+			f.refreshFP(of)
+		}
 		if err := f.sink.line(ctx, &of.fc, line, long, of.lr.pos); err != nil {
 			return err
 		}
 	}
 }
 
-// finish closes the current (rotated) file. An incomplete last line is
-// processed as a line on its own, never glued to the next file.
-func (f *follower) finish(ctx context.Context) error {
-	of := f.cur
-	f.cur = nil
-	defer of.f.Close()
+// refreshFP extends the fingerprint of a file that was short when opened.
+func (f *follower) refreshFP(of *openFile) {
+	head := make([]byte, maxFPLen)
+	k, _ := of.f.ReadAt(head, 0)
+	fp := newFingerprint(head[:k])
+	if len(fp.prefix) <= len(of.fp.prefix) || !bytes.HasPrefix(fp.prefix, of.fp.prefix) {
+		return // changed under us: the truncation check will see it
+	}
+	of.fp = fp
+	of.fc.ident = of.position(of.fc.path).Ident()
+}
+
+// report calls Options.Progress with the position reached.
+func (f *follower) report(ln *lane, of *openFile) {
+	if f.opts.Progress == nil || of.lr.pos == of.progress || len(of.fp.prefix) == 0 {
+		return
+	}
+	of.progress = of.lr.pos
+	f.opts.Progress(of.position(ln.path))
+}
+
+// finish closes a file that will not grow any more. An unfinished last line
+// is processed as a line on its own, never glued to the next file.
+func (f *follower) finish(ctx context.Context, ln *lane, of *openFile) error {
+	ln.cur = nil
+	defer of.close()
+	if of.f != nil && of.gz == nil {
+		if fi, err := of.f.Stat(); err == nil {
+			of.mod = fi.ModTime()
+		}
+	}
 	if line, long, ok := of.lr.flush(); ok {
-		f.t.log.Warn("tailer: rotated file ended without a newline; processing its last line as is", "offset", of.lr.pos)
+		f.t.st.partialLines.Add(1)
+		f.log.Warn("tailer: finished file ended without a newline; processing its last line on its own", "file", of.name, "offset", of.lr.pos)
 		if err := f.sink.line(ctx, &of.fc, line, long, of.lr.pos); err != nil {
 			return err
 		}
 	}
-	f.t.log.Info("tailer: finished rotated file", "lines", of.fc.lineNo, "offset", of.lr.pos)
+	f.report(ln, of)
+	f.remember(of)
+	if of.mod.After(ln.prevMod) {
+		ln.prevMod = of.mod
+	}
+	f.log.Info("tailer: finished file", "file", of.name, "lines", of.fc.lineNo, "offset", of.lr.pos)
 	return nil
 }
 
-// truncated restarts the current file at offset 0 with a fresh parser. On
-// failure the file is closed, to be reopened at the next poll.
-func (f *follower) truncated(size int64) bool {
-	of := f.cur
-	f.t.st.truncations.Add(1)
-	f.t.log.Warn("tailer: file truncated in place, reading it again from the start",
-		"size", size, "read", of.lr.readPos(), "dropped_partial_bytes", of.lr.partial())
-	if _, err := of.f.Seek(0, io.SeekStart); err != nil {
-		f.t.log.Warn("tailer: seek failed, reopening", "err", err)
-		_ = of.f.Close()
-		f.cur = nil
-		return false
+// remember records a file as read, up to its current offset.
+func (f *follower) remember(of *openFile) {
+	k := devInoKey{of.dev, of.ino}
+	if of.gz != nil {
+		k = devInoKey{of.dev, of.ino | 1<<63}
 	}
-	of.lr.reset(of.f, 0)
-	f.p.reset()
-	of.fc = fileCtx{path: f.t.in.Path, p: f.p, lineKnown: true}
-	return true
+	f.known[k] = &knownFile{dev: of.dev, ino: of.ino, fp: of.fp, offset: of.lr.pos, seen: f.now()}
+	if len(f.known) > maxKnown {
+		var oldest devInoKey
+		var t time.Time
+		for k, v := range f.known {
+			if t.IsZero() || v.seen.Before(t) {
+				oldest, t = k, v.seen
+			}
+		}
+		delete(f.known, oldest)
+	}
 }
 
-// open opens the path and makes it the current file. It reports false when
-// there is nothing to open yet.
-func (f *follower) open(ctx context.Context) bool {
-	fh, err := os.Open(f.path)
+// isKnown reports whether c is a file read in this run (same inode and
+// content, or the same complete fingerprint: a copy or an archive of it).
+// For the same inode grown since, rest is the offset to read on from.
+func (f *follower) isKnown(c candidate) (known bool, rest int64) {
+	if k := f.known[devInoKey{c.dev, c.ino}]; k != nil && !c.gz && k.fp.same(c.fp) {
+		if c.size > k.offset {
+			return false, k.offset
+		}
+		return true, 0
+	}
+	for _, ln := range f.lanes {
+		if of := ln.cur; of != nil && (of.dev == c.dev && of.ino == c.ino && !c.gz || of.fp.complete && c.fp.complete && of.fp.same(c.fp)) {
+			return true, 0
+		}
+	}
+	if !c.fp.complete {
+		return false, 0
+	}
+	for _, k := range f.known {
+		if k.fp.complete && k.fp.same(c.fp) {
+			return true, 0
+		}
+	}
+	return false, 0
+}
+
+// openPath opens the lane's path and makes it the current file, at offset
+// start (0, or a resume offset). It reports false when there is nothing to
+// open yet.
+func (f *follower) openPath(ln *lane, start int64) bool {
+	fh, err := os.Open(ln.path)
 	if err != nil {
-		if msg := err.Error(); msg != f.lastOpenErr {
+		if msg := err.Error(); msg != ln.lastOpenErr {
 			if errors.Is(err, fs.ErrNotExist) {
-				f.t.log.Info("tailer: waiting for the file to appear")
+				f.log.Info("tailer: waiting for the file to appear", "file", ln.path)
 			} else {
-				f.t.log.Warn("tailer: open failed, retrying", "err", err)
+				f.log.Warn("tailer: open failed, retrying", "file", ln.path, "err", err)
 			}
-			f.lastOpenErr = msg
+			ln.lastOpenErr = msg
 		}
 		return false
 	}
 	fi, err := fh.Stat()
-	if err == nil && fi.IsDir() {
-		err = errors.New("is a directory")
+	if err == nil && !fi.Mode().IsRegular() {
+		err = errors.New("not a regular file")
+	}
+	var magic [2]byte
+	if err == nil {
+		if n, _ := fh.ReadAt(magic[:], 0); n == 2 && magic == [2]byte{0x1f, 0x8b} {
+			err = errors.New("gzip-compressed while being written (Zeek CompressLogsInFlight / gzip_level): not readable line by line; set the writer to plain text, or read the archives with `stackprint scan`")
+		}
 	}
 	if err != nil {
 		_ = fh.Close()
-		if msg := err.Error(); msg != f.lastOpenErr {
-			f.t.log.Warn("tailer: cannot read", "err", err)
-			f.lastOpenErr = msg
+		if msg := err.Error(); msg != ln.lastOpenErr {
+			f.log.Error("tailer: cannot follow file", "file", ln.path, "err", err)
+			ln.lastOpenErr = msg
 		}
 		return false
 	}
-	f.lastOpenErr = ""
-	f.p.reset()
-	of := &openFile{f: fh, fi: fi, fc: fileCtx{path: f.t.in.Path, p: f.p, lineKnown: true}}
-	of.lr = newLineReader(fh, f.t.opts.MaxLineBytes, 0)
-	first := f.first
-	f.first = false
-	if first && f.t.opts.FromEnd && fi.Size() > 0 {
-		f.skipToEnd(ctx, of, fi.Size())
+	ln.lastOpenErr = ""
+	of := f.newOpenFile(ln, fh, fi, ln.path, nil)
+	if start > 0 {
+		if err := f.seekTo(ln, of, start); err != nil {
+			f.log.Warn("tailer: cannot resume, reading from the start", "file", ln.path, "offset", start, "err", err)
+			f.t.st.resumeFallbacks.Add(1)
+			of.close()
+			return f.openPath(ln, 0)
+		}
+	} else if ln.fromEnd && fi.Size() > 0 {
+		f.skipToEnd(ln, of, fi.Size())
 	}
-	f.cur = of
-	f.t.log.Info("tailer: following file", "offset", of.lr.pos, "size", fi.Size())
+	ln.fromEnd = false
+	if ln.opened++; ln.opened > 1 {
+		f.t.st.rotations.Add(1)
+	}
+	ln.cur = of
+	f.log.Info("tailer: following file", "file", ln.path, "offset", of.lr.pos, "size", fi.Size())
 	return true
+}
+
+// newOpenFile sets up reading fh from offset 0 with the lane's parser reset.
+func (f *follower) newOpenFile(ln *lane, fh *os.File, fi os.FileInfo, name string, gz *gzip.Reader) *openFile {
+	of := &openFile{f: fh, gz: gz, name: name, mod: fi.ModTime(), lastGrow: f.now(), progress: -1}
+	of.dev, of.ino = devIno(fi)
+	var head []byte
+	if gz != nil {
+		head, _ = readHead(name, true, maxFPLen)
+	} else {
+		head = make([]byte, maxFPLen)
+		k, _ := fh.ReadAt(head, 0)
+		head = head[:k]
+	}
+	of.fp = newFingerprint(head)
+	ln.p.reset()
+	of.fc = fileCtx{path: ln.path, p: ln.p, lineKnown: true, ident: of.position(ln.path).Ident()}
+	var r io.Reader = fh
+	if gz != nil {
+		r = gz
+	}
+	of.lr = newLineReader(r, f.opts.MaxLineBytes, 0)
+	of.lr.nul = &f.t.st.nulBytes
+	return of
+}
+
+// seekTo positions a freshly opened file at off, a line boundary. The Zeek
+// header lines before off are fed to the parser first, so that the lines
+// that follow can be parsed.
+func (f *follower) seekTo(ln *lane, of *openFile, off int64) error {
+	var src io.Reader = of.f
+	if of.gz != nil {
+		src = of.gz
+	}
+	if f.t.in.Format == FormatZeek && len(of.fp.prefix) > 0 && of.fp.prefix[0] == '#' {
+		var sec io.Reader = io.NewSectionReader(of.f, 0, off)
+		if of.gz != nil {
+			sec = io.LimitReader(of.gz, off)
+		}
+		lr := newLineReader(sec, f.opts.MaxLineBytes, 0)
+		var n int64
+		for {
+			line, long, err := lr.next()
+			if err != nil {
+				break
+			}
+			n++
+			if !long && len(line) > 0 && line[0] == '#' {
+				if bytes.HasPrefix(line, []byte("#close")) {
+					of.fc.closed = true
+				}
+				_, _, _ = ln.p.parse(line)
+			}
+		}
+		if lr.pos != off {
+			return fmt.Errorf("offset %d is not a line boundary (last line ends at %d)", off, lr.pos)
+		}
+		of.fc.lineNo = n
+	} else {
+		if of.gz != nil {
+			if _, err := io.CopyN(io.Discard, of.gz, off); err != nil {
+				return fmt.Errorf("skip %d decompressed bytes: %w", off, err)
+			}
+		}
+		of.fc.lineKnown = false
+	}
+	if of.gz == nil {
+		if _, err := of.f.Seek(off, io.SeekStart); err != nil {
+			return err
+		}
+	}
+	of.lr.reset(src, off)
+	return nil
 }
 
 // skipToEnd positions of at size, the end of the file when it was opened.
 // The leading Zeek header block is still read so that the lines that follow
 // can be parsed; a file holding nothing but (part of) a header is read on
 // from where the header stops.
-func (f *follower) skipToEnd(ctx context.Context, of *openFile, size int64) {
+func (f *follower) skipToEnd(ln *lane, of *openFile, size int64) {
 	if f.t.in.Format == FormatZeek {
 		sawData := false
 		for {
@@ -352,18 +824,18 @@ func (f *follower) skipToEnd(ctx context.Context, of *openFile, size int64) {
 				sawData = true
 				break
 			}
-			_ = f.sink.line(ctx, &of.fc, line, false, of.lr.pos) // meta lines never reach the handler
+			_ = f.sink.line(context.Background(), &of.fc, line, false, of.lr.pos) // meta lines never reach the handler
 		}
 		if !sawData || of.lr.pos >= size {
 			return
 		}
 	}
 	if _, err := of.f.Seek(size, io.SeekStart); err != nil {
-		f.t.log.Warn("tailer: seek to end failed, reading from the start", "err", err)
+		f.log.Warn("tailer: seek to end failed, reading from the start", "file", ln.path, "err", err)
 		_, _ = of.f.Seek(0, io.SeekStart)
 		of.lr.reset(of.f, 0)
-		f.p.reset()
-		of.fc = fileCtx{path: f.t.in.Path, p: f.p, lineKnown: true}
+		ln.p.reset()
+		of.fc = fileCtx{path: ln.path, p: ln.p, lineKnown: true, ident: of.fc.ident}
 		return
 	}
 	of.lr.reset(of.f, size)
@@ -372,4 +844,237 @@ func (f *follower) skipToEnd(ctx context.Context, of *openFile, size int64) {
 	if _, err := of.f.ReadAt(last[:], size-1); err != nil || last[0] != '\n' {
 		of.lr.resync() // size falls inside a line: start after it
 	}
+}
+
+// candidate is an older generation of a lane's path: a rotated sibling or
+// an archive.
+type candidate struct {
+	path     string
+	gz       bool
+	mod      time.Time
+	size     int64
+	dev, ino uint64
+	fp       fingerprint
+	offset   int64 // where to start reading (decompressed)
+	header   bool  // feed the header lines before offset to the parser
+}
+
+// isRotatedName reports whether name looks like a rotated generation of
+// base: base's stem (up to its first dot), a '.', '-' or '_', then anything
+// with a digit (conn.2024-01-01-10-00-00.log, conn.10:00:00-11:00:00.log.gz,
+// eve.json.1, json_streaming_conn.1.log, conn__2021-…__.log).
+func isRotatedName(base, name string) bool {
+	if name == base || strings.HasPrefix(name, ".") {
+		return false
+	}
+	stem, _, _ := strings.Cut(base, ".")
+	rest, ok := strings.CutPrefix(strings.TrimSuffix(name, ".gz"), stem)
+	if !ok || rest == "" || !strings.ContainsRune(".-_", rune(rest[0])) {
+		return false
+	}
+	return strings.ContainsAny(rest, "0123456789")
+}
+
+// candidates lists the rotated siblings and archives of the lane's path
+// modified within MaxCatchUpAge, with their fingerprints.
+func (f *follower) candidates(ln *lane) []candidate {
+	var paths []string
+	dir, base := filepath.Dir(ln.path), filepath.Base(ln.path)
+	if entries, err := os.ReadDir(dir); err == nil {
+		for _, e := range entries {
+			if isRotatedName(base, e.Name()) {
+				paths = append(paths, filepath.Join(dir, e.Name()))
+			}
+		}
+	}
+	for _, g := range f.t.in.Archives {
+		m, _ := filepath.Glob(g)
+		paths = append(paths, m...)
+	}
+	slices.Sort(paths)
+	paths = slices.Compact(paths)
+	oldest := f.now().Add(-f.opts.MaxCatchUpAge)
+	var out []candidate
+	for _, p := range paths {
+		if p == ln.path {
+			continue
+		}
+		if f.glob {
+			if ok, _ := filepath.Match(f.pattern, p); ok {
+				continue // a file of the glob is a lane of its own
+			}
+		}
+		fi, err := os.Stat(p)
+		if err != nil || !fi.Mode().IsRegular() || fi.ModTime().Before(oldest) {
+			continue
+		}
+		c := candidate{path: p, gz: strings.HasSuffix(p, ".gz"), mod: fi.ModTime(), size: fi.Size()}
+		c.dev, c.ino = devIno(fi)
+		head, err := readHead(p, c.gz, maxFPLen)
+		if err != nil {
+			f.log.Warn("tailer: cannot read a rotated or archived file", "file", p, "err", err)
+			continue
+		}
+		c.fp = newFingerprint(head)
+		out = append(out, c)
+	}
+	return out
+}
+
+// middleGenerations lists the generations written between the one just
+// finished and the file now at the path, not read yet: the path rotated
+// more than once between two looks (R11), or while we were down.
+func (f *follower) middleGenerations(ln *lane) []candidate {
+	after := ln.prevMod
+	var pathDev, pathIno uint64
+	var pathFP fingerprint
+	if fi, err := os.Stat(ln.path); err == nil {
+		pathDev, pathIno = devIno(fi)
+		if head, err := readHead(ln.path, false, maxFPLen); err == nil {
+			pathFP = newFingerprint(head)
+		}
+	}
+	var out []candidate
+	for _, c := range f.candidates(ln) {
+		if c.dev == pathDev && c.ino == pathIno && !c.gz || len(c.fp.prefix) == 0 ||
+			pathFP.complete && c.fp.complete && c.fp.same(pathFP) {
+			continue
+		}
+		known, rest := f.isKnown(c)
+		switch {
+		case known:
+			continue
+		case rest > 0:
+			// Read before, released, written again since (late writes to
+			// a renamed file): read on from where we stopped.
+			c.offset = rest
+		case c.mod.Before(after):
+			continue
+		}
+		out = append(out, c)
+	}
+	return orderGenerations(out)
+}
+
+// orderGenerations sorts by modification time and drops the second of two
+// files with the same content (a rotated file and its archive while
+// archive-log runs), preferring the uncompressed one.
+func orderGenerations(cs []candidate) []candidate {
+	slices.SortStableFunc(cs, func(a, b candidate) int {
+		if c := a.mod.Compare(b.mod); c != 0 {
+			return c
+		}
+		return strings.Compare(a.path, b.path)
+	})
+	var out []candidate
+	for _, c := range cs {
+		dup := false
+		for i, o := range out {
+			if o.fp.complete && c.fp.complete && o.fp.same(c.fp) {
+				dup = true
+				if o.gz && !c.gz {
+					out[i] = c
+				}
+				break
+			}
+		}
+		if !dup {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// openCandidate opens an older generation to be read to its end.
+func (f *follower) openCandidate(ln *lane, c candidate) *openFile {
+	fh, err := os.Open(c.path)
+	if err != nil {
+		f.log.Warn("tailer: rotated or archived file vanished before it could be read", "file", c.path, "err", err)
+		return nil
+	}
+	fi, err := fh.Stat()
+	if err != nil {
+		_ = fh.Close()
+		return nil
+	}
+	var zr *gzip.Reader
+	if c.gz {
+		if zr, err = gzip.NewReader(bufio.NewReaderSize(fh, readBufSize)); err != nil {
+			_ = fh.Close()
+			f.log.Warn("tailer: cannot read archive", "file", c.path, "err", err)
+			return nil
+		}
+	}
+	of := f.newOpenFile(ln, fh, fi, c.path, zr)
+	of.catchUp = true
+	if c.offset > 0 {
+		if err := f.seekTo(ln, of, c.offset); err != nil {
+			f.log.Warn("tailer: cannot continue in the rotated or archived file", "file", c.path, "offset", c.offset, "err", err)
+			of.close()
+			return nil
+		}
+	}
+	f.t.st.catchUp.Add(1)
+	f.log.Info("tailer: catching up from an older generation", "file", c.path, "offset", c.offset, "for", ln.path)
+	return of
+}
+
+// applyResume validates a committed position: the path's file when its
+// fingerprint matches and it is long enough; else the rotated or archived
+// generation with that fingerprint, followed by the newer ones; else the
+// path from the start, with a warning saying why.
+func (f *follower) applyResume(ln *lane, pos Position) {
+	fi, err := os.Stat(ln.path)
+	why := ""
+	switch {
+	case err != nil:
+		why = "path: " + err.Error()
+	case !fi.Mode().IsRegular():
+		why = "path is not a regular file"
+	default:
+		head, err := readHead(ln.path, false, max(pos.FPLen, 1))
+		switch {
+		case err != nil:
+			why = "path: " + err.Error()
+		case !matchesPosition(head, pos):
+			why = "the file at the path has another fingerprint (rotated, replaced, truncated or inode reused)"
+		case fi.Size() < pos.Offset:
+			why = fmt.Sprintf("the file at the path is shorter (%d bytes) than the position", fi.Size())
+		default:
+			if f.openPath(ln, pos.Offset) {
+				f.log.Info("tailer: resumed", "position", pos.String())
+				return
+			}
+			why = "cannot open the path"
+		}
+	}
+	cands := f.candidates(ln)
+	for i, c := range cands {
+		head := c.fp.prefix
+		if pos.FPLen > len(head) {
+			continue
+		}
+		if !matchesPosition(head, pos) {
+			continue
+		}
+		found := cands[i]
+		found.offset, found.header = pos.Offset, true
+		var newer []candidate
+		for _, o := range cands {
+			if o.path != found.path && !o.mod.Before(found.mod) && !(o.fp.complete && found.fp.complete && o.fp.same(found.fp)) {
+				newer = append(newer, o)
+			}
+		}
+		if fi, err := os.Stat(ln.path); err == nil {
+			d, i := devIno(fi)
+			newer = slices.DeleteFunc(newer, func(o candidate) bool { return o.dev == d && o.ino == i && !o.gz })
+		}
+		ln.backlog = append([]candidate{found}, orderGenerations(newer)...)
+		f.log.Info("tailer: resuming in a rotated or archived generation", "position", pos.String(), "file", found.path,
+			"newer_generations", len(ln.backlog)-1, "why_not_the_path", why)
+		return
+	}
+	f.t.st.resumeFallbacks.Add(1)
+	f.log.Warn("tailer: checkpoint not found; reading the file from the start", "position", pos.String(),
+		"why", why, "rotated_or_archived_checked", len(cands))
 }

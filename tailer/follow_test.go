@@ -92,6 +92,9 @@ func start(t *testing.T, in Input, opts Options, noWatch bool) *running {
 	if opts.Logger == nil {
 		opts.Logger = testLogger(t)
 	}
+	if opts.RotateWait == 0 {
+		opts.RotateWait = 100 * time.Millisecond
+	}
 	c := newCollector()
 	tl, err := New(in, opts, c.handle)
 	if err != nil {

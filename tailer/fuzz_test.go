@@ -85,6 +85,7 @@ func FuzzEveParser(f *testing.F) {
 func FuzzLineReader(f *testing.F) {
 	f.Add([]byte("a\nbb\n\nccc"), uint8(2))
 	f.Add([]byte(strings.Repeat("x", 300)+"\nshort\n"), uint8(10))
+	f.Add([]byte("\x00\x00\x00a\x00b\n\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00long-ish\n\x00"), uint8(3))
 	f.Fuzz(func(t *testing.T, data []byte, maxLen uint8) {
 		limit := int(maxLen) + 1
 		type item struct {
@@ -101,13 +102,15 @@ func FuzzLineReader(f *testing.F) {
 				break
 			}
 			off += int64(i + 1)
-			if i > limit {
+			line := bytes.TrimLeft(rest[:i], "\x00") // NUL runs at line starts are skipped
+			if len(line) > limit {
 				want = append(want, item{long: true, end: off})
 			} else {
-				want = append(want, item{line: string(rest[:i]), end: off})
+				want = append(want, item{line: string(line), end: off})
 			}
 			rest = rest[i+1:]
 		}
+		rest = bytes.TrimLeft(rest, "\x00")
 		lr := newLineReader(iotest.HalfReader(bytes.NewReader(data)), limit, 0)
 		var got []item
 		for {

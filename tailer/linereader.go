@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"io"
+	"sync/atomic"
 )
 
 const readBufSize = 64 << 10
@@ -38,6 +39,8 @@ type lineReader struct {
 	longSkip bool   // … because it is too long (false: resyncing after a seek)
 	pending  int64  // bytes of the current incomplete line already consumed
 	pos      int64  // offset just past the last complete line (or dropped line)
+
+	nul *atomic.Uint64 // counts NUL bytes skipped at line starts; may be nil
 }
 
 func newLineReader(r io.Reader, max int, start int64) *lineReader {
@@ -81,6 +84,20 @@ func (lr *lineReader) next() (line []byte, long bool, err error) {
 	}
 	for {
 		frag, err := lr.br.ReadSlice('\n')
+		if len(frag) > 0 && frag[0] == 0 && len(lr.buf) == 0 && !lr.skipping {
+			// A NUL run where a line starts: copytruncate with a writer
+			// that does not use O_APPEND leaves a hole the size of its old
+			// offset. Skip it (bounded memory, no garbage line).
+			k := 0
+			for k < len(frag) && frag[k] == 0 {
+				k++
+			}
+			lr.pos += int64(k)
+			if lr.nul != nil {
+				lr.nul.Add(uint64(k))
+			}
+			frag = frag[k:]
+		}
 		if len(frag) > 0 {
 			complete := frag[len(frag)-1] == '\n'
 			switch {

@@ -25,15 +25,29 @@ const (
 
 // Defaults of Options.
 const (
-	DefaultPollInterval = 250 * time.Millisecond
-	DefaultMaxLineBytes = 1 << 20
+	DefaultPollInterval  = 250 * time.Millisecond
+	DefaultMaxLineBytes  = 1 << 20
+	DefaultRotateWait    = 2 * time.Second
+	DefaultMaxCatchUpAge = 7 * 24 * time.Hour
 )
 
 // Input is one configured log file.
 type Input struct {
-	Name   string // becomes Event.Source; the file's base name when empty
+	Name string // becomes Event.Source; the file's base name when empty
+	// Path is the file to follow, or a glob of files to follow together
+	// (metacharacters in the file name only): time-named files
+	// (eve-%Y-%m-%d-%H:%M.json) and threaded eve (eve.*.json).
 	Path   string
 	Format string // FormatZeek or FormatEve
+	// Archives are globs of older generations of Path to consider when
+	// catching up (for zeekctl: /opt/zeek/logs/20*/conn.*.log.gz), on top
+	// of Path's rotated siblings in its own directory (conn.<digits…>.log,
+	// eve.json.1, with or without .gz).
+	Archives []string
+	// FieldNames maps Zeek field names to the names this package knows
+	// (Log::default_field_name_map); nil: only the standard names with
+	// either scope separator.
+	FieldNames map[string]string
 }
 
 // Handler receives each event. It may block (backpressure); it should
@@ -44,8 +58,28 @@ type Handler func(ctx context.Context, ev stackprint.Event) error
 type Options struct {
 	PollInterval time.Duration // safety-net rescan even with fsnotify; default 250ms
 	MaxLineBytes int           // longer lines are skipped and counted; default 1 MiB
-	FromEnd      bool          // start at the end of a file that exists at start (its Zeek header is still read)
+	FromEnd      bool          // start at the end of a file that exists at start (its Zeek header is still read); not with Resume
 	Logger       *slog.Logger  // nil: discard
+
+	// RotateWait is how long a rotated (or deleted) file must stay quiet
+	// before it is closed, unless it ended with #close; default 2s.
+	RotateWait time.Duration
+	// MaxCatchUpAge bounds the rotated and archived generations read
+	// when catching up, by modification time; default 7 days.
+	MaxCatchUpAge time.Duration
+	// Resume holds the positions committed for this input (at most one per
+	// Position.Path; see Position and the package documentation). A
+	// position that cannot be found is logged, counted and ignored.
+	Resume []Position
+	// Progress, when set, is called from Run's goroutine, in order with
+	// the handler calls, with the position reached after lines that were
+	// not events (skipped, header, malformed, long): whenever a file has
+	// been read to its end and when a file is finished. Committing it is
+	// safe once every event handed before it is settled.
+	Progress func(Position)
+	// Watcher is a DirWatcher shared with other tailers; nil: the tailer
+	// starts its own.
+	Watcher *DirWatcher
 }
 
 func (o Options) withDefaults() Options {
@@ -57,6 +91,12 @@ func (o Options) withDefaults() Options {
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.RotateWait <= 0 {
+		o.RotateWait = DefaultRotateWait
+	}
+	if o.MaxCatchUpAge <= 0 {
+		o.MaxCatchUpAge = DefaultMaxCatchUpAge
 	}
 	return o
 }
@@ -72,10 +112,16 @@ type Stats struct {
 	LongLines   uint64 // lines longer than MaxLineBytes, dropped
 	Rotations   uint64 // switches to a new file at the path (rename+create)
 	Truncations uint64 // in-place truncations (restarted at offset 0)
+
+	CatchUpFiles    uint64 // rotated or archived generations read (catch-up, resume, copytruncate copies)
+	ResumeFallbacks uint64 // Resume positions not found: the file was read from the start
+	PartialLines    uint64 // unfinished last lines of finished files, processed as lines
+	NULBytes        uint64 // NUL bytes skipped at line starts (copytruncate with a non-append writer)
 }
 
 type counters struct {
 	lines, events, parseErrors, skipped, longLines, rotations, truncations atomic.Uint64
+	catchUp, resumeFallbacks, partialLines, nulBytes                       atomic.Uint64
 }
 
 func (c *counters) snapshot() Stats {
@@ -87,6 +133,11 @@ func (c *counters) snapshot() Stats {
 		LongLines:   c.longLines.Load(),
 		Rotations:   c.rotations.Load(),
 		Truncations: c.truncations.Load(),
+
+		CatchUpFiles:    c.catchUp.Load(),
+		ResumeFallbacks: c.resumeFallbacks.Load(),
+		PartialLines:    c.partialLines.Load(),
+		NULBytes:        c.nulBytes.Load(),
 	}
 }
 
@@ -96,11 +147,15 @@ type lineParser interface {
 	reset()
 }
 
-func newParser(format, source string) lineParser {
-	if format == FormatEve {
-		return NewEveParser(source)
+func newParser(in Input) lineParser {
+	if in.Format == FormatEve {
+		return NewEveParser(in.Name)
 	}
-	return NewZeekParser(source)
+	p := NewZeekParser(in.Name)
+	if in.FieldNames != nil {
+		p.SetFieldNames(in.FieldNames)
+	}
+	return p
 }
 
 func validate(in Input) (Input, error) {
@@ -142,6 +197,14 @@ func New(in Input, opts Options, h Handler) (*Tailer, error) {
 	if strings.HasSuffix(in.Path, ".gz") {
 		return nil, fmt.Errorf("tailer: input %q: cannot follow the compressed file %s (a gzip file being written is not readable line by line); use ReadFile for archives", in.Name, in.Path)
 	}
+	if strings.ContainsAny(filepath.Dir(in.Path), "*?[") {
+		return nil, fmt.Errorf("tailer: input %q: path %s: glob metacharacters are only supported in the file name", in.Name, in.Path)
+	}
+	for _, g := range in.Archives {
+		if _, err := filepath.Match(g, ""); err != nil {
+			return nil, fmt.Errorf("tailer: input %q: archives glob %q: %w", in.Name, g, err)
+		}
+	}
 	opts = opts.withDefaults()
 	return &Tailer{
 		in:   in,
@@ -156,11 +219,13 @@ func (t *Tailer) Stats() Stats { return t.st.snapshot() }
 
 // fileCtx is the per-file state of line processing.
 type fileCtx struct {
-	path      string
+	path      string // Event.File
+	ident     string // Event.Ident
 	p         lineParser
 	lineNo    int64
 	lineKnown bool // false after starting mid-file (FromEnd)
 	errLogged int
+	closed    bool // a Zeek #close line was read: nothing follows
 }
 
 // where names a line for messages: "path line N" or "path at offset X".
@@ -190,6 +255,9 @@ func (s *sink) line(ctx context.Context, fc *fileCtx, line []byte, long bool, en
 		s.log.Warn("tailer: line too long, skipped", "where", fc.where(end))
 		return nil
 	}
+	if len(line) > 6 && line[0] == '#' && string(line[:6]) == "#close" {
+		fc.closed = true
+	}
 	ev, class, err := fc.p.parse(line)
 	if err != nil {
 		s.st.parseErrors.Add(1)
@@ -211,6 +279,7 @@ func (s *sink) line(ctx context.Context, fc *fileCtx, line []byte, long bool, en
 	case classEvent:
 		ev.File = fc.path
 		ev.Offset = end
+		ev.Ident = fc.ident
 		s.st.events.Add(1)
 		if err := s.h(ctx, ev); err != nil {
 			return fmt.Errorf("%s: handler: %w", fc.where(end), err)
@@ -249,8 +318,17 @@ func ReadFile(ctx context.Context, in Input, opts Options, h Handler) (Stats, er
 		r = gz
 	}
 	s := &sink{h: h, log: opts.Logger.With("input", in.Name, "path", in.Path), st: &st}
-	fc := &fileCtx{path: in.Path, p: newParser(in.Format, in.Name), lineKnown: true}
+	fc := &fileCtx{path: in.Path, p: newParser(in), lineKnown: true}
+	if fi, err := f.Stat(); err == nil {
+		dev, ino := devIno(fi)
+		gz := strings.HasSuffix(in.Path, ".gz")
+		if head, err := readHead(in.Path, gz, maxFPLen); err == nil {
+			fp := newFingerprint(head)
+			fc.ident = Position{Dev: dev, Ino: ino, Fingerprint: fp.sum, FPLen: len(fp.prefix), Archive: gz}.Ident()
+		}
+	}
 	lr := newLineReader(r, opts.MaxLineBytes, 0)
+	lr.nul = &st.nulBytes
 	for n := 0; ; n++ {
 		if n&255 == 0 && ctx.Err() != nil {
 			return st.snapshot(), fmt.Errorf("tailer: %s: %w", in.Path, context.Cause(ctx))

@@ -147,6 +147,26 @@ type ZeekParser struct {
 	schemaErr error
 
 	vals [numSlots][]byte // per-line scratch
+
+	names map[string]string // Log::default_field_name_map, reversed: log name → standard name
+}
+
+// SetFieldNames makes the parser read the fields renamed by Zeek's
+// Log::default_field_name_map: m maps the name in the log to the standard
+// name (e.g. "resp_ip" → "id.resp_h").
+func (p *ZeekParser) SetFieldNames(m map[string]string) {
+	p.names = m
+	p.dirty = true
+}
+
+// slot maps a field name, renamed or not, to its slot.
+func (p *ZeekParser) slot(name []byte) int {
+	if p.names != nil {
+		if std, ok := p.names[string(name)]; ok {
+			return slotOf([]byte(std))
+		}
+	}
+	return slotOf(name)
 }
 
 // NewZeekParser returns a parser whose events carry Source = source.
@@ -204,6 +224,10 @@ func (p *ZeekParser) parse(line []byte) (stackprint.Event, lineClass, error) {
 	switch {
 	case len(trimmed) == 0:
 		return stackprint.Event{}, classMeta, nil
+	case p.mode == 0 && trimmed[0] != '{' && p.plainHeader(line):
+		// tsv=T: one line of column names, no '#' meta lines.
+		p.mode = 't'
+		return stackprint.Event{}, classMeta, nil
 	case trimmed[0] == '{':
 		// JSON, also after a TSV header when the writer switched formats
 		// (a TSV record cannot start with '{' where its ts column is).
@@ -213,6 +237,29 @@ func (p *ZeekParser) parse(line []byte) (stackprint.Event, lineClass, error) {
 		return stackprint.Event{}, classSkip, errJSONNotObject
 	}
 	return stackprint.Event{}, classSkip, errNoHeader
+}
+
+// plainHeader recognises the single header line of Zeek's tsv=T mode (the
+// column names, tab-separated, without #fields) and takes it as #fields.
+func (p *ZeekParser) plainHeader(line []byte) bool {
+	hasTS, hasResp := false, false
+	for f := range bytes.SplitSeq(line, []byte{'\t'}) {
+		switch s := p.slot(f); s {
+		case slotTS:
+			hasTS = true
+		case slotRespH:
+			hasResp = true
+		}
+	}
+	if !hasTS || !hasResp {
+		return false
+	}
+	p.resetHeader()
+	p.sep = append(p.sep[:0], '\t')
+	for f := range bytes.SplitSeq(line, []byte{'\t'}) {
+		p.fields = append(p.fields, bytes.Clone(f))
+	}
+	return true
 }
 
 // noTSVBrace reports whether a TSV record under the current header cannot
@@ -332,7 +379,7 @@ func (p *ZeekParser) finishSchema() {
 	p.colSlot = p.colSlot[:0]
 	sslish := false
 	for i, f := range p.fields {
-		s := slotOf(f)
+		s := p.slot(f)
 		if s >= 0 && p.col[s] < 0 {
 			p.col[s] = i
 		} else {
@@ -669,7 +716,7 @@ func (p *ZeekParser) jsonLine(line []byte) (stackprint.Event, lineClass, error) 
 			}
 			continue
 		}
-		if s := slotOf(key); s >= 0 {
+		if s := p.slot(key); s >= 0 {
 			if isNull(val) {
 				val = nil
 			}
