@@ -120,6 +120,74 @@ type Result struct {
 	Conns    int    // TCP connections opened
 	JARM     string // 62 hex; ZeroJARM when no probe answered
 	JARMRaw  string // the ten per-probe strings joined by ","
+
+	// Filled by the composite prober (probe.Engine); nil or empty when the
+	// kind was not requested or produced nothing.
+	Kinds []KindResult // one per requested kind, in probe order
+	ATSF  *ATSF        // 10-ClientHello stack fingerprint (spec/ATSF.md)
+	Cert  *CertFacts   // leaf certificate of an ordinary handshake
+	HTTP  *HTTPFacts   // answer to one HEAD / over TLS
+}
+
+// HasATSF reports whether r carries a complete ATSF fingerprint usable for
+// matching (all ten ClientHellos answered).
+func (r Result) HasATSF() bool { return r.ATSF != nil && r.ATSF.ID != "" }
+
+// Fingerprint kinds of a probe (config probe.kinds, KindResult.Kind).
+const (
+	KindJARM = "jarm"
+	KindATSF = "atsf"
+	KindCert = "cert"
+	KindHTTP = "http"
+)
+
+// KindResult is the outcome of one fingerprint kind within a probe.
+type KindResult struct {
+	Kind     string        `json:"kind"`
+	Status   Status        `json:"status"`
+	Error    string        `json:"error,omitempty"`
+	Conns    int           `json:"conns"`
+	Duration time.Duration `json:"duration_ns"`
+}
+
+// ATSF is the Active TLS Stack Fingerprint: ten fixed ClientHellos, one
+// feature string per answer, combined into one string.
+type ATSF struct {
+	Fingerprint string      `json:"fingerprint"` // combined string (sorted CHs, "|", status_request removed); "" unless all ten answered
+	ID          string      `json:"id"`          // sha256 hex of Fingerprint; "" when there is none
+	Hellos      []ATSFHello `json:"hellos"`      // in the sorted ClientHello order
+}
+
+// ATSFHello is the answer to one ATSF ClientHello.
+type ATSFHello struct {
+	Name    string `json:"name"`              // e.g. random4520
+	Raw     string `json:"raw"`               // per-ClientHello string, status_request kept; "" = no data
+	Version uint16 `json:"version,omitempty"` // negotiated version when the handshake finished
+	Error   string `json:"error,omitempty"`   // why the client stopped, if it did
+}
+
+// CertFacts describes the leaf certificate a server presented.
+type CertFacts struct {
+	SHA256     string    `json:"sha256"` // hex of the leaf DER
+	SHA1       string    `json:"sha1"`   // hex of the leaf DER (abuse.ch SSLBL)
+	Subject    string    `json:"subject,omitempty"`
+	Issuer     string    `json:"issuer,omitempty"`
+	Serial     string    `json:"serial,omitempty"` // hex
+	SANs       []string  `json:"sans,omitempty"`
+	NotBefore  time.Time `json:"not_before,omitzero"`
+	NotAfter   time.Time `json:"not_after,omitzero"`
+	SelfSigned bool      `json:"self_signed"`
+	KeyType    string    `json:"key_type,omitempty"` // RSA, ECDSA, Ed25519, DSA, unknown
+	KeyBits    int       `json:"key_bits,omitempty"`
+	SigAlg     string    `json:"sig_alg,omitempty"`
+	ChainLen   int       `json:"chain_len"`             // certificates the server sent
+	ParseError string    `json:"parse_error,omitempty"` // leaf not parsable: only hashes and chain length are set
+}
+
+// HTTPFacts is what one HEAD / over TLS returned.
+type HTTPFacts struct {
+	StatusCode int    `json:"status_code,omitempty"`
+	Server     string `json:"server"`
 }
 
 // HasJARM reports whether r carries a JARM usable as a fingerprint.

@@ -1,0 +1,147 @@
+package probe
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/stackprint/stackprint"
+)
+
+// atsfOutcome is what one ClientHello produced.
+type atsfOutcome struct {
+	hello  stackprint.ATSFHello
+	status stackprint.Status // failure class when hello.Raw == ""; "" otherwise
+}
+
+// runATSF sends the ten ClientHellos one after the other, one connection
+// each. It stops early once the combined fingerprint has become impossible
+// and waiting for more would be pointless or impolite: a connect failure,
+// a timeout or a non-TLS answer. The returned ATSF always lists all ten
+// names; unsent ones carry an Error.
+func (e *Engine) runATSF(ctx context.Context, d *targetDialer, network, addr, sni string) (*stackprint.ATSF, stackprint.KindResult) {
+	kr := stackprint.KindResult{Kind: stackprint.KindATSF}
+	a := &stackprint.ATSF{Hellos: make([]stackprint.ATSFHello, len(e.atsfDefs))}
+	raws := make([]string, len(e.atsfDefs))
+	answered := 0
+	var firstFail stackprint.Status
+	var firstErr string
+	stopped := ""
+	for i, def := range e.atsfDefs {
+		a.Hellos[i].Name = def.Name
+		if stopped != "" {
+			a.Hellos[i].Error = "not sent: " + stopped
+			continue
+		}
+		if err := ctxDone(ctx); err != nil {
+			stopped = "target deadline reached"
+			a.Hellos[i].Error = "not sent: " + stopped
+			if firstFail == "" {
+				firstFail, firstErr = stackprint.StatusTimeout, fmt.Sprintf("%s: %v", def.Name, err)
+			}
+			continue
+		}
+		o := e.atsfHello(ctx, d, network, addr, def, sni)
+		a.Hellos[i] = o.hello
+		raws[i] = o.hello.Raw
+		if o.hello.Raw != "" {
+			answered++
+			continue
+		}
+		if firstFail == "" {
+			firstFail, firstErr = o.status, def.Name+": "+o.hello.Error
+		}
+		switch o.status {
+		case stackprint.StatusRefused, stackprint.StatusTimeout, stackprint.StatusNotTLS,
+			stackprint.StatusRateLimited, stackprint.StatusBudgetExceeded:
+			stopped = fmt.Sprintf("%s after %s", o.status, def.Name)
+		}
+	}
+	a.Fingerprint, a.ID = CombineATSF(raws)
+	switch {
+	case a.ID != "":
+		kr.Status = stackprint.StatusOK
+	case answered > 0:
+		kr.Status = stackprint.StatusPartial
+		kr.Error = fmt.Sprintf("atsf: %d of %d ClientHellos answered; %s", answered, len(raws), firstErr)
+	default:
+		kr.Status = firstFail
+		kr.Error = "atsf: no answer: " + firstErr
+	}
+	return a, kr
+}
+
+// atsfHello runs one ClientHello to the point where utls stops and
+// extracts the features of what the server sent until then.
+func (e *Engine) atsfHello(ctx context.Context, d *targetDialer, network, addr string, def *atsfDef, sni string) (o atsfOutcome) {
+	o.hello.Name = def.Name
+	defer func() {
+		// utls must not take the daemon down on a hostile answer.
+		if r := recover(); r != nil {
+			o.hello.Raw, o.status = "", stackprint.StatusHandshakeError
+			o.hello.Error = fmt.Sprintf("internal error: %v", r)
+		}
+	}()
+	conn, st, err := e.dial(ctx, d, network, addr)
+	if err != nil {
+		o.status, o.hello.Error = st, err.Error()
+		return o
+	}
+	defer conn.Close()
+	rc := newRecordConn(ctx, conn, e.ioTimeout, e.readCap)
+	rc.firstVersion = min(def.Version, 0x0303) // the reference caps the record version
+	var kl keyLog
+	uc, err := atsfUConn(rc, def, sni, &kl, e.dummyKey)
+	if err != nil {
+		o.status, o.hello.Error = stackprint.StatusHandshakeError, err.Error()
+		return o
+	}
+	rc.onRecord = func(r tlsRecord) {
+		// Runs inside utls's read, before it parses the record: the
+		// cookie extension must exist when utls builds the second hello.
+		if hrrHasCookie(r) {
+			insertCookieBeforeKeyShare(uc)
+		}
+	}
+	herr := uc.HandshakeContext(ctx)
+	tr := parseTranscript(rc.records, kl.secret(serverHSLabel))
+	o.hello.Raw = tr.atsfString()
+	if herr == nil {
+		o.hello.Version = uc.ConnectionState().Version
+		_ = uc.Close() // close_notify, as a polite client does
+		return o
+	}
+	o.hello.Error = shortError(herr)
+	if tr.undecrypted {
+		o.hello.Error += " (encrypted handshake not decrypted)"
+	}
+	if o.hello.Raw == "" {
+		o.status = classify(ctx, rc.err, herr)
+	}
+	return o
+}
+
+// hrrHasCookie reports whether r carries a HelloRetryRequest with a
+// cookie extension (only a HelloRetryRequest within one record is seen).
+func hrrHasCookie(r tlsRecord) bool {
+	if r.typ != recHandshake || len(r.body) < 4 || r.body[0] != hsServerHello {
+		return false
+	}
+	n := int(r.body[1])<<16 | int(r.body[2])<<8 | int(r.body[3])
+	if len(r.body) < 4+n {
+		return false
+	}
+	t := &transcript{}
+	t.serverHello(r.body[4 : 4+n])
+	return t.hrr.seen && slices.ContainsFunc(t.hrr.exts, func(e tlsExt) bool { return e.typ == extCookie })
+}
+
+// shortError trims an error to one line of bounded length.
+func shortError(err error) string {
+	s := strings.ReplaceAll(err.Error(), "\n", " ")
+	if len(s) > 200 {
+		s = s[:200] + "…"
+	}
+	return s
+}

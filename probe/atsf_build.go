@@ -1,0 +1,164 @@
+package probe
+
+import (
+	"crypto/ecdh"
+	"fmt"
+	"io"
+	"net"
+	"slices"
+
+	utls "github.com/refraction-networking/utls"
+)
+
+// shadowKeyShare makes utls's TLS 1.3 client accept a ClientHello whose
+// key_share list is empty on the wire. utls refuses to read any answer
+// unless hello.keyShares is non-empty; this extension writes nothing
+// (Len 0) but, applied after the real key_share, sets that list to one
+// dummy group. The real (empty) *utls.KeyShareExtension stays in the list
+// because utls's HelloRetryRequest code fills exactly that type for the
+// second ClientHello. The embedding promotes utls's unexported
+// writeToUConn, which is what makes this a utls.TLSExtension.
+type shadowKeyShare struct {
+	*utls.KeyShareExtension
+}
+
+func (shadowKeyShare) Len() int                 { return 0 }
+func (shadowKeyShare) Read([]byte) (int, error) { return 0, io.EOF }
+
+// shadowGroup is a private-use group id nobody selects.
+const shadowGroup = 0xfe33
+
+// atsfUConn prepares a utls client that sends d exactly as ATSF.md §1.2
+// describes (see the package doc for what still differs). sni "" sends no
+// server_name. dummy is any ECDHE key: utls insists on one before it reads
+// a ServerHello, even when the ClientHello carried no real share.
+func atsfUConn(conn net.Conn, d *atsfDef, sni string, keyLog io.Writer, dummy *ecdh.PrivateKey) (*utls.UConn, error) {
+	cfg := &utls.Config{
+		ServerName:         sni,
+		InsecureSkipVerify: true, // facts, not trust: the answer is recorded whatever the certificate
+		KeyLogWriter:       keyLog,
+		// No ClientSessionCache: utls must not add a PSK or a ticket.
+	}
+	uc := utls.UClient(conn, cfg, utls.HelloCustom)
+
+	var ks *utls.KeyShareExtension
+	var curves *utls.SupportedCurvesExtension
+	var exts []utls.TLSExtension
+	for _, id := range d.wireOrder(sni != "") {
+		var e utls.TLSExtension
+		switch id {
+		case extServerName:
+			e = &utls.SNIExtension{ServerName: sni}
+		case extStatusRequest:
+			e = &utls.StatusRequestExtension{}
+		case extGroups:
+			curves = &utls.SupportedCurvesExtension{Curves: curveIDs(d.Groups)}
+			e = curves
+		case extPointFormats:
+			e = &utls.SupportedPointsExtension{SupportedPoints: slices.Clone(d.PointFormats)}
+		case extSessionTicket:
+			e = &utls.SessionTicketExtension{}
+		case extSigAlgs:
+			e = &utls.SignatureAlgorithmsExtension{SupportedSignatureAlgorithms: sigSchemes(d.SigAlgs)}
+		case extRenegotiation:
+			e = &utls.RenegotiationInfoExtension{Renegotiation: utls.RenegotiateOnceAsClient}
+		case extALPN:
+			e = &utls.ALPNExtension{AlpnProtocols: slices.Clone(d.ALPN)}
+		case extSCT:
+			e = &utls.SCTExtension{}
+		case extSupportedVers:
+			e = &utls.SupportedVersionsExtension{Versions: slices.Clone(d.SupportedVersions)}
+		case extKeyShare:
+			ks = &utls.KeyShareExtension{KeyShares: []utls.KeyShare{}}
+			for _, s := range d.KeyShares {
+				k := utls.KeyShare{Group: utls.CurveID(s.Group)}
+				if s.Dummy {
+					k.Data = []byte{0}
+				}
+				ks.KeyShares = append(ks.KeyShares, k)
+			}
+			e = ks
+		case extRecordSizeLimit:
+			e = &utls.FakeRecordSizeLimitExtension{Limit: d.RecordSizeLimit}
+		case extPSKModes:
+			e = &utls.PSKKeyExchangeModesExtension{Modes: slices.Clone(d.PSKModes)}
+		case extMaxFragment:
+			// utls has no type for max_fragment_length.
+			e = &utls.GenericExtension{Id: extMaxFragment, Data: []byte{d.MaxFragmentLength}}
+		case d.GreaseExt:
+			// Not UtlsGREASEExtension: its value would be re-randomised.
+			e = &utls.GenericExtension{Id: d.GreaseExt}
+		default:
+			return nil, fmt.Errorf("atsf: %s: no builder for extension %d", d.Name, id)
+		}
+		exts = append(exts, e)
+	}
+	if len(d.KeyShares) == 0 {
+		exts = append(exts, shadowKeyShare{&utls.KeyShareExtension{KeyShares: []utls.KeyShare{{Group: shadowGroup, Data: []byte{0}}}}})
+	}
+	spec := &utls.ClientHelloSpec{
+		CipherSuites:       slices.Clone(d.Ciphers),
+		CompressionMethods: []uint8{0},
+		Extensions:         exts,
+	}
+	if err := uc.ApplyPreset(spec); err != nil {
+		return nil, fmt.Errorf("atsf: %s: apply preset: %w", d.Name, err)
+	}
+
+	// ApplyPreset re-randomises every GREASE value and derives
+	// legacy_version from the version range; put the definition back.
+	hello := uc.HandshakeState.Hello
+	hello.CipherSuites = slices.Clone(d.Ciphers)
+	hello.Vers = d.Version
+	if curves != nil {
+		curves.Curves = curveIDs(d.Groups)
+	}
+	for i, s := range d.KeyShares {
+		if s.Dummy {
+			ks.KeyShares[i].Group = utls.CurveID(s.Group)
+		}
+	}
+	if d.realShares() == 0 {
+		// Never used for key agreement: utls rejects a ServerHello share
+		// it did not offer, and an HRR replaces this key.
+		if uc.HandshakeState.State13.KeyShareKeys == nil {
+			uc.HandshakeState.State13.KeyShareKeys = &utls.KeySharePrivateKeys{}
+		}
+		uc.HandshakeState.State13.KeyShareKeys.Ecdhe = dummy
+	}
+	return uc, nil
+}
+
+func curveIDs(gs []uint16) []utls.CurveID {
+	out := make([]utls.CurveID, len(gs))
+	for i, g := range gs {
+		out[i] = utls.CurveID(g)
+	}
+	return out
+}
+
+func sigSchemes(ss []uint16) []utls.SignatureScheme {
+	out := make([]utls.SignatureScheme, len(ss))
+	for i, s := range ss {
+		out[i] = utls.SignatureScheme(s)
+	}
+	return out
+}
+
+// insertCookieBeforeKeyShare adds an empty cookie extension right before
+// key_share, the place the reference's default order gives cookie (44).
+// utls fills it from the HelloRetryRequest; without it utls would insert
+// one at a random position.
+func insertCookieBeforeKeyShare(uc *utls.UConn) {
+	for _, e := range uc.Extensions {
+		if _, ok := e.(*utls.CookieExtension); ok {
+			return
+		}
+	}
+	for i, e := range uc.Extensions {
+		if _, ok := e.(*utls.KeyShareExtension); ok {
+			uc.Extensions = slices.Insert(uc.Extensions, i, utls.TLSExtension(&utls.CookieExtension{}))
+			return
+		}
+	}
+}

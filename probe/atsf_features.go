@@ -1,0 +1,434 @@
+package probe
+
+import (
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"strconv"
+	"strings"
+)
+
+// Handshake message types the transcript parser reads.
+const (
+	hsServerHello   = 2
+	hsEncryptedExts = 8
+	hsCertificate   = 11
+	hsCertRequest   = 13
+	hsFinished      = 20
+	recChangeCipher = 20
+	recAlert        = 21
+	recHandshake    = 22
+	recApplication  = 23
+	maxChainStored  = 16 // certificates kept from one Certificate message
+	maxHandshakeBuf = 1 << 20
+	versionTLS13    = 0x0304
+	serverHSLabel   = "SERVER_HANDSHAKE_TRAFFIC_SECRET"
+)
+
+// helloRetryRandom is SHA-256("HelloRetryRequest") (RFC 8446 §4.1.3).
+var helloRetryRandom = [32]byte{
+	0xcf, 0x21, 0xad, 0x74, 0xe5, 0x9a, 0x61, 0x11, 0xbe, 0x1d, 0x8c, 0x02, 0x1e, 0x65, 0xb8, 0x91,
+	0xc2, 0xa2, 0x11, 0x16, 0x7a, 0xbb, 0x8c, 0x5e, 0x07, 0x9e, 0x09, 0xe2, 0xc8, 0xa8, 0x33, 0x9c,
+}
+
+// tlsExt is one extension as the server sent it.
+type tlsExt struct {
+	typ  uint16
+	data []byte
+}
+
+// extList is the extension list of one handshake message.
+type extList struct {
+	seen bool // the message arrived (possibly with no extensions)
+	exts []tlsExt
+}
+
+// transcript is what the server's records, as the client consumed them,
+// say: the ATSF features of ATSF.md §2.1 plus the certificate chain.
+type transcript struct {
+	haveHello   bool   // a ServerHello or HelloRetryRequest was parsed
+	version     uint16 // its legacy_version
+	cipher      uint16
+	sh, ee, cr  extList
+	hrr, ct     extList
+	alerts      []uint8
+	tls13       bool   // the ServerHello selected TLS 1.3
+	negotiated  uint16 // selected version (supported_versions or legacy_version)
+	group       uint16 // key_share group of the ServerHello
+	undecrypted bool   // encrypted handshake records arrived without usable keys
+	chain       [][]byte
+	chainLen    int
+}
+
+// parseTranscript walks the records in order. secret is the server
+// handshake traffic secret (nil when none was logged); it is only used
+// after a TLS 1.3 ServerHello. It never panics on hostile input and keeps
+// what it could read.
+func parseTranscript(records []tlsRecord, secret []byte) *transcript {
+	t := &transcript{}
+	var plain, inner []byte // handshake message reassembly buffers
+	var dec *tls13Decrypter
+	encDone := false // server Finished seen, or decryption impossible
+	for _, rec := range records {
+		switch rec.typ {
+		case recAlert:
+			t.addAlerts(rec.body)
+		case recHandshake:
+			if t.tls13 {
+				continue // nothing but ServerHello may be plaintext in TLS 1.3
+			}
+			if len(plain)+len(rec.body) > maxHandshakeBuf {
+				return t
+			}
+			plain = append(plain, rec.body...)
+			plain = t.eachMessage(plain, t.plainMessage)
+		case recApplication:
+			if !t.tls13 || encDone {
+				continue
+			}
+			if dec == nil {
+				var err error
+				if secret != nil {
+					dec, err = newTLS13Decrypter(t.cipher, secret)
+				}
+				if secret == nil || err != nil {
+					t.undecrypted, encDone = true, true
+					continue
+				}
+			}
+			typ, pt, err := dec.open(rec)
+			if err != nil {
+				t.undecrypted, encDone = true, true
+				continue
+			}
+			switch typ {
+			case recAlert:
+				t.addAlerts(pt)
+			case recHandshake:
+				if len(inner)+len(pt) > maxHandshakeBuf {
+					return t
+				}
+				inner = append(inner, pt...)
+				inner = t.eachMessage(inner, func(typ uint8, body []byte) {
+					if !encDone {
+						encDone = t.encryptedMessage(typ, body)
+					}
+				})
+			}
+		}
+	}
+	return t
+}
+
+func (t *transcript) addAlerts(b []byte) {
+	for len(b) >= 2 {
+		t.alerts = append(t.alerts, b[1])
+		b = b[2:]
+	}
+}
+
+// eachMessage calls fn for every complete handshake message at the start
+// of buf and returns the incomplete rest.
+func (t *transcript) eachMessage(buf []byte, fn func(typ uint8, body []byte)) []byte {
+	for len(buf) >= 4 {
+		n := int(buf[1])<<16 | int(buf[2])<<8 | int(buf[3])
+		if len(buf) < 4+n {
+			break
+		}
+		fn(buf[0], buf[4:4+n])
+		buf = buf[4+n:]
+	}
+	return buf
+}
+
+// plainMessage handles a handshake message sent in the clear.
+func (t *transcript) plainMessage(typ uint8, body []byte) {
+	switch typ {
+	case hsServerHello:
+		t.serverHello(body)
+	case hsCertificate:
+		if !t.tls13 && t.chainLen == 0 {
+			t.certList(body, false)
+		}
+	}
+}
+
+// encryptedMessage handles a decrypted TLS 1.3 handshake message and
+// reports whether the server's handshake flight is over.
+func (t *transcript) encryptedMessage(typ uint8, body []byte) bool {
+	s := byteString(body)
+	switch typ {
+	case hsEncryptedExts:
+		if !t.ee.seen {
+			t.ee = readExtList(&s)
+		}
+	case hsCertRequest:
+		if !t.cr.seen {
+			if _, ok := s.vec8(); ok {
+				t.cr = readExtList(&s)
+			} else {
+				t.cr = extList{seen: true}
+			}
+		}
+	case hsCertificate:
+		if !t.ct.seen {
+			t.certList(body, true)
+		}
+	case hsFinished:
+		return true
+	}
+	return false
+}
+
+// serverHello parses a ServerHello or HelloRetryRequest body.
+func (t *transcript) serverHello(body []byte) {
+	s := byteString(body)
+	vers, ok1 := s.u16()
+	random, ok2 := s.take(32)
+	_, ok3 := s.vec8() // session id
+	cipher, ok4 := s.u16()
+	_, ok5 := s.u8() // compression
+	if !ok1 || !ok2 || !ok3 || !ok4 || !ok5 {
+		return // not a ServerHello anyone could act on
+	}
+	exts := readExtList(&s)
+	if [32]byte(random) == helloRetryRandom {
+		if t.hrr.seen {
+			return
+		}
+		t.hrr = exts
+		if !t.sh.seen {
+			t.haveHello, t.version, t.cipher = true, vers, cipher
+		}
+		return
+	}
+	if t.sh.seen {
+		return
+	}
+	t.sh = exts
+	t.haveHello, t.version, t.cipher = true, vers, cipher
+	t.negotiated = vers
+	for _, e := range exts.exts {
+		switch e.typ {
+		case extSupportedVers:
+			if len(e.data) == 2 {
+				t.negotiated = uint16(e.data[0])<<8 | uint16(e.data[1])
+			}
+		case extKeyShare:
+			if len(e.data) >= 2 {
+				t.group = uint16(e.data[0])<<8 | uint16(e.data[1])
+			}
+		}
+	}
+	t.tls13 = t.negotiated == versionTLS13
+}
+
+// certList reads a Certificate message: the chain and, for TLS 1.3, the
+// leaf entry's extensions.
+func (t *transcript) certList(body []byte, tls13 bool) {
+	s := byteString(body)
+	if tls13 {
+		t.ct = extList{seen: true}
+		if _, ok := s.vec8(); !ok { // certificate_request_context
+			return
+		}
+	}
+	list, ok := s.vec24()
+	if !ok {
+		return
+	}
+	for i := 0; len(list) > 0; i++ {
+		der, ok := list.vec24()
+		if !ok {
+			return
+		}
+		if t.chainLen < maxChainStored {
+			t.chain = append(t.chain, append([]byte(nil), der...))
+		}
+		t.chainLen++
+		if tls13 {
+			exts, ok := list.vec16()
+			if !ok {
+				return
+			}
+			if i == 0 {
+				t.ct = readExtList(&exts)
+			}
+		}
+	}
+}
+
+// readExtList reads an optional uint16-prefixed extension list; a message
+// that ends before it has zero extensions, a truncated list keeps what
+// parsed.
+func readExtList(s *byteString) extList {
+	l := extList{seen: true}
+	if len(*s) == 0 {
+		return l
+	}
+	exts, ok := s.vec16()
+	if !ok {
+		exts = (*s)[min(2, len(*s)):]
+	}
+	for len(exts) > 0 {
+		typ, ok1 := exts.u16()
+		data, ok2 := exts.vec16()
+		if !ok1 || !ok2 {
+			break
+		}
+		l.exts = append(l.exts, tlsExt{typ: typ, data: data})
+	}
+	return l
+}
+
+// atsfStaticExt lists the extension types whose value is part of the
+// fingerprint (ATSF.md §2.1); every other type only counts by presence,
+// key_share by its group.
+func atsfStaticExt(typ uint16) bool {
+	switch typ {
+	case 1, 7, 8, 9, 10, 11, 13, 15, 16, 19, 20, 24, 27, 28, 43, 45, 47, 50:
+		return true
+	}
+	return false
+}
+
+// encode renders one list: "" never received, "-" received empty, else
+// type.value joined with "-".
+func (l extList) encode(b *strings.Builder) {
+	if !l.seen {
+		return
+	}
+	if len(l.exts) == 0 {
+		b.WriteByte('-')
+		return
+	}
+	for i, e := range l.exts {
+		if i > 0 {
+			b.WriteByte('-')
+		}
+		b.WriteString(strconv.Itoa(int(e.typ)))
+		b.WriteByte('.')
+		switch {
+		case atsfStaticExt(e.typ):
+			b.WriteString(base64.RawStdEncoding.EncodeToString(e.data))
+		case e.typ == extKeyShare && len(e.data) >= 2:
+			b.WriteString(strconv.Itoa(int(e.data[0])<<8 | int(e.data[1])))
+		}
+	}
+}
+
+// atsfString is the per-ClientHello string of ATSF.md §2.1:
+// version_cipher_SH_EE_CR_HRR_CT, then "<" and the received alerts. An
+// answer without any of these is "" (no data).
+func (t *transcript) atsfString() string {
+	var b strings.Builder
+	if t.haveHello {
+		b.WriteString(strconv.Itoa(int(t.version)))
+		b.WriteByte('_')
+		b.WriteString(strconv.FormatUint(uint64(t.cipher), 16))
+	} else {
+		b.WriteByte('_')
+	}
+	for _, l := range []extList{t.sh, t.ee, t.cr, t.hrr, t.ct} {
+		b.WriteByte('_')
+		l.encode(&b)
+	}
+	if len(t.alerts) > 0 {
+		b.WriteByte('<')
+		for i, a := range t.alerts {
+			if i > 0 {
+				b.WriteByte('-')
+			}
+			b.WriteString(strconv.Itoa(int(a)))
+		}
+	}
+	if s := b.String(); s != "______" {
+		return s
+	}
+	return ""
+}
+
+// CombineATSF joins per-ClientHello strings (in ATSFHelloNames order) into
+// the server fingerprint of ATSF.md §2.2 and returns it with its sha256
+// hex id. Status_request (5) is dropped from every list because stapling
+// depends on the deployment, not the stack. A target with any empty
+// per-ClientHello string has no fingerprint: both results are "".
+func CombineATSF(raws []string) (fingerprint, id string) {
+	if len(raws) == 0 {
+		return "", ""
+	}
+	for _, r := range raws {
+		if r == "" {
+			return "", ""
+		}
+	}
+	fp := stripStatusRequest(strings.Join(raws, "|"))
+	sum := sha256.Sum256([]byte(fp))
+	return fp, hex.EncodeToString(sum[:])
+}
+
+// stripStatusRequest removes "5." entries. Base64 never contains "-" or
+// ".", so "-5." and "_5." can only be a status_request entry. A first
+// entry keeps its field separator: "_5.-x" becomes "_x", a lone "_5."
+// becomes "_".
+func stripStatusRequest(s string) string {
+	s = strings.ReplaceAll(s, "-5.", "")
+	s = strings.ReplaceAll(s, "_5.-", "_")
+	return strings.ReplaceAll(s, "_5.", "_")
+}
+
+// byteString is a minimal bounds-checked reader (cryptobyte's shape,
+// without the dependency on its panicking-free contract being remembered).
+type byteString []byte
+
+func (s *byteString) take(n int) ([]byte, bool) {
+	if n < 0 || len(*s) < n {
+		return nil, false
+	}
+	v := (*s)[:n]
+	*s = (*s)[n:]
+	return v, true
+}
+
+func (s *byteString) u8() (uint8, bool) {
+	v, ok := s.take(1)
+	if !ok {
+		return 0, false
+	}
+	return v[0], true
+}
+
+func (s *byteString) u16() (uint16, bool) {
+	v, ok := s.take(2)
+	if !ok {
+		return 0, false
+	}
+	return uint16(v[0])<<8 | uint16(v[1]), true
+}
+
+func (s *byteString) vec8() (byteString, bool) {
+	n, ok := s.u8()
+	if !ok {
+		return nil, false
+	}
+	v, ok := s.take(int(n))
+	return v, ok
+}
+
+func (s *byteString) vec16() (byteString, bool) {
+	n, ok := s.u16()
+	if !ok {
+		return nil, false
+	}
+	v, ok := s.take(int(n))
+	return v, ok
+}
+
+func (s *byteString) vec24() (byteString, bool) {
+	v, ok := s.take(3)
+	if !ok {
+		return nil, false
+	}
+	r, ok := s.take(int(v[0])<<16 | int(v[1])<<8 | int(v[2]))
+	return r, ok
+}

@@ -1,0 +1,432 @@
+package probe
+
+import (
+	"context"
+	"crypto/ecdh"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/hashicorp/golang-lru/v2/expirable"
+	"golang.org/x/time/rate"
+
+	"github.com/stackprint/stackprint"
+)
+
+// Engine defaults.
+const (
+	DefaultIOTimeout    = 5 * time.Second
+	DefaultDeadline     = 15 * time.Second
+	DefaultConnRate     = 20 // new connections per second to one destination IP
+	DefaultConnBurst    = 20
+	DefaultMaxConns     = 1 + 10 + 10 + 1 // cert, JARM, ATSF, HTTP
+	DefaultRateLimitIPs = 65536
+)
+
+// AllKinds returns every fingerprint kind in the order a probe runs them
+// (the default selection).
+func AllKinds() []string {
+	return []string{stackprint.KindJARM, stackprint.KindCert, stackprint.KindHTTP, stackprint.KindATSF}
+}
+
+// ParseKinds validates a kind selection and returns it in probe order
+// without duplicates. An empty selection is an error: a probe must
+// produce something.
+func ParseKinds(kinds []string) ([]string, error) {
+	all := AllKinds()
+	want := map[string]bool{}
+	for _, k := range kinds {
+		k = strings.ToLower(strings.TrimSpace(k))
+		if !slices.Contains(all, k) {
+			return nil, fmt.Errorf("unknown probe kind %q (want %s)", k, strings.Join(all, ", "))
+		}
+		want[k] = true
+	}
+	if len(want) == 0 {
+		return nil, errors.New("no probe kind selected")
+	}
+	var out []string
+	for _, k := range all {
+		if want[k] {
+			out = append(out, k)
+		}
+	}
+	return out, nil
+}
+
+// EngineConfig configures the composite prober. The zero value probes
+// every kind with the defaults.
+type EngineConfig struct {
+	Kinds     []string      // subset of jarm, cert, http, atsf; nil → all
+	Dialer    Dialer        // nil → &net.Dialer{}
+	IOTimeout time.Duration // per connect, write and read; 0 → DefaultIOTimeout
+	Deadline  time.Duration // whole target; 0 → DefaultDeadline
+	// Politeness: new connections per second to one destination IP (all
+	// targets on that IP share it) and its burst. 0 → defaults; a
+	// negative ConnRate disables the limit (benchmarks only).
+	ConnRate     float64
+	ConnBurst    int
+	RateLimitIPs int // destination IPs whose limiter is remembered; 0 → DefaultRateLimitIPs
+	MaxConns     int // connections per target; 0 → DefaultMaxConns
+	ReadCap      int // bytes one ATSF/cert/HTTP connection may read; 0 → DefaultReadCap
+	Rand         io.Reader
+}
+
+// Engine fingerprints a target with every selected kind: JARM, the
+// certificate and the HTTP Server header (one connection), then ATSF.
+// Kinds run one after the other, each connection after the previous one
+// closed. It is safe for concurrent use; the only shared state is the
+// per-IP rate limiter.
+type Engine struct {
+	kinds     []string
+	dialer    Dialer
+	ioTimeout time.Duration
+	deadline  time.Duration
+	maxConns  int
+	readCap   int
+	rand      io.Reader
+	limits    *ipLimits // nil: unlimited
+	atsfDefs  []*atsfDef
+	dummyKey  *ecdh.PrivateKey
+}
+
+// NewEngine checks cfg and returns a prober.
+func NewEngine(cfg EngineConfig) (*Engine, error) {
+	kinds := AllKinds()
+	if cfg.Kinds != nil {
+		var err error
+		if kinds, err = ParseKinds(cfg.Kinds); err != nil {
+			return nil, fmt.Errorf("probe: %w", err)
+		}
+	}
+	e := &Engine{
+		kinds:     kinds,
+		dialer:    cfg.Dialer,
+		ioTimeout: cfg.IOTimeout,
+		deadline:  cfg.Deadline,
+		maxConns:  cfg.MaxConns,
+		readCap:   cfg.ReadCap,
+		rand:      cfg.Rand,
+	}
+	if e.dialer == nil {
+		e.dialer = &net.Dialer{}
+	}
+	if e.ioTimeout <= 0 {
+		e.ioTimeout = DefaultIOTimeout
+	}
+	if e.deadline <= 0 {
+		e.deadline = DefaultDeadline
+	}
+	if e.maxConns <= 0 {
+		e.maxConns = DefaultMaxConns
+	}
+	if e.readCap <= 0 {
+		e.readCap = DefaultReadCap
+	}
+	if e.rand == nil {
+		e.rand = rand.Reader
+	}
+	if cfg.ConnRate >= 0 {
+		r, b, n := cfg.ConnRate, cfg.ConnBurst, cfg.RateLimitIPs
+		if r == 0 {
+			r = DefaultConnRate
+		}
+		if b <= 0 {
+			b = DefaultConnBurst
+		}
+		if n <= 0 {
+			n = DefaultRateLimitIPs
+		}
+		e.limits = newIPLimits(rate.Limit(r), b, n)
+	}
+	var err error
+	if e.atsfDefs, err = loadATSFDefs(); err != nil {
+		return nil, fmt.Errorf("probe: %w", err)
+	}
+	if e.dummyKey, err = ecdh.P256().GenerateKey(rand.Reader); err != nil {
+		return nil, fmt.Errorf("probe: dummy key: %w", err)
+	}
+	return e, nil
+}
+
+// Kinds returns the selected kinds in probe order.
+func (e *Engine) Kinds() []string { return slices.Clone(e.kinds) }
+
+func (e *Engine) has(kind string) bool { return slices.Contains(e.kinds, kind) }
+
+// Probe fingerprints t. JARM sends sni verbatim (pass the IP literal for
+// public JARM lists, as the daemon does by default); the certificate, HTTP
+// and ATSF connections use t.SNI and send no server_name without one (an
+// IP literal is never put there). It never panics, returns within ctx's
+// deadline and the engine's Deadline (plus the close of the last
+// connection), and always sets Status, Kinds, Conns, Started and
+// Duration. See the package documentation for the status rules.
+func (e *Engine) Probe(ctx context.Context, t stackprint.Target, sni string) (res stackprint.Result) {
+	res = stackprint.Result{Target: t, Started: time.Now()}
+	defer func() {
+		if r := recover(); r != nil {
+			res.Status, res.Error = stackprint.StatusHandshakeError, fmt.Sprintf("probe: internal error: %v", r)
+		}
+		res.Duration = time.Since(res.Started)
+	}()
+	if e.has(stackprint.KindJARM) {
+		res.JARM, res.JARMRaw = stackprint.ZeroJARM, jarmRawEmpty
+	}
+	ip := t.IP.Unmap()
+	if !ip.IsValid() || t.Port == 0 {
+		res.Status, res.Error = stackprint.StatusRefused, fmt.Sprintf("probe: invalid target %s", t.Addr())
+		return res
+	}
+	network := "tcp4"
+	if ip.Is6() {
+		network = "tcp6"
+	}
+	addr := netip.AddrPortFrom(ip, t.Port).String()
+	ctx, cancel := context.WithTimeout(ctx, e.deadline)
+	defer cancel()
+	d := &targetDialer{base: e.dialer, max: e.maxConns}
+	if e.limits != nil {
+		d.lim = e.limits.get(ip)
+	}
+
+	var skip string // why the remaining kinds are not run
+	var skipStatus stackprint.Status
+	notRun := func(kind string) bool {
+		switch {
+		case skip != "":
+			res.Kinds = append(res.Kinds, stackprint.KindResult{Kind: kind, Status: skipStatus, Error: kind + ": not run: " + skip})
+		case ctxDone(ctx) != nil:
+			res.Kinds = append(res.Kinds, stackprint.KindResult{Kind: kind, Status: stackprint.StatusTimeout, Error: kind + ": not run: target deadline reached"})
+		default:
+			return false
+		}
+		return true
+	}
+	// record files a kind's outcome; mayStop lets a failure stop the
+	// remaining kinds.
+	record := func(kr stackprint.KindResult, conns0 int, t0 time.Time, mayStop bool) {
+		kr.Conns, kr.Duration = d.n-conns0, time.Since(t0)
+		if kr.Status != stackprint.StatusOK {
+			switch {
+			case d.rateLimited:
+				kr.Status = stackprint.StatusRateLimited
+			case d.budgetHit:
+				kr.Status = stackprint.StatusBudgetExceeded
+			}
+		}
+		res.Kinds = append(res.Kinds, kr)
+		if skip != "" || !mayStop {
+			return
+		}
+		switch {
+		case kr.Status == stackprint.StatusRefused, kr.Status == stackprint.StatusNotTLS,
+			kr.Status == stackprint.StatusRateLimited, kr.Status == stackprint.StatusBudgetExceeded:
+			skip, skipStatus = fmt.Sprintf("%s said %s", kr.Kind, kr.Status), kr.Status
+		case d.connectTimeouts > 0:
+			// A silently filtered port: every further connect would wait
+			// out the I/O timeout too.
+			skip, skipStatus = "connect timed out", stackprint.StatusTimeout
+		}
+	}
+
+	if e.has(stackprint.KindJARM) && !notRun(stackprint.KindJARM) {
+		n0, t0 := d.n, time.Now()
+		dl, _ := ctx.Deadline()
+		jr := NewJARM(JARMConfig{Dialer: d, IOTimeout: e.ioTimeout, Deadline: time.Until(dl), Rand: e.rand}).Probe(ctx, t, sni)
+		res.JARM, res.JARMRaw = jr.JARM, jr.JARMRaw
+		record(stackprint.KindResult{Kind: stackprint.KindJARM, Status: jr.Status, Error: jr.Error}, n0, t0, true)
+	}
+	wantCert, wantHTTP := e.has(stackprint.KindCert), e.has(stackprint.KindHTTP)
+	if wantCert || wantHTTP {
+		first := stackprint.KindCert
+		if !wantCert {
+			first = stackprint.KindHTTP
+		}
+		if notRun(first) {
+			if wantCert && wantHTTP {
+				notRun(stackprint.KindHTTP)
+			}
+		} else {
+			n0, t0 := d.n, time.Now()
+			cert, hf, ckr, hkr := e.runCertHTTP(ctx, d, network, addr, t, wantCert, wantHTTP)
+			res.Cert, res.HTTP = cert, hf
+			if wantCert {
+				record(ckr, n0, t0, true)
+				n0 = d.n // the shared connection counts once, under cert
+			}
+			if wantHTTP {
+				// With cert, an HTTP failure is HTTP-level (a TLS service
+				// that is no web server) and says nothing about the target.
+				record(hkr, n0, t0, !wantCert)
+			}
+		}
+	}
+	if e.has(stackprint.KindATSF) && !notRun(stackprint.KindATSF) {
+		n0, t0 := d.n, time.Now()
+		a, kr := e.runATSF(ctx, d, network, addr, t.SNI)
+		res.ATSF = a
+		record(kr, n0, t0, true)
+	}
+	res.Conns = d.n
+	res.Status, res.Error = summarize(res.Kinds)
+	return res
+}
+
+// summarize derives the target status from the kinds. HTTP is auxiliary:
+// a TLS server that is no web server is normal, so HTTP only counts when it
+// is the only kind. ok: every counted kind ok; partial: some kind ok or
+// partial; otherwise the first counted kind's failure.
+func summarize(kinds []stackprint.KindResult) (stackprint.Status, string) {
+	var counted []stackprint.KindResult
+	for _, k := range kinds {
+		if k.Kind != stackprint.KindHTTP || len(kinds) == 1 {
+			counted = append(counted, k)
+		}
+	}
+	if len(counted) == 0 {
+		return stackprint.StatusHandshakeError, "probe: no kind ran"
+	}
+	allOK, anyGood := true, false
+	var errs []string
+	for _, k := range counted {
+		switch k.Status {
+		case stackprint.StatusOK:
+			anyGood = true
+			continue
+		case stackprint.StatusPartial:
+			anyGood = true
+		}
+		allOK = false
+		if k.Error != "" {
+			errs = append(errs, k.Error)
+		}
+	}
+	msg := strings.Join(errs, "; ")
+	if len(msg) > 400 {
+		msg = msg[:400] + "…"
+	}
+	switch {
+	case allOK:
+		return stackprint.StatusOK, ""
+	case anyGood:
+		return stackprint.StatusPartial, msg
+	}
+	return counted[0].Status, msg
+}
+
+// Errors of the per-target dialer. errRateLimited wraps DeadlineExceeded
+// so the JARM prober treats it like a timeout and stops.
+var (
+	errRateLimited = errors.New("per-IP connection rate limit")
+	errBudget      = errors.New("per-target connection budget exhausted")
+)
+
+// targetDialer is the dialer of one Probe call: it enforces the connection
+// budget and the per-IP rate and counts attempts. Probes of one target are
+// sequential, so it needs no locking.
+type targetDialer struct {
+	base            Dialer
+	lim             *rate.Limiter
+	max             int
+	n               int // dial attempts
+	connectTimeouts int
+	rateLimited     bool
+	budgetHit       bool
+}
+
+func (d *targetDialer) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
+	if d.n >= d.max {
+		d.budgetHit = true
+		return nil, fmt.Errorf("%w (%d)", errBudget, d.max)
+	}
+	if d.lim != nil {
+		if err := d.lim.Wait(ctx); err != nil {
+			d.rateLimited = true
+			return nil, fmt.Errorf("%w: %w: %v", errRateLimited, context.DeadlineExceeded, err)
+		}
+	}
+	d.n++
+	c, err := d.base.DialContext(ctx, network, addr)
+	if err != nil && isTimeout(err) {
+		d.connectTimeouts++
+	}
+	return c, err
+}
+
+// dial opens one connection within one I/O timeout and classifies a failure.
+func (e *Engine) dial(ctx context.Context, d *targetDialer, network, addr string) (net.Conn, stackprint.Status, error) {
+	dctx, cancel := context.WithTimeout(ctx, e.ioTimeout)
+	defer cancel()
+	c, err := d.DialContext(dctx, network, addr)
+	if err != nil {
+		st := classify(ctx, nil, err)
+		if st == stackprint.StatusHandshakeError || st == stackprint.StatusReset {
+			st = stackprint.StatusRefused // unreachable, no route, …: nothing accepted the connection
+		}
+		return nil, st, fmt.Errorf("connect: %w", err)
+	}
+	return c, "", nil
+}
+
+// classify maps why a connection produced nothing to a status. readErr is
+// the record reader's own error (the root cause when the TLS client only
+// saw its effect), err the client's.
+func classify(ctx context.Context, readErr, err error) stackprint.Status {
+	errs := []error{readErr, err}
+	has := func(f func(error) bool) bool {
+		return slices.ContainsFunc(errs, func(e error) bool { return e != nil && f(e) })
+	}
+	switch {
+	case has(func(e error) bool { return errors.Is(e, errNotTLS) }):
+		return stackprint.StatusNotTLS
+	case has(func(e error) bool { return errors.Is(e, errRateLimited) }):
+		return stackprint.StatusRateLimited
+	case has(func(e error) bool { return errors.Is(e, errBudget) }):
+		return stackprint.StatusBudgetExceeded
+	case ctxDone(ctx) != nil || has(isTimeout):
+		return stackprint.StatusTimeout
+	case has(func(e error) bool { return errors.Is(e, syscall.ECONNREFUSED) }):
+		return stackprint.StatusRefused
+	case has(isReset):
+		return stackprint.StatusReset
+	}
+	return stackprint.StatusHandshakeError
+}
+
+// ipLimits holds one token bucket per destination IP in an expirable LRU
+// (as zgrab2 does), so memory stays bounded however many IPs are probed.
+// An entry is refreshed on every use and expires only once its bucket
+// would be full again anyway.
+type ipLimits struct {
+	mu    sync.Mutex
+	lru   *expirable.LRU[netip.Addr, *rate.Limiter]
+	limit rate.Limit
+	burst int
+}
+
+func newIPLimits(limit rate.Limit, burst, size int) *ipLimits {
+	ttl := time.Minute
+	if refill := time.Duration(float64(burst) / float64(limit) * float64(time.Second)); refill > ttl {
+		ttl = refill
+	}
+	return &ipLimits{lru: expirable.NewLRU[netip.Addr, *rate.Limiter](size, nil, ttl), limit: limit, burst: burst}
+}
+
+func (l *ipLimits) get(ip netip.Addr) *rate.Limiter {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	lim, ok := l.lru.Get(ip)
+	if !ok {
+		lim = rate.NewLimiter(l.limit, l.burst)
+	}
+	l.lru.Add(ip, lim) // refreshes the expiry
+	return lim
+}

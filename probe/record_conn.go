@@ -1,0 +1,158 @@
+package probe
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"time"
+)
+
+// TLS record limits.
+const (
+	recordHeaderLen = 5
+	// maxRecordBody is the largest record body any TLS version allows
+	// (TLS 1.2 ciphertext: 2^14 + 2048). A header announcing more is an
+	// answer no TLS stack sends; it is refused before a byte of it is read.
+	maxRecordBody = 16384 + 2048
+	// DefaultReadCap bounds what one connection may make the prober read
+	// (ATSF, certificate and HTTP connections): a full handshake flight
+	// with a large chain fits many times over.
+	DefaultReadCap = 256 << 10
+)
+
+// Errors a recordConn returns; the status mapping keys on them.
+var (
+	errNotTLS        = errors.New("answer is not TLS")
+	errRecordTooBig  = errors.New("record larger than TLS allows")
+	errReadCapHit    = errors.New("read cap reached")
+	errUnexpectedEOF = errors.New("connection closed inside a record")
+)
+
+// tlsRecord is one record as the client consumed it.
+type tlsRecord struct {
+	typ  uint8
+	vers uint16
+	body []byte
+}
+
+// recordConn hands the TLS client on top of it exactly one record per
+// Read, never read-ahead, so the log holds exactly what the client
+// processed: a record the client never asked for (an alert after the
+// point where it gave up) is never recorded. It also enforces the
+// per-I/O timeout (capped by ctx's deadline), the record size limit and
+// the per-connection read cap, and can rewrite the record-layer version of
+// the first record written (utls always writes 0x0301 there).
+type recordConn struct {
+	net.Conn
+	ctx       context.Context
+	ioTimeout time.Duration
+	budget    int // bytes still allowed to be read
+
+	firstVersion uint16 // rewrite the first written record's version; 0 = leave
+	wrote        bool
+
+	pending  []byte // rest of the current record for the client
+	records  []tlsRecord
+	onRecord func(tlsRecord) // sees each record before the client does
+	err      error           // sticky read error
+}
+
+func newRecordConn(ctx context.Context, c net.Conn, ioTimeout time.Duration, readCap int) *recordConn {
+	return &recordConn{Conn: c, ctx: ctx, ioTimeout: ioTimeout, budget: readCap}
+}
+
+// deadline is one I/O timeout from now, capped by ctx's deadline.
+func (r *recordConn) deadline() time.Time {
+	d := time.Now().Add(r.ioTimeout)
+	if cd, ok := r.ctx.Deadline(); ok && cd.Before(d) {
+		return cd
+	}
+	return d
+}
+
+func (r *recordConn) Write(b []byte) (int, error) {
+	if err := r.Conn.SetWriteDeadline(r.deadline()); err != nil {
+		return 0, fmt.Errorf("set write deadline: %w", err)
+	}
+	if !r.wrote && r.firstVersion != 0 && len(b) >= recordHeaderLen && b[0] == 0x16 {
+		// The record header is outside the handshake transcript, so this
+		// changes nothing the server could verify.
+		b = append([]byte(nil), b...)
+		b[1], b[2] = byte(r.firstVersion>>8), byte(r.firstVersion)
+	}
+	r.wrote = true
+	return r.Conn.Write(b)
+}
+
+func (r *recordConn) Read(p []byte) (int, error) {
+	if len(r.pending) == 0 {
+		if r.err != nil {
+			return 0, r.err
+		}
+		if err := r.readRecord(); err != nil {
+			r.err = err
+			return 0, err
+		}
+	}
+	n := copy(p, r.pending)
+	r.pending = r.pending[n:]
+	return n, nil
+}
+
+// readRecord reads and logs the next whole record.
+func (r *recordConn) readRecord() error {
+	if err := r.Conn.SetReadDeadline(r.deadline()); err != nil {
+		return fmt.Errorf("set read deadline: %w", err)
+	}
+	var hdr [recordHeaderLen]byte
+	n, err := io.ReadFull(r.Conn, hdr[:])
+	if err != nil {
+		if n > 0 && !looksTLS(hdr[:n]) {
+			return fmt.Errorf("%w: % x", errNotTLS, hdr[:n])
+		}
+		if errors.Is(err, io.ErrUnexpectedEOF) {
+			return errUnexpectedEOF
+		}
+		return err
+	}
+	if !looksTLS(hdr[:]) {
+		return fmt.Errorf("%w: % x", errNotTLS, hdr[:])
+	}
+	size := int(hdr[3])<<8 | int(hdr[4])
+	if size > maxRecordBody {
+		return fmt.Errorf("%w: header announces %d bytes", errRecordTooBig, size)
+	}
+	if recordHeaderLen+size > r.budget {
+		return fmt.Errorf("%w (%d bytes left, record of %d)", errReadCapHit, r.budget, size)
+	}
+	r.budget -= recordHeaderLen + size
+	rec := make([]byte, recordHeaderLen+size)
+	copy(rec, hdr[:])
+	if _, err := io.ReadFull(r.Conn, rec[recordHeaderLen:]); err != nil {
+		if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+			return errUnexpectedEOF
+		}
+		return err
+	}
+	t := tlsRecord{typ: hdr[0], vers: uint16(hdr[1])<<8 | uint16(hdr[2]), body: rec[recordHeaderLen:]}
+	r.records = append(r.records, t)
+	if r.onRecord != nil {
+		r.onRecord(t)
+	}
+	r.pending = rec
+	return nil
+}
+
+// looksTLS checks a record header prefix: a known content type and major
+// version 3. An SSLv2 answer (high bit set), HTTP text or noise fails.
+func looksTLS(h []byte) bool {
+	if len(h) > 0 && (h[0] < 20 || h[0] > 24) {
+		return false
+	}
+	if len(h) > 1 && h[1] != 3 {
+		return false
+	}
+	return true
+}
