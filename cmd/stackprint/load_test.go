@@ -1,0 +1,334 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// loadCounter records, at the servers, when each target's first
+// connection arrived and every accept per destination IP.
+type loadCounter struct {
+	mu      sync.Mutex
+	first   map[string]time.Time // ip/sni → first ClientHello
+	accepts map[string][]time.Time
+}
+
+func (c *loadCounter) hello(ip, sni string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	k := ip + "/" + sni
+	if _, ok := c.first[k]; !ok {
+		c.first[k] = time.Now()
+	}
+}
+
+func (c *loadCounter) accept(ip string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.accepts[ip] = append(c.accepts[ip], time.Now())
+}
+
+// maxInWindow is the largest number of times within any window.
+func maxInWindow(ts []time.Time, window time.Duration) int {
+	sort.Slice(ts, func(i, j int) bool { return ts[i].Before(ts[j]) })
+	best, lo := 0, 0
+	for hi := range ts {
+		for ts[hi].Sub(ts[lo]) >= window {
+			lo++
+		}
+		best = max(best, hi-lo+1)
+	}
+	return best
+}
+
+// startCountingServer is a TLS server that reports ClientHellos and accepts.
+func startCountingServer(t *testing.T, ip string, cert tls.Certificate, c *loadCounter) netip.AddrPort {
+	t.Helper()
+	ln, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := &tls.Config{
+		Certificates: []tls.Certificate{cert},
+		GetConfigForClient: func(h *tls.ClientHelloInfo) (*tls.Config, error) {
+			c.hello(ip, h.ServerName)
+			return nil, nil
+		},
+	}
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.accept(ip)
+			wg.Go(func() {
+				defer conn.Close()
+				_ = conn.SetDeadline(time.Now().Add(3 * time.Second))
+				_ = tls.Server(conn, cfg).Handshake()
+			})
+		}
+	})
+	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	return netip.MustParseAddrPort(ln.Addr().String())
+}
+
+// startTarpit accepts and never answers.
+func startTarpit(t *testing.T, ip string, c *loadCounter) netip.AddrPort {
+	t.Helper()
+	ln, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var conns []net.Conn
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.accept(ip)
+			mu.Lock()
+			conns = append(conns, conn)
+			mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+	})
+	return netip.MustParseAddrPort(ln.Addr().String())
+}
+
+// TestLoadLimitsHold feeds 200,000 ssl.log lines naming 20,000 distinct
+// loopback targets (100 servers × 200 SNIs, 2 % of servers tarpits) at
+// about 50,000 lines/s to the built daemon and checks, at the servers and in
+// the daemon's metrics: the global probe rate and the queue bound hold,
+// every line is accounted for, memory stays bounded, shutdown is clean.
+func TestLoadLimitsHold(t *testing.T) {
+	const (
+		servers, snis = 100, 200
+		lines         = 200_000
+		linesPerSec   = 50_000
+		probeRate     = 40
+		burst         = 10
+		queueSize     = 500
+	)
+	dir := t.TempDir()
+	counter := &loadCounter{first: map[string]time.Time{}, accepts: map[string][]time.Time{}}
+	cert := mustCert(t, "ecdsa")
+	var addrs []netip.AddrPort
+	for i := range servers {
+		ip := fmt.Sprintf("127.0.1.%d", i+1)
+		if i%50 == 49 { // 2 of 100
+			addrs = append(addrs, startTarpit(t, ip, counter))
+		} else {
+			addrs = append(addrs, startCountingServer(t, ip, cert, counter))
+		}
+	}
+	sslLog := filepath.Join(dir, "ssl.log")
+	cfgPath := filepath.Join(dir, "stackprint.yaml")
+	cfg := strings.NewReplacer(
+		"/var/lib/stackprint/stackprint.db", filepath.Join(dir, "stackprint.db"),
+		"/opt/zeek/logs/current/ssl.log", sslLog,
+		"/opt/zeek/logs/current/conn.log", filepath.Join(dir, "conn.log"),
+		"/var/log/suricata/eve.json", filepath.Join(dir, "eve.json"),
+		"/var/log/stackprint/alerts.ndjson", filepath.Join(dir, "alerts.ndjson"),
+		"/var/log/stackprint/stackprint.log", filepath.Join(dir, "stackprint.log"),
+		"allow: []", "allow: [127.0.0.0/8]",
+		"queue_size: 10000", fmt.Sprintf("queue_size: %d", queueSize),
+		"max_in_flight: 8", "max_in_flight: 16",
+		"probes_per_second: 5", fmt.Sprintf("probes_per_second: %d", probeRate),
+		"burst: 5", fmt.Sprintf("burst: %d", burst),
+		"io_timeout: 5s", "io_timeout: 500ms",
+		"deadline: 15s", "deadline: 2s",
+		"jarm_sni: ip", "jarm_sni: observed",
+		"shutdown_timeout: 10s", "shutdown_timeout: 1s",
+		"listen: 127.0.0.1:9464", "listen: 127.0.0.1:0",
+	).Replace(string(mustRead(t, "../../configs/stackprint.yaml")))
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	daemon := exec.Command(binPath, "run", "-c", cfgPath)
+	stderr := &syncBuffer{}
+	daemon.Stderr = stderr
+	if err := daemon.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if daemon.ProcessState == nil {
+			_ = daemon.Process.Kill()
+			_ = daemon.Wait()
+		}
+		if t.Failed() {
+			t.Logf("daemon stderr (tail):\n%s", tail(stderr.String(), 3000))
+		}
+	}()
+	re := regexp.MustCompile(`metrics and health listening" addr=(\S+)`)
+	var metricsAddr string
+	waitFor(t, "metrics listener", 10*time.Second, func() bool {
+		if m := re.FindStringSubmatch(stderr.String()); m != nil {
+			metricsAddr = m[1]
+		}
+		return metricsAddr != ""
+	})
+	scrape := func() map[string]float64 {
+		resp, err := http.Get("http://" + metricsAddr + "/metrics")
+		if err != nil {
+			t.Fatalf("scrape: %v", err)
+		}
+		defer resp.Body.Close()
+		out := map[string]float64{}
+		sc := bufio.NewScanner(resp.Body)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		for sc.Scan() {
+			l := sc.Text()
+			if strings.HasPrefix(l, "#") {
+				continue
+			}
+			i := strings.LastIndexByte(l, ' ')
+			if v, err := strconv.ParseFloat(l[i+1:], 64); err == nil {
+				out[l[:i]] = v
+			}
+		}
+		return out
+	}
+
+	// Feed at ~50,000 lines/s in 10 ms slices.
+	f, err := os.Create(sslLog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := bufio.NewWriterSize(f, 1<<20)
+	fmt.Fprintf(w, "#separator \\x09\n#set_separator\t,\n#empty_field\t(empty)\n#unset_field\t-\n#path\tssl\n#open\t2026-11-27-08-00-00\n#fields\t%s\n#types\t%s\n", zeekSSLFields, zeekSSLTypes)
+	var maxQueue float64
+	start := time.Now()
+	perSlice := linesPerSec / 100
+	for n := 0; n < lines; {
+		for range perSlice {
+			a := addrs[n%servers]
+			sni := fmt.Sprintf("s%d.load.test", (n/servers)%snis)
+			fmt.Fprintf(w, "1764230400.%06d\tCload%07d\t127.0.0.1\t%d\t%s\t%d\tTLSv13\tTLS_AES_128_GCM_SHA256\tx25519\t%s\tF\t-\t-\tT\tCsiI\t-\t-\t-\n",
+				n%1000000, n, 10000+n%50000, a.Addr(), a.Port(), sni)
+			n++
+		}
+		if err := w.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		if next := start.Add(time.Duration(n) * time.Second / linesPerSec); time.Until(next) > 0 {
+			time.Sleep(time.Until(next))
+		}
+		if n%10000 == 0 {
+			maxQueue = max(maxQueue, scrape()["stackprint_queue_depth"])
+		}
+	}
+	f.Close()
+	feedSecs := time.Since(start).Seconds()
+
+	// Wait until every line has been read and judged.
+	var m map[string]float64
+	waitFor(t, "all lines read and settled", 60*time.Second, func() bool {
+		m = scrape()
+		maxQueue = max(maxQueue, m["stackprint_queue_depth"])
+		return m[`stackprint_lines_read_total{input="zeek-ssl"}`] >= lines+8
+	})
+	time.Sleep(3 * time.Second) // let the probe workers run at their rate for a while
+	m = scrape()
+	maxQueue = max(maxQueue, m["stackprint_queue_depth"])
+	rss := vmHWM(t, daemon.Process.Pid)
+
+	if err := daemon.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	go func() { <-ctx.Done(); _ = daemon.Process.Kill() }()
+	if err := daemon.Wait(); err != nil {
+		t.Fatalf("daemon did not shut down cleanly: %v", err)
+	}
+	if ctx.Err() != nil {
+		t.Fatal("shutdown took more than 20s")
+	}
+
+	var outcomes float64
+	for _, o := range []string{"deduped", "out_of_scope", "queued", "dropped_queue_full", "invalid", "waiters_dropped"} {
+		outcomes += m[fmt.Sprintf(`stackprint_events_total{outcome=%q}`, o)]
+	}
+	counter.mu.Lock()
+	var starts []time.Time
+	for _, ts := range counter.first {
+		starts = append(starts, ts)
+	}
+	maxProbes := maxInWindow(starts, time.Second)
+	maxPerIP := 0
+	for _, ts := range counter.accepts {
+		maxPerIP = max(maxPerIP, maxInWindow(ts, time.Second))
+	}
+	counter.mu.Unlock()
+	t.Logf("fed %d lines in %.1fs (%.0f lines/s); events by outcome sum %.0f; probes %.0f ok %.0f timeout %.0f; dropped (queue full) %.0f; max queue %.0f/%d; targets probed (seen at servers) %d, max probes started in any 1s %d (limit %d+%d burst); max conns/s to one IP %d; peak RSS %d MB",
+		lines, feedSecs, lines/feedSecs, outcomes, m[`stackprint_probes_total{status="ok"}`]+m[`stackprint_probes_total{status="timeout"}`],
+		m[`stackprint_probes_total{status="ok"}`], m[`stackprint_probes_total{status="timeout"}`],
+		m[`stackprint_events_total{outcome="dropped_queue_full"}`], maxQueue, queueSize, len(starts), maxProbes, probeRate, burst, maxPerIP, rss>>20)
+
+	if outcomes != lines {
+		t.Errorf("events by outcome sum to %.0f, want %d (every line accounted for)", outcomes, lines)
+	}
+	if maxQueue > queueSize {
+		t.Errorf("queue depth reached %.0f > bound %d", maxQueue, queueSize)
+	}
+	if limit := probeRate + burst; maxProbes > limit {
+		t.Errorf("%d probes started within one second, limit %d/s + burst %d", maxProbes, probeRate, burst)
+	}
+	if rss > 200<<20 {
+		t.Errorf("peak RSS %d MB > 200 MB", rss>>20)
+	}
+	if m[`stackprint_events_total{outcome="dropped_queue_full"}`] == 0 {
+		t.Errorf("the queue never overflowed: the load did not test the bound")
+	}
+}
+
+// vmHWM reads a process's peak resident set size.
+func vmHWM(t *testing.T, pid int) int64 {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(l, "VmHWM:") {
+			kb, _ := strconv.ParseInt(strings.Fields(l)[1], 10, 64)
+			return kb << 10
+		}
+	}
+	t.Fatal("no VmHWM in /proc status")
+	return 0
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return s[len(s)-n:]
+	}
+	return s
+}
