@@ -1,6 +1,7 @@
 package db
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
@@ -125,4 +126,25 @@ func pendingKey(k uint64) []byte {
 // Ping checks that the file is open and readable (readiness probe).
 func (d *DB) Ping() error {
 	return d.bolt.View(func(*bolt.Tx) error { return nil })
+}
+
+// Checkpoints returns every committed position whose key starts with
+// prefix (one input's files).
+func (d *DB) Checkpoints(prefix string) (map[string][]byte, error) {
+	out := map[string][]byte{}
+	err := d.bolt.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket([]byte(bucketCheckpoints))
+		if b == nil {
+			return nil
+		}
+		c := b.Cursor()
+		for k, v := c.Seek([]byte(prefix)); k != nil && bytes.HasPrefix(k, []byte(prefix)); k, v = c.Next() {
+			out[string(k)] = append([]byte(nil), v...)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read checkpoints %q: %w", prefix, err)
+	}
+	return out, nil
 }

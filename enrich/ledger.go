@@ -32,10 +32,10 @@ type Ledger struct {
 	pos   func(stackprint.Event) ([]byte, error)
 	log   *slog.Logger
 
-	mu      sync.Mutex
-	seq     uint64
-	inputs  map[string][]*ledgerEntry
-	bySeq   map[uint64]*ledgerEntry
+	mu        sync.Mutex
+	seq       uint64
+	inputs    map[string][]*ledgerEntry
+	bySeq     map[uint64]*ledgerEntry
 	unpark    []uint64
 	commits   uint64
 	committed map[string]Committed
@@ -43,12 +43,14 @@ type Ledger struct {
 
 // Committed is the file position last committed for an input.
 type Committed struct {
+	Input  string
 	File   string
 	Offset int64
 }
 
 type ledgerEntry struct {
 	ev      stackprint.Event
+	pos     []byte // precomputed position (Progress entries); nil: encode ev
 	settled bool
 	parked  bool
 	key     uint64 // pending-store key once parked
@@ -64,6 +66,10 @@ func NewLedger(store StateStore, pos func(stackprint.Event) ([]byte, error), log
 	return &Ledger{store: store, pos: pos, log: log, inputs: map[string][]*ledgerEntry{}, bySeq: map[uint64]*ledgerEntry{}, committed: map[string]Committed{}}
 }
 
+// CheckpointKey is the key an event's position is committed under: one per
+// input and file path (a glob input follows several files).
+func CheckpointKey(source, path string) string { return source + "\x00" + path }
+
 // Track registers an event read from an input, before it is handed to the
 // pipeline, and returns it with its ledger id set.
 func (l *Ledger) Track(ev stackprint.Event) stackprint.Event {
@@ -75,6 +81,16 @@ func (l *Ledger) Track(ev stackprint.Event) stackprint.Event {
 	l.inputs[ev.Source] = append(l.inputs[ev.Source], e)
 	l.bySeq[ev.Seq] = e
 	return ev
+}
+
+// Progress records that an input's reader has moved to pos (encoded) in
+// file at offset past lines that were no events; it commits once every
+// event before it is settled.
+func (l *Ledger) Progress(source, file string, offset int64, pos []byte) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	ev := stackprint.Event{Source: source, File: file, Offset: offset}
+	l.inputs[source] = append(l.inputs[source], &ledgerEntry{ev: ev, pos: pos, settled: true})
 }
 
 // Resume registers an event loaded from the pending store (already parked
@@ -136,11 +152,24 @@ func (l *Ledger) commit(final bool) error {
 		if n == 0 {
 			continue
 		}
-		b, err := l.pos(q[n-1].ev)
-		if err != nil {
-			return fmt.Errorf("encode position of %s: %w", src, err)
+		// The last popped entry of each file is that file's checkpoint.
+		seen := map[string]bool{}
+		for i := n - 1; i >= 0; i-- {
+			e := q[i]
+			key := CheckpointKey(src, e.ev.File)
+			if seen[key] {
+				continue
+			}
+			seen[key] = true
+			b := e.pos
+			if b == nil {
+				var err error
+				if b, err = l.pos(e.ev); err != nil {
+					return fmt.Errorf("encode position of %s: %w", src, err)
+				}
+			}
+			cps[key] = b
 		}
-		cps[src] = b
 		popped[src] = n
 	}
 	if len(cps) == 0 && len(park) == 0 && len(l.unpark) == 0 {
@@ -160,7 +189,9 @@ func (l *Ledger) commit(final bool) error {
 	}
 	for src, n := range popped {
 		q := l.inputs[src]
-		l.committed[src] = Committed{File: q[n-1].ev.File, Offset: q[n-1].ev.Offset}
+		for _, e := range q[:n] {
+			l.committed[CheckpointKey(src, e.ev.File)] = Committed{Input: src, File: e.ev.File, Offset: e.ev.Offset}
+		}
 		clear(q[:n])
 		l.inputs[src] = q[n:]
 	}
@@ -187,7 +218,7 @@ func (l *Ledger) Run(ctx context.Context, interval time.Duration) error {
 	}
 }
 
-// Committed returns the last committed position of each input.
+// Committed returns the last committed position of each input's files.
 func (l *Ledger) Committed() map[string]Committed {
 	l.mu.Lock()
 	defer l.mu.Unlock()

@@ -16,7 +16,7 @@ func offsetPos(ev stackprint.Event) ([]byte, error) {
 
 func checkpointOffset(t *testing.T, d *db.DB, src string) int64 {
 	t.Helper()
-	b, ok, err := d.Checkpoint(src)
+	b, ok, err := d.Checkpoint(enrich.CheckpointKey(src, map[string]string{"zeek": "ssl.log", "eve": "eve.json"}[src]))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,7 +1,3 @@
-//go:build crashtest
-
-// Enabled once the tailer resumes from checkpoints (issue 4, in progress).
-
 package main
 
 import (

@@ -38,7 +38,8 @@ type daemon struct {
 	metrics *metrics
 	cfgPath string // re-read on SIGHUP; "" = the embedded default
 
-	running atomic.Bool  // tailers started, not yet stopping
+	closers []func() error // closed after the tailers have stopped
+	running atomic.Bool    // tailers started, not yet stopping
 	failed  atomic.Value // error that stopped a component
 }
 
@@ -103,7 +104,23 @@ func newDaemon(cfg *Config, log *slog.Logger, hooks daemonHooks) (d *daemon, err
 		FromEnd:      cfg.Tailer.FromEnd,
 		Logger:       log,
 	}
+	watcher := tailer.NewDirWatcher(log)
+	d.closers = append(d.closers, watcher.Close)
 	for _, in := range cfg.Inputs {
+		opts := opts
+		opts.Watcher = watcher
+		if opts.Resume, err = d.resumePositions(in.Name); err != nil {
+			return nil, err
+		}
+		if len(opts.Resume) > 0 {
+			opts.FromEnd = false // a checkpoint says where to start
+		}
+		name := in.Name
+		opts.Progress = func(p tailer.Position) {
+			if b, err := json.Marshal(p); err == nil {
+				d.ledger.Progress(name, p.Path, p.Offset, b)
+			}
+		}
 		t, err := tailer.New(tailer.Input{Name: in.Name, Path: in.Path, Format: in.Format}, opts, track)
 		if err != nil {
 			return nil, fmt.Errorf("input %q: %w", in.Name, err)
@@ -264,13 +281,38 @@ const checkpointInterval = 500 * time.Millisecond
 // encodePosition is the checkpoint of an input: the position just past
 // the event's line.
 func encodePosition(ev stackprint.Event) ([]byte, error) {
-	return json.Marshal(struct {
-		File   string `json:"file"`
-		Offset int64  `json:"offset"`
-	}{ev.File, ev.Offset})
+	p, err := tailer.PositionOf(ev)
+	if err != nil {
+		return nil, err
+	}
+	return json.Marshal(p)
+}
+
+// resumePositions loads an input's committed positions.
+func (d *daemon) resumePositions(input string) ([]tailer.Position, error) {
+	cps, err := d.db.Checkpoints(enrich.CheckpointKey(input, ""))
+	if err != nil {
+		return nil, err
+	}
+	var out []tailer.Position
+	for k, b := range cps {
+		var p tailer.Position
+		if err := json.Unmarshal(b, &p); err != nil {
+			d.log.Warn("ignoring an unreadable checkpoint", "key", k, "err", err)
+			continue
+		}
+		out = append(out, p)
+	}
+	return out, nil
 }
 
 func (d *daemon) close() {
+	for _, c := range d.closers {
+		if err := c(); err != nil {
+			d.log.Warn("close", "err", err)
+		}
+	}
+	d.closers = nil
 	if d.sink != nil {
 		if err := d.sink.Close(); err != nil {
 			d.log.Error("close outputs", "err", err)

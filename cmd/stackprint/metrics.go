@@ -168,10 +168,14 @@ func (c *daemonCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge(descHitRatio, ratio)
 	counter(descAbandoned, ps.Abandoned)
 	gauge(descUnsettled, float64(d.ledger.Unsettled()))
-	for src, pos := range d.ledger.Committed() {
+	lag := map[string]int64{}
+	for _, pos := range d.ledger.Committed() {
 		if fi, err := os.Stat(pos.File); err == nil {
-			gauge(descCkptLag, float64(max(0, fi.Size()-pos.Offset)), src)
+			lag[pos.Input] += max(0, fi.Size()-pos.Offset)
 		}
+	}
+	for in, v := range lag {
+		gauge(descCkptLag, float64(v), in)
 	}
 	if fi, err := os.Stat(d.cfg.DB.Path); err == nil {
 		gauge(descDBSize, float64(fi.Size()))
