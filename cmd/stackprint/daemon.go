@@ -40,7 +40,7 @@ type daemon struct {
 
 	closers []func() error // closed after the tailers have stopped
 	running atomic.Bool    // tailers started, not yet stopping
-	failed  atomic.Value // error that stopped a component
+	failed  atomic.Value   // error that stopped a component
 }
 
 // daemonHooks lets the demo observe what the daemon writes.
