@@ -33,6 +33,11 @@ Usage:
   stackprint version
 
 Run "stackprint COMMAND -h" for the flags of a command.
+
+Examples:
+  stackprint demo
+  stackprint run -c /etc/stackprint/stackprint.yaml
+  stackprint probe --json 192.0.2.10:443
 `
 
 func main() {
@@ -113,12 +118,36 @@ func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
 	}
 }
 
+// examples are shown by each command's -h, keyed by the flag set's name.
+var examples = map[string]string{
+	"run": `  stackprint run                        # embedded default config (configs/stackprint.yaml)
+  stackprint run -c /etc/stackprint/stackprint.yaml
+  kill -HUP $(pidof stackprint)         # reload the scope from the config file`,
+	"demo": `  stackprint demo                       # TLS servers on 127.0.0.x, Zeek log, pipeline, alerts
+  stackprint demo --keep -v             # keep the files and show the daemon's log`,
+	"probe": `  stackprint probe 192.0.2.10:443       # SNI = the IP literal, like jarm.py
+  stackprint probe --json --sni www.example.org 192.0.2.10:443
+  stackprint probe example.org:443      # resolves once; SNI = example.org`,
+	"db add": `  stackprint db add --kind jarm --value 07d14d16d21d21d00042d43d000000aa99ce74e2c6d013c745aa52b5cc042d \
+      --label cobalt-strike --source my-intel --confidence high`,
+	"db list":   `  stackprint db list --kind jarm` + "\n" + `  stackprint db list --json -c /etc/stackprint/stackprint.yaml`,
+	"db rm":     `  stackprint db rm --kind jarm --value 07d14d16d21d21d00042d43d000000aa99ce74e2c6d013c745aa52b5cc042d`,
+	"db import": `  stackprint db import fingerprints.csv  # header: kind,value,label,source,confidence`,
+	"config check": `  stackprint config check -c /etc/stackprint/stackprint.yaml
+  stackprint config check               # the embedded default`,
+	"scan":        `  stackprint scan --no-probe conn.log ssl.log eve.json`,
+	"rules check": `  stackprint rules check configs/rules/*.yaml`,
+}
+
 func newFlagSet(name, synopsis string, stderr io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: %s\n\nFlags:\n", synopsis)
 		fs.PrintDefaults()
+		if ex := examples[name]; ex != "" {
+			fmt.Fprintf(stderr, "\nExamples:\n%s\n", ex)
+		}
 	}
 	return fs
 }
