@@ -1,0 +1,226 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"compress/gzip"
+	"context"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"io"
+	"log/slog"
+	"os"
+	"runtime/debug"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/hashicorp/golang-lru/v2/expirable"
+
+	"github.com/stackprint/stackprint"
+	"github.com/stackprint/stackprint/enrich"
+	"github.com/stackprint/stackprint/tailer"
+)
+
+const scanSynopsis = "stackprint scan --no-probe [-c FILE] [--format zeek|eve] [--capacity N] FILE…"
+
+// cmdScan makes one pass over existing logs (plain or .gz) through the real
+// parse path (tailer.ReadFile), then the scope filter and the dedup LRU the
+// daemon uses, without any network, and prints a one-line summary: the
+// ingest benchmark and a dry run of what a backfill would probe.
+func cmdScan(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("scan", scanSynopsis, stderr)
+	noProbe := fs.Bool("no-probe", false, "only parse, scope and dedup: no network (required for now)")
+	cfgPath := fs.String("c", "", "config file for scope, dedup and tailer limits (default: the embedded default)")
+	format := fs.String("format", "", "zeek or eve (default: detected per file from its first line)")
+	capacity := fs.Int("capacity", 0, "dedup LRU capacity (default: dedup.capacity of the config)")
+	files, err := parseInterleaved(fs, args)
+	if err != nil {
+		return err
+	}
+	if !*noProbe {
+		return fmt.Errorf("scan: probing backfill is not implemented yet; run it with --no-probe (usage: %s)", scanSynopsis)
+	}
+	if len(files) == 0 {
+		fs.Usage()
+		return fmt.Errorf("scan: no files given")
+	}
+	switch *format {
+	case "", tailer.FormatZeek, tailer.FormatEve:
+	default:
+		return fmt.Errorf("scan: --format %q: want %q or %q", *format, tailer.FormatZeek, tailer.FormatEve)
+	}
+	cfg, err := LoadConfig(*cfgPath)
+	if err != nil {
+		return err
+	}
+	if os.Getenv("GOMEMLIMIT") == "" {
+		// A soft limit keeps the garbage of a long pass from growing the
+		// heap to twice the live data (the LRU dominates it).
+		defer debug.SetMemoryLimit(debug.SetMemoryLimit(scanMemoryLimit))
+	}
+	if *capacity <= 0 {
+		*capacity = cfg.Dedup.Capacity
+	}
+	ports := make([]uint16, len(cfg.Scope.Ports))
+	for i, p := range cfg.Scope.Ports {
+		ports[i] = uint16(p)
+	}
+	s := &scanner{
+		scope:    enrich.NewScope(parsePrefixes(cfg.Scope.Allow), parsePrefixes(cfg.Scope.Deny), ports),
+		cache:    expirable.NewLRU[stackprint.Target, struct{}](*capacity, nil, cfg.Dedup.TTL),
+		seed:     maphash.MakeSeed(),
+		distinct: newHashSet(),
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	opts := tailer.Options{MaxLineBytes: cfg.Tailer.MaxLineBytes, Logger: log}
+	var total tailer.Stats
+	start := time.Now()
+	for _, path := range files {
+		f := *format
+		if f == "" {
+			if f, err = detectFormat(path); err != nil {
+				return fmt.Errorf("scan: %w", err)
+			}
+		}
+		st, err := tailer.ReadFile(ctx, tailer.Input{Name: "scan", Path: path, Format: f}, opts, s.handle)
+		addStats(&total, st)
+		if err != nil {
+			return fmt.Errorf("scan: %w", err)
+		}
+	}
+	secs := time.Since(start).Seconds()
+	fmt.Fprintf(stdout, "scan: files=%d lines=%d events=%d parse_errors=%d skipped=%d long_lines=%d distinct_targets=%d deduped=%d out_of_scope=%d to_probe=%d seconds=%.3f lines_per_s=%.0f max_rss_mb=%.1f\n",
+		len(files), total.Lines, total.Events, total.ParseErrors, total.Skipped, total.LongLines,
+		s.distinct.n, s.deduped, s.outOfScope, s.toProbe, secs, float64(total.Lines)/max(secs, 1e-9), maxRSSMB())
+	return nil
+}
+
+// scanMemoryLimit is the soft memory limit of a scan unless GOMEMLIMIT is
+// set.
+const scanMemoryLimit = 80 << 20
+
+// maxRSSMB is the peak resident set of this process in MiB (0 if unknown).
+func maxRSSMB() float64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return float64(ru.Maxrss) / 1024 // KiB on Linux
+}
+
+// scanner is the dedup and scope step of enrich.Pipeline.Handle without the
+// prober: a target in the LRU is deduped; a new one is checked against the
+// scope and remembered either way.
+type scanner struct {
+	scope    *enrich.Scope
+	cache    *expirable.LRU[stackprint.Target, struct{}]
+	seed     maphash.Seed
+	distinct *hashSet
+
+	deduped, outOfScope, toProbe uint64
+}
+
+func (s *scanner) handle(_ context.Context, ev stackprint.Event) error {
+	t := ev.Target()
+	s.distinct.add(maphash.Comparable(s.seed, t))
+	if _, ok := s.cache.Get(t); ok {
+		s.deduped++
+		return nil
+	}
+	if ok, _ := s.scope.Check(t.Addr()); ok {
+		s.toProbe++
+	} else {
+		s.outOfScope++
+	}
+	s.cache.Add(t, struct{}{})
+	return nil
+}
+
+func addStats(t *tailer.Stats, s tailer.Stats) {
+	t.Lines += s.Lines
+	t.Events += s.Events
+	t.ParseErrors += s.ParseErrors
+	t.Skipped += s.Skipped
+	t.LongLines += s.LongLines
+}
+
+// detectFormat reads the first non-blank line of a log (decompressed for
+// .gz): a Zeek header or a JSON object without event_type is Zeek, one
+// with event_type is Suricata eve.
+func detectFormat(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	var r io.Reader = f
+	if strings.HasSuffix(path, ".gz") {
+		zr, err := gzip.NewReader(f)
+		if err != nil {
+			return "", fmt.Errorf("%s: %w", path, err)
+		}
+		defer zr.Close()
+		r = zr
+	}
+	br := bufio.NewReaderSize(r, 64<<10)
+	for {
+		line, err := br.ReadSlice('\n')
+		if t := bytes.TrimSpace(line); len(t) > 0 {
+			if t[0] == '{' && bytes.Contains(line, []byte(`"event_type"`)) {
+				return tailer.FormatEve, nil
+			}
+			return tailer.FormatZeek, nil
+		}
+		if errors.Is(err, bufio.ErrBufferFull) {
+			continue
+		}
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				return tailer.FormatZeek, nil // empty: nothing to misread
+			}
+			return "", fmt.Errorf("%s: %w", path, err)
+		}
+	}
+}
+
+// hashSet counts distinct 64-bit hashes exactly (a collision among a few
+// million 64-bit hashes is negligible) in 8 bytes per slot: open
+// addressing, linear probing, at most half full.
+type hashSet struct {
+	slots []uint64
+	n     int
+}
+
+func newHashSet() *hashSet { return &hashSet{slots: make([]uint64, 1<<16)} }
+
+func (h *hashSet) add(x uint64) {
+	if x == 0 {
+		x = 1 // 0 marks an empty slot
+	}
+	if 2*(h.n+1) > len(h.slots) {
+		old := h.slots
+		h.slots, h.n = make([]uint64, 2*len(old)), 0
+		for _, v := range old {
+			if v != 0 {
+				h.insert(v)
+			}
+		}
+	}
+	h.insert(x)
+}
+
+func (h *hashSet) insert(x uint64) {
+	mask := uint64(len(h.slots) - 1)
+	for i := x & mask; ; i = (i + 1) & mask {
+		switch h.slots[i] {
+		case x:
+			return
+		case 0:
+			h.slots[i] = x
+			h.n++
+			return
+		}
+	}
+}
