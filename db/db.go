@@ -5,8 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -16,8 +16,8 @@ import (
 )
 
 // SchemaVersion is the version of the bucket layout this package reads and
-// writes (see the package doc).
-const SchemaVersion = 1
+// writes (see the package doc). Open migrates older files.
+const SchemaVersion = 2
 
 // DefaultTimeout is how long Open waits for the file lock.
 const DefaultTimeout = time.Second
@@ -26,26 +26,47 @@ const DefaultTimeout = time.Second
 const (
 	bucketMeta         = "meta"
 	bucketFingerprints = "fingerprints"
+	bucketObservations = "observations"
+	bucketObsIndex     = "obs_index"
+	bucketLearnTargets = "learn_targets"
+	bucketLearned      = "learned"
 	keySchemaVersion   = "schema_version"
+	keyLastImport      = "last_import"
+	keyMigrations      = "migrations"
 )
+
+// schemaBuckets returns the buckets every file has after a writable Open.
+// The checkpoints and pending buckets belong to the daemon's delivery
+// state (state.go).
+func schemaBuckets() []string {
+	return []string{
+		bucketMeta, bucketFingerprints, bucketObservations, bucketObsIndex,
+		bucketLearnTargets, bucketLearned, bucketCheckpoints, bucketPending,
+	}
+}
 
 // Options configures Open.
 type Options struct {
 	// Timeout bounds the wait for the file lock; 0 means DefaultTimeout.
+	// bbolt itself would wait forever on 0: Open never passes it on.
 	Timeout time.Duration
-	// ReadOnly opens the file with a shared lock; the file must exist.
+	// ReadOnly opens the file with a shared lock; the file must exist and
+	// already be at SchemaVersion.
 	ReadOnly bool
 }
 
 // DB is an open fingerprint database. It is safe for concurrent use.
 type DB struct {
-	bolt *bolt.DB
-	path string
-	now  func() time.Time
+	bolt     *bolt.DB
+	path     string
+	now      func() time.Time
+	migrated int           // schema version migrated from, 0 if none
+	gen      atomic.Uint64 // bumped on every change to fingerprints
 }
 
 // Open opens the fingerprint DB at path. A writable open creates the file
-// and its buckets on first start.
+// and its buckets on first start and migrates a file written by an older
+// schema, in one transaction.
 func Open(path string, opts Options) (*DB, error) {
 	timeout := opts.Timeout
 	if timeout <= 0 {
@@ -60,9 +81,13 @@ func Open(path string, opts Options) (*DB, error) {
 	}
 	d := &DB{bolt: b, path: path, now: time.Now}
 	if opts.ReadOnly {
-		err = b.View(checkSchema)
+		err = b.View(checkSchemaReadOnly)
 	} else {
-		err = b.Update(initSchema)
+		err = b.Update(func(tx *bolt.Tx) error {
+			from, err := migrate(tx, d.now().UTC())
+			d.migrated = from
+			return err
+		})
 	}
 	if err != nil {
 		b.Close()
@@ -71,42 +96,14 @@ func Open(path string, opts Options) (*DB, error) {
 	return d, nil
 }
 
-// initSchema creates the buckets and records the schema version on first
-// start, and refuses a file written by a newer schema.
-func initSchema(tx *bolt.Tx) error {
-	meta, err := tx.CreateBucketIfNotExists([]byte(bucketMeta))
-	if err != nil {
-		return fmt.Errorf("create bucket meta: %w", err)
-	}
-	if _, err := tx.CreateBucketIfNotExists([]byte(bucketFingerprints)); err != nil {
-		return fmt.Errorf("create bucket fingerprints: %w", err)
-	}
-	if meta.Get([]byte(keySchemaVersion)) == nil {
-		if err := meta.Put([]byte(keySchemaVersion), []byte(strconv.Itoa(SchemaVersion))); err != nil {
-			return fmt.Errorf("write schema version: %w", err)
-		}
-	}
-	return checkSchema(tx)
-}
+// MigratedFrom returns the schema version Open migrated the file from, or 0
+// when the file was already current (or new).
+func (d *DB) MigratedFrom() int { return d.migrated }
 
-func checkSchema(tx *bolt.Tx) error {
-	meta := tx.Bucket([]byte(bucketMeta))
-	if meta == nil {
-		return nil // read-only open of a file never initialised: empty DB
-	}
-	raw := meta.Get([]byte(keySchemaVersion))
-	if raw == nil {
-		return nil
-	}
-	v, err := strconv.Atoi(string(raw))
-	if err != nil {
-		return fmt.Errorf("schema version %q: not a number", raw)
-	}
-	if v != SchemaVersion {
-		return fmt.Errorf("schema version %d: this stackprint reads version %d", v, SchemaVersion)
-	}
-	return nil
-}
+// Generation changes whenever a fingerprint record is added, changed or
+// removed through this DB, so a cache of match results can tell it is
+// stale.
+func (d *DB) Generation() uint64 { return d.gen.Load() }
 
 // Close releases the file and its lock.
 func (d *DB) Close() error {
@@ -119,38 +116,53 @@ func (d *DB) Close() error {
 // Path returns the file the DB was opened from.
 func (d *DB) Path() string { return d.path }
 
-// Add validates r and inserts or updates it. An update keeps the stored
-// FirstSeen; a new record keeps a FirstSeen the caller set (an entry moved
-// from another sensor) or gets now. LastSeen is always now. BlockCount and
-// TopCount are learned rather than curated, so zero counts in r keep the
-// stored ones.
+// Add validates r and inserts or updates it (see put for how stored fields
+// are merged).
 func (d *DB) Add(r Record) error {
-	if err := ValidateRecord(&r); err != nil {
-		return fmt.Errorf("add fingerprint: %w", err)
-	}
-	now := d.now().UTC()
-	err := d.bolt.Update(func(tx *bolt.Tx) error {
-		b, err := writableBucket(tx)
-		if err != nil {
-			return err
-		}
-		return put(b, r, now)
-	})
-	if err != nil {
-		return fmt.Errorf("add %s %s to %q: %w", r.Kind, r.Value, d.path, err)
-	}
-	return nil
+	_, err := d.AddRecord(r)
+	return err
 }
 
-// put upserts a validated record.
-func put(b *bolt.Bucket, r Record, now time.Time) error {
+// AddRecord is Add returning the record as stored.
+func (d *DB) AddRecord(r Record) (Record, error) {
+	if err := ValidateRecord(&r); err != nil {
+		return Record{}, fmt.Errorf("add fingerprint: %w", err)
+	}
+	now := d.now().UTC()
+	var stored Record
+	err := d.bolt.Update(func(tx *bolt.Tx) error {
+		var err error
+		stored, err = put(tx, r, now)
+		return err
+	})
+	if err != nil {
+		return Record{}, fmt.Errorf("add %s %s to %q: %w", r.Kind, r.Value, d.path, err)
+	}
+	d.gen.Add(1)
+	return stored, nil
+}
+
+// put upserts a validated record and returns it as stored:
+//   - Added is kept from the stored record, else taken from r, else now;
+//     Updated is now.
+//   - FirstSeen and LastSeen widen to cover both the stored and r's.
+//   - BlockCount and TopCount are learned, not curated: the learned bucket
+//     wins when it knows the fingerprint, then non-zero counts in r, then
+//     the stored counts.
+func put(tx *bolt.Tx, r Record, now time.Time) (Record, error) {
+	b, err := bucket(tx, bucketFingerprints)
+	if err != nil {
+		return Record{}, err
+	}
 	k := key(r.Kind, r.Value)
 	if raw := b.Get(k); raw != nil {
 		var old Record
 		if err := json.Unmarshal(raw, &old); err != nil {
-			return fmt.Errorf("decode stored %s %s: %w", r.Kind, r.Value, err)
+			return Record{}, fmt.Errorf("decode stored %s %s: %w", r.Kind, r.Value, err)
 		}
-		r.FirstSeen = old.FirstSeen
+		r.Added = old.Added
+		r.FirstSeen = earliest(old.FirstSeen, r.FirstSeen)
+		r.LastSeen = latest(old.LastSeen, r.LastSeen)
 		if r.BlockCount == 0 {
 			r.BlockCount = old.BlockCount
 		}
@@ -158,22 +170,53 @@ func put(b *bolt.Bucket, r Record, now time.Time) error {
 			r.TopCount = old.TopCount
 		}
 	}
-	if r.FirstSeen.IsZero() {
-		r.FirstSeen = now
+	if ls, ok, err := getLearned(tx, k); err != nil {
+		return Record{}, err
+	} else if ok {
+		r.BlockCount, r.TopCount = ls.Block, ls.Top
 	}
-	r.FirstSeen = r.FirstSeen.UTC()
-	r.LastSeen = now
+	if r.Added.IsZero() {
+		r.Added = now
+	}
+	r.Added = r.Added.UTC()
+	r.Updated = now
+	if !r.FirstSeen.IsZero() {
+		r.FirstSeen = r.FirstSeen.UTC()
+	}
+	if !r.LastSeen.IsZero() {
+		r.LastSeen = r.LastSeen.UTC()
+	}
 	raw, err := json.Marshal(r)
 	if err != nil {
-		return fmt.Errorf("encode %s %s: %w", r.Kind, r.Value, err)
+		return Record{}, fmt.Errorf("encode %s %s: %w", r.Kind, r.Value, err)
 	}
-	return b.Put(k, raw)
+	if err := b.Put(k, raw); err != nil {
+		return Record{}, fmt.Errorf("write %s %s: %w", r.Kind, r.Value, err)
+	}
+	return r, nil
 }
 
-func writableBucket(tx *bolt.Tx) (*bolt.Bucket, error) {
-	b := tx.Bucket([]byte(bucketFingerprints))
+// earliest returns the earlier of two times, ignoring zero ones.
+func earliest(a, b time.Time) time.Time {
+	if a.IsZero() || (!b.IsZero() && b.Before(a)) {
+		return b
+	}
+	return a
+}
+
+// latest returns the later of two times.
+func latest(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
+}
+
+// bucket returns a bucket that Open created.
+func bucket(tx *bolt.Tx, name string) (*bolt.Bucket, error) {
+	b := tx.Bucket([]byte(name))
 	if b == nil {
-		return nil, errors.New("bucket fingerprints missing")
+		return nil, fmt.Errorf("bucket %s missing", name)
 	}
 	return b, nil
 }
@@ -187,7 +230,7 @@ func (d *DB) Remove(kind, value string) (bool, error) {
 	}
 	var found bool
 	err = d.bolt.Update(func(tx *bolt.Tx) error {
-		b, err := writableBucket(tx)
+		b, err := bucket(tx, bucketFingerprints)
 		if err != nil {
 			return err
 		}
@@ -200,6 +243,9 @@ func (d *DB) Remove(kind, value string) (bool, error) {
 	})
 	if err != nil {
 		return false, fmt.Errorf("remove %s %s from %q: %w", kind, value, d.path, err)
+	}
+	if found {
+		d.gen.Add(1)
 	}
 	return found, nil
 }
@@ -216,21 +262,30 @@ func (d *DB) Get(kind, value string) (Record, bool, error) {
 		found bool
 	)
 	err = d.bolt.View(func(tx *bolt.Tx) error {
-		b := tx.Bucket([]byte(bucketFingerprints))
-		if b == nil {
-			return nil
-		}
-		raw := b.Get(key(kind, value))
-		if raw == nil {
-			return nil
-		}
-		found = true
-		return json.Unmarshal(raw, &r)
+		var err error
+		r, found, err = getRecord(tx, kind, value)
+		return err
 	})
 	if err != nil {
 		return Record{}, false, fmt.Errorf("get %s %s from %q: %w", kind, value, d.path, err)
 	}
 	return r, found, nil
+}
+
+func getRecord(tx *bolt.Tx, kind, value string) (Record, bool, error) {
+	b := tx.Bucket([]byte(bucketFingerprints))
+	if b == nil {
+		return Record{}, false, nil
+	}
+	raw := b.Get(key(kind, value))
+	if raw == nil {
+		return Record{}, false, nil
+	}
+	var r Record
+	if err := json.Unmarshal(raw, &r); err != nil {
+		return Record{}, false, fmt.Errorf("decode %s %s: %w", kind, value, err)
+	}
+	return r, true, nil
 }
 
 // List returns the records of one kind, or of all kinds when kind is "",
@@ -267,40 +322,38 @@ func (d *DB) List(kind string) ([]Record, error) {
 }
 
 // Match returns the DB entries that match the fingerprints of a probe
-// result. For now that is its JARM; the all-zero and the empty JARM never
-// match.
+// result: its JARM, and its ATSF id and leaf certificate hashes once the
+// probe engine reports them. The all-zero and the empty JARM never match.
 func (d *DB) Match(r stackprint.Result) ([]stackprint.Match, error) {
-	if !r.HasJARM() {
+	fps := FingerprintsOf(r)
+	if fps.empty() {
 		return nil, nil
 	}
-	// The prober writes lower case; lowering is cheap insurance for a key
-	// that must match byte for byte.
-	jarm := strings.ToLower(r.JARM)
 	var out []stackprint.Match
 	err := d.bolt.View(func(tx *bolt.Tx) error {
-		b := tx.Bucket([]byte(bucketFingerprints))
-		if b == nil {
-			return nil
+		for _, k := range fps.keys() {
+			rec, ok, err := getRecord(tx, k.Kind, k.Value)
+			if err != nil {
+				return err
+			}
+			if ok {
+				out = append(out, matchOf(rec))
+			}
 		}
-		raw := b.Get(key(KindJARM, jarm))
-		if raw == nil {
-			return nil
-		}
-		var rec Record
-		if err := json.Unmarshal(raw, &rec); err != nil {
-			return fmt.Errorf("decode jarm %s: %w", jarm, err)
-		}
-		out = append(out, stackprint.Match{
-			Kind:       rec.Kind,
-			Value:      rec.Value,
-			Label:      rec.Label,
-			Source:     rec.Source,
-			Confidence: rec.Confidence,
-		})
 		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("match %s in %q: %w", r.Target, d.path, err)
 	}
 	return out, nil
+}
+
+func matchOf(rec Record) stackprint.Match {
+	return stackprint.Match{
+		Kind:       rec.Kind,
+		Value:      rec.Value,
+		Label:      rec.Label,
+		Source:     rec.Source,
+		Confidence: rec.Confidence,
+	}
 }

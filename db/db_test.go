@@ -60,11 +60,16 @@ func TestOpenCreatesSchema(t *testing.T) {
 		if meta == nil {
 			t.Fatal("bucket meta missing")
 		}
-		if got := string(meta.Get([]byte("schema_version"))); got != "1" {
-			t.Errorf("schema_version = %q, want \"1\"", got)
+		if got := string(meta.Get([]byte("schema_version"))); got != "2" {
+			t.Errorf("schema_version = %q, want \"2\"", got)
 		}
-		if tx.Bucket([]byte("fingerprints")) == nil {
-			t.Error("bucket fingerprints missing")
+		for _, name := range []string{"fingerprints", "observations", "obs_index", "learn_targets", "learned", "checkpoints", "pending"} {
+			if tx.Bucket([]byte(name)) == nil {
+				t.Errorf("bucket %s missing", name)
+			}
+		}
+		if meta.Get([]byte("migrations")) != nil {
+			t.Error("a new file records a migration")
 		}
 		return nil
 	})
@@ -108,15 +113,17 @@ func TestOpenRefusesNewerSchema(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		return m.Put([]byte("schema_version"), []byte("2"))
+		return m.Put([]byte("schema_version"), []byte("3"))
 	})
 	b.Close()
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = Open(path, Options{})
-	if err == nil || !strings.Contains(err.Error(), "schema version 2") {
-		t.Fatalf("Open of a v2 file: err = %v, want schema version error", err)
+	for _, ro := range []bool{false, true} {
+		_, err = Open(path, Options{ReadOnly: ro})
+		if err == nil || !strings.Contains(err.Error(), "schema version 3") || !strings.Contains(err.Error(), "newer stackprint") {
+			t.Fatalf("Open (read-only %v) of a v3 file: err = %v, want schema version error", ro, err)
+		}
 	}
 }
 
@@ -176,8 +183,11 @@ func TestAddGetListRemove(t *testing.T) {
 	if got.Label != "b" || got.Source != "s1" || got.Confidence != "high" || got.Kind != "jarm" || got.Value != jarmB {
 		t.Errorf("Get = %+v", got)
 	}
-	if got.FirstSeen.IsZero() || !got.FirstSeen.Equal(got.LastSeen) {
-		t.Errorf("FirstSeen %v LastSeen %v, want both set and equal on first add", got.FirstSeen, got.LastSeen)
+	if got.Added.IsZero() || !got.Added.Equal(got.Updated) {
+		t.Errorf("Added %v Updated %v, want both set and equal on first add", got.Added, got.Updated)
+	}
+	if !got.FirstSeen.IsZero() || !got.LastSeen.IsZero() {
+		t.Errorf("FirstSeen %v LastSeen %v, want zero: never seen in the wild", got.FirstSeen, got.LastSeen)
 	}
 
 	all, err := d.List("")
@@ -215,25 +225,26 @@ func TestAddGetListRemove(t *testing.T) {
 	}
 }
 
-func TestAddUpsertKeepsFirstSeen(t *testing.T) {
+func TestAddUpsertKeepsAddedAndWidensSeen(t *testing.T) {
 	d, c := openTest(t)
 	t0 := c.t
-	if err := d.Add(Record{Kind: "jarm", Value: jarmA, Label: "old", Confidence: "low", BlockCount: 3}); err != nil {
+	listed := t0.Add(-24 * time.Hour)
+	if err := d.Add(Record{Kind: "jarm", Value: jarmA, Label: "old", Confidence: "low", BlockCount: 3, FirstSeen: listed, LastSeen: listed}); err != nil {
 		t.Fatal(err)
 	}
 	c.t = t0.Add(48 * time.Hour)
-	if err := d.Add(Record{Kind: "jarm", Value: jarmA, Label: "new", FirstSeen: c.t}); err != nil {
+	if err := d.Add(Record{Kind: "jarm", Value: jarmA, Label: "new", FirstSeen: c.t, LastSeen: c.t}); err != nil {
 		t.Fatal(err)
 	}
 	r, _, err := d.Get("jarm", jarmA)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !r.FirstSeen.Equal(t0) {
-		t.Errorf("FirstSeen = %v, want %v (kept from the first add)", r.FirstSeen, t0)
+	if !r.Added.Equal(t0) || !r.Updated.Equal(c.t) {
+		t.Errorf("Added %v Updated %v, want %v (first add) and %v", r.Added, r.Updated, t0, c.t)
 	}
-	if !r.LastSeen.Equal(c.t) {
-		t.Errorf("LastSeen = %v, want %v", r.LastSeen, c.t)
+	if !r.FirstSeen.Equal(listed) || !r.LastSeen.Equal(c.t) {
+		t.Errorf("seen %v..%v, want %v..%v (widened)", r.FirstSeen, r.LastSeen, listed, c.t)
 	}
 	if r.Label != "new" || r.Confidence != "medium" {
 		t.Errorf("curated fields not replaced: %+v", r)

@@ -27,8 +27,12 @@ func TestImportGood(t *testing.T) {
 	if r.Label != "cobalt-strike" || r.Source != "salesforce/jarm" || r.Confidence != "high" || r.Notes != "default profile, 4.x" {
 		t.Errorf("imported record = %+v", r)
 	}
-	if r, _, _ := d.Get("jarm", jarmB); r.Confidence != "medium" {
-		t.Errorf("blank confidence imported as %q, want medium", r.Confidence)
+	// jarmB is the Java 11 stack: a blank confidence makes it low, with a warning.
+	if r, _, _ := d.Get("jarm", jarmB); r.Confidence != "low" {
+		t.Errorf("blank confidence of a default stack imported as %q, want low", r.Confidence)
+	}
+	if len(rep.Warnings) != 1 || rep.Warnings[0].Line != 5 || !strings.Contains(rep.Warnings[0].Reason, "Java 11") {
+		t.Errorf("warnings = %+v, want one for line 5 naming the Java 11 stack", rep.Warnings)
 	}
 	if _, ok, _ := d.Get("cert_sha1", sha1A); !ok {
 		t.Error("cert_sha1 in colon form not imported")

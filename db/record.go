@@ -16,6 +16,9 @@ const (
 	KindCertSHA1   = "cert_sha1"
 )
 
+// Kinds lists the fingerprint kinds in key order.
+func Kinds() []string { return []string{KindATSF, KindCertSHA1, KindCertSHA256, KindJARM} }
+
 // Confidence levels of a record.
 const (
 	ConfidenceLow    = "low"
@@ -23,19 +26,57 @@ const (
 	ConfidenceHigh   = "high"
 )
 
-// Record is one DB entry: a fingerprint and what the operator knows about it.
+// Field length limits: labels, categories and sources end up in TSV logs,
+// Zeek Intel files and on terminals.
+const (
+	maxShortField = 256
+	maxNotes      = 4096
+)
+
+// Record is one DB entry: a fingerprint and what the operator knows about it
+// (schema version 2, see the package doc).
 type Record struct {
-	Kind       string    `json:"kind"`
-	Value      string    `json:"value"`
-	Label      string    `json:"label"`
-	Category   string    `json:"category"`
-	Source     string    `json:"source"`
-	Confidence string    `json:"confidence"`
-	Notes      string    `json:"notes"`
-	BlockCount uint64    `json:"block_count"`
-	TopCount   uint64    `json:"top_count"`
-	FirstSeen  time.Time `json:"first_seen"`
-	LastSeen   time.Time `json:"last_seen"`
+	Kind       string `json:"kind"`
+	Value      string `json:"value"`
+	Label      string `json:"label"`
+	Category   string `json:"category"`
+	Source     string `json:"source"`
+	Confidence string `json:"confidence"`
+	Notes      string `json:"notes"`
+	// BlockCount and TopCount are the block-listed and top-list (benign)
+	// targets `stackprint db learn` saw with this fingerprint.
+	BlockCount uint64 `json:"block_count"`
+	TopCount   uint64 `json:"top_count"`
+	// FirstSeen and LastSeen bound when the fingerprint was seen in the
+	// wild: a feed's listing date, a learn run, or a probe by the daemon.
+	// Zero when never seen.
+	FirstSeen time.Time `json:"first_seen,omitzero"`
+	LastSeen  time.Time `json:"last_seen,omitzero"`
+	// Added and Updated are when the entry was created and last curated.
+	Added   time.Time `json:"added,omitzero"`
+	Updated time.Time `json:"updated,omitzero"`
+}
+
+// Key is the identity of a record: kind and normalised value.
+type Key struct {
+	Kind  string `json:"kind"`
+	Value string `json:"value"`
+}
+
+func (k Key) String() string { return k.Kind + " " + k.Value }
+
+// Key returns the identity of r.
+func (r Record) Key() Key { return Key{Kind: r.Kind, Value: r.Value} }
+
+// Score returns B/(B+T) (ATSF.md §3) and whether there is any observation
+// behind it.
+func (r Record) Score() (float64, bool) { return score(r.BlockCount, r.TopCount) }
+
+func score(block, top uint64) (float64, bool) {
+	if block+top == 0 {
+		return 0, false
+	}
+	return float64(block) / float64(block+top), true
 }
 
 // hexLen returns the number of hex digits a value of kind has, 0 for an
@@ -77,6 +118,12 @@ func ValidateRecord(r *Record) error {
 		if i := strings.IndexFunc(f.v, isControl); i >= 0 {
 			return fmt.Errorf("%s %q: control character at byte %d", f.name, f.v, i)
 		}
+		if len(f.v) > maxShortField {
+			return fmt.Errorf("%s %.40q…: %d bytes, at most %d", f.name, f.v, len(f.v), maxShortField)
+		}
+	}
+	if len(r.Notes) > maxNotes {
+		return fmt.Errorf("notes: %d bytes, at most %d", len(r.Notes), maxNotes)
 	}
 
 	r.Confidence = strings.ToLower(strings.TrimSpace(r.Confidence))
@@ -87,7 +134,17 @@ func ValidateRecord(r *Record) error {
 	default:
 		return fmt.Errorf("confidence %q: want low, medium or high", r.Confidence)
 	}
+	if !r.FirstSeen.IsZero() && !r.LastSeen.IsZero() && r.LastSeen.Before(r.FirstSeen) {
+		return fmt.Errorf("last_seen %s: before first_seen %s", r.LastSeen.Format(time.RFC3339), r.FirstSeen.Format(time.RFC3339))
+	}
 	return nil
+}
+
+// NormaliseKey validates a kind and value and returns the key they are
+// stored under (lower-case hex, no colons).
+func NormaliseKey(kind, value string) (Key, error) {
+	k, v, err := normaliseKey(kind, value)
+	return Key{Kind: k, Value: v}, err
 }
 
 // normaliseKey validates kind and value and returns them in the form used in
@@ -104,13 +161,20 @@ func normaliseKey(kind, value string) (string, string, error) {
 		v = strings.ReplaceAll(v, ":", "")
 	}
 	if len(v) != want {
-		return "", "", fmt.Errorf("value %q: a %s must be %d hex characters, got %d", value, kind, want, len(v))
+		hint := ""
+		if kind == KindATSF {
+			hint = " (the sha256 of the combined ATSF string)"
+		}
+		return "", "", fmt.Errorf("value %q: a %s must be %d hex characters%s, got %d", value, kind, want, hint, len(v))
 	}
 	if i := strings.IndexFunc(v, func(c rune) bool { return !isHex(c) }); i >= 0 {
 		return "", "", fmt.Errorf("value %q: not hex at character %d", value, i+1)
 	}
 	if kind == KindJARM && v == stackprint.ZeroJARM {
 		return "", "", fmt.Errorf("value %q: the all-zero JARM means no server answered; it is never a fingerprint", value)
+	}
+	if strings.Trim(v, "0") == "" {
+		return "", "", fmt.Errorf("value %q: all zeros is not a %s", value, kind)
 	}
 	return kind, v, nil
 }
@@ -125,4 +189,17 @@ func key(kind, value string) []byte {
 	k = append(k, kind...)
 	k = append(k, 0)
 	return append(k, value...)
+}
+
+// confidenceRank orders confidences; unknown is 0.
+func confidenceRank(c string) int {
+	switch c {
+	case ConfidenceLow:
+		return 1
+	case ConfidenceMedium:
+		return 2
+	case ConfidenceHigh:
+		return 3
+	}
+	return 0
 }

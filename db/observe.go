@@ -1,0 +1,444 @@
+package db
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"sort"
+	"strings"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/stackprint/stackprint"
+)
+
+// maxHistory bounds the fingerprint changes kept per observed target.
+const maxHistory = 16
+
+// Fingerprints are the fingerprints of one probe result, normalised as DB
+// values; an empty field means the result did not carry it.
+type Fingerprints struct {
+	JARM       string `json:"jarm,omitempty"`
+	ATSF       string `json:"atsf,omitempty"` // sha256 of the combined ATSF string
+	CertSHA256 string `json:"cert_sha256,omitempty"`
+	CertSHA1   string `json:"cert_sha1,omitempty"`
+}
+
+// FingerprintsOf extracts the fingerprints of a probe result: the JARM
+// unless it is empty or all zeros (a status, never a fingerprint), the
+// ATSF id when all ten ClientHellos answered, and the leaf certificate's
+// hashes. Malformed values are left out rather than stored.
+func FingerprintsOf(r stackprint.Result) Fingerprints {
+	var f Fingerprints
+	if r.HasJARM() {
+		f.JARM = normalisedOrEmpty(KindJARM, r.JARM)
+	}
+	if r.ATSF != nil {
+		f.ATSF = normalisedOrEmpty(KindATSF, r.ATSF.ID)
+	}
+	if r.Cert != nil {
+		f.CertSHA256 = normalisedOrEmpty(KindCertSHA256, r.Cert.SHA256)
+		f.CertSHA1 = normalisedOrEmpty(KindCertSHA1, r.Cert.SHA1)
+	}
+	return f
+}
+
+func normalisedOrEmpty(kind, v string) string {
+	if v == "" {
+		return ""
+	}
+	_, n, err := normaliseKey(kind, v)
+	if err != nil {
+		return ""
+	}
+	return n
+}
+
+func (f Fingerprints) empty() bool { return f == Fingerprints{} }
+
+// keys returns the fingerprints as DB keys, in kind order.
+func (f Fingerprints) keys() []Key {
+	var out []Key
+	for _, k := range []Key{{KindATSF, f.ATSF}, {KindCertSHA1, f.CertSHA1}, {KindCertSHA256, f.CertSHA256}, {KindJARM, f.JARM}} {
+		if k.Value != "" {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+// Has reports whether f carries the fingerprint k.
+func (f Fingerprints) Has(k Key) bool {
+	for _, x := range f.keys() {
+		if x == k {
+			return true
+		}
+	}
+	return false
+}
+
+// Change is a set of fingerprints a target showed before it changed.
+type Change struct {
+	Fingerprints
+	From  time.Time `json:"from"`  // first probe that returned them
+	Until time.Time `json:"until"` // last probe that returned them
+}
+
+// Observation is the daemon's memory of one probed target (schema v2
+// bucket observations).
+type Observation struct {
+	IP   netip.Addr `json:"ip"`
+	Port uint16     `json:"port"`
+	SNI  string     `json:"sni,omitempty"`
+	// The last probe, whatever its outcome.
+	LastProbe time.Time         `json:"last_probe"`
+	Status    stackprint.Status `json:"status"`
+	Error     string            `json:"error,omitempty"`
+	Probes    uint64            `json:"probes"`
+	// The fingerprints of the last probe that returned any, the first
+	// probe that returned this set and the last one.
+	Fingerprints
+	Since   time.Time `json:"since,omitzero"`
+	Seen    time.Time `json:"seen,omitzero"`
+	History []Change  `json:"history,omitempty"` // newest first, at most 16
+}
+
+// Target returns the observed target.
+func (o Observation) Target() stackprint.Target {
+	return stackprint.Target{IP: o.IP, Port: o.Port, SNI: o.SNI}
+}
+
+// TargetKey is the observations key of a target: ip:port, NUL, sni.
+func TargetKey(t stackprint.Target) string {
+	return netip.AddrPortFrom(stackprint.CanonicalAddr(t.IP), t.Port).String() + "\x00" + t.SNI
+}
+
+// notProbed are statuses for which no packet reached the target; they
+// leave no observation.
+func notProbed(s stackprint.Status) bool {
+	switch s {
+	case stackprint.StatusOutOfScope, stackprint.StatusRateLimited, stackprint.StatusBudgetExceeded, "":
+		return true
+	}
+	return false
+}
+
+// RecordObservation stores the outcome of one probe of a target (the
+// daemon calls it for every result it records). A result with
+// fingerprints updates the target's current set, pushing the previous one
+// into its history when it changed, indexes each fingerprint for
+// ObservationsWith, and widens FirstSeen/LastSeen of DB records it
+// matches. A failed probe only updates the last-probe fields; results of
+// targets never probed (out_of_scope, rate_limited, budget_exceeded) are
+// ignored.
+func (d *DB) RecordObservation(r stackprint.Result) error {
+	if notProbed(r.Status) || !r.Target.IP.IsValid() {
+		return nil
+	}
+	at := r.Started.UTC()
+	if r.Started.IsZero() {
+		at = d.now().UTC()
+	}
+	fps := FingerprintsOf(r)
+	t := r.Target
+	t.IP = stackprint.CanonicalAddr(t.IP)
+	tk := TargetKey(t)
+	err := d.bolt.Update(func(tx *bolt.Tx) error {
+		ob, err := bucket(tx, bucketObservations)
+		if err != nil {
+			return err
+		}
+		ix, err := bucket(tx, bucketObsIndex)
+		if err != nil {
+			return err
+		}
+		var o Observation
+		if raw := ob.Get([]byte(tk)); raw != nil {
+			if err := json.Unmarshal(raw, &o); err != nil {
+				return fmt.Errorf("decode observation %s: %w", t, err)
+			}
+		} else {
+			o = Observation{IP: t.IP, Port: t.Port, SNI: t.SNI}
+		}
+		o.Probes++
+		if at.After(o.LastProbe) || o.LastProbe.IsZero() {
+			o.LastProbe, o.Status, o.Error = at, r.Status, r.Error
+		}
+		if !fps.empty() {
+			if o.Fingerprints != fps {
+				if !o.Fingerprints.empty() {
+					o.History = append([]Change{{Fingerprints: o.Fingerprints, From: o.Since, Until: o.Seen}}, o.History...)
+					if len(o.History) > maxHistory {
+						o.History = o.History[:maxHistory]
+					}
+				}
+				o.Fingerprints, o.Since = fps, at
+			}
+			o.Seen = latest(o.Seen, at)
+			for _, k := range fps.keys() {
+				if err := ix.Put(indexKey(k, tk), unixNano(o.Seen)); err != nil {
+					return fmt.Errorf("index %s for %s: %w", k, t, err)
+				}
+				if err := touchRecord(tx, k, at); err != nil {
+					return err
+				}
+			}
+		}
+		raw, err := json.Marshal(o)
+		if err != nil {
+			return fmt.Errorf("encode observation %s: %w", t, err)
+		}
+		return ob.Put([]byte(tk), raw)
+	})
+	if err != nil {
+		return fmt.Errorf("record observation of %s in %q: %w", r.Target, d.path, err)
+	}
+	return nil
+}
+
+// touchRecord widens the seen range of a DB record that a probe matched.
+func touchRecord(tx *bolt.Tx, k Key, at time.Time) error {
+	rec, ok, err := getRecord(tx, k.Kind, k.Value)
+	if err != nil || !ok {
+		return err
+	}
+	first, last := earliest(rec.FirstSeen, at), latest(rec.LastSeen, at)
+	if first.Equal(rec.FirstSeen) && last.Equal(rec.LastSeen) {
+		return nil
+	}
+	rec.FirstSeen, rec.LastSeen = first, last
+	raw, err := json.Marshal(rec)
+	if err != nil {
+		return err
+	}
+	return tx.Bucket([]byte(bucketFingerprints)).Put(key(k.Kind, k.Value), raw)
+}
+
+// indexKey is kind NUL value NUL targetkey.
+func indexKey(k Key, tk string) []byte {
+	b := key(k.Kind, k.Value)
+	b = append(b, 0)
+	return append(b, tk...)
+}
+
+func unixNano(t time.Time) []byte {
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], uint64(t.UnixNano()))
+	return b[:]
+}
+
+func fromUnixNano(b []byte) (time.Time, error) {
+	if len(b) != 8 {
+		return time.Time{}, fmt.Errorf("index value %x: not 8 bytes", b)
+	}
+	return time.Unix(0, int64(binary.BigEndian.Uint64(b))).UTC(), nil
+}
+
+// Sighting is an observed target that carried a fingerprint, and the last
+// time a probe saw it with that fingerprint.
+type Sighting struct {
+	Observation
+	Carried time.Time `json:"carried"`
+}
+
+// ObservationsWith returns the targets that carried the fingerprint kind
+// and value in a probe at or after since (the zero time means ever), most
+// recent first. A target whose fingerprint has changed since is still
+// returned with the time it last carried this one: that is what a
+// retro-hunt needs.
+func (d *DB) ObservationsWith(kind, value string, since time.Time) ([]Sighting, error) {
+	k, err := NormaliseKey(kind, value)
+	if err != nil {
+		return nil, fmt.Errorf("observations with fingerprint: %w", err)
+	}
+	prefix := append(key(k.Kind, k.Value), 0)
+	var out []Sighting
+	err = d.bolt.View(func(tx *bolt.Tx) error {
+		ix, err := bucket(tx, bucketObsIndex)
+		if err != nil {
+			return err
+		}
+		ob, err := bucket(tx, bucketObservations)
+		if err != nil {
+			return err
+		}
+		c := ix.Cursor()
+		for ik, iv := c.Seek(prefix); ik != nil && bytes.HasPrefix(ik, prefix); ik, iv = c.Next() {
+			carried, err := fromUnixNano(iv)
+			if err != nil {
+				return fmt.Errorf("obs_index %q: %w", ik, err)
+			}
+			if carried.Before(since) {
+				continue
+			}
+			tk := ik[len(prefix):]
+			raw := ob.Get(tk)
+			if raw == nil {
+				continue // pruned; the index entry goes with the next prune
+			}
+			var o Observation
+			if err := json.Unmarshal(raw, &o); err != nil {
+				return fmt.Errorf("decode observation %q: %w", tk, err)
+			}
+			out = append(out, Sighting{Observation: o, Carried: carried})
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("observations with %s in %q: %w", k, d.path, err)
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Carried.After(out[j].Carried) })
+	return out, nil
+}
+
+// Observation returns the stored observation of a target.
+func (d *DB) Observation(t stackprint.Target) (Observation, bool, error) {
+	t.IP = stackprint.CanonicalAddr(t.IP)
+	var (
+		o  Observation
+		ok bool
+	)
+	err := d.bolt.View(func(tx *bolt.Tx) error {
+		ob, err := bucket(tx, bucketObservations)
+		if err != nil {
+			return err
+		}
+		raw := ob.Get([]byte(TargetKey(t)))
+		if raw == nil {
+			return nil
+		}
+		ok = true
+		return json.Unmarshal(raw, &o)
+	})
+	if err != nil {
+		return Observation{}, false, fmt.Errorf("read observation of %s from %q: %w", t, d.path, err)
+	}
+	return o, ok, nil
+}
+
+// PruneObservations deletes the observations whose last probe was before
+// cutoff, and every index entry last carried before it. It returns the
+// number of observations deleted.
+func (d *DB) PruneObservations(cutoff time.Time) (int, error) {
+	n := 0
+	err := d.bolt.Update(func(tx *bolt.Tx) error {
+		ob, err := bucket(tx, bucketObservations)
+		if err != nil {
+			return err
+		}
+		ix, err := bucket(tx, bucketObsIndex)
+		if err != nil {
+			return err
+		}
+		var dead [][]byte
+		err = ob.ForEach(func(k, v []byte) error {
+			var o Observation
+			if err := json.Unmarshal(v, &o); err != nil {
+				return fmt.Errorf("decode observation %q: %w", k, err)
+			}
+			if o.LastProbe.Before(cutoff) {
+				dead = append(dead, append([]byte(nil), k...))
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for _, k := range dead {
+			if err := ob.Delete(k); err != nil {
+				return err
+			}
+		}
+		n = len(dead)
+		var stale [][]byte
+		err = ix.ForEach(func(k, v []byte) error {
+			t, err := fromUnixNano(v)
+			if err != nil {
+				return fmt.Errorf("obs_index %q: %w", k, err)
+			}
+			if t.Before(cutoff) {
+				stale = append(stale, append([]byte(nil), k...))
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for _, k := range stale {
+			if err := ix.Delete(k); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("prune observations in %q: %w", d.path, err)
+	}
+	return n, nil
+}
+
+// ServerMatch is an observed target whose current fingerprints match DB
+// records: a server with a malicious verdict.
+type ServerMatch struct {
+	Observation
+	Records []Record
+}
+
+// MatchedServers returns the observed targets whose current fingerprints
+// match DB records of at least minConfidence ("" = any), seen at or after
+// since, sorted by address.
+func (d *DB) MatchedServers(minConfidence string, since time.Time) ([]ServerMatch, error) {
+	minRank := 0
+	if minConfidence != "" {
+		if minRank = confidenceRank(strings.ToLower(minConfidence)); minRank == 0 {
+			return nil, fmt.Errorf("min confidence %q: want low, medium or high", minConfidence)
+		}
+	}
+	var out []ServerMatch
+	err := d.bolt.View(func(tx *bolt.Tx) error {
+		ob, err := bucket(tx, bucketObservations)
+		if err != nil {
+			return err
+		}
+		return ob.ForEach(func(k, v []byte) error {
+			var o Observation
+			if err := json.Unmarshal(v, &o); err != nil {
+				return fmt.Errorf("decode observation %q: %w", k, err)
+			}
+			if o.Fingerprints.empty() || o.Seen.Before(since) {
+				return nil
+			}
+			var recs []Record
+			for _, fk := range o.Fingerprints.keys() {
+				rec, ok, err := getRecord(tx, fk.Kind, fk.Value)
+				if err != nil {
+					return err
+				}
+				if ok && confidenceRank(rec.Confidence) >= minRank {
+					recs = append(recs, rec)
+				}
+			}
+			if len(recs) > 0 {
+				out = append(out, ServerMatch{Observation: o, Records: recs})
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("matched servers in %q: %w", d.path, err)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		a, b := out[i], out[j]
+		if c := a.IP.Compare(b.IP); c != 0 {
+			return c < 0
+		}
+		if a.Port != b.Port {
+			return a.Port < b.Port
+		}
+		return a.SNI < b.SNI
+	})
+	return out, nil
+}
