@@ -139,9 +139,11 @@ func New(cfg Config, prober Prober, matcher Matcher, judge Judge, sink Sink) (*P
 	if cfg.OnSettled == nil {
 		cfg.OnSettled = func(stackprint.Event) {}
 	}
-	// The LRU's own TTL is the longest one; shorter lifetimes (negative
-	// results) are enforced by entry.expires on lookup.
-	ttl := max(cfg.TTL, cfg.NegativeTTL)
+	// Lifetimes are enforced per entry on lookup (entry.expires): a
+	// success and a failure live differently long, which the library's one
+	// TTL cannot express, and its background expiry goroutine cannot be
+	// stopped in v2.0.7 (it would outlive the pipeline). So the LRU runs
+	// without a TTL and only its capacity bound evicts.
 	p := &Pipeline{
 		cfg: cfg, prober: prober, matcher: matcher, judge: judge, sink: sink,
 		log:     cfg.Logger,
@@ -151,7 +153,7 @@ func New(cfg Config, prober Prober, matcher Matcher, judge Judge, sink Sink) (*P
 		fatal:   make(chan error, 1),
 	}
 	p.scope.Store(cfg.Scope)
-	p.cache = expirable.NewLRU(cfg.Capacity, func(stackprint.Target, *entry) { p.evictions.Add(1) }, ttl)
+	p.cache = expirable.NewLRU(cfg.Capacity, func(stackprint.Target, *entry) { p.evictions.Add(1) }, 0)
 	return p, nil
 }
 
