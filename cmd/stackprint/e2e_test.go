@@ -45,7 +45,7 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-func runBin(t *testing.T, args ...string) (string, string, error) {
+func runBin(t testing.TB, args ...string) (string, string, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -56,7 +56,7 @@ func runBin(t *testing.T, args ...string) (string, string, error) {
 	return out.String(), errb.String(), err
 }
 
-func mustServer(t *testing.T, name, ip string, cfg *tls.Config) *labServer {
+func mustServer(t testing.TB, name, ip string, cfg *tls.Config) *labServer {
 	t.Helper()
 	s, err := startGoTLS(name, ip, cfg)
 	if err != nil {
@@ -66,7 +66,7 @@ func mustServer(t *testing.T, name, ip string, cfg *tls.Config) *labServer {
 	return s
 }
 
-func mustCert(t *testing.T, kind string) tls.Certificate {
+func mustCert(t testing.TB, kind string) tls.Certificate {
 	t.Helper()
 	c, err := selfSigned(kind, "e2e.test")
 	if err != nil {
@@ -75,7 +75,7 @@ func mustCert(t *testing.T, kind string) tls.Certificate {
 	return c
 }
 
-func jarmOf(t *testing.T, s *labServer) string {
+func jarmOf(t testing.TB, s *labServer) string {
 	t.Helper()
 	r := probe.NewJARM(probe.JARMConfig{IOTimeout: 3 * time.Second, Deadline: 10 * time.Second}).
 		Probe(context.Background(), stackprint.Target{IP: s.Addr.Addr(), Port: s.Addr.Port()}, s.Addr.Addr().String())
@@ -109,7 +109,7 @@ func readAlerts(t *testing.T, path string) []map[string]any {
 	return out
 }
 
-func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) {
+func waitFor(t testing.TB, what string, timeout time.Duration, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for !cond() {
@@ -337,7 +337,7 @@ func writeZeekSSLT(t *testing.T, path string, conns []demoConn, header bool) {
 	}
 }
 
-func mustRead(t *testing.T, path string) []byte {
+func mustRead(t testing.TB, path string) []byte {
 	t.Helper()
 	b, err := os.ReadFile(path)
 	if err != nil {
