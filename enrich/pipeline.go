@@ -68,11 +68,13 @@ type Config struct {
 }
 
 // Stats counts event outcomes; every event lands in exactly one of
-// Deduped, OutOfScope, Queued, DroppedQueueFull or Invalid.
+// Deduped, OutOfScope, Queued, DroppedQueueFull, RateLimited or Invalid
+// (an event parked on a busy target and then refused also counts in
+// WaitersDropped, on top of Deduped).
 type Stats struct {
 	Events, Deduped, OutOfScope, Queued, DroppedQueueFull, Invalid uint64
 	WaitersDropped, Probed, ProbeOK, Matched, Alerts, SinkErrors   uint64
-	Abandoned, Evictions                                           uint64 // probes cut by shutdown; LRU evictions
+	RateLimited, Abandoned, Evictions                              uint64 // judged by a cached queue-full verdict; probes cut by shutdown; LRU evictions
 	Pending, InFlight, QueueDepth, CacheLen                        int64
 }
 
@@ -109,7 +111,7 @@ type Pipeline struct {
 	events, deduped, outOfScope, queued, dropped, inval atomic.Uint64
 	waitDrop, probed, probeOK, matched, alerts, sinkErr atomic.Uint64
 	pending, inFlight                                   atomic.Int64
-	abandoned, evictions                                atomic.Uint64
+	abandoned, evictions, rateLimited                   atomic.Uint64
 	fatal                                               chan error
 }
 
@@ -171,7 +173,14 @@ func (p *Pipeline) Handle(ctx context.Context, ev stackprint.Event) error {
 	now := p.cfg.Now()
 	p.mu.Lock()
 	if e, ok := p.cache.Get(t); ok && (!e.done || now.Before(e.expires)) {
-		p.deduped.Add(1)
+		switch {
+		case e.done && e.result.Status == stackprint.StatusOutOfScope:
+			p.outOfScope.Add(1)
+		case e.done && e.result.Status == stackprint.StatusRateLimited:
+			p.rateLimited.Add(1)
+		default:
+			p.deduped.Add(1)
+		}
 		if !e.done {
 			if len(e.waiters) < p.cfg.MaxWaiters {
 				e.waiters = append(e.waiters, ev)
@@ -209,13 +218,21 @@ func (p *Pipeline) Handle(ctx context.Context, ev stackprint.Event) error {
 		p.queued.Add(1)
 		return nil
 	default:
+		// One record per target and retry window, not per event: a flood
+		// must not turn into a flood of writes. Later events of the target
+		// count as rate_limited until the window ends, then it is retried.
+		res := stackprint.Result{Target: t, Started: now, Status: stackprint.StatusRateLimited, Error: "probe queue full"}
+		p.cache.Add(t, &entry{done: true, result: res, expires: now.Add(min(p.cfg.NegativeTTL, rateLimitedRetry))})
 		p.mu.Unlock()
 		p.dropped.Add(1)
 		p.log.Warn("probe queue full; target recorded as rate_limited", "target", t.String(), "queue_size", p.cfg.QueueSize)
-		res := stackprint.Result{Target: t, Started: now, Status: stackprint.StatusRateLimited, Error: "probe queue full"}
 		return p.settle(ev, p.record(ev, res, nil))
 	}
 }
+
+// rateLimitedRetry is how long a target refused by a full queue waits
+// before a later event of it may queue it again.
+const rateLimitedRetry = 30 * time.Second
 
 // Run starts MaxInFlight workers and returns when ctx ends or an output
 // fails. At shutdown the workers stop taking jobs and probes in flight get
@@ -399,6 +416,6 @@ func (p *Pipeline) Stats() Stats {
 		WaitersDropped: p.waitDrop.Load(), Probed: p.probed.Load(), ProbeOK: p.probeOK.Load(),
 		Matched: p.matched.Load(), Alerts: p.alerts.Load(), SinkErrors: p.sinkErr.Load(),
 		Pending: p.pending.Load(), InFlight: p.inFlight.Load(), Abandoned: p.abandoned.Load(),
-		Evictions: p.evictions.Load(), QueueDepth: int64(len(p.queue)), CacheLen: int64(p.cache.Len()),
+		Evictions: p.evictions.Load(), RateLimited: p.rateLimited.Load(), QueueDepth: int64(len(p.queue)), CacheLen: int64(p.cache.Len()),
 	}
 }

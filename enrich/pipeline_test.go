@@ -207,7 +207,7 @@ func TestOutOfScopeIsRecordedNotProbed(t *testing.T) {
 			t.Fatalf("record %+v, want out_of_scope with a reason", r)
 		}
 	}
-	if st := p.Stats(); st.OutOfScope != 3 || st.Deduped != 1 {
+	if st := p.Stats(); st.OutOfScope != 4 || st.Deduped != 0 {
 		t.Fatalf("stats %+v", st)
 	}
 }

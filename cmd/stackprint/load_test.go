@@ -273,7 +273,7 @@ func TestLoadLimitsHold(t *testing.T) {
 	}
 
 	var outcomes float64
-	for _, o := range []string{"deduped", "out_of_scope", "queued", "dropped_queue_full", "invalid", "waiters_dropped"} {
+	for _, o := range []string{"deduped", "out_of_scope", "queued", "dropped_queue_full", "rate_limited", "invalid"} {
 		outcomes += m[fmt.Sprintf(`stackprint_events_total{outcome=%q}`, o)]
 	}
 	counter.mu.Lock()

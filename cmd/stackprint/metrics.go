@@ -152,7 +152,7 @@ func (c *daemonCollector) Collect(ch chan<- prometheus.Metric) {
 	ps := d.pipe.Stats()
 	for outcome, v := range map[string]uint64{
 		"deduped": ps.Deduped, "out_of_scope": ps.OutOfScope, "queued": ps.Queued,
-		"dropped_queue_full": ps.DroppedQueueFull, "invalid": ps.Invalid, "waiters_dropped": ps.WaitersDropped,
+		"dropped_queue_full": ps.DroppedQueueFull, "rate_limited": ps.RateLimited, "invalid": ps.Invalid,
 	} {
 		counter(descEvents, v, outcome)
 	}
