@@ -252,7 +252,7 @@ func (t *transcript) certList(body []byte, tls13 bool) {
 				return
 			}
 			if i == 0 {
-				t.ct = readExtList(&exts)
+				t.ct = parseExts(exts)
 			}
 		}
 	}
@@ -262,14 +262,21 @@ func (t *transcript) certList(body []byte, tls13 bool) {
 // that ends before it has zero extensions, a truncated list keeps what
 // parsed.
 func readExtList(s *byteString) extList {
-	l := extList{seen: true}
 	if len(*s) == 0 {
-		return l
+		return extList{seen: true}
 	}
+	rest := *s
 	exts, ok := s.vec16()
 	if !ok {
-		exts = (*s)[min(2, len(*s)):]
+		exts = rest[min(2, len(rest)):]
+		*s = nil
 	}
+	return parseExts(exts)
+}
+
+// parseExts reads type/length/data triples until the bytes run out.
+func parseExts(exts byteString) extList {
+	l := extList{seen: true}
 	for len(exts) > 0 {
 		typ, ok1 := exts.u16()
 		data, ok2 := exts.vec16()

@@ -28,7 +28,7 @@ const helperEnv = "STACKPRINT_PROBE_TEST_HELPER"
 
 func TestMain(m *testing.M) {
 	if os.Getenv(helperEnv) == "goserver" {
-		if err := runHelperGoServer(os.Getenv(helperEnv+"_ADDR")); err != nil {
+		if err := runHelperGoServer(os.Getenv(helperEnv + "_ADDR")); err != nil {
 			fmt.Fprintln(os.Stderr, "helper:", err)
 			os.Exit(1)
 		}

@@ -322,8 +322,9 @@ func summarize(kinds []stackprint.KindResult) (stackprint.Status, string) {
 	return counted[0].Status, msg
 }
 
-// Errors of the per-target dialer. errRateLimited wraps DeadlineExceeded
-// so the JARM prober treats it like a timeout and stops.
+// Errors of the per-target dialer. Both are returned wrapped with
+// DeadlineExceeded so the JARM prober aborts as on a timeout instead of
+// hashing a run with missing probes.
 var (
 	errRateLimited = errors.New("per-IP connection rate limit")
 	errBudget      = errors.New("per-target connection budget exhausted")
@@ -345,7 +346,7 @@ type targetDialer struct {
 func (d *targetDialer) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
 	if d.n >= d.max {
 		d.budgetHit = true
-		return nil, fmt.Errorf("%w (%d)", errBudget, d.max)
+		return nil, fmt.Errorf("%w (%d): %w", errBudget, d.max, context.DeadlineExceeded)
 	}
 	if d.lim != nil {
 		if err := d.lim.Wait(ctx); err != nil {
@@ -368,7 +369,7 @@ func (e *Engine) dial(ctx context.Context, d *targetDialer, network, addr string
 	c, err := d.DialContext(dctx, network, addr)
 	if err != nil {
 		st := classify(ctx, nil, err)
-		if st == stackprint.StatusHandshakeError || st == stackprint.StatusReset {
+		if st == stackprint.StatusHandshakeError {
 			st = stackprint.StatusRefused // unreachable, no route, …: nothing accepted the connection
 		}
 		return nil, st, fmt.Errorf("connect: %w", err)

@@ -1,0 +1,109 @@
+package probe
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+	"unicode/utf8"
+)
+
+// fuzzSecret is the handshake secret the fuzz targets decrypt with, so the
+// seed flights exercise the TLS 1.3 path.
+var fuzzSecret = bytes.Repeat([]byte{0x5a}, 48)
+
+func encodeRecords(recs []tlsRecord) []byte {
+	var b []byte
+	for _, r := range recs {
+		b = append(b, r.typ, byte(r.vers>>8), byte(r.vers), byte(len(r.body)>>8), byte(len(r.body)))
+		b = append(b, r.body...)
+	}
+	return b
+}
+
+// splitRecords cuts a byte stream into records as recordConn would,
+// clamping a short last body.
+func splitRecords(b []byte) []tlsRecord {
+	var out []tlsRecord
+	for len(b) >= recordHeaderLen {
+		n := min(int(b[3])<<8|int(b[4]), len(b)-recordHeaderLen)
+		out = append(out, tlsRecord{typ: b[0], vers: uint16(b[1])<<8 | uint16(b[2]), body: b[recordHeaderLen : recordHeaderLen+n]})
+		b = b[recordHeaderLen+n:]
+	}
+	return out
+}
+
+func FuzzATSFTranscript(f *testing.F) {
+	for _, suite := range []uint16{0x1301, 0x1302, 0x1303} {
+		f.Add(encodeRecords(tls13Flight(f, suite, fuzzSecret, tlsExtBytes(extSCT, nil))))
+	}
+	f.Add(encodeRecords([]tlsRecord{plainRecord(recHandshake, shMessage(0x0303, 0x1302, true,
+		tlsExtBytes(extSupportedVers, []byte{3, 4}), tlsExtBytes(extKeyShare, []byte{0, 23}), tlsExtBytes(extCookie, []byte{0, 2, 1, 2}))),
+		plainRecord(recAlert, []byte{2, 80})}))
+	f.Add(encodeRecords([]tlsRecord{plainRecord(recHandshake, append(shMessage(0x0303, 0xc02f, false, tlsExtBytes(extRenegotiation, []byte{0})),
+		hsMessage(hsCertificate, []byte{0, 0, 6, 0, 0, 3, 1, 2, 3})...))}))
+	f.Add([]byte{0x15, 3, 3, 0, 2, 2, 40})
+	f.Add([]byte{0x16, 3, 3, 0xff, 0xff, 2, 0xff, 0xff, 0xff})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		in := bytes.Clone(data)
+		recs := splitRecords(data)
+		for _, secret := range [][]byte{fuzzSecret, nil} {
+			tr := parseTranscript(recs, secret)
+			s := tr.atsfString()
+			if s == "______" {
+				t.Fatal("no-data string not replaced by \"\"")
+			}
+			if s != "" && strings.Count(strings.SplitN(s, "<", 2)[0], "_") != 6 {
+				t.Fatalf("%q does not have 7 fields", s)
+			}
+			if !utf8.ValidString(s) || strings.Contains(s, "|") {
+				t.Fatalf("%q cannot be joined into a combined string", s)
+			}
+			if len(tr.chain) > maxChainStored || tr.chainLen < len(tr.chain) {
+				t.Fatalf("chain bookkeeping: %d stored, %d counted", len(tr.chain), tr.chainLen)
+			}
+			if s2 := parseTranscript(recs, secret).atsfString(); s2 != s {
+				t.Fatalf("not deterministic: %q then %q", s, s2)
+			}
+			_ = hrrHasCookie(tlsRecord{typ: recHandshake, body: data})
+		}
+		if !bytes.Equal(in, data) {
+			t.Fatal("input modified")
+		}
+	})
+}
+
+func FuzzCertFacts(f *testing.F) {
+	for _, ec := range []bool{false, true} {
+		f.Add(goCert(f, ec).Certificate[0])
+	}
+	f.Add(ed25519Cert(f))
+	f.Add(sha1SelfSigned(f))
+	f.Add([]byte{0x30, 0x82, 0xff, 0xff})
+	f.Fuzz(func(t *testing.T, der []byte) {
+		in := bytes.Clone(der)
+		c, err := CertFactsFromChain([][]byte{der, der})
+		if len(der) == 0 {
+			if err == nil {
+				t.Fatal("empty leaf accepted")
+			}
+			return
+		}
+		if err != nil || len(c.SHA256) != 64 || len(c.SHA1) != 40 || c.ChainLen != 2 {
+			t.Fatalf("facts %+v, %v", c, err)
+		}
+		if len(c.SANs) > maxSANs {
+			t.Fatalf("%d SANs", len(c.SANs))
+		}
+		for _, s := range append([]string{c.Subject, c.Issuer, c.Serial, c.ParseError}, c.SANs...) {
+			if !utf8.ValidString(s) || len(s) > maxNameBytes+len("…") {
+				t.Fatalf("unsafe string %q", s)
+			}
+		}
+		if (c.ParseError == "") == (c.KeyType == "") {
+			t.Fatalf("parsed facts and parse error disagree: %+v", c)
+		}
+		if !bytes.Equal(in, der) {
+			t.Fatal("input modified")
+		}
+	})
+}
