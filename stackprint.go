@@ -75,7 +75,7 @@ func (t Target) String() string {
 // CanonicalSNI lower-cases name, trims a trailing dot and returns "" for an
 // IP literal, as the Event contract requires.
 func CanonicalSNI(name string) string {
-	name = strings.TrimSuffix(strings.ToLower(strings.TrimSpace(name)), ".")
+	name = strings.TrimRight(strings.ToLower(strings.TrimSpace(name)), ".")
 	if name == "-" || name == "(empty)" {
 		return ""
 	}

@@ -8,6 +8,8 @@ import (
 func TestCanonicalSNI(t *testing.T) {
 	tests := map[string]string{
 		"Example.COM.":  "example.com",
+		"a.example..":   "a.example",
+		"..":            "",
 		" www.a.test ":  "www.a.test",
 		"192.0.2.1":     "",
 		"[2001:db8::1]": "",
