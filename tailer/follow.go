@@ -259,15 +259,45 @@ func (f *follower) step(ctx context.Context) error {
 
 func (f *follower) addLane(path string) *lane {
 	ln := &lane{path: path, p: newParser(f.t.in)}
-	if pos, ok := f.resume[path]; ok {
+	if pos, ok := f.resumeFor(path); ok {
 		ln.resume = &pos
 	}
-	if f.startup && f.opts.FromEnd && len(f.resume) == 0 {
+	if f.startup && f.opts.FromEnd && len(f.opts.Resume) == 0 {
 		_, err := os.Stat(path)
 		ln.fromEnd = err == nil // not for a file created later
 	}
 	f.lanes[path] = ln
 	return ln
+}
+
+// resumeFor picks the committed position for a lane: the one stored under
+// its path; else one whose fingerprint is the file's at the path now (the
+// configured path changed, e.g. logs/current/conn.log for
+// spool/zeek/conn.log: state follows the file, not the configuration); else,
+// for a single path, the only position there is (validated like any other).
+func (f *follower) resumeFor(path string) (Position, bool) {
+	if pos, ok := f.resume[path]; ok {
+		delete(f.resume, path)
+		return pos, true
+	}
+	if len(f.resume) == 0 {
+		return Position{}, false
+	}
+	head, _ := readHead(path, false, maxFPLen)
+	for k, pos := range f.resume {
+		if len(head) > 0 && matchesPosition(head, pos) {
+			delete(f.resume, k)
+			f.log.Info("tailer: resume position stored under another path matches the file", "file", path, "position", pos.String())
+			return pos, true
+		}
+	}
+	if !f.glob && len(f.resume) == 1 {
+		for k, pos := range f.resume {
+			delete(f.resume, k)
+			return pos, true
+		}
+	}
+	return Position{}, false
 }
 
 // scanGlob starts a lane for every matching file not read yet.
@@ -635,6 +665,20 @@ func (f *follower) finish(ctx context.Context, ln *lane, of *openFile) error {
 	return nil
 }
 
+// baseline marks the rotated and archived generations present when a lane
+// opens its first file as read: they are older than where this run starts
+// (file times are too coarse to tell generations written within a few
+// milliseconds apart).
+func (f *follower) baseline(ln *lane) {
+	for _, c := range f.candidates(ln) {
+		k := devInoKey{c.dev, c.ino}
+		if c.gz {
+			k.ino |= 1 << 63
+		}
+		f.known[k] = &knownFile{dev: c.dev, ino: c.ino, fp: c.fp, offset: c.size, seen: f.now()}
+	}
+}
+
 // remember records a file as read, up to its current offset.
 func (f *follower) remember(of *openFile) {
 	k := devInoKey{of.dev, of.ino}
@@ -651,6 +695,31 @@ func (f *follower) remember(of *openFile) {
 			}
 		}
 		delete(f.known, oldest)
+	}
+}
+
+// knownAs returns the entry of a file read before in this run with of's
+// complete fingerprint.
+func (f *follower) knownAs(of *openFile) *knownFile {
+	if !of.fp.complete {
+		return nil
+	}
+	if k := f.known[devInoKey{of.dev, of.ino}]; k != nil && k.fp.complete && bytes.Equal(k.fp.prefix, of.fp.prefix) {
+		return k
+	}
+	for _, k := range f.known {
+		if k.fp.complete && bytes.Equal(k.fp.prefix, of.fp.prefix) {
+			return k
+		}
+	}
+	return nil
+}
+
+func (f *follower) forget(of *openFile) {
+	for key, k := range f.known {
+		if bytes.Equal(k.fp.prefix, of.fp.prefix) {
+			delete(f.known, key)
+		}
 	}
 }
 
@@ -715,12 +784,25 @@ func (f *follower) openPath(ln *lane, start int64) bool {
 		return false
 	}
 	ln.lastOpenErr = ""
+	if ln.opened == 0 {
+		f.baseline(ln)
+	}
 	of := f.newOpenFile(ln, fh, fi, ln.path, nil)
 	if start > 0 {
 		if err := f.seekTo(ln, of, start); err != nil {
 			f.log.Warn("tailer: cannot resume, reading from the start", "file", ln.path, "offset", start, "err", err)
 			f.t.st.resumeFallbacks.Add(1)
 			of.close()
+			return f.openPath(ln, 0)
+		}
+	} else if k := f.knownAs(of); k != nil && k.offset > 0 && fi.Size() >= k.offset {
+		// The same file again (the directory came back after a blip, a
+		// remount changed the device id): go on where we were.
+		f.log.Info("tailer: file read before in this run; continuing where it was left", "file", ln.path, "offset", k.offset)
+		if err := f.seekTo(ln, of, k.offset); err != nil {
+			of.close()
+			ln.cur = nil
+			f.forget(of)
 			return f.openPath(ln, 0)
 		}
 	} else if ln.fromEnd && fi.Size() > 0 {
@@ -800,6 +882,10 @@ func (f *follower) seekTo(ln *lane, of *openFile, off int64) error {
 		of.fc.lineKnown = false
 	}
 	if of.gz == nil {
+		var last [1]byte
+		if _, err := of.f.ReadAt(last[:], off-1); err != nil || last[0] != '\n' {
+			return fmt.Errorf("offset %d is not just past a newline", off)
+		}
 		if _, err := of.f.Seek(off, io.SeekStart); err != nil {
 			return err
 		}
@@ -1027,6 +1113,10 @@ func (f *follower) applyResume(ln *lane, pos Position) {
 	fi, err := os.Stat(ln.path)
 	why := ""
 	switch {
+	case pos.Offset < 0 || pos.FPLen < 0 || pos.FPLen > maxFPLen || len(pos.Fingerprint) != 64:
+		f.t.st.resumeFallbacks.Add(1)
+		f.log.Warn("tailer: invalid checkpoint; reading the file from the start", "position", pos.String())
+		return
 	case err != nil:
 		why = "path: " + err.Error()
 	case !fi.Mode().IsRegular():

@@ -225,7 +225,7 @@ func TestFollowAppendWithinOneSecond(t *testing.T) {
 // it: two rotations between two looks at the path (R11 in notes/TAILER.md)
 // lose the middle generation until the catch-up scan of the checkpoint
 // issue exists.
-func TestFollowRotation(t *testing.T) {
+func TestR01_RenameCreateWhileWriting(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
 		tsv     bool
@@ -320,7 +320,7 @@ func TestFollowRotation(t *testing.T) {
 	}
 }
 
-func TestFollowTruncation(t *testing.T) {
+func TestR05_TruncateInPlaceSmaller(t *testing.T) {
 	p := filepath.Join(t.TempDir(), "ssl.log")
 	appendTo(t, p, tsvHeader(0))
 	for i := 0; i < 20; i++ {
@@ -391,7 +391,7 @@ func TestFollowPartialLine(t *testing.T) {
 
 // An unfinished last line of a rotated file is processed on its own and
 // never glued to the first line of the next file.
-func TestFollowRotationPartialLastLine(t *testing.T) {
+func TestR16_PartialLineAtRotation(t *testing.T) {
 	dir := t.TempDir()
 	p := filepath.Join(dir, "ssl.log")
 	l0, l1, l2 := jsonLine(0), jsonLine(1), jsonLine(2)
@@ -431,7 +431,7 @@ func TestFollowLongLines(t *testing.T) {
 	}
 }
 
-func TestFollowFromEnd(t *testing.T) {
+func TestC09_FirstStartFromEnd(t *testing.T) {
 	p := filepath.Join(t.TempDir(), "ssl.log")
 	// The file ends inside a line: FromEnd starts after that line.
 	appendTo(t, p, tsvHeader(1)+tsvLine(1, 100)+tsvLine(1, 101)+"C99\tunfinished")
@@ -469,7 +469,7 @@ func TestFollowFromEndHeaderOnly(t *testing.T) {
 
 // The watched directory is removed and created again (zeekctl moves the
 // spool away and makes a fresh one): the new file is found and followed.
-func TestFollowDirectoryReplaced(t *testing.T) {
+func TestF07_WatchedDirReplaced(t *testing.T) {
 	base := t.TempDir()
 	dir := filepath.Join(base, "spool")
 	if err := os.Mkdir(dir, 0o755); err != nil {

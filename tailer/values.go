@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/stackprint/stackprint"
@@ -269,4 +270,49 @@ func parseUint64(b []byte) (uint64, bool) {
 		n = n*10 + d
 	}
 	return n, true
+}
+
+// TLSVersion normalises the TLS version strings of Zeek ("TLSv12",
+// "TLSv13", "SSLv3", "DTLSv12", "unknown-NNNNN") and Suricata ("TLSv1",
+// "TLS 1.2", "TLS 1.3 draft-23", "SSLv2", "UNDETERMINED") to a protocol
+// ("tls", "ssl", "dtls") and a version ("1.0", "1.2", "1.3", "3.0", …), as
+// ECS tls.version_protocol and tls.version. ok is false when the string
+// names no version (UNDETERMINED, unknown-…, empty); that is not an error.
+func TLSVersion(s string) (proto, version string, ok bool) {
+	s = strings.TrimSpace(s)
+	u := strings.ToUpper(s)
+	var rest string
+	switch {
+	case strings.HasPrefix(u, "DTLS"):
+		proto, rest = "dtls", s[4:]
+	case strings.HasPrefix(u, "TLS"):
+		proto, rest = "tls", s[3:]
+	case strings.HasPrefix(u, "SSL"):
+		proto, rest = "ssl", s[3:]
+	default:
+		return "", "", false
+	}
+	rest = strings.TrimLeft(rest, "v ")
+	if i := strings.IndexAny(rest, " -"); i >= 0 {
+		rest = rest[:i] // "1.3 draft-23"
+	}
+	switch rest {
+	case "":
+		return "", "", false
+	case "1", "10", "1.0":
+		version = "1.0"
+	case "11", "1.1":
+		version = "1.1"
+	case "12", "1.2":
+		version = "1.2"
+	case "13", "1.3":
+		version = "1.3"
+	case "2", "2.0":
+		version = "2.0"
+	case "3", "3.0":
+		version = "3.0"
+	default:
+		return "", "", false
+	}
+	return proto, version, true
 }

@@ -265,7 +265,7 @@ func (p *ZeekParser) plainHeader(line []byte) bool {
 // noTSVBrace reports whether a TSV record under the current header cannot
 // start with '{': there is no #fields yet, or the first column is ts.
 func (p *ZeekParser) noTSVBrace() bool {
-	return len(p.fields) == 0 || string(p.fields[0]) == "ts"
+	return len(p.fields) == 0 || p.slot(p.fields[0]) == slotTS
 }
 
 // ---- TSV ----
@@ -741,4 +741,25 @@ func (p *ZeekParser) jsonLine(line []byte) (stackprint.Event, lineClass, error) 
 		return stackprint.Event{}, classSkip, nil
 	}
 	return p.record(kind, v, false)
+}
+
+// tsvSet decodes a TSV set or vector value: split on the set separator
+// first, then unescape each element (so \x2c inside an element is a literal
+// comma). It returns nil for unset and an empty non-nil slice for empty.
+func (p *ZeekParser) tsvSet(raw []byte) []string {
+	if bytes.Equal(raw, p.unset) {
+		return nil
+	}
+	if bytes.Equal(raw, p.empty) {
+		return []string{}
+	}
+	var out []string
+	for e := range bytes.SplitSeq(raw, p.setSep) {
+		if bytes.Equal(e, p.unset) {
+			out = append(out, "") // an unset element of a vector
+			continue
+		}
+		out = append(out, string(appendUnescaped(nil, e)))
+	}
+	return out
 }
