@@ -404,8 +404,8 @@ func TestS04_ServerSideOfAlert(t *testing.T) {
 	base := `{"timestamp":"2021-01-27T01:28:11.488362+0100","flow_id":1,"event_type":"alert","src_ip":"10.0.0.1","src_port":50000,"dest_ip":"10.0.0.2","dest_port":50001,"proto":"TCP","alert":{},"tls":{}`
 	for _, tc := range []struct{ extra, server string }{
 		{`,"flow":{"src_ip":"10.0.0.2","dest_ip":"10.0.0.1","src_port":50001,"dest_port":50000}}`, "10.0.0.1:50000"}, // flow block
-		{`,"direction":"to_client"}`, "10.0.0.1:50000"},                                                                 // direction
-		{`}`, "10.0.0.2:50001"},                                                                                         // fallback: dest
+		{`,"direction":"to_client"}`, "10.0.0.1:50000"},                                                              // direction
+		{`}`, "10.0.0.2:50001"}, // fallback: dest
 	} {
 		ev, _, err := p.ParseLine([]byte(base + tc.extra))
 		if err != nil || ev.Resp != ap(tc.server) {
