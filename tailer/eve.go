@@ -54,17 +54,46 @@ func (p *EveParser) parse(line []byte) (stackprint.Event, lineClass, error) {
 	var r eveRaw
 	var kind string
 	for {
-		key, val, kesc, ok, err := it.next()
+		key, kesc, ok, err := it.nextKey()
 		if err != nil {
 			return stackprint.Event{}, classSkip, err
 		}
 		if !ok {
 			break
 		}
+		name := decodeKey(key, kesc)
+		if it.i < len(line) && line[it.i] == '{' {
+			switch string(name) {
+			case "tls":
+				// One pass over the (long) tls block.
+				r.hasTLS = true
+				sni, end, err := objStringAt(line, it.i, "sni")
+				if err != nil {
+					field := "tls"
+					if errors.Is(err, errNotString) {
+						field = "tls.sni"
+					}
+					return stackprint.Event{}, classSkip, fieldErr(field, nil, err)
+				}
+				r.sni, it.i = sni, end
+				continue
+			case "flow":
+				end, err := p.flowBlock(line, it.i, &r)
+				if err != nil {
+					return stackprint.Event{}, classSkip, err
+				}
+				it.i = end
+				continue
+			}
+		}
+		val, err := it.value(key)
+		if err != nil {
+			return stackprint.Event{}, classSkip, err
+		}
 		if isNull(val) {
 			continue
 		}
-		switch string(decodeKey(key, kesc)) {
+		switch string(name) {
 		case "event_type":
 			et, err := jsonStringBytes(val)
 			if err != nil {
@@ -100,23 +129,6 @@ func (p *EveParser) parse(line []byte) (stackprint.Event, lineClass, error) {
 			r.appProto = val
 		case "direction":
 			r.direction = val
-		case "tls":
-			if len(val) > 0 && val[0] == '{' {
-				r.hasTLS = true
-				if r.sni, err = objString(val, "sni"); err != nil {
-					field := "tls"
-					if errors.Is(err, errNotString) {
-						field = "tls.sni"
-					}
-					return stackprint.Event{}, classSkip, fieldErr(field, nil, err)
-				}
-			}
-		case "flow":
-			if len(val) > 0 && val[0] == '{' {
-				if err := p.flowBlock(val, &r); err != nil {
-					return stackprint.Event{}, classSkip, err
-				}
-			}
 		}
 	}
 	if j := skipSpace(line, it.i); j != len(line) {
@@ -145,19 +157,20 @@ func (p *EveParser) parse(line []byte) (stackprint.Event, lineClass, error) {
 	return p.event(kind, &r)
 }
 
-// flowBlock reads the members of an embedded "flow" object we use.
-func (p *EveParser) flowBlock(obj []byte, r *eveRaw) error {
-	it, err := newObjIter(obj, 0)
+// flowBlock reads the members we use of the "flow" object at b[i] and
+// returns the index just past it.
+func (p *EveParser) flowBlock(b []byte, i int, r *eveRaw) (int, error) {
+	it, err := newObjIter(b, i)
 	if err != nil {
-		return fieldErr("flow", nil, err)
+		return 0, fieldErr("flow", nil, err)
 	}
 	for {
 		key, val, kesc, ok, err := it.next()
 		if err != nil {
-			return fieldErr("flow", nil, err)
+			return 0, fieldErr("flow", nil, err)
 		}
 		if !ok {
-			return nil
+			return it.i, nil
 		}
 		if isNull(val) {
 			continue
@@ -177,25 +190,25 @@ func (p *EveParser) flowBlock(obj []byte, r *eveRaw) error {
 	}
 }
 
-// objString returns the decoded string member key of the JSON object obj,
-// nil when absent or null.
-func objString(obj []byte, key string) ([]byte, error) {
-	it, err := newObjIter(obj, 0)
+// objStringAt returns the decoded string member key of the JSON object at
+// b[i] (nil when absent or null) and the index just past the object.
+func objStringAt(b []byte, i int, key string) ([]byte, int, error) {
+	it, err := newObjIter(b, i)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	var found []byte
 	for {
 		k, val, kesc, ok, err := it.next()
 		if err != nil {
-			return nil, err
+			return nil, 0, err
 		}
 		if !ok {
-			return found, nil
+			return found, it.i, nil
 		}
 		if found == nil && string(decodeKey(k, kesc)) == key && !isNull(val) {
 			if found, err = jsonStringBytes(val); err != nil {
-				return nil, err
+				return nil, 0, err
 			}
 		}
 	}
@@ -305,7 +318,7 @@ func (p *EveParser) event(kind string, r *eveRaw) (stackprint.Event, lineClass, 
 	}
 
 	if len(r.sni) > 0 {
-		ev.SNI = stackprint.CanonicalSNI(string(r.sni))
+		ev.SNI = canonicalSNI(r.sni)
 	}
 	return ev, classEvent, nil
 }

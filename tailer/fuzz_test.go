@@ -53,6 +53,9 @@ func FuzzZeekParser(f *testing.F) {
 	sampleSeeds(f, "zeek-", 12)
 	f.Add([]byte("#separator \\x7c\n#fields|ts|uid|id.orig_h|id.orig_p|id.resp_h|id.resp_p|server_name\n1.5|C1|10.0.0.1|1|::1|443|a\\x2eb\n"))
 	f.Add([]byte(`{"ts":"2018-03-24T17:15:20.615923Z","id.orig_h":"10.0.0.1","id.orig_p":1,"id.resp_h":"10.0.0.2","id.resp_p":443,"server_name":"\u0041"}` + "\n"))
+	for _, sni := range []string{"a.example", "A.example.", "10.0.0.1", "-", "x-1.b2", "1.2.3.4.", "::1", "[::1]", " a "} {
+		f.Add([]byte(sni))
+	}
 	f.Add([]byte(`{"ts":1,"service":["ssl"],"conn_state":"SF","proto":"tcp","id_orig_h":"1.1.1.1","id_orig_p":1,"id_resp_h":"2.2.2.2","id_resp_p":2}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		p := NewZeekParser("fuzz")
@@ -63,6 +66,9 @@ func FuzzZeekParser(f *testing.F) {
 		p.Reset()
 		ev, ok, err := p.ParseLine(data)
 		checkParsed(t, ev, ok, err)
+		if got, want := canonicalSNI(data), stackprint.CanonicalSNI(string(data)); got != want {
+			t.Fatalf("canonicalSNI(%q) = %q, want %q", data, got, want)
+		}
 	})
 }
 

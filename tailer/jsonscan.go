@@ -34,6 +34,14 @@ func skipSpace(b []byte, i int) int {
 // quote and whether the string contains escapes.
 func scanString(b []byte, i int) (end int, esc bool, err error) {
 	i++ // opening quote
+	// Most keys and values are short: a plain loop beats IndexByte's setup.
+	for j, n := i, min(len(b), i+32); j < n; j++ {
+		if c := b[j]; c == '"' {
+			return j + 1, false, nil
+		} else if c == '\\' {
+			break
+		}
+	}
 	for {
 		q := bytes.IndexByte(b[i:], '"')
 		if q < 0 {
@@ -132,47 +140,65 @@ func newObjIter(b []byte, i int) (objIter, error) {
 // contain escapes, see keyEsc); val is the raw value (strings keep their
 // quotes). ok is false after the closing brace.
 func (it *objIter) next() (key, val []byte, keyEsc, ok bool, err error) {
+	key, keyEsc, ok, err = it.nextKey()
+	if !ok || err != nil {
+		return nil, nil, false, ok, err
+	}
+	val, err = it.value(key)
+	return key, val, keyEsc, err == nil, err
+}
+
+// nextKey returns the next member's key and leaves the iterator at its
+// value: call value, or read the value with a nested iterator starting at
+// it.i and then set it.i past it (one pass over nested objects).
+func (it *objIter) nextKey() (key []byte, keyEsc, ok bool, err error) {
 	if it.done {
-		return nil, nil, false, false, nil
+		return nil, false, false, nil
 	}
 	b, i := it.b, skipSpace(it.b, it.i)
 	if i >= len(b) {
-		return nil, nil, false, false, errJSONEnd
+		return nil, false, false, errJSONEnd
 	}
 	if b[i] == '}' {
 		it.done = true
 		it.i = i + 1
-		return nil, nil, false, false, nil
+		return nil, false, false, nil
 	}
 	if !it.first {
 		if b[i] != ',' {
-			return nil, nil, false, false, fmt.Errorf("expected ',' or '}' at byte %d", i)
+			return nil, false, false, fmt.Errorf("expected ',' or '}' at byte %d", i)
 		}
 		i = skipSpace(b, i+1)
 	}
 	it.first = false
 	if i >= len(b) {
-		return nil, nil, false, false, errJSONEnd
+		return nil, false, false, errJSONEnd
 	}
 	if b[i] != '"' {
-		return nil, nil, false, false, fmt.Errorf("expected a key at byte %d", i)
+		return nil, false, false, fmt.Errorf("expected a key at byte %d", i)
 	}
 	kend, kesc, err := scanString(b, i)
 	if err != nil {
-		return nil, nil, false, false, err
+		return nil, false, false, err
 	}
 	key = b[i+1 : kend-1]
 	i = skipSpace(b, kend)
 	if i >= len(b) || b[i] != ':' {
-		return nil, nil, false, false, fmt.Errorf("expected ':' after key %q", key)
+		return nil, false, false, fmt.Errorf("expected ':' after key %q", key)
 	}
-	i = skipSpace(b, i+1)
-	vend, err := skipValue(b, i)
+	it.i = skipSpace(b, i+1)
+	return key, kesc, true, nil
+}
+
+// value skips the value at the iterator's position and returns it.
+func (it *objIter) value(key []byte) ([]byte, error) {
+	i := it.i
+	vend, err := skipValue(it.b, i)
 	if err != nil {
-		return nil, nil, false, false, fmt.Errorf("value of %q: %w", key, err)
+		return nil, fmt.Errorf("value of %q: %w", key, err)
 	}
 	it.i = vend
-	return key, b[i:vend], kesc, true, nil
+	return it.b[i:vend], nil
 }
 
 // decodeKey returns the key with its escapes decoded (rare).

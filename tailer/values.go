@@ -316,3 +316,24 @@ func TLSVersion(s string) (proto, version string, ok bool) {
 	}
 	return proto, version, true
 }
+
+// canonicalSNI is stackprint.CanonicalSNI of b, without its IP-literal
+// parse for the common case: a lower-case host name (letters, digits, '-'
+// and '.', at least one letter, no trailing dot) is already canonical and
+// cannot be an IP literal.
+func canonicalSNI(b []byte) string {
+	letter := false
+	for _, c := range b {
+		switch {
+		case c >= 'a' && c <= 'z':
+			letter = true
+		case c >= '0' && c <= '9' || c == '-' || c == '.':
+		default:
+			return stackprint.CanonicalSNI(string(b))
+		}
+	}
+	if !letter || b[len(b)-1] == '.' || string(b) == "-" {
+		return stackprint.CanonicalSNI(string(b))
+	}
+	return string(b)
+}

@@ -578,7 +578,7 @@ func (p *ZeekParser) record(kind logKind, v *[numSlots][]byte, tsv bool) (stackp
 			return stackprint.Event{}, classSkip, err
 		}
 		if ok && len(sni) > 0 {
-			ev.SNI = stackprint.CanonicalSNI(string(sni))
+			ev.SNI = canonicalSNI(sni)
 		}
 	}
 	return ev, classEvent, nil

@@ -76,7 +76,7 @@ func cmdScan(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	opts := tailer.Options{MaxLineBytes: cfg.Tailer.MaxLineBytes, Logger: log}
 	var total tailer.Stats
-	start := time.Now()
+	start, cpu0 := time.Now(), cpuSeconds()
 	for _, path := range files {
 		f := *format
 		if f == "" {
@@ -91,15 +91,24 @@ func cmdScan(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		}
 	}
 	secs := time.Since(start).Seconds()
-	fmt.Fprintf(stdout, "scan: files=%d lines=%d events=%d parse_errors=%d skipped=%d long_lines=%d distinct_targets=%d deduped=%d out_of_scope=%d to_probe=%d seconds=%.3f lines_per_s=%.0f max_rss_mb=%.1f\n",
+	fmt.Fprintf(stdout, "scan: files=%d lines=%d events=%d parse_errors=%d skipped=%d long_lines=%d distinct_targets=%d deduped=%d out_of_scope=%d to_probe=%d seconds=%.3f lines_per_s=%.0f cpu_seconds=%.3f max_rss_mb=%.1f\n",
 		len(files), total.Lines, total.Events, total.ParseErrors, total.Skipped, total.LongLines,
-		s.distinct.n, s.deduped, s.outOfScope, s.toProbe, secs, float64(total.Lines)/max(secs, 1e-9), maxRSSMB())
+		s.distinct.n, s.deduped, s.outOfScope, s.toProbe, secs, float64(total.Lines)/max(secs, 1e-9), cpuSeconds()-cpu0, maxRSSMB())
 	return nil
 }
 
 // scanMemoryLimit is the soft memory limit of a scan unless GOMEMLIMIT is
 // set.
 const scanMemoryLimit = 80 << 20
+
+// cpuSeconds is the user and system CPU time of this process so far.
+func cpuSeconds() float64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
+}
 
 // maxRSSMB is the peak resident set of this process in MiB (0 if unknown).
 func maxRSSMB() float64 {
