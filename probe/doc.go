@@ -1,5 +1,10 @@
 // Package probe actively fingerprints TLS servers.
 //
+// Engine is the prober the daemon uses: per target it runs, one after the
+// other, JARM (10 connections), one ordinary handshake for the certificate
+// and the HTTP Server header (1 connection), and ATSF (10 connections). The
+// JARM type remains usable alone.
+//
 // # JARM
 //
 // JARM is implemented bit-identically to the reference jarm.py
@@ -61,4 +66,93 @@
 // or a recovered panic of an injected Dialer is StatusHandshakeError; both
 // carry ZeroJARM. Conns counts connection attempts, failed connects
 // included. Error is a short text whenever the status is not ok.
+//
+// # ATSF
+//
+// The Active TLS Stack Fingerprint (shared/spec/ATSF.md; Sosnowski et al.,
+// TMA 2022) sends ten fixed ClientHellos. Their definitions are embedded
+// unchanged from tumi8/active-tls-fingerprinting (CC BY 4.0) with their
+// NOTICE (ATSFNotice). Each ClientHello goes out through utls v1.8.2 as an
+// explicit ClientHelloSpec in the reference scanner's wire order, including
+// its odd/even "reversed" quirk, the always-present key_share with its
+// GREASE dummy share, the psk_modes override and legacy_version as
+// defined; after ApplyPreset the GREASE values, cipher list and
+// legacy_version are put back, and the first record's version is
+// rewritten to min(Version, 0x0303) below utls. All 20 records of
+// clienthello_wire_hex.txt (with and without SNI) are reproduced
+// structurally: everything but random, session id and key-share public
+// keys is byte-identical.
+//
+// The answer is read one record per Read (recordConn), so only what the
+// client processed is recorded. The TLS 1.3 handshake traffic secret comes
+// from utls's KeyLogWriter and EncryptedExtensions, CertificateRequest and
+// Certificate are decrypted here (AES-128/256-GCM, ChaCha20-Poly1305; the
+// key exchange itself is utls's: x25519, P-256, P-384, P-521). Without a
+// secret the encrypted fields stay empty and the gap is noted in the
+// ClientHello's Error, never guessed. The per-ClientHello string and the
+// combined string with its sha256 id follow ATSF.md §2; against the three
+// reference servers of local_fingerprints.tsv all 40 per-ClientHello
+// strings, their negotiated versions and the 4 combined strings match.
+//
+// Remaining differences from the reference scanner, and why:
+//
+//   - The second ClientHello after a HelloRetryRequest is built by utls: same
+//     order, versions, ciphers and GREASE values, but its key_share holds
+//     only the requested share (the GREASE dummy is dropped, as in Go), and
+//     its record version is 0x0303. A cookie is placed right before
+//     key_share, the cookie's slot in the reference's default order (utls
+//     would pick a random slot); whether the reference puts it there and
+//     re-applies the reversal quirk to the longer list is unknown: the test
+//     data has no second hellos. The cookie is only seen in an HRR that fits
+//     one record.
+//   - utls's client logic decides where a handshake stops (downgrade canary,
+//     forbidden TLS 1.3 extensions, 64 KiB handshake message limit, RSA keys
+//     over 8192 bits, certificate parsing by this module's crypto/x509).
+//     It may stop at a different point than the reference's older Go fork
+//     for unusual servers; none of the reference servers shows a difference.
+//     Weak suites are not enabled, because the reference aborts on them too.
+//   - Only the first ServerHello, HelloRetryRequest, EncryptedExtensions,
+//     CertificateRequest and Certificate of a connection are recorded, and
+//     reading ends where the client's handshake ends, as the expected
+//     strings show. When only an HRR arrived, version and cipher come from
+//     it (the spec is silent). A TLS 1.3 Certificate without entries gives
+//     "-".
+//   - status_request removal keeps the field structure: "-5." and "_5."
+//     are removed with their separator, so "_5.-18." becomes "_18." and a
+//     lone "_5._" becomes "__" (the spec only says the substrings go).
+//   - Politeness bounds the reference did not have: each connection reads at
+//     most EngineConfig.ReadCap bytes (256 KiB) and every read has the I/O
+//     timeout, all within the per-target deadline; a slower server yields an
+//     empty answer where the reference might have waited. After a
+//     ClientHello fails with a connect failure, a timeout or a non-TLS
+//     answer the rest are not sent: the combined fingerprint needs all ten.
+//   - The preset's Renegotiation level only changes client behaviour after
+//     a handshake, which never happens here; it is not applied.
+//
+// # Certificate and HTTP
+//
+// One crypto/tls handshake (certificate not verified, every suite offered,
+// TLS 1.0 to 1.3, the target's SNI or none) yields the leaf certificate;
+// the chain is read from the records (decrypted for TLS 1.3), so a
+// certificate crypto/x509 refuses still gives its SHA-256 and SHA-1 with
+// CertFacts.ParseError set. If HTTP is selected, HEAD / goes over the same
+// connection (ALPN http/1.1 only, Host = SNI or the IP, ":port" unless 443)
+// and the status code and Server header are kept.
+//
+// # Engine status mapping
+//
+// Every selected kind gets a stackprint.KindResult with its own status,
+// error, connection count and duration; JARM's status is the JARM mapping
+// above; ATSF is ok when all ten ClientHellos answered (the combined
+// fingerprint exists), partial when some did, else the first failure;
+// cert is ok when a leaf certificate was received. The target status is ok
+// when every kind is ok, partial when some kind is ok or partial, else the
+// status of the first kind. HTTP only counts when it is the only kind: a
+// TLS service that is no web server is normal. A dial refused by the
+// per-IP rate limit gives rate_limited, one beyond EngineConfig.MaxConns
+// budget_exceeded; both end the kind like a timeout (a JARM with missing
+// probes is never hashed). After a kind ends refused, not_tls,
+// rate_limited or budget_exceeded, or after any connect timed out, the
+// remaining kinds are not run and carry that status with "not run" in
+// their error. Result.Conns counts real dial attempts.
 package probe

@@ -402,10 +402,11 @@ func classify(ctx context.Context, readErr, err error) stackprint.Status {
 	return stackprint.StatusHandshakeError
 }
 
-// ipLimits holds one token bucket per destination IP in an expirable LRU
-// (as zgrab2 does), so memory stays bounded however many IPs are probed.
-// An entry is refreshed on every use and expires only once its bucket
-// would be full again anyway.
+// ipLimits holds one token bucket per destination IP in a size-bounded
+// LRU (as zgrab2 does), so memory stays bounded however many IPs are
+// probed. No TTL: a bucket left alone refills to its burst, so dropping it
+// would change nothing, and a TTL would cost the LRU's cleanup goroutine,
+// which can never be stopped.
 type ipLimits struct {
 	mu    sync.Mutex
 	lru   *expirable.LRU[netip.Addr, *rate.Limiter]
@@ -414,11 +415,7 @@ type ipLimits struct {
 }
 
 func newIPLimits(limit rate.Limit, burst, size int) *ipLimits {
-	ttl := time.Minute
-	if refill := time.Duration(float64(burst) / float64(limit) * float64(time.Second)); refill > ttl {
-		ttl = refill
-	}
-	return &ipLimits{lru: expirable.NewLRU[netip.Addr, *rate.Limiter](size, nil, ttl), limit: limit, burst: burst}
+	return &ipLimits{lru: expirable.NewLRU[netip.Addr, *rate.Limiter](size, nil, 0), limit: limit, burst: burst}
 }
 
 func (l *ipLimits) get(ip netip.Addr) *rate.Limiter {
@@ -427,7 +424,7 @@ func (l *ipLimits) get(ip netip.Addr) *rate.Limiter {
 	lim, ok := l.lru.Get(ip)
 	if !ok {
 		lim = rate.NewLimiter(l.limit, l.burst)
+		l.lru.Add(ip, lim)
 	}
-	l.lru.Add(ip, lim) // refreshes the expiry
 	return lim
 }

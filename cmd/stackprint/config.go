@@ -13,6 +13,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/stackprint/stackprint/configs"
+	"github.com/stackprint/stackprint/probe"
 )
 
 // Config mirrors configs/stackprint.yaml; every key is documented there.
@@ -78,6 +79,13 @@ type ProbeConfig struct {
 	IOTimeout time.Duration `yaml:"io_timeout"`
 	Deadline  time.Duration `yaml:"deadline"`
 	JARMSNI   string        `yaml:"jarm_sni"`
+	// Added with the probe engine; absent or 0 means the probe package's
+	// default, so configs written before them stay valid.
+	Kinds               []string `yaml:"kinds"`
+	ConnsPerIPPerSecond float64  `yaml:"conns_per_ip_per_second"`
+	ConnsPerIPBurst     int      `yaml:"conns_per_ip_burst"`
+	MaxConnsPerTarget   int      `yaml:"max_conns_per_target"`
+	ReadCap             int      `yaml:"read_cap"`
 }
 
 type OutputsConfig struct {
@@ -213,6 +221,18 @@ func (c *Config) Validate() error {
 	}
 	if c.Probe.JARMSNI != "ip" && c.Probe.JARMSNI != "observed" {
 		bad("probe.jarm_sni", c.Probe.JARMSNI, `must be "ip" or "observed"`)
+	}
+	if c.Probe.Kinds != nil {
+		if _, err := probe.ParseKinds(c.Probe.Kinds); err != nil {
+			bad("probe.kinds", c.Probe.Kinds, err.Error())
+		}
+	}
+	if c.Probe.ConnsPerIPPerSecond < 0 || c.Probe.ConnsPerIPBurst < 0 || c.Probe.MaxConnsPerTarget < 0 || c.Probe.ReadCap < 0 {
+		bad("probe", fmt.Sprintf("conns_per_ip_per_second=%v conns_per_ip_burst=%d max_conns_per_target=%d read_cap=%d",
+			c.Probe.ConnsPerIPPerSecond, c.Probe.ConnsPerIPBurst, c.Probe.MaxConnsPerTarget, c.Probe.ReadCap), "limits must not be negative (0 = default)")
+	}
+	if c.Probe.ReadCap > 0 && c.Probe.ReadCap < 16<<10 {
+		bad("probe.read_cap", c.Probe.ReadCap, "must be at least 16384 (one TLS record)")
 	}
 	if c.Outputs.Alerts == "" {
 		bad("outputs.alerts", `""`, "required")

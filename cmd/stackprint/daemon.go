@@ -70,11 +70,19 @@ func newDaemon(cfg *Config, log *slog.Logger, hooks daemonHooks) (d *daemon, err
 	for i, p := range cfg.Scope.Ports {
 		ports[i] = uint16(p)
 	}
-	prober := probe.NewJARM(probe.JARMConfig{
+	prober, err := probe.NewEngine(probe.EngineConfig{
+		Kinds:     cfg.Probe.Kinds,
 		Dialer:    hooks.dialer,
 		IOTimeout: cfg.Probe.IOTimeout,
 		Deadline:  cfg.Probe.Deadline,
+		ConnRate:  cfg.Probe.ConnsPerIPPerSecond,
+		ConnBurst: cfg.Probe.ConnsPerIPBurst,
+		MaxConns:  cfg.Probe.MaxConnsPerTarget,
+		ReadCap:   cfg.Probe.ReadCap,
 	})
+	if err != nil {
+		return nil, fmt.Errorf("probe engine: %w", err)
+	}
 	d.metrics = newMetrics(d)
 	d.pipe, err = enrich.New(enrich.Config{
 		Scope:           enrich.NewScope(parsePrefixes(cfg.Scope.Allow), parsePrefixes(cfg.Scope.Deny), ports),

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/stackprint/stackprint"
@@ -16,25 +17,39 @@ import (
 
 // probeJSON is the --json output of `stackprint probe`.
 type probeJSON struct {
-	SchemaVersion int    `json:"schema_version"`
-	Target        string `json:"target"`
-	IP            string `json:"ip"`
-	Port          uint16 `json:"port"`
-	SNI           string `json:"sni"`
-	Status        string `json:"status"`
-	JARM          string `json:"jarm"`
-	JARMRaw       string `json:"jarm_raw"`
-	Conns         int    `json:"conns"`
-	DurationMS    int64  `json:"duration_ms"`
-	Error         string `json:"error,omitempty"`
+	SchemaVersion int                   `json:"schema_version"`
+	Target        string                `json:"target"`
+	IP            string                `json:"ip"`
+	Port          uint16                `json:"port"`
+	SNI           string                `json:"sni"`          // what JARM sent as server_name
+	ObservedSNI   string                `json:"observed_sni"` // what ATSF, cert and HTTP sent ("" = none)
+	Status        string                `json:"status"`
+	JARM          string                `json:"jarm"`
+	JARMRaw       string                `json:"jarm_raw"`
+	ATSF          *stackprint.ATSF      `json:"atsf,omitempty"`
+	Cert          *stackprint.CertFacts `json:"cert,omitempty"`
+	HTTP          *stackprint.HTTPFacts `json:"http,omitempty"`
+	Kinds         []kindJSON            `json:"kinds"`
+	Conns         int                   `json:"conns"`
+	DurationMS    int64                 `json:"duration_ms"`
+	Error         string                `json:"error,omitempty"`
+}
+
+type kindJSON struct {
+	Kind       string `json:"kind"`
+	Status     string `json:"status"`
+	Conns      int    `json:"conns"`
+	DurationMS int64  `json:"duration_ms"`
+	Error      string `json:"error,omitempty"`
 }
 
 func cmdProbe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("probe", "stackprint probe [--json] [--sni NAME] [--timeout D] [--deadline D] HOST:PORT", stderr)
+	fs := newFlagSet("probe", "stackprint probe [--json] [--sni NAME] [--kinds LIST] [--timeout D] [--deadline D] HOST:PORT", stderr)
 	asJSON := fs.Bool("json", false, "print one JSON object")
-	sni := fs.String("sni", "", "server name to send (default: the host as given; for an IP, the IP literal as jarm.py does)")
-	ioTimeout := fs.Duration("timeout", 5*time.Second, "timeout of each connect, write and read")
-	deadline := fs.Duration("deadline", 15*time.Second, "hard deadline for the whole target")
+	sni := fs.String("sni", "", "server name to send (default: the host as given; for an IP, JARM sends the IP literal as jarm.py does and the other kinds send none)")
+	kinds := fs.String("kinds", strings.Join(probe.AllKinds(), ","), "comma-separated fingerprint kinds: jarm, cert, http, atsf")
+	ioTimeout := fs.Duration("timeout", probe.DefaultIOTimeout, "timeout of each connect, write and read")
+	deadline := fs.Duration("deadline", probe.DefaultDeadline, "hard deadline for the whole target")
 	pos, err := parseInterleaved(fs, args)
 	if err != nil {
 		return err
@@ -50,6 +65,10 @@ func cmdProbe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	port, err := strconv.ParseUint(portStr, 10, 16)
 	if err != nil || port == 0 {
 		return fmt.Errorf("probe: target %q: invalid port %q", pos[0], portStr)
+	}
+	kindList, err := probe.ParseKinds(strings.Split(*kinds, ","))
+	if err != nil {
+		return fmt.Errorf("probe: --kinds: %w", err)
 	}
 	ip, err := netip.ParseAddr(host)
 	name := *sni
@@ -71,25 +90,74 @@ func cmdProbe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		name = ip.String()
 	}
 	t := stackprint.Target{IP: ip, Port: uint16(port), SNI: stackprint.CanonicalSNI(name)}
+	eng, err := probe.NewEngine(probe.EngineConfig{Kinds: kindList, IOTimeout: *ioTimeout, Deadline: *deadline})
+	if err != nil {
+		return err
+	}
 	pctx, cancel := context.WithTimeout(ctx, *deadline)
 	defer cancel()
-	res := probe.NewJARM(probe.JARMConfig{IOTimeout: *ioTimeout, Deadline: *deadline}).Probe(pctx, t, name)
+	res := eng.Probe(pctx, t, name)
 	if *asJSON {
-		b, err := json.Marshal(probeJSON{
+		out := probeJSON{
 			SchemaVersion: stackprint.SchemaVersion, Target: t.Addr().String(), IP: ip.String(), Port: t.Port,
-			SNI: name, Status: string(res.Status), JARM: res.JARM, JARMRaw: res.JARMRaw, Conns: res.Conns,
-			DurationMS: res.Duration.Milliseconds(), Error: res.Error,
-		})
-		if err != nil {
-			return err
+			SNI: name, ObservedSNI: t.SNI, Status: string(res.Status), JARM: res.JARM, JARMRaw: res.JARMRaw,
+			ATSF: res.ATSF, Cert: res.Cert, HTTP: res.HTTP, Kinds: []kindJSON{},
+			Conns: res.Conns, DurationMS: res.Duration.Milliseconds(), Error: res.Error,
 		}
-		fmt.Fprintln(stdout, string(b))
-		return nil
+		for _, k := range res.Kinds {
+			out.Kinds = append(out.Kinds, kindJSON{Kind: k.Kind, Status: string(k.Status), Conns: k.Conns, DurationMS: k.Duration.Milliseconds(), Error: k.Error})
+		}
+		enc := json.NewEncoder(stdout)
+		enc.SetEscapeHTML(false) // ATSF strings contain '<'
+		return enc.Encode(out)
 	}
-	fmt.Fprintf(stdout, "target:   %s (sni %s)\nstatus:   %s\njarm:     %s\nconns:    %d\nduration: %s\n",
-		t.Addr(), name, res.Status, res.JARM, res.Conns, res.Duration.Round(time.Millisecond))
-	if res.Error != "" {
-		fmt.Fprintf(stdout, "error:    %s\n", res.Error)
-	}
+	printProbeText(stdout, t, name, res)
 	return nil
+}
+
+// printProbeText is the human-readable form: one fact per line.
+func printProbeText(w io.Writer, t stackprint.Target, name string, res stackprint.Result) {
+	fmt.Fprintf(w, "target:   %s (sni %s)\nstatus:   %s\n", t.Addr(), name, res.Status)
+	if res.JARM != "" {
+		fmt.Fprintf(w, "jarm:     %s\n", res.JARM)
+	}
+	if a := res.ATSF; a != nil {
+		fp := a.ID
+		if fp == "" {
+			fp = "(none: not every ClientHello answered)"
+		}
+		fmt.Fprintf(w, "atsf:     %s\n", fp)
+		for _, h := range a.Hellos {
+			line := h.Raw
+			if line == "" {
+				line = "(no data)"
+			}
+			if h.Error != "" {
+				line += "  [" + h.Error + "]"
+			}
+			fmt.Fprintf(w, "  %-11s %s\n", h.Name, line)
+		}
+	}
+	if c := res.Cert; c != nil {
+		fmt.Fprintf(w, "cert:     sha256 %s\n          sha1   %s\n", c.SHA256, c.SHA1)
+		if c.ParseError != "" {
+			fmt.Fprintf(w, "          not parsable: %s\n", c.ParseError)
+		} else {
+			fmt.Fprintf(w, "          subject %s\n          issuer  %s\n          sans    %s\n          valid   %s .. %s\n          key     %s %d, self-signed %v, chain %d\n",
+				c.Subject, c.Issuer, strings.Join(c.SANs, ", "), c.NotBefore.Format(time.RFC3339), c.NotAfter.Format(time.RFC3339),
+				c.KeyType, c.KeyBits, c.SelfSigned, c.ChainLen)
+		}
+	}
+	if h := res.HTTP; h != nil {
+		fmt.Fprintf(w, "http:     %d, Server %q\n", h.StatusCode, h.Server)
+	}
+	for _, k := range res.Kinds {
+		if k.Status != stackprint.StatusOK {
+			fmt.Fprintf(w, "failed:   %s %s: %s\n", k.Kind, k.Status, k.Error)
+		}
+	}
+	fmt.Fprintf(w, "conns:    %d\nduration: %s\n", res.Conns, res.Duration.Round(time.Millisecond))
+	if res.Error != "" {
+		fmt.Fprintf(w, "error:    %s\n", res.Error)
+	}
 }
