@@ -153,3 +153,32 @@ func FuzzLineReader(f *testing.F) {
 		}
 	})
 }
+
+// FuzzScanString checks the word-at-a-time string scanner against a plain
+// loop.
+func FuzzScanString(f *testing.F) {
+	for _, s := range []string{`"abc"`, `"a\"b"x`, `"\\"`, `"\\\"\\"`, `"unterminated`, `"0123456789abcdef\"0123456789"`, `"ab\`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if len(data) == 0 || data[0] != '"' {
+			return
+		}
+		wantEnd, wantEsc, wantErr := len(data), false, true
+		for j := 1; j < len(data); j++ {
+			if data[j] == '\\' {
+				wantEsc = true
+				j++
+				continue
+			}
+			if data[j] == '"' {
+				wantEnd, wantErr = j+1, false
+				break
+			}
+		}
+		end, esc, err := scanString(data, 0)
+		if (err != nil) != wantErr || !wantErr && (end != wantEnd || esc != wantEsc) {
+			t.Fatalf("scanString(%q) = %d %v %v, want %d %v err=%v", data, end, esc, err, wantEnd, wantEsc, wantErr)
+		}
+	})
+}

@@ -2,9 +2,11 @@ package tailer
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/bits"
 )
 
 // A small allocation-free scanner over one JSON object per line. It walks
@@ -33,41 +35,46 @@ func skipSpace(b []byte, i int) int {
 // scanString expects b[i] == '"' and returns the index just past the closing
 // quote and whether the string contains escapes.
 func scanString(b []byte, i int) (end int, esc bool, err error) {
-	i++ // opening quote
-	// Most keys and values are short: a plain loop beats IndexByte's setup.
-	for j, n := i, min(len(b), i+32); j < n; j++ {
-		if c := b[j]; c == '"' {
-			return j + 1, false, nil
-		} else if c == '\\' {
-			break
-		}
-	}
+	j := i + 1
 	for {
-		q := bytes.IndexByte(b[i:], '"')
-		if q < 0 {
+		j = quoteOrBackslash(b, j)
+		if j >= len(b) {
 			return len(b), esc, errJSONEnd
 		}
-		span := b[i : i+q]
-		if bytes.IndexByte(span, '\\') < 0 {
-			return i + q + 1, esc, nil
+		if b[j] == '"' {
+			return j + 1, esc, nil
 		}
 		esc = true
-		// Slow path: walk the escapes up to the quote to see whether the
-		// quote itself is escaped.
-		j := i
-		for j < i+q {
-			if b[j] == '\\' {
-				j += 2
-				continue
-			}
-			j++
-		}
-		if j == i+q {
-			return i + q + 1, esc, nil
-		}
-		// The quote at i+q was escaped (j == i+q+1): continue after it.
-		i = j
+		j += 2 // the escaped byte cannot end the string
 	}
+}
+
+const (
+	swarLo = 0x0101010101010101
+	swarHi = 0x8080808080808080
+)
+
+// swarHas marks the bytes of x equal to c (exact for the lowest one).
+func swarHas(x uint64, c byte) uint64 {
+	y := x ^ (swarLo * uint64(c))
+	return (y - swarLo) &^ y & swarHi
+}
+
+// quoteOrBackslash returns the index of the first '"' or '\\' in b from j
+// on, or len(b): eight bytes at a time.
+func quoteOrBackslash(b []byte, j int) int {
+	for ; j+8 <= len(b); j += 8 {
+		x := binary.LittleEndian.Uint64(b[j:])
+		if m := swarHas(x, '"') | swarHas(x, '\\'); m != 0 {
+			return j + bits.TrailingZeros64(m)>>3
+		}
+	}
+	for ; j < len(b); j++ {
+		if c := b[j]; c == '"' || c == '\\' {
+			return j
+		}
+	}
+	return j
 }
 
 // skipValue returns the index just past the JSON value starting at b[i].
