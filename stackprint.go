@@ -204,9 +204,24 @@ type Match struct {
 
 // Verdict is a rule's decision that an event deserves an alert.
 type Verdict struct {
-	Rule     string
-	Severity string
-	Match    Match
+	Rule     string // rule id
+	Severity string // info, low, medium, high or critical
+	Match    Match  // the DB entry the rule fired on; zero when none
+
+	// What the rule says about itself, carried so every output can say
+	// why the alert fired without looking the rule up again.
+	RuleName    string
+	Description string
+	Category    string   // EVE alert.category, ECS rule.category
+	SignatureID int      // EVE alert.signature_id
+	Tags        []string // shared with the rule: never modify
+	// Simulated alerts are written, marked, and kept out of the Zeek Intel
+	// and Suricata dataset feeds: simulation must not change what the
+	// sensor blocks or flags.
+	Simulated bool
+	// Suppressed counts the events of the same (orig ip, target, rule)
+	// that were not alerted since the previous alert.
+	Suppressed int
 }
 
 // Alert is a verdict on one event: its target carried a fingerprint that a
@@ -219,6 +234,41 @@ type Alert struct {
 	Match    Match
 	Rule     string
 	Severity string
+
+	// Copied from the Verdict; see there.
+	RuleName    string
+	Description string
+	Category    string
+	SignatureID int
+	Tags        []string
+	Simulated   bool
+	Suppressed  int
+	// Retro marks an alert raised by a retro-hunt: a fingerprint added to
+	// the DB matched a target probed earlier; Event is that target, not a
+	// connection.
+	Retro bool
+}
+
+// NewAlert is the alert for verdict v on ev, whose target's probe result is
+// r, made at ts. Building alerts here keeps every Verdict field flowing to
+// the outputs when fields are added.
+func NewAlert(v Verdict, ev Event, r Result, ts time.Time) Alert {
+	return Alert{
+		ID:          AlertID(v.Rule, ev, r.JARM),
+		TS:          ts,
+		Event:       ev,
+		Result:      r,
+		Match:       v.Match,
+		Rule:        v.Rule,
+		Severity:    v.Severity,
+		RuleName:    v.RuleName,
+		Description: v.Description,
+		Category:    v.Category,
+		SignatureID: v.SignatureID,
+		Tags:        v.Tags,
+		Simulated:   v.Simulated,
+		Suppressed:  v.Suppressed,
+	}
 }
 
 // AlertID is deterministic over (rule, connection, target, fingerprint) so a

@@ -13,6 +13,31 @@ import (
 	"github.com/stackprint/stackprint"
 )
 
+// AlertFormat is the JSON shape of an alert line.
+type AlertFormat string
+
+// The alert line formats.
+const (
+	// AlertNDJSON is stackprint's own flat schema (schema_version 1).
+	AlertNDJSON AlertFormat = "ndjson"
+	// AlertECS is Elastic Common Schema field names (MarshalECS).
+	AlertECS AlertFormat = "ecs"
+	// AlertEVE is a Suricata eve.json alert record (MarshalEVE).
+	AlertEVE AlertFormat = "eve"
+)
+
+func (f AlertFormat) marshaler() (func(stackprint.Alert) ([]byte, error), error) {
+	switch f {
+	case AlertNDJSON, "":
+		return MarshalAlert, nil
+	case AlertECS:
+		return MarshalECS, nil
+	case AlertEVE:
+		return MarshalEVE, nil
+	}
+	return nil, fmt.Errorf("unknown alert format %q (want ndjson, ecs or eve)", f)
+}
+
 // alertJSON fixes the field order of an NDJSON alert: encoding/json writes
 // struct fields in declaration order, so the output is deterministic.
 type alertJSON struct {
@@ -30,6 +55,18 @@ type alertJSON struct {
 	Severity      string    `json:"severity"`
 	Source        string    `json:"source"`
 	EventTS       string    `json:"event_ts"`
+	RuleName      string    `json:"rule_name"`
+	Description   string    `json:"description"`
+	Category      string    `json:"category"`
+	SignatureID   int       `json:"signature_id"`
+	Tags          []string  `json:"tags"`
+	Simulated     bool      `json:"simulated"`
+	Suppressed    int       `json:"suppressed"`
+	Status        string    `json:"status"`
+	ATSF          string    `json:"atsf"`
+	CertSHA256    string    `json:"cert_sha256"`
+	CertSHA1      string    `json:"cert_sha1"`
+	HTTPServer    string    `json:"http_server"`
 }
 
 type matchJSON struct {
@@ -40,10 +77,12 @@ type matchJSON struct {
 	Value      string `json:"value"`
 }
 
-// MarshalAlert renders a as one NDJSON line without the trailing newline.
-// uid and flow_id are left out when unknown; every other key is always
-// present, with "" for an unknown value, so SIEM mappings stay stable.
+// MarshalAlert renders a as one line of stackprint's flat NDJSON schema,
+// without the trailing newline. uid and flow_id are left out when unknown;
+// every other key is always present, with "" (0, false, []) for an
+// unknown value, so SIEM mappings stay stable.
 func MarshalAlert(a stackprint.Alert) ([]byte, error) {
+	f := factsOf(a.Result)
 	v := alertJSON{
 		SchemaVersion: stackprint.SchemaVersion,
 		AlertID:       a.ID,
@@ -61,16 +100,35 @@ func MarshalAlert(a stackprint.Alert) ([]byte, error) {
 			Kind:       a.Match.Kind,
 			Value:      a.Match.Value,
 		},
-		Rule:     a.Rule,
-		Severity: a.Severity,
-		Source:   a.Event.Source,
-		EventTS:  jsonTime(a.Event.TS),
+		Rule:        a.Rule,
+		Severity:    a.Severity,
+		Source:      a.Event.Source,
+		EventTS:     jsonTime(a.Event.TS),
+		RuleName:    a.RuleName,
+		Description: a.Description,
+		Category:    a.Category,
+		SignatureID: a.SignatureID,
+		Tags:        tagsOf(a),
+		Simulated:   a.Simulated,
+		Suppressed:  a.Suppressed,
+		Status:      string(a.Result.Status),
+		ATSF:        f.atsf,
+		CertSHA256:  f.certSHA256,
+		CertSHA1:    f.certSHA1,
 	}
+	if a.Result.HTTP != nil {
+		v.HTTPServer = a.Result.HTTP.Server
+	}
+	return marshalLine(v, a.ID)
+}
+
+// marshalLine encodes v as one JSON line without the newline.
+func marshalLine(v any, id string) ([]byte, error) {
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false) // SIEMs want "a&b", not "a\u0026b"
 	if err := enc.Encode(v); err != nil {
-		return nil, fmt.Errorf("marshal alert %s: %w", a.ID, err)
+		return nil, fmt.Errorf("marshal alert %s: %w", id, err)
 	}
 	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
 }
@@ -89,43 +147,56 @@ func addrPort(ap netip.AddrPort) string {
 	return ap.String()
 }
 
-// AlertWriter appends alerts to a file as NDJSON. It is safe for concurrent
-// use.
+// AlertWriter appends alerts to a file, one JSON line each, in one
+// AlertFormat. It is safe for concurrent use.
 type AlertWriter struct {
-	mu     sync.Mutex
-	name   string
-	f      *os.File
-	w      *bufio.Writer
-	stdout bool // never fsynced nor closed
-	closed bool
+	mu      sync.Mutex
+	name    string
+	f       *os.File
+	w       *bufio.Writer
+	stdout  bool // never fsynced, closed nor reopened
+	closed  bool
+	marshal func(stackprint.Alert) ([]byte, error)
 }
 
-// OpenAlertWriter opens path for appending alerts, creating it with mode
-// 0640. The path "-" writes to standard output, without fsync.
-func OpenAlertWriter(path string) (*AlertWriter, error) {
+// OpenAlertWriter opens path for appending alerts in format, creating it
+// with mode 0640. The path "-" writes to standard output, without fsync.
+func OpenAlertWriter(path string, format AlertFormat) (*AlertWriter, error) {
+	marshal, err := format.marshaler()
+	if err != nil {
+		return nil, fmt.Errorf("alert file %s: %w", path, err)
+	}
 	if path == "-" {
-		return &AlertWriter{name: "stdout", f: os.Stdout, w: bufio.NewWriter(os.Stdout), stdout: true}, nil
+		return &AlertWriter{name: "stdout", f: os.Stdout, w: bufio.NewWriter(os.Stdout), stdout: true, marshal: marshal}, nil
 	}
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_APPEND|os.O_CREATE, 0o640)
-	if err != nil {
-		return nil, fmt.Errorf("open alert file: %w", err)
-	}
-	w := &AlertWriter{name: path, f: f, w: bufio.NewWriter(f)}
-	// A crash can leave half a line; end it so the next alert is parseable.
-	torn, err := endsTorn(f)
-	if err != nil {
-		f.Close()
-		return nil, fmt.Errorf("open alert file %q: %w", path, err)
-	}
-	if torn {
-		w.w.WriteByte('\n')
+	w := &AlertWriter{name: path, marshal: marshal}
+	if err := w.open(); err != nil {
+		return nil, err
 	}
 	return w, nil
 }
 
+func (w *AlertWriter) open() error {
+	f, err := os.OpenFile(w.name, os.O_RDWR|os.O_APPEND|os.O_CREATE, 0o640)
+	if err != nil {
+		return fmt.Errorf("open alert file: %w", err)
+	}
+	w.f, w.w = f, bufio.NewWriter(f)
+	// A crash can leave half a line; end it so the next alert is parseable.
+	torn, err := endsTorn(f)
+	if err != nil {
+		f.Close()
+		return fmt.Errorf("open alert file %q: %w", w.name, err)
+	}
+	if torn {
+		w.w.WriteByte('\n')
+	}
+	return nil
+}
+
 // Write buffers one alert; it is durable only after Flush.
 func (w *AlertWriter) Write(a stackprint.Alert) error {
-	line, err := MarshalAlert(a)
+	line, err := w.marshal(a)
 	if err != nil {
 		return err
 	}
@@ -165,6 +236,27 @@ func (w *AlertWriter) flushLocked() error {
 		return fmt.Errorf("fsync alerts to %s: %w", w.name, err)
 	}
 	return nil
+}
+
+// Reopen flushes and closes the file and opens the path again, for
+// logrotate's rename-and-create (then SIGHUP) rotation.
+func (w *AlertWriter) Reopen() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed {
+		return fmt.Errorf("reopen %s: writer closed", w.name)
+	}
+	if w.stdout {
+		return nil
+	}
+	err := w.flushLocked()
+	if cerr := w.f.Close(); cerr != nil && err == nil {
+		err = fmt.Errorf("close alert file %s: %w", w.name, cerr)
+	}
+	if err != nil {
+		return err
+	}
+	return w.open()
 }
 
 // Close flushes and closes the file. Closing twice is a no-op.

@@ -43,9 +43,10 @@ const (
 
 var testZone = time.FixedZone("CET", 3600)
 
-// fixtures returns events and results covering a Zeek hit, a Suricata hit
-// over IPv6 with awkward strings, and failed probes without a match.
-func fixtures() (evs []stackprint.Event, rs []stackprint.Result, ms []*stackprint.Match) {
+// fixtures returns events and results covering a Zeek hit with every
+// probe fact, a Suricata hit over IPv6 with awkward strings, and failed
+// probes without a match.
+func fixtures() (evs []stackprint.Event, rs []stackprint.Result, ms [][]stackprint.Match) {
 	t0 := time.Date(2025, 3, 4, 5, 6, 7, 123456789, time.UTC)
 
 	zeek := stackprint.Event{
@@ -76,33 +77,51 @@ func fixtures() (evs []stackprint.Event, rs []stackprint.Result, ms []*stackprin
 	evs = []stackprint.Event{zeek, suri, noSNI, noSNI}
 
 	rs = []stackprint.Result{
-		{Target: zeek.Target(), Started: t0.Add(500 * time.Millisecond), Duration: 1234567 * time.Microsecond, Status: stackprint.StatusOK, Conns: 10, JARM: jarmHit},
-		{Target: suri.Target(), Started: t0.Add(1500 * time.Millisecond), Duration: 2 * time.Second, Status: stackprint.StatusPartial, Conns: 10, JARM: jarmHit, Error: "probe 3: read: connection reset\\by peer"},
+		{
+			Target: zeek.Target(), Started: t0.Add(500 * time.Millisecond), Duration: 1234567 * time.Microsecond,
+			Status: stackprint.StatusOK, Conns: 22, JARM: jarmHit,
+			Kinds: []stackprint.KindResult{{Kind: "jarm", Status: stackprint.StatusOK, Conns: 10}, {Kind: "atsf", Status: stackprint.StatusOK, Conns: 10}, {Kind: "cert", Status: stackprint.StatusOK, Conns: 1}, {Kind: "http", Status: stackprint.StatusOK, Conns: 1}},
+			ATSF:  &stackprint.ATSF{Fingerprint: "771_c02f_...|...", ID: atsfHit},
+			Cert: &stackprint.CertFacts{
+				SHA256: certSHA256, SHA1: certSHA1,
+				Subject: "CN=evil.example", Issuer: "CN=evil.example", Serial: "0a1b2c",
+				SANs:      []string{"evil.example", "www.evil.example"},
+				NotBefore: time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC), NotAfter: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC),
+				SelfSigned: true, KeyType: "RSA", KeyBits: 2048, SigAlg: "SHA256-RSA", ChainLen: 1,
+			},
+			HTTP: &stackprint.HTTPFacts{StatusCode: 404, Server: "Microsoft-IIS/10.0"},
+		},
+		{Target: suri.Target(), Started: t0.Add(1500 * time.Millisecond), Duration: 2 * time.Second, Status: stackprint.StatusPartial, Conns: 10, JARM: jarmHit, Error: "probe 3: read: connection reset\\by peer",
+			HTTP: &stackprint.HTTPFacts{StatusCode: 200}},
 		{Target: noSNI.Target(), Started: t0.Add(2500 * time.Millisecond), Duration: 5 * time.Second, Status: stackprint.StatusTimeout, Conns: 10, JARM: stackprint.ZeroJARM, Error: "deadline exceeded"},
 		{Target: noSNI.Target(), Status: stackprint.StatusOutOfScope, Error: "-"},
 	}
-	hit := &stackprint.Match{Kind: "jarm", Value: jarmHit, Label: "cobalt-strike", Source: "salesforce/jarm", Confidence: "high"}
-	odd := &stackprint.Match{Kind: "jarm", Value: jarmHit, Label: "ünïcode <&> label", Confidence: "low"}
-	ms = []*stackprint.Match{hit, odd, nil, nil}
+	hit := stackprint.Match{Kind: "jarm", Value: jarmHit, Label: "cobalt-strike", Source: "salesforce/jarm", Confidence: "high"}
+	cert := stackprint.Match{Kind: "cert_sha1", Value: certSHA1, Label: "Dridex C&C", Source: "abuse.ch SSLBL", Confidence: "high"}
+	odd := stackprint.Match{Kind: "jarm", Value: jarmHit, Label: "ünïcode <&> label", Confidence: "low"}
+	ms = [][]stackprint.Match{{hit, cert}, {odd}, nil, nil}
 	return evs, rs, ms
 }
 
+const (
+	atsfHit    = "5f3c1e0b9a6d4c2e8f7a1b3c5d7e9f0a2b4c6d8e0f1a3b5c7d9e1f2a4b6c8d0e"
+	certSHA256 = "8b3f2a1c0d9e8f7a6b5c4d3e2f1a0b9c8d7e6f5a4b3c2d1e0f9a8b7c6d5e4f3a"
+	certSHA1   = "6affac1fc1bc9b8bd5a8ca3e6b5b5ce4e2a5fd0b"
+)
+
+// fixtureAlerts are the verdicts of the default rules on the fixtures: a
+// DB match and an SSLBL certificate on the Zeek event (the latter
+// simulated, with suppressed events), a low match on the Suricata one.
 func fixtureAlerts() []stackprint.Alert {
 	evs, rs, ms := fixtures()
-	var out []stackprint.Alert
-	for i := range evs {
-		if ms[i] == nil {
-			continue
-		}
-		out = append(out, stackprint.Alert{
-			ID:       stackprint.AlertID("jarm_match", evs[i], rs[i].JARM),
-			TS:       rs[i].Started.Add(rs[i].Duration).In(testZone),
-			Event:    evs[i],
-			Result:   rs[i],
-			Match:    *ms[i],
-			Rule:     "jarm_match",
-			Severity: "high",
-		})
+	mk := func(i int, m stackprint.Match, rule, name, sev string, sid int, tags []string) stackprint.Alert {
+		v := stackprint.Verdict{Rule: rule, Severity: sev, Match: m, RuleName: name,
+			Description: "Why " + rule + " fired.", Category: "A Network Trojan was detected", SignatureID: sid, Tags: tags}
+		return stackprint.NewAlert(v, evs[i], rs[i], rs[i].Started.Add(rs[i].Duration).In(testZone))
 	}
-	return out
+	a := mk(0, ms[0][0], "db_match", "TLS server fingerprint in the fingerprint DB", "high", 9700001, []string{"fingerprint-db"})
+	b := mk(0, ms[0][1], "sslbl_cert", "Server certificate on a C2 certificate block list", "high", 9700003, []string{"certificate", "sslbl"})
+	b.Simulated, b.Suppressed = true, 3
+	c := mk(1, ms[1][0], "db_match", "TLS server fingerprint in the fingerprint DB", "low", 9700001, []string{"fingerprint-db"})
+	return []stackprint.Alert{a, b, c}
 }

@@ -13,10 +13,16 @@ import (
 // FormatAlertText renders a for a person at a terminal (stackprint demo):
 // a short block of lines, each ending in a newline, e.g.
 //
-//	ALERT high  rule jarm_match  2025-03-04T05:06:07Z
+//	ALERT high  rule db_match  2025-03-04T05:06:07Z  [simulated]  (+3 suppressed)
+//	  why    TLS server fingerprint in the fingerprint DB
 //	  conn   10.0.0.5:51234 → 203.0.113.7:443  sni evil.example  uid CHhAvVGS1DHFjwGM9
 //	  jarm   2ad2ad0002ad2ad00042d42d00000069d641f34fe76acdc05c40262f8815e5
+//	  cert   sha1 6affac1f…  CN=evil.example
+//	  http   Server: Microsoft-IIS/10.0
 //	  match  cobalt-strike  (source salesforce/jarm, confidence high)
+//
+// The why, cert and http lines appear when known; the match line when the
+// alert is about a DB entry.
 //
 // Text that came from the network or a DB list is shown with control and
 // other non-printable characters escaped, so it cannot drive the terminal.
@@ -31,7 +37,16 @@ func FormatAlertText(a stackprint.Alert) string {
 	if !a.TS.IsZero() {
 		b.WriteString("  " + a.TS.UTC().Format(time.RFC3339))
 	}
+	if a.Simulated {
+		b.WriteString("  [simulated]")
+	}
+	if a.Suppressed > 0 {
+		fmt.Fprintf(&b, "  (+%d suppressed)", a.Suppressed)
+	}
 	b.WriteByte('\n')
+	if a.RuleName != "" {
+		b.WriteString("  why    " + safe(a.RuleName) + "\n")
+	}
 
 	fmt.Fprintf(&b, "  conn   %s → %s", orDash(addrPort(a.Event.Orig)), orDash(addrPort(a.Event.Resp)))
 	if a.Event.SNI != "" {
@@ -47,6 +62,19 @@ func FormatAlertText(a stackprint.Alert) string {
 	b.WriteByte('\n')
 
 	b.WriteString("  jarm   " + orDash(a.Result.JARM) + "\n")
+	if c := a.Result.Cert; c != nil && c.SHA1 != "" {
+		b.WriteString("  cert   sha1 " + safe(c.SHA1))
+		if c.Subject != "" {
+			b.WriteString("  " + safe(c.Subject))
+		}
+		b.WriteByte('\n')
+	}
+	if h := a.Result.HTTP; h != nil {
+		b.WriteString("  http   Server: " + orDash(h.Server) + "\n")
+	}
+	if !hasMatch(a.Match) {
+		return b.String()
+	}
 
 	b.WriteString("  match  " + orDash(a.Match.Label))
 	var details []string

@@ -1,11 +1,11 @@
 package output
 
 import (
-	"bufio"
-	"fmt"
+	"bytes"
+	"net/netip"
 	"os"
 	"path/filepath"
-	"strconv"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -55,13 +55,22 @@ func TestZeekEscape(t *testing.T) {
 
 var fixedOpen = time.Date(2025, 3, 4, 6, 0, 0, 0, testZone)
 
-// writeFixtureLog writes the fixtures to a new stackprint.log with the
-// clock at t and returns its path.
-func writeFixtureLog(t *testing.T, dir string, close bool) string {
+// clock is a settable time source for writers under test.
+type clock struct{ t time.Time }
+
+func (c *clock) now() time.Time { return c.t }
+
+// writeFixtureLog writes the fixtures to a new stackprint.log in format
+// and returns its path; close adds #close an hour later.
+func writeFixtureLog(t *testing.T, dir string, format ZeekFormat, close bool) string {
 	t.Helper()
-	path := filepath.Join(dir, "stackprint.log")
-	clock := fixedOpen
-	l, err := OpenFingerprintLog(path, func() time.Time { return clock })
+	name := "stackprint.log"
+	if format == ZeekJSON {
+		name = "stackprint.json.log"
+	}
+	path := filepath.Join(dir, name)
+	c := &clock{fixedOpen}
+	l, err := OpenFingerprintLog(path, ZeekLogOptions{Format: format, Now: c.now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,7 +84,7 @@ func writeFixtureLog(t *testing.T, dir string, close bool) string {
 		t.Fatal(err)
 	}
 	if close {
-		clock = clock.Add(time.Hour + 2*time.Second)
+		c.t = c.t.Add(time.Hour + 2*time.Second)
 		if err := l.Close(); err != nil {
 			t.Fatal(err)
 		}
@@ -84,201 +93,318 @@ func writeFixtureLog(t *testing.T, dir string, close bool) string {
 }
 
 func TestFingerprintLogGolden(t *testing.T) {
-	path := writeFixtureLog(t, t.TempDir(), true)
-	got, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
+	for _, f := range []ZeekFormat{ZeekTSV, ZeekJSON} {
+		path := writeFixtureLog(t, t.TempDir(), f, true)
+		got, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		golden(t, filepath.Base(path), got)
 	}
-	golden(t, "stackprint.log", got)
 }
 
-// zeekLog is what a zeek-cut-like reader sees in a Zeek TSV file.
-type zeekLog struct {
-	headers []map[string]string // one per header block
-	rows    []map[string]*string
-	closes  int
+func TestAlertLogGolden(t *testing.T) {
+	for _, f := range []ZeekFormat{ZeekTSV, ZeekJSON} {
+		path := filepath.Join(t.TempDir(), "stackprint_alert.log")
+		c := &clock{fixedOpen}
+		l, err := OpenAlertLog(path, ZeekLogOptions{Format: f, Now: c.now})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, a := range fixtureAlerts() {
+			if err := l.Write(a); err != nil {
+				t.Fatal(err)
+			}
+		}
+		c.t = c.t.Add(time.Hour)
+		if err := l.Close(); err != nil {
+			t.Fatal(err)
+		}
+		got, _ := os.ReadFile(path)
+		golden(t, "stackprint_alert."+string(f)+".log", got)
+	}
 }
 
-// readZeekLog parses path the way zeek-cut does: the header gives the
-// separator and the column names, columns are picked by name, "-" is
-// unset (nil) and "(empty)" the empty string.
-func readZeekLog(t *testing.T, path string) zeekLog {
+// readTSV parses path with the package's own reader.
+func readTSV(t *testing.T, path string) *ZeekTSVFile {
 	t.Helper()
 	f, err := os.Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	var (
-		out    zeekLog
-		sep    = "\t"
-		fields []string
-		hdr    map[string]string
-		unset  = "-"
-		empty  = "(empty)"
-	)
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		line := sc.Text()
-		if strings.HasPrefix(line, "#") {
-			if strings.HasPrefix(line, "#separator ") {
-				sep = zeekUnescape(strings.TrimPrefix(line, "#separator "))
-				hdr = map[string]string{"separator": sep}
-				out.headers = append(out.headers, hdr)
+	z, err := ReadZeekTSV(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return z
+}
+
+// wantRecords is what a reader must get back for recs: the same values,
+// unset (nil, zero time, invalid address) left out, ints as the reader's
+// Zeek types, times in UTC.
+func wantRecords(schema ZeekSchema, recs [][]any) []ZeekRecord {
+	var out []ZeekRecord
+	for _, rec := range recs {
+		r := ZeekRecord{}
+		for i, f := range schema.Fields {
+			v := rec[i]
+			if isUnset(v) {
 				continue
 			}
-			k, v, _ := strings.Cut(line[1:], sep)
-			if hdr == nil {
-				t.Fatalf("header line before #separator: %q", line)
+			switch x := v.(type) {
+			case time.Time:
+				v = x.Round(time.Microsecond).UTC()
+			case time.Duration:
+				v = x.Round(time.Microsecond)
+			case int:
+				switch f.Type {
+				case "port":
+					v = uint16(x)
+				case "int":
+					v = int64(x)
+				default:
+					v = uint64(x)
+				}
+			case netip.Addr:
+				v = x.Unmap()
 			}
-			switch k {
-			case "fields":
-				fields = strings.Split(v, sep)
-			case "unset_field":
-				unset = v
-			case "empty_field":
-				empty = v
-			case "close":
-				out.closes++
-			}
-			hdr[k] = v
-			continue
+			r[f.Name] = v
 		}
-		if fields == nil {
-			t.Fatalf("data line before #fields: %q", line)
-		}
-		vals := strings.Split(line, sep)
-		if len(vals) != len(fields) {
-			t.Fatalf("%d values for %d fields: %q", len(vals), len(fields), line)
-		}
-		row := map[string]*string{}
-		for i, raw := range vals {
-			switch raw {
-			case unset:
-				row[fields[i]] = nil
-			case empty:
-				s := ""
-				row[fields[i]] = &s
-			default:
-				s := zeekUnescape(raw)
-				row[fields[i]] = &s
-			}
-		}
-		out.rows = append(out.rows, row)
-	}
-	if err := sc.Err(); err != nil {
-		t.Fatal(err)
+		out = append(out, r)
 	}
 	return out
 }
 
-// zeekUnescape decodes \xHH and \\ like Zeek's get_unescaped_string.
-func zeekUnescape(s string) string {
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+1 < len(s) {
-			if s[i+1] == '\\' {
-				b.WriteByte('\\')
-				i++
-				continue
-			}
-			if s[i+1] == 'x' && i+3 < len(s) {
-				if v, err := strconv.ParseUint(s[i+2:i+4], 16, 8); err == nil {
-					b.WriteByte(byte(v))
-					i += 3
-					continue
-				}
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
-}
-
 func TestFingerprintLogReadBack(t *testing.T) {
-	path := writeFixtureLog(t, t.TempDir(), true)
-	log := readZeekLog(t, path)
-
-	if len(log.headers) != 1 || log.closes != 1 {
-		t.Fatalf("%d header blocks, %d #close lines; want 1 and 1", len(log.headers), log.closes)
+	path := writeFixtureLog(t, t.TempDir(), ZeekTSV, true)
+	z := readTSV(t, path)
+	if len(z.Headers) != 1 {
+		t.Fatalf("%d header blocks, want 1", len(z.Headers))
 	}
-	h := log.headers[0]
-	for k, want := range map[string]string{
-		"separator": "\t", "set_separator": ",", "empty_field": "(empty)", "unset_field": "-",
-		"path": "stackprint", "open": "2025-03-04-06-00-00", "close": "2025-03-04-07-00-02",
-	} {
-		if h[k] != want {
-			t.Errorf("#%s = %q, want %q", k, h[k], want)
-		}
+	h := z.Headers[0]
+	if h.Separator != "\t" || h.SetSeparator != "," || h.EmptyField != "(empty)" || h.UnsetField != "-" ||
+		h.Path != "stackprint" || h.Open != "2025-03-04-06-00-00" || h.Close != "2025-03-04-07-00-02" {
+		t.Errorf("header %+v", h)
 	}
-	if got := strings.Count(h["types"], "\t") + 1; got != 15 {
-		t.Errorf("%d types, want 15", got)
+	if !reflect.DeepEqual(h.Fields, fingerprintSchema().Fields) {
+		t.Errorf("fields %v", h.Fields)
 	}
-
 	evs, rs, ms := fixtures()
-	if len(log.rows) != len(evs) {
-		t.Fatalf("%d rows, want %d", len(log.rows), len(evs))
+	var recs [][]any
+	for i := range evs {
+		recs = append(recs, fingerprintRecord(evs[i], rs[i], ms[i]))
 	}
-	for i, row := range log.rows {
-		ev, r, m := evs[i], rs[i], ms[i]
-		ts := r.Started
-		if ts.IsZero() {
-			ts = ev.TS
+	want := wantRecords(fingerprintSchema(), recs)
+	if !reflect.DeepEqual(z.Records, want) {
+		t.Errorf("records read back\n got %v\nwant %v", z.Records, want)
+	}
+	// Spot checks against the domain values, not our own record builder.
+	r0, r1, r3 := z.Records[0], z.Records[1], z.Records[3]
+	if r0["uid"] != "CHhAvVGS1DHFjwGM9" || r0["id.resp_h"] != netip.MustParseAddr("203.0.113.7") || r0["id.resp_p"] != uint16(443) ||
+		r0["cert_sha1"] != certSHA1 || r0["http_server"] != "Microsoft-IIS/10.0" || r0["matched"] != true || r0["match_label"] != "cobalt-strike" ||
+		r0["duration"] != 1234567*time.Microsecond || !r0["ts"].(time.Time).Equal(rs[0].Started.Round(time.Microsecond)) {
+		t.Errorf("record 0: %v", r0)
+	}
+	if r1["server_name"] != "tab\there.example" || r1["error"] != `probe 3: read: connection reset\by peer` ||
+		r1["uid"] != "1234567890123456789" || r1["match_source"] != "" || r1["http_server"] != "" {
+		t.Errorf("record 1: %v", r1)
+	}
+	if _, ok := r3["jarm"]; ok || r3["error"] != "-" || r3["matched"] != false || r3["conns"] != uint64(0) {
+		t.Errorf("record 3: %v", r3)
+	}
+	if _, ok := r3["match_label"]; ok {
+		t.Errorf("record 3 has match columns without a match: %v", r3)
+	}
+}
+
+func TestFingerprintLogReadBackJSON(t *testing.T) {
+	path := writeFixtureLog(t, t.TempDir(), ZeekJSON, true)
+	f, _ := os.Open(path)
+	defer f.Close()
+	got, err := ReadZeekJSON(f, fingerprintSchema())
+	if err != nil {
+		t.Fatal(err)
+	}
+	evs, rs, ms := fixtures()
+	var recs [][]any
+	for i := range evs {
+		recs = append(recs, fingerprintRecord(evs[i], rs[i], ms[i]))
+	}
+	if want := wantRecords(fingerprintSchema(), recs); !reflect.DeepEqual(got, want) {
+		t.Errorf("records read back\n got %v\nwant %v", got, want)
+	}
+}
+
+// roundTripSchema covers every Zeek type the writer supports.
+func roundTripSchema() ZeekSchema {
+	return ZeekSchema{Path: "roundtrip", Fields: []ZeekField{
+		{"ts", "time"}, {"s", "string"}, {"e", "enum"}, {"a", "addr"}, {"p", "port"},
+		{"c", "count"}, {"i", "int"}, {"d", "double"}, {"b", "bool"}, {"iv", "interval"},
+		{"set", "set[string]"}, {"vec", "vector[string]"},
+	}}
+}
+
+// The strings every Zeek reader trips on: separators, newlines, the unset
+// and empty markers as data, non-ASCII, a leading #.
+var awkward = []string{
+	"plain", "", "-", "(empty)", "a\tb", "line\nbreak\r\n", "back\\slash", `\x41 literal`,
+	"ünïcode 😄", "# not a header", "a,b", "ñ\xc0\x81", "bell\x07",
+}
+
+func roundTripRecords() [][]any {
+	t0 := time.Date(2025, 3, 4, 5, 6, 7, 123456000, time.UTC)
+	var recs [][]any
+	for i, s := range awkward {
+		recs = append(recs, []any{
+			t0.Add(time.Duration(i) * time.Second), s, "Stackprint::Alert", netip.MustParseAddr("2001:db8::1"), uint16(443),
+			uint64(i), int64(-i), float64(i) + 0.25, i%2 == 0, time.Duration(i) * time.Millisecond,
+			[]string{s, "x"}, []string{},
+		})
+	}
+	// A record with everything unset, and one whose first column is a
+	// string starting with '#'.
+	recs = append(recs, make([]any, len(roundTripSchema().Fields)))
+	return recs
+}
+
+func writeRoundTrip(t *testing.T, format ZeekFormat, schema ZeekSchema, recs [][]any) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "roundtrip.log")
+	l, err := OpenZeekLog(path, schema, ZeekLogOptions{Format: format, Now: func() time.Time { return fixedOpen }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range recs {
+		if err := l.Write(r); err != nil {
+			t.Fatal(err)
 		}
-		want := map[string]*string{
-			"ts":          ptr(fmt.Sprintf("%d.%06d", ts.Unix(), (ts.Nanosecond()+500)/1000)),
-			"uid":         opt(ev.ConnID()),
-			"id.orig_h":   ptr(ev.Orig.Addr().String()),
-			"id.orig_p":   ptr(strconv.Itoa(int(ev.Orig.Port()))),
-			"id.resp_h":   ptr(r.Target.IP.String()),
-			"id.resp_p":   ptr(strconv.Itoa(int(r.Target.Port))),
-			"server_name": opt(r.Target.SNI),
-			"status":      ptr(string(r.Status)),
-			"jarm":        opt(r.JARM),
-			"conns":       ptr(strconv.Itoa(r.Conns)),
-			"duration":    ptr(strconv.FormatFloat(r.Duration.Seconds(), 'f', 6, 64)),
-			"error":       opt(r.Error),
-			"matched":     ptr("F"),
-		}
-		if m != nil {
-			want["matched"] = ptr("T")
-			want["match_label"] = ptr(m.Label)
-			want["match_source"] = ptr(m.Source)
-		}
-		for name, w := range want {
-			g := row[name]
-			if (g == nil) != (w == nil) || g != nil && *g != *w {
-				t.Errorf("row %d %s = %s, want %s", i, name, show(g), show(w))
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func TestZeekTSVRoundTrip(t *testing.T) {
+	recs := roundTripRecords()
+	path := writeRoundTrip(t, ZeekTSV, roundTripSchema(), recs)
+	z := readTSV(t, path)
+	if want := wantRecords(roundTripSchema(), recs); !reflect.DeepEqual(z.Records, want) {
+		for i := range want {
+			if i < len(z.Records) && !reflect.DeepEqual(z.Records[i], want[i]) {
+				t.Errorf("record %d\n got %#v\nwant %#v", i, z.Records[i], want[i])
 			}
 		}
-		if m == nil && (row["match_label"] != nil || row["match_source"] != nil) {
-			t.Errorf("row %d: match columns set without a match", i)
+		t.Fatalf("%d records back, want %d", len(z.Records), len(want))
+	}
+	b, _ := os.ReadFile(path)
+	golden(t, "roundtrip.tsv.log", b)
+	// A string column first: a value starting with # must not start a line.
+	schema := ZeekSchema{Path: "hash", Fields: []ZeekField{{"s", "string"}}}
+	path = writeRoundTrip(t, ZeekTSV, schema, [][]any{{"#fields\tx"}})
+	b, _ = os.ReadFile(path)
+	if !strings.Contains(string(b), "\n\\x23fields\\x09x\n") {
+		t.Errorf("leading # not escaped:\n%s", b)
+	}
+	if z := readTSV(t, path); len(z.Records) != 1 || z.Records[0]["s"] != "#fields\tx" {
+		t.Errorf("read back %v", z.Records)
+	}
+}
+
+func TestZeekJSONRoundTrip(t *testing.T) {
+	recs := roundTripRecords()
+	path := writeRoundTrip(t, ZeekJSON, roundTripSchema(), recs)
+	f, _ := os.Open(path)
+	defer f.Close()
+	got, err := ReadZeekJSON(f, roundTripSchema())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := wantRecords(roundTripSchema(), recs)
+	// Zeek's JSON escaping is one way for control bytes other than TAB,
+	// LF, CR and for invalid UTF-8: the reader sees the \xHH text.
+	for i, s := range awkward {
+		if e := zeekJSONEscape(s); e != s {
+			want[i]["s"] = e
+			want[i]["set"] = []string{e, "x"}
+		}
+	}
+	if !reflect.DeepEqual(got, want) {
+		for i := range want {
+			if i < len(got) && !reflect.DeepEqual(got[i], want[i]) {
+				t.Errorf("record %d\n got %#v\nwant %#v", i, got[i], want[i])
+			}
+		}
+		t.Fatalf("%d records back, want %d", len(got), len(want))
+	}
+	b, _ := os.ReadFile(path)
+	golden(t, "roundtrip.json.log", b)
+}
+
+func TestZeekJSONEscape(t *testing.T) {
+	// Pairs from Zeek's own btest baseline (json-non-printable-escaping):
+	// a raw 0x07 and the literal text \x07 both come out as "\\x07".
+	tests := []struct{ in, want string }{
+		{"/non_printable_\x07", `"/non_printable_\\x07"`},
+		{`/non_printable_literal_\x07`, `"/non_printable_literal_\\x07"`},
+		{"/printable_😄", `"/printable_😄"`},
+		{"tab\tnl\ncr\r", `"tab\tnl\ncr\r"`},
+		{`quote" back\`, `"quote\" back\\"`},
+		{"bad\xffbyte", `"bad\\xffbyte"`},
+		{"del\x7f", `"del\\x7f"`},
+		{"-", `"-"`},
+		{"", `""`},
+		{"<&>", `"<&>"`},
+	}
+	for _, tt := range tests {
+		var b bytes.Buffer
+		writeJSONString(&b, zeekJSONEscape(tt.in))
+		if b.String() != tt.want {
+			t.Errorf("%q → %s, want %s", tt.in, b.String(), tt.want)
 		}
 	}
 }
 
-func ptr(s string) *string { return &s }
-
-func opt(s string) *string {
-	if s == "" {
-		return nil
+func TestZeekJSONNumbers(t *testing.T) {
+	schema := ZeekSchema{Path: "n", Fields: []ZeekField{{"ts", "time"}, {"iv", "interval"}, {"d", "double"}, {"p", "port"}}}
+	path := writeRoundTrip(t, ZeekJSON, schema, [][]any{
+		{time.Unix(1332008617, 0), 3600 * time.Second, 2.0, uint16(443)},
+		{time.Unix(1332008619, 800000000), 1500 * time.Microsecond, 0.1234, 80},
+	})
+	b, _ := os.ReadFile(path)
+	want := `{"ts":1332008617.0,"iv":3600.0,"d":2.0,"p":443}` + "\n" + `{"ts":1332008619.8,"iv":0.0015,"d":0.1234,"p":80}` + "\n"
+	if string(b) != want {
+		t.Errorf("got\n%s\nwant\n%s", b, want)
 	}
-	return &s
 }
 
-func show(p *string) string {
-	if p == nil {
-		return "unset"
+func TestZeekLogWriteTypeErrors(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "x.log")
+	l, err := OpenZeekLog(path, roundTripSchema(), ZeekLogOptions{})
+	if err != nil {
+		t.Fatal(err)
 	}
-	return strconv.Quote(*p)
+	defer l.Close()
+	rec := make([]any, len(roundTripSchema().Fields))
+	rec[4] = "443" // a port as a string
+	if err := l.Write(rec); err == nil || !strings.Contains(err.Error(), "field p") {
+		t.Errorf("bad type accepted: %v", err)
+	}
+	if err := l.Write(rec[:3]); err == nil {
+		t.Error("short record accepted")
+	}
+	rec[4], rec[5] = nil, -1
+	if err := l.Write(rec); err == nil {
+		t.Error("negative count accepted")
+	}
 }
 
 func TestFingerprintLogReopenAppends(t *testing.T) {
 	dir := t.TempDir()
-	path := writeFixtureLog(t, dir, false) // no #close: as after a crash
+	path := writeFixtureLog(t, dir, ZeekTSV, false) // no #close: as after a crash
 	evs, rs, ms := fixtures()
-
-	l, err := OpenFingerprintLog(path, func() time.Time { return fixedOpen.Add(time.Hour) })
+	l, err := OpenFingerprintLog(path, ZeekLogOptions{Now: func() time.Time { return fixedOpen.Add(time.Hour) }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -288,29 +414,21 @@ func TestFingerprintLogReopenAppends(t *testing.T) {
 	if err := l.Close(); err != nil {
 		t.Fatal(err)
 	}
-
-	log := readZeekLog(t, path)
-	if len(log.headers) != 1 {
-		t.Errorf("%d header blocks after reopen, want 1", len(log.headers))
-	}
-	if len(log.rows) != len(evs)+1 {
-		t.Errorf("%d rows, want %d", len(log.rows), len(evs)+1)
-	}
-	if log.closes != 1 {
-		t.Errorf("%d #close lines, want 1", log.closes)
+	z := readTSV(t, path)
+	if len(z.Headers) != 1 || len(z.Records) != len(evs)+1 || z.Headers[0].Close != "2025-03-04-07-00-00" {
+		t.Errorf("%d header blocks, %d records, close %q; want 1, %d, 2025-03-04-07-00-00", len(z.Headers), len(z.Records), z.Headers[0].Close, len(evs)+1)
 	}
 	b, _ := os.ReadFile(path)
-	if !strings.HasSuffix(string(b), "#close\t2025-03-04-07-00-00\n") {
-		t.Errorf("file does not end with #close:\n%s", b)
+	if !strings.HasSuffix(string(b), "#close\t2025-03-04-07-00-00\n") || strings.Count(string(b), "#close") != 1 {
+		t.Errorf("file does not end with one #close:\n%s", b)
 	}
 }
 
 func TestFingerprintLogReopenAfterClose(t *testing.T) {
 	dir := t.TempDir()
-	path := writeFixtureLog(t, dir, true)
+	path := writeFixtureLog(t, dir, ZeekTSV, true)
 	evs, rs, ms := fixtures()
-
-	l, err := OpenFingerprintLog(path, func() time.Time { return fixedOpen.Add(2 * time.Hour) })
+	l, err := OpenFingerprintLog(path, ZeekLogOptions{Now: func() time.Time { return fixedOpen.Add(2 * time.Hour) }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -321,17 +439,14 @@ func TestFingerprintLogReopenAfterClose(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Nothing is appended after #close: the closed file was moved aside
-	// under Zeek's rotated name and a new one begun.
-	log := readZeekLog(t, path)
-	if len(log.headers) != 1 || log.headers[0]["open"] != "2025-03-04-08-00-00" {
-		t.Errorf("want one header block opened 2025-03-04-08-00-00, got %v", log.headers)
+	// under Zeek's rotated name (its own #open time) and a new one begun.
+	z := readTSV(t, path)
+	if len(z.Headers) != 1 || z.Headers[0].Open != "2025-03-04-08-00-00" || len(z.Records) != 1 {
+		t.Errorf("new file: %+v, %d records", z.Headers, len(z.Records))
 	}
-	if len(log.rows) != 1 || log.closes != 1 {
-		t.Errorf("%d rows and %d #close lines, want 1 and 1", len(log.rows), log.closes)
-	}
-	old := readZeekLog(t, filepath.Join(dir, "stackprint.2025-03-04-08-00-00.log"))
-	if len(old.rows) != len(evs) || old.closes != 1 {
-		t.Errorf("rotated file: %d rows and %d #close lines, want %d and 1", len(old.rows), old.closes, len(evs))
+	old := readTSV(t, filepath.Join(dir, "stackprint.2025-03-04-06-00-00.log"))
+	if len(old.Records) != len(evs) || old.Headers[0].Close == "" {
+		t.Errorf("rotated file: %d records, close %q", len(old.Records), old.Headers[0].Close)
 	}
 }
 
@@ -339,30 +454,29 @@ func TestFingerprintLogReopenTornAndForeign(t *testing.T) {
 	evs, rs, ms := fixtures()
 	now := func() time.Time { return fixedOpen }
 	tests := []struct {
-		name        string
-		content     string
-		wantHeaders int
+		name    string
+		content string
 	}{
 		// A crash cut the last record: it is ended, the header reused.
-		{"torn line", "", 1},
+		{"torn line", ""},
 		// Columns of another version: moved aside, never mixed rows.
-		{"other columns", "#separator \\x09\n#fields\tts\tuid\n#types\ttime\tstring\n1.000000\tCx\n", 1},
+		{"other columns", "#separator \\x09\n#fields\tts\tuid\n#types\ttime\tstring\n1.000000\tCx\n"},
 		// Not a Zeek log at all.
-		{"no header", "hello\n", 1},
+		{"no header", "hello\n"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := t.TempDir()
 			path := filepath.Join(dir, "stackprint.log")
 			if tt.content == "" {
-				path = writeFixtureLog(t, dir, false)
+				path = writeFixtureLog(t, dir, ZeekTSV, false)
 				f, _ := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
 				f.WriteString("1741064767.000000\tCtorn\t10.0")
 				f.Close()
 			} else if err := os.WriteFile(path, []byte(tt.content), 0o640); err != nil {
 				t.Fatal(err)
 			}
-			l, err := OpenFingerprintLog(path, now)
+			l, err := OpenFingerprintLog(path, ZeekLogOptions{Now: now})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -373,13 +487,19 @@ func TestFingerprintLogReopenTornAndForeign(t *testing.T) {
 				t.Fatal(err)
 			}
 			b, _ := os.ReadFile(path)
-			if got := strings.Count(string(b), "#fields\t"); got != tt.wantHeaders {
-				t.Errorf("%d #fields lines, want %d:\n%s", got, tt.wantHeaders, b)
+			if got := strings.Count(string(b), "#fields\t"); got != 1 {
+				t.Errorf("%d #fields lines, want 1:\n%s", got, b)
 			}
-			last := strings.Split(strings.TrimSuffix(string(b), "\n"), "\n")
-			rec := last[len(last)-2] // before #close
+			lines := strings.Split(strings.TrimSuffix(string(b), "\n"), "\n")
+			rec := lines[len(lines)-2] // before #close
 			if !strings.HasPrefix(rec, "1741064767.623457\tCHhAvVGS1DHFjwGM9\t") {
 				t.Errorf("new record not on its own line: %q", rec)
+			}
+			if tt.content != "" {
+				aside, _ := filepath.Glob(filepath.Join(dir, "stackprint.*-*.log"))
+				if len(aside) != 1 {
+					t.Errorf("foreign file not moved aside: %v", aside)
+				}
 			}
 		})
 	}
@@ -387,7 +507,7 @@ func TestFingerprintLogReopenTornAndForeign(t *testing.T) {
 
 func TestFingerprintLogCloseAndAfter(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "stackprint.log")
-	l, err := OpenFingerprintLog(path, func() time.Time { return fixedOpen })
+	l, err := OpenFingerprintLog(path, ZeekLogOptions{Now: func() time.Time { return fixedOpen }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -412,6 +532,84 @@ func TestFingerprintLogCloseAndAfter(t *testing.T) {
 	if err := l.Flush(); err == nil {
 		t.Error("Flush after Close succeeded")
 	}
+}
+
+func TestZeekLogRotation(t *testing.T) {
+	evs, rs, ms := fixtures()
+	t.Run("interval", func(t *testing.T) {
+		dir := t.TempDir()
+		path := filepath.Join(dir, "stackprint.log")
+		c := &clock{fixedOpen.Add(20 * time.Minute)}
+		l, err := OpenFingerprintLog(path, ZeekLogOptions{RotateInterval: time.Hour, Now: c.now})
+		if err != nil {
+			t.Fatal(err)
+		}
+		l.Write(evs[0], rs[0], ms[0])
+		c.t = fixedOpen.Add(59 * time.Minute)
+		if err := l.MaybeRotate(); err != nil {
+			t.Fatal(err)
+		}
+		l.Write(evs[1], rs[1], ms[1])
+		// On the hour, a quiet log rotates from the ticker alone.
+		c.t = fixedOpen.Add(time.Hour)
+		if err := l.MaybeRotate(); err != nil {
+			t.Fatal(err)
+		}
+		old := filepath.Join(dir, "stackprint.2025-03-04-06-20-00.log")
+		z := readTSV(t, old)
+		if len(z.Records) != 2 || z.Headers[0].Close != "2025-03-04-07-00-00" {
+			t.Fatalf("rotated file: %d records, close %q", len(z.Records), z.Headers[0].Close)
+		}
+		// Like Zeek, the next file appears with the next record.
+		if _, err := os.Stat(path); !os.IsNotExist(err) {
+			t.Fatalf("new file created before any record: %v", err)
+		}
+		c.t = fixedOpen.Add(90 * time.Minute)
+		l.Write(evs[2], rs[2], ms[2])
+		// A record after the next boundary rotates first, then is written.
+		c.t = fixedOpen.Add(2*time.Hour + time.Second)
+		l.Write(evs[3], rs[3], ms[3])
+		if err := l.Close(); err != nil {
+			t.Fatal(err)
+		}
+		for name, n := range map[string]int{"stackprint.2025-03-04-07-30-00.log": 1, "stackprint.log": 1} {
+			z := readTSV(t, filepath.Join(dir, name))
+			if len(z.Records) != n || z.Headers[0].Close == "" {
+				t.Errorf("%s: %d records, close %q", name, len(z.Records), z.Headers[0].Close)
+			}
+		}
+	})
+	t.Run("size", func(t *testing.T) {
+		dir := t.TempDir()
+		path := filepath.Join(dir, "alerts.log")
+		c := &clock{fixedOpen}
+		l, err := OpenAlertLog(path, ZeekLogOptions{Format: ZeekJSON, RotateSize: 1500, Now: c.now})
+		if err != nil {
+			t.Fatal(err)
+		}
+		as := fixtureAlerts()
+		for i := range 6 {
+			c.t = c.t.Add(time.Second)
+			if err := l.Write(as[i%len(as)]); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := l.Close(); err != nil {
+			t.Fatal(err)
+		}
+		files, _ := filepath.Glob(filepath.Join(dir, "alerts*.log"))
+		total := 0
+		for _, f := range files {
+			b, _ := os.ReadFile(f)
+			if len(b) > 1500 && strings.Count(string(b), "\n") > 1 {
+				t.Errorf("%s is %d bytes, over the 1500 limit", f, len(b))
+			}
+			total += strings.Count(string(b), "\n")
+		}
+		if len(files) < 3 || total != 6 {
+			t.Errorf("%d files with %d records, want >= 3 files and 6 records", len(files), total)
+		}
+	})
 }
 
 func TestZeekTimeFormat(t *testing.T) {

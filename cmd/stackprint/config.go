@@ -26,6 +26,7 @@ type Config struct {
 	Scheduler SchedulerConfig `yaml:"scheduler"`
 	Probe     ProbeConfig     `yaml:"probe"`
 	Outputs   OutputsConfig   `yaml:"outputs"`
+	Rules     RulesConfig     `yaml:"rules"`
 	Log       LogConfig       `yaml:"log"`
 	Daemon    DaemonConfig    `yaml:"daemon"`
 	Metrics   MetricsConfig   `yaml:"metrics"`
@@ -88,9 +89,41 @@ type ProbeConfig struct {
 	ReadCap             int      `yaml:"read_cap"`
 }
 
+// OutputsConfig: each output is off when its path is "" (validate in
+// sink.go).
 type OutputsConfig struct {
-	Alerts       string `yaml:"alerts"`
-	Fingerprints string `yaml:"fingerprints"`
+	Alerts            string        `yaml:"alerts"`
+	AlertsFormat      string        `yaml:"alerts_format"`
+	Fingerprints      string        `yaml:"fingerprints"`
+	AlertLog          string        `yaml:"alert_log"`
+	ZeekFormat        string        `yaml:"zeek_format"`
+	RotateInterval    time.Duration `yaml:"rotate_interval"`
+	RotateSize        int64         `yaml:"rotate_size"`
+	EVE               string        `yaml:"eve"`
+	ZeekIntel         string        `yaml:"zeek_intel"`
+	ZeekIntelDoNotice bool          `yaml:"zeek_intel_do_notice"`
+	SuricataDataset   string        `yaml:"suricata_dataset"`
+}
+
+// RulesConfig selects and tunes the alert rules (validate and options in
+// rulescmd.go).
+type RulesConfig struct {
+	Files            []string                  `yaml:"files"`
+	DisableBuiltin   bool                      `yaml:"disable_builtin"`
+	Disabled         []string                  `yaml:"disabled"`
+	Params           map[string]map[string]any `yaml:"params"`
+	Simulation       bool                      `yaml:"simulation"`
+	Baselines        []BaselineConfig          `yaml:"baselines"`
+	SuppressCapacity int                       `yaml:"suppress_capacity"`
+}
+
+// BaselineConfig is the recorded fingerprint of one monitored own server.
+type BaselineConfig struct {
+	Server     string `yaml:"server"`
+	SNI        string `yaml:"sni"`
+	JARM       string `yaml:"jarm"`
+	ATSF       string `yaml:"atsf"`
+	CertSHA256 string `yaml:"cert_sha256"`
 }
 
 type LogConfig struct {
@@ -234,12 +267,8 @@ func (c *Config) Validate() error {
 	if c.Probe.ReadCap > 0 && c.Probe.ReadCap < 16<<10 {
 		bad("probe.read_cap", c.Probe.ReadCap, "must be at least 16384 (one TLS record)")
 	}
-	if c.Outputs.Alerts == "" {
-		bad("outputs.alerts", `""`, "required")
-	}
-	if c.Outputs.Fingerprints == "" {
-		bad("outputs.fingerprints", `""`, "required")
-	}
+	errs = append(errs, c.Outputs.validate()...)
+	errs = append(errs, c.Rules.validate()...)
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
 	default:

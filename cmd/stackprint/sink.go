@@ -6,53 +6,171 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"time"
 
 	"github.com/stackprint/stackprint"
 	"github.com/stackprint/stackprint/output"
 )
 
-// fileSink writes fingerprint records and alerts to their files. Each
-// write is flushed and synced before it returns: that is what lets the
-// tailer count an event as settled.
+// fileSink writes fingerprint records and alerts to every configured
+// output. Each write is flushed and fsynced before it returns (feeds
+// included): that is what lets the tailer count an event as settled.
 type fileSink struct {
-	mu     sync.Mutex
-	fp     *output.FingerprintLog
-	alerts *output.AlertWriter
-	hooks  daemonHooks
+	mu       sync.Mutex
+	fp       *output.FingerprintLog // nil when off
+	alerts   *output.AlertWriter    // nil when off
+	alertLog *output.AlertLog       // nil when off
+	eve      *output.AlertWriter    // nil when off
+	feeds    []*output.ServerFeed
+	hooks    daemonHooks
+
+	stop chan struct{} // ends the rotation ticker
+	done chan struct{}
 }
 
-func openSink(cfg OutputsConfig, hooks daemonHooks) (*fileSink, error) {
-	for _, p := range []string{cfg.Alerts, cfg.Fingerprints} {
-		if p != "-" {
+// validate checks the outputs keys; every path may be "" (off) but alerts
+// must go somewhere.
+func (o OutputsConfig) validate() []error {
+	var errs []error
+	bad := func(field string, v any, reason string) {
+		errs = append(errs, &FieldError{Field: field, Value: v, Reason: reason})
+	}
+	if o.Alerts == "" && o.AlertLog == "" && o.EVE == "" {
+		bad("outputs.alerts", `""`, "at least one of outputs.alerts, outputs.alert_log and outputs.eve is required, or alerts go nowhere")
+	}
+	switch output.AlertFormat(o.AlertsFormat) {
+	case "", output.AlertNDJSON, output.AlertECS, output.AlertEVE:
+	default:
+		bad("outputs.alerts_format", o.AlertsFormat, `must be "ecs", "ndjson" or "eve"`)
+	}
+	switch output.ZeekFormat(o.ZeekFormat) {
+	case "", output.ZeekTSV, output.ZeekJSON:
+	default:
+		bad("outputs.zeek_format", o.ZeekFormat, `must be "tsv" or "json"`)
+	}
+	if o.RotateInterval < 0 || (o.RotateInterval > 0 && o.RotateInterval < time.Minute) {
+		bad("outputs.rotate_interval", o.RotateInterval, "must be 0 (off) or at least 1m")
+	}
+	if o.RotateSize < 0 || (o.RotateSize > 0 && o.RotateSize < 64<<10) {
+		bad("outputs.rotate_size", o.RotateSize, "must be 0 (off) or at least 65536 bytes")
+	}
+	seen := map[string]string{}
+	for _, p := range []struct{ key, path string }{
+		{"outputs.alerts", o.Alerts}, {"outputs.fingerprints", o.Fingerprints}, {"outputs.alert_log", o.AlertLog},
+		{"outputs.eve", o.EVE}, {"outputs.zeek_intel", o.ZeekIntel}, {"outputs.suricata_dataset", o.SuricataDataset},
+	} {
+		if p.path == "" || p.path == "-" {
+			continue
+		}
+		clean := filepath.Clean(p.path)
+		if other, dup := seen[clean]; dup {
+			bad(p.key, p.path, "same file as "+other)
+		}
+		seen[clean] = p.key
+	}
+	for _, p := range []struct{ key, path string }{
+		{"outputs.fingerprints", o.Fingerprints}, {"outputs.alert_log", o.AlertLog}, {"outputs.eve", o.EVE},
+		{"outputs.zeek_intel", o.ZeekIntel}, {"outputs.suricata_dataset", o.SuricataDataset},
+	} {
+		if p.path == "-" {
+			bad(p.key, p.path, `standard output is only for outputs.alerts`)
+		}
+	}
+	return errs
+}
+
+func openSink(cfg OutputsConfig, hooks daemonHooks) (s *fileSink, err error) {
+	for _, p := range []string{cfg.Alerts, cfg.Fingerprints, cfg.AlertLog, cfg.EVE, cfg.ZeekIntel, cfg.SuricataDataset} {
+		if p != "" && p != "-" {
 			if err := os.MkdirAll(filepath.Dir(p), 0o750); err != nil {
 				return nil, fmt.Errorf("create output directory for %q: %w", p, err)
 			}
 		}
 	}
-	fp, err := output.OpenFingerprintLog(cfg.Fingerprints, nil)
-	if err != nil {
-		return nil, err
+	s = &fileSink{hooks: hooks}
+	defer func() {
+		if err != nil {
+			s.closeOutputs()
+		}
+	}()
+	zopts := output.ZeekLogOptions{
+		Format:         output.ZeekFormat(cfg.ZeekFormat),
+		RotateInterval: cfg.RotateInterval,
+		RotateSize:     cfg.RotateSize,
 	}
-	al, err := output.OpenAlertWriter(cfg.Alerts)
-	if err != nil {
-		fp.Close()
-		return nil, err
+	if cfg.Fingerprints != "" {
+		if s.fp, err = output.OpenFingerprintLog(cfg.Fingerprints, zopts); err != nil {
+			return nil, err
+		}
 	}
-	return &fileSink{fp: fp, alerts: al, hooks: hooks}, nil
+	if cfg.AlertLog != "" {
+		if s.alertLog, err = output.OpenAlertLog(cfg.AlertLog, zopts); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.Alerts != "" {
+		if s.alerts, err = output.OpenAlertWriter(cfg.Alerts, output.AlertFormat(cfg.AlertsFormat)); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.EVE != "" {
+		if s.eve, err = output.OpenAlertWriter(cfg.EVE, output.AlertEVE); err != nil {
+			return nil, err
+		}
+	}
+	for _, f := range []struct {
+		path string
+		kind output.FeedKind
+	}{{cfg.ZeekIntel, output.FeedZeekIntel}, {cfg.SuricataDataset, output.FeedSuricataDataset}} {
+		if f.path == "" {
+			continue
+		}
+		feed, err := output.OpenServerFeed(f.path, f.kind, output.FeedOptions{DoNotice: cfg.ZeekIntelDoNotice})
+		if err != nil {
+			return nil, err
+		}
+		s.feeds = append(s.feeds, feed)
+	}
+	if cfg.RotateInterval > 0 && (s.fp != nil || s.alertLog != nil) {
+		// Zeek rotates a quiet log on time too; writes alone would not.
+		s.stop, s.done = make(chan struct{}), make(chan struct{})
+		go s.rotateLoop(time.Second)
+	}
+	return s, nil
+}
+
+func (s *fileSink) rotateLoop(every time.Duration) {
+	defer close(s.done)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+			// A failed rotation leaves the log open and writable; the
+			// next write or tick retries, and a write error stops the
+			// daemon, so nothing is lost silently.
+			if s.fp != nil {
+				_ = s.fp.MaybeRotate()
+			}
+			if s.alertLog != nil {
+				_ = s.alertLog.MaybeRotate()
+			}
+		}
+	}
 }
 
 func (s *fileSink) Record(ev stackprint.Event, r stackprint.Result, m []stackprint.Match) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var first *stackprint.Match
-	if len(m) > 0 {
-		first = &m[0]
-	}
-	if err := s.fp.Write(ev, r, first); err != nil {
-		return err
-	}
-	if err := s.fp.Flush(); err != nil {
-		return err
+	if s.fp != nil {
+		if err := s.fp.Write(ev, r, m); err != nil {
+			return err
+		}
+		if err := s.fp.Flush(); err != nil {
+			return err
+		}
 	}
 	if s.hooks.onRecord != nil {
 		s.hooks.onRecord(ev, r, m)
@@ -60,14 +178,39 @@ func (s *fileSink) Record(ev stackprint.Event, r stackprint.Result, m []stackpri
 	return nil
 }
 
+// Alert writes a to every alert output, then flushes them all, then adds
+// its server to the feeds (simulated alerts are left out of those).
 func (s *fileSink) Alert(a stackprint.Alert) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if err := s.alerts.Write(a); err != nil {
-		return err
+	type writer interface {
+		Write(stackprint.Alert) error
+		Flush() error
 	}
-	if err := s.alerts.Flush(); err != nil {
-		return err
+	var ws []writer
+	if s.alerts != nil {
+		ws = append(ws, s.alerts)
+	}
+	if s.alertLog != nil {
+		ws = append(ws, s.alertLog)
+	}
+	if s.eve != nil {
+		ws = append(ws, s.eve)
+	}
+	for _, w := range ws {
+		if err := w.Write(a); err != nil {
+			return err
+		}
+	}
+	for _, w := range ws {
+		if err := w.Flush(); err != nil {
+			return err
+		}
+	}
+	for _, f := range s.feeds {
+		if _, err := f.Add(a); err != nil {
+			return err
+		}
 	}
 	if s.hooks.onAlert != nil {
 		s.hooks.onAlert(a)
@@ -75,8 +218,45 @@ func (s *fileSink) Alert(a stackprint.Alert) error {
 	return nil
 }
 
-func (s *fileSink) Close() error {
+// Reopen reopens the alert line files (alerts, eve) for logrotate's
+// rename-and-create rotation; call it on SIGHUP. The Zeek logs rotate
+// themselves.
+func (s *fileSink) Reopen() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return errors.Join(s.alerts.Close(), s.fp.Close())
+	var errs []error
+	for _, w := range []*output.AlertWriter{s.alerts, s.eve} {
+		if w != nil {
+			errs = append(errs, w.Reopen())
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (s *fileSink) Close() error {
+	if s.stop != nil {
+		close(s.stop)
+		<-s.done
+		s.stop = nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closeOutputs()
+}
+
+func (s *fileSink) closeOutputs() error {
+	var errs []error
+	if s.alerts != nil {
+		errs = append(errs, s.alerts.Close())
+	}
+	if s.eve != nil {
+		errs = append(errs, s.eve.Close())
+	}
+	if s.alertLog != nil {
+		errs = append(errs, s.alertLog.Close())
+	}
+	if s.fp != nil {
+		errs = append(errs, s.fp.Close())
+	}
+	return errors.Join(errs...)
 }

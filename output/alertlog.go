@@ -1,0 +1,143 @@
+package output
+
+import (
+	"github.com/stackprint/stackprint"
+)
+
+// alertSchema is stackprint_alert.log: one record per alert, in the
+// conventions of Zeek's notice.log (flat names, the connection's uid and
+// id.* so analysts join it with conn.log and ssl.log).
+func alertSchema() ZeekSchema {
+	return ZeekSchema{Path: "stackprint_alert", Fields: []ZeekField{
+		{"ts", "time"},
+		{"alert_id", "string"},
+		{"uid", "string"},
+		{"id.orig_h", "addr"},
+		{"id.orig_p", "port"},
+		{"id.resp_h", "addr"},
+		{"id.resp_p", "port"},
+		{"server_name", "string"},
+		{"rule", "string"},
+		{"rule_name", "string"},
+		{"severity", "string"},
+		{"signature_id", "count"},
+		{"category", "string"},
+		{"msg", "string"},
+		{"tags", "set[string]"},
+		{"simulated", "bool"},
+		{"suppressed", "count"},
+		{"probe_ts", "time"},
+		{"status", "string"},
+		{"jarm", "string"},
+		{"atsf", "string"},
+		{"cert_sha256", "string"},
+		{"cert_sha1", "string"},
+		{"http_server", "string"},
+		{"match_kind", "string"},
+		{"match_value", "string"},
+		{"match_label", "string"},
+		{"match_source", "string"},
+		{"match_confidence", "string"},
+		{"input", "string"},
+		{"event_ts", "time"},
+	}}
+}
+
+// AlertLog writes stackprint_alert.log. It is safe for concurrent use.
+type AlertLog struct {
+	l *ZeekLog
+}
+
+// OpenAlertLog opens stackprint_alert.log; see OpenZeekLog.
+func OpenAlertLog(path string, opts ZeekLogOptions) (*AlertLog, error) {
+	l, err := OpenZeekLog(path, alertSchema(), opts)
+	if err != nil {
+		return nil, err
+	}
+	return &AlertLog{l: l}, nil
+}
+
+// Write buffers one alert; it is durable only after Flush.
+func (a *AlertLog) Write(al stackprint.Alert) error { return a.l.Write(alertRecord(al)) }
+
+// Flush writes buffered records and fsyncs the file.
+func (a *AlertLog) Flush() error { return a.l.Flush() }
+
+// MaybeRotate rotates when the rotation interval has passed.
+func (a *AlertLog) MaybeRotate() error { return a.l.MaybeRotate() }
+
+// Rotate closes the file with #close and moves it aside.
+func (a *AlertLog) Rotate() error { return a.l.Rotate() }
+
+// Close writes #close, flushes and closes the file.
+func (a *AlertLog) Close() error { return a.l.Close() }
+
+func alertRecord(a stackprint.Alert) []any {
+	ev, r := a.Event, a.Result
+	target := ev.Target()
+	f := factsOf(r)
+	rec := []any{
+		a.TS,
+		a.ID,
+		opt(ev.ConnID()),
+		ev.Orig.Addr(),
+		portOf(ev.Orig.Addr().IsValid(), ev.Orig.Port()),
+		target.IP,
+		portOf(target.IP.IsValid(), target.Port),
+		opt(target.SNI),
+		a.Rule,
+		opt(a.RuleName),
+		a.Severity,
+		optCount(a.SignatureID),
+		opt(a.Category),
+		opt(alertMsg(a)),
+		tagsOf(a),
+		a.Simulated,
+		max(a.Suppressed, 0),
+		r.Started,
+		opt(string(r.Status)),
+		opt(r.JARM),
+		opt(f.atsf),
+		opt(f.certSHA256),
+		opt(f.certSHA1),
+		optHTTP(r),
+		nil, nil, nil, nil, nil,
+		opt(ev.Source),
+		ev.TS,
+	}
+	if m := a.Match; hasMatch(m) {
+		rec[24], rec[25], rec[26], rec[27], rec[28] = m.Kind, m.Value, m.Label, m.Source, m.Confidence
+	}
+	return rec
+}
+
+func optCount(n int) any {
+	if n <= 0 {
+		return nil
+	}
+	return n
+}
+
+func tagsOf(a stackprint.Alert) []string {
+	if a.Tags == nil {
+		return []string{}
+	}
+	return a.Tags
+}
+
+// alertMsg is the one line an analyst reads first: the rule's name and
+// what matched.
+func alertMsg(a stackprint.Alert) string {
+	msg := a.RuleName
+	if msg == "" {
+		msg = a.Rule
+	}
+	if a.Match.Label != "" {
+		msg += ": " + a.Match.Label
+	}
+	return msg
+}
+
+// hasMatch tells a verdict about a DB entry from one about something else
+// (drift, a probe fact).
+func hasMatch(m stackprint.Match) bool { return m.Kind != "" || m.Value != "" || m.Label != "" }

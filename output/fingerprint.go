@@ -1,0 +1,161 @@
+package output
+
+import (
+	"strings"
+	"time"
+
+	"github.com/stackprint/stackprint"
+)
+
+// fingerprintSchema is stackprint.log. Changing a name or type makes
+// OpenFingerprintLog move an existing file aside instead of appending.
+func fingerprintSchema() ZeekSchema {
+	return ZeekSchema{Path: "stackprint", Fields: []ZeekField{
+		{"ts", "time"},
+		{"uid", "string"},
+		{"id.orig_h", "addr"},
+		{"id.orig_p", "port"},
+		{"id.resp_h", "addr"},
+		{"id.resp_p", "port"},
+		{"server_name", "string"},
+		{"status", "string"},
+		{"jarm", "string"},
+		{"atsf", "string"},
+		{"cert_sha256", "string"},
+		{"cert_sha1", "string"},
+		{"cert_subject", "string"},
+		{"cert_issuer", "string"},
+		{"cert_not_after", "time"},
+		{"http_server", "string"},
+		{"conns", "count"},
+		{"duration", "interval"},
+		{"error", "string"},
+		{"matched", "bool"},
+		{"match_kind", "string"},
+		{"match_label", "string"},
+		{"match_source", "string"},
+		{"match_confidence", "string"},
+	}}
+}
+
+// FingerprintLog writes stackprint.log: one record per probed target (see
+// the package doc for the field conventions). It is safe for concurrent
+// use.
+type FingerprintLog struct {
+	l *ZeekLog
+}
+
+// OpenFingerprintLog opens stackprint.log; see OpenZeekLog.
+func OpenFingerprintLog(path string, opts ZeekLogOptions) (*FingerprintLog, error) {
+	l, err := OpenZeekLog(path, fingerprintSchema(), opts)
+	if err != nil {
+		return nil, err
+	}
+	return &FingerprintLog{l: l}, nil
+}
+
+// Write buffers the record of one probed target: ev is the event that
+// triggered the probe, r its result and m the DB matches (the first is
+// logged). It is durable only after Flush.
+func (f *FingerprintLog) Write(ev stackprint.Event, r stackprint.Result, m []stackprint.Match) error {
+	return f.l.Write(fingerprintRecord(ev, r, m))
+}
+
+// Flush writes buffered records and fsyncs the file.
+func (f *FingerprintLog) Flush() error { return f.l.Flush() }
+
+// MaybeRotate rotates when the rotation interval has passed.
+func (f *FingerprintLog) MaybeRotate() error { return f.l.MaybeRotate() }
+
+// Rotate closes the file with #close and moves it aside.
+func (f *FingerprintLog) Rotate() error { return f.l.Rotate() }
+
+// Close writes #close, flushes and closes the file.
+func (f *FingerprintLog) Close() error { return f.l.Close() }
+
+func fingerprintRecord(ev stackprint.Event, r stackprint.Result, m []stackprint.Match) []any {
+	target := r.Target
+	if !target.IP.IsValid() {
+		target = ev.Target()
+	}
+	ts := r.Started
+	if ts.IsZero() {
+		ts = ev.TS
+	}
+	facts := factsOf(r)
+	rec := []any{
+		ts,
+		opt(ev.ConnID()),
+		ev.Orig.Addr(),
+		portOf(ev.Orig.Addr().IsValid(), ev.Orig.Port()),
+		target.IP,
+		portOf(target.IP.IsValid(), target.Port),
+		opt(target.SNI),
+		opt(string(r.Status)),
+		opt(r.JARM),
+		opt(facts.atsf),
+		opt(facts.certSHA256),
+		opt(facts.certSHA1),
+		opt(facts.certSubject),
+		opt(facts.certIssuer),
+		facts.certNotAfter,
+		optHTTP(r),
+		max(r.Conns, 0),
+		r.Duration,
+		opt(r.Error),
+		len(m) > 0,
+		nil, nil, nil, nil,
+	}
+	if len(m) > 0 {
+		// Present but empty (a DB entry without a source) is "(empty)",
+		// not unset.
+		rec[20], rec[21], rec[22], rec[23] = m[0].Kind, m[0].Label, m[0].Source, m[0].Confidence
+	}
+	return rec
+}
+
+// opt is an optional string: "" is unset.
+func opt(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}
+
+func portOf(valid bool, p uint16) any {
+	if !valid {
+		return nil
+	}
+	return p
+}
+
+// optHTTP is the Server header when an HTTP answer was fetched: a fetched
+// answer without the header is "(empty)", no answer is unset.
+func optHTTP(r stackprint.Result) any {
+	if r.HTTP == nil {
+		return nil
+	}
+	return r.HTTP.Server
+}
+
+// facts are the result's certificate and ATSF facts in output form.
+type facts struct {
+	atsf, certSHA256, certSHA1, certSubject, certIssuer string
+	certNotAfter                                        time.Time
+	certNotBefore                                       time.Time
+	cert                                                *stackprint.CertFacts
+}
+
+func factsOf(r stackprint.Result) facts {
+	var f facts
+	if r.ATSF != nil {
+		f.atsf = r.ATSF.ID
+	}
+	if c := r.Cert; c != nil {
+		f.cert = c
+		f.certSHA256, f.certSHA1 = strings.ToLower(c.SHA256), strings.ToLower(c.SHA1)
+		f.certSubject, f.certIssuer = c.Subject, c.Issuer
+		f.certNotAfter, f.certNotBefore = c.NotAfter, c.NotBefore
+	}
+	return f
+}
