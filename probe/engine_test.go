@@ -281,3 +281,31 @@ func TestHTTPHost(t *testing.T) {
 		}
 	}
 }
+
+// TestEngineConcurrent shares one Engine between goroutines (the daemon's
+// workers do); run with -race it guards the shared definitions, dummy key
+// and limiter.
+func TestEngineConcurrent(t *testing.T) {
+	ap := startGoHTTPS(t, "127.0.1.57", tlsConfigECDSA(t))
+	e, err := NewEngine(EngineConfig{IOTimeout: 5 * time.Second, Deadline: 30 * time.Second, ConnRate: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	results := make(chan stackprint.Result, 4)
+	for range cap(results) {
+		go func() { results <- e.Probe(testCtx(t), stackprint.Target{IP: ap.Addr(), Port: ap.Port(), SNI: "a.test"}, "") }()
+	}
+	var first string
+	for range cap(results) {
+		res := <-results
+		if res.Status != stackprint.StatusOK || !res.HasATSF() || res.HTTP == nil || res.HTTP.Server != "test/1" {
+			t.Errorf("%s %q", res.Status, res.Error)
+			continue
+		}
+		if first == "" {
+			first = res.ATSF.ID
+		} else if res.ATSF.ID != first {
+			t.Errorf("ATSF differs between concurrent probes of one server: %s vs %s", res.ATSF.ID, first)
+		}
+	}
+}
