@@ -192,6 +192,10 @@ func (e *Engine) Probe(ctx context.Context, t stackprint.Target, sni string) (re
 	addr := netip.AddrPortFrom(ip, t.Port).String()
 	ctx, cancel := context.WithTimeout(ctx, e.deadline)
 	defer cancel()
+	// The non-JARM kinds send the observed name, canonical (no IP literal,
+	// no trailing dot) even if the caller's target is not.
+	named := t
+	named.SNI = stackprint.CanonicalSNI(t.SNI)
 	d := &targetDialer{base: e.dialer, max: e.maxConns}
 	if e.limits != nil {
 		d.lim = e.limits.get(ip)
@@ -256,7 +260,7 @@ func (e *Engine) Probe(ctx context.Context, t stackprint.Target, sni string) (re
 			}
 		} else {
 			n0, t0 := d.n, time.Now()
-			cert, hf, ckr, hkr := e.runCertHTTP(ctx, d, network, addr, t, wantCert, wantHTTP)
+			cert, hf, ckr, hkr := e.runCertHTTP(ctx, d, network, addr, named, wantCert, wantHTTP)
 			res.Cert, res.HTTP = cert, hf
 			if wantCert {
 				record(ckr, n0, t0, true)
@@ -271,7 +275,7 @@ func (e *Engine) Probe(ctx context.Context, t stackprint.Target, sni string) (re
 	}
 	if e.has(stackprint.KindATSF) && !notRun(stackprint.KindATSF) {
 		n0, t0 := d.n, time.Now()
-		a, kr := e.runATSF(ctx, d, network, addr, t.SNI)
+		a, kr := e.runATSF(ctx, d, network, addr, named.SNI)
 		res.ATSF = a
 		record(kr, n0, t0, true)
 	}

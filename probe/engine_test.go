@@ -291,9 +291,10 @@ func TestEngineConcurrent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	ctx := testCtx(t)
 	results := make(chan stackprint.Result, 4)
 	for range cap(results) {
-		go func() { results <- e.Probe(testCtx(t), stackprint.Target{IP: ap.Addr(), Port: ap.Port(), SNI: "a.test"}, "") }()
+		go func() { results <- e.Probe(ctx, stackprint.Target{IP: ap.Addr(), Port: ap.Port(), SNI: "a.test"}, "") }()
 	}
 	var first string
 	for range cap(results) {
