@@ -58,7 +58,7 @@ func benchParse(b *testing.B, p interface {
 		}
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "lines/s")
-	if wantEvents && events == 0 {
+	if wantEvents && events == 0 && b.N >= len(data) {
 		b.Fatal("no events")
 	}
 }

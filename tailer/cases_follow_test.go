@@ -1068,3 +1068,76 @@ func TestF11_Backpressure(t *testing.T) {
 		t.Errorf("Run = %v after %d events", err, len(got))
 	}
 }
+
+// Progress reports positions past lines that are not events, so that a
+// restart does not read a long run of skipped lines again.
+func TestProgressAfterSkippedLines(t *testing.T) {
+	t.Parallel()
+	p := filepath.Join(t.TempDir(), "conn.log")
+	hdr := "#separator \\x09\n#path\tconn\n#open\t2024-04-12-19-29-12\n#fields\tts\tuid\tid.orig_h\tid.orig_p\tid.resp_h\tid.resp_p\tproto\tservice\tconn_state\n"
+	row := func(uid, svc string) string {
+		return tsv("1.5", uid, "10.0.0.1", "1", "10.0.0.2", "443", "tcp", svc, "SF") + "\n"
+	}
+	content := hdr + row("C1", "ssl")
+	for i := 0; i < 50; i++ {
+		content += row(fmt.Sprintf("D%d", i), "dns")
+	}
+	writeFile(t, p, content)
+	var mu sync.Mutex
+	var last Position
+	progress := func(pos Position) {
+		mu.Lock()
+		last = pos
+		mu.Unlock()
+	}
+	evs, _ := session(t, Input{Path: p, Format: FormatZeek}, Options{Progress: progress}, 1)
+	mu.Lock()
+	pos := last
+	mu.Unlock()
+	if pos.Offset != int64(len(content)) || pos.Path != p || pos.Fingerprint == "" {
+		t.Fatalf("progress %+v, want the end %d", pos, len(content))
+	}
+	if ep := lastPos(t, evs); ep.Offset >= pos.Offset || ep.Fingerprint != pos.Fingerprint {
+		t.Errorf("event position %+v vs progress %+v", ep, pos)
+	}
+	appendTo(t, p, row("C2", "ssl"))
+	evs, st := session(t, Input{Path: p, Format: FormatZeek}, Options{Resume: []Position{pos}}, 1)
+	if evs[0].UID != "C2" || st.Lines != 1 || st.ResumeFallbacks != 0 {
+		t.Errorf("after resume: %v %+v", uids(evs), st)
+	}
+}
+
+// A glob input resumes each file from its own position.
+func TestGlobResume(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	a, b := filepath.Join(dir, "eve.1.json"), filepath.Join(dir, "eve.2.json")
+	writeFile(t, a, lines(0, 3))
+	writeFile(t, b, lines(100, 103))
+	in := Input{Path: filepath.Join(dir, "eve.*.json"), Format: FormatZeek}
+	evs, _ := session(t, in, Options{}, 6)
+	var pos []Position
+	for _, f := range []string{a, b} {
+		var mine []stackprint.Event
+		for _, ev := range evs {
+			if ev.File == f {
+				mine = append(mine, ev)
+			}
+		}
+		pos = append(pos, lastPos(t, mine))
+	}
+	appendTo(t, a, lines(3, 4))
+	appendTo(t, b, lines(103, 105))
+	evs, st := session(t, in, Options{Resume: pos}, 3)
+	checkSet(t, evs[:1], 3, 4)
+	var rest []stackprint.Event
+	for _, ev := range evs {
+		if ev.File == b {
+			rest = append(rest, ev)
+		}
+	}
+	checkRange(t, rest, 103, 105)
+	if st.ResumeFallbacks != 0 {
+		t.Errorf("%+v", st)
+	}
+}
