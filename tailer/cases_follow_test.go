@@ -462,6 +462,15 @@ func TestR09_TimeNamedFiles(t *testing.T) {
 	evs := c.waitN(t, 13, 5*time.Second)
 	c.quiet(t, 13, 100*time.Millisecond)
 	checkSet(t, evs, 0, 13)
+	// The old file is closed again, then expired by the sensor.
+	time.Sleep(300 * time.Millisecond)
+	os.Remove(f1)
+	time.Sleep(100 * time.Millisecond)
+	appendTo(t, f2, lines(13, 14))
+	checkSet(t, c.waitN(t, 14, 5*time.Second), 0, 14)
+	if fds := fdsUnder(t, dir); len(fds) != 1 || fds[0] != f2 {
+		t.Errorf("open files %v", fds)
+	}
 }
 
 func TestR10_NumericShiftChain(t *testing.T) {

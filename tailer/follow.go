@@ -408,8 +408,20 @@ func (f *follower) stepLane(ctx context.Context, ln *lane) (done bool, err error
 			continue
 		}
 		if of.parked {
-			if !f.unpark(ln, of) {
+			switch f.unpark(ln, of) {
+			case parkStay:
 				return false, nil
+			case parkGone:
+				// Renamed, removed or replaced while closed: it was quiet,
+				// so it is finished as it is.
+				if err := f.finish(ctx, ln, of); err != nil {
+					return false, err
+				}
+				ln.catchUp = true
+				if _, err := os.Stat(ln.path); errors.Is(err, fs.ErrNotExist) {
+					return f.glob, nil
+				}
+				continue
 			}
 		}
 		if !of.gone {
@@ -481,34 +493,42 @@ func (f *follower) released(of *openFile) bool {
 	return f.now().Sub(quiet) >= f.opts.RotateWait
 }
 
-// unpark reopens a parked glob file when it changed. It reports whether the
-// lane has a readable current file again.
-func (f *follower) unpark(ln *lane, of *openFile) bool {
+// Outcomes of unpark.
+const (
+	parkStay     = iota // unchanged: stays closed
+	parkReopened        // it grew: open again at its offset
+	parkGone            // the path is gone or names another file
+)
+
+// unpark reopens a parked glob file when it changed.
+func (f *follower) unpark(ln *lane, of *openFile) int {
 	fi, err := os.Stat(ln.path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return parkGone
+	}
 	if err != nil {
-		return true // gone: handled by the caller's stat (finish)
+		return parkStay
 	}
 	dev, ino := devIno(fi)
-	if dev == of.dev && ino == of.ino && fi.Size() == of.chkSize && fi.ModTime().Equal(of.chkMod) {
-		return false
-	}
 	if dev != of.dev || ino != of.ino {
-		of.parked = false
-		return true // another file now: the caller finishes this one
+		return parkGone
+	}
+	if fi.Size() == of.chkSize && fi.ModTime().Equal(of.chkMod) {
+		return parkStay
 	}
 	fh, err := os.Open(ln.path)
 	if err != nil {
-		return false
+		return parkStay
 	}
 	if _, err := fh.Seek(of.lr.pos, io.SeekStart); err != nil {
 		_ = fh.Close()
-		return false
+		return parkStay
 	}
 	of.f, of.parked = fh, false
 	of.lr.reset(fh, of.lr.pos)
 	of.lastGrow = f.now()
 	f.log.Info("tailer: quiet file grew; reading it again", "file", ln.path, "offset", of.lr.pos)
-	return true
+	return parkReopened
 }
 
 // truncated checks whether the current file was truncated in place: fewer
