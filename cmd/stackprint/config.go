@@ -43,6 +43,8 @@ type MetricsConfig struct {
 type DBConfig struct {
 	Path        string        `yaml:"path"`
 	LockTimeout time.Duration `yaml:"lock_timeout"`
+	AdminSocket string        `yaml:"admin_socket"` // "" = admin.sock next to Path (admin.go)
+	RetroWindow time.Duration `yaml:"retro_window"` // 0 = no retro-hunts
 }
 
 type InputConfig struct {
@@ -184,6 +186,12 @@ func (c *Config) Validate() error {
 	}
 	if c.DB.LockTimeout <= 0 {
 		bad("db.lock_timeout", c.DB.LockTimeout, "must be > 0 (0 would wait forever for the lock)")
+	}
+	if c.DB.RetroWindow < 0 {
+		bad("db.retro_window", c.DB.RetroWindow, "must be >= 0 (0 turns retro-hunts off)")
+	}
+	if n := len(adminSocketPath(c.DB)); n > maxUnixPath {
+		bad("db.admin_socket", adminSocketPath(c.DB), fmt.Sprintf("%d bytes; unix socket paths are limited to %d", n, maxUnixPath))
 	}
 	if len(c.Inputs) == 0 {
 		bad("inputs", "[]", "at least one input is required")

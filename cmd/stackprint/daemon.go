@@ -143,6 +143,7 @@ func newDaemon(cfg *Config, log *slog.Logger, hooks daemonHooks) (d *daemon, err
 // outputs and the DB.
 func (d *daemon) run(ctx context.Context) error {
 	defer d.close()
+	defer d.startAdmin(ctx)() // admin socket until run returns (admin.go)
 	pctx, stopPipe := context.WithCancel(context.Background())
 	defer stopPipe()
 	tctx, stopTailers := context.WithCancel(ctx)

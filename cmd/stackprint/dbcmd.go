@@ -1,123 +1,567 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"sort"
+	"strings"
 	"text/tabwriter"
 	"time"
+
+	bolterrors "go.etcd.io/bbolt/errors"
 
 	"github.com/stackprint/stackprint/db"
 )
 
 const dbUsage = `Usage:
-  stackprint db add --kind jarm --value H --label L [--source S] [--confidence low|medium|high] [--category C] [--notes N]
-  stackprint db list [--kind K] [--json]
+  stackprint db add --kind K --value V --label L [--source S] [--confidence low|medium|high] [--category C] [--notes N]
   stackprint db rm --kind K --value V
-  stackprint db import FILE
-Common flags: -c FILE (config naming db.path) or --db PATH.`
+  stackprint db list [--kind K] [--json]
+  stackprint db import [--format csv|jsonl|jarm|sslbl] [--partial] [--source S] [--confidence C] [--category C] FILE...
+  stackprint db export --format jsonl|csv|zeek-intel|suricata-dataset [-o FILE] [--kind K] [--min-confidence C] [--since D]
+  stackprint db stats [--json]
+  stackprint db learn --blocklist FILE --toplist FILE [--label L] [--threshold 1.0] [--min-block 2] [--restart]
+Common flags: -c FILE (config naming db.path and db.admin_socket) or --db PATH [--socket PATH].
+While ` + "`stackprint run`" + ` owns the DB, these commands go through its admin socket
+and apply at once; otherwise they open the file (waiting at most db.lock_timeout).`
 
-// cmdDB opens the DB file directly; while `stackprint run` holds it, the
-// lock timeout turns into a clear error instead of a hang.
-func cmdDB(_ context.Context, args []string, stdout, stderr io.Writer) error {
+// dbExamples are shown by -h of the db subcommands that main's examples
+// table does not cover.
+func dbExamples(sub string) string {
+	switch sub {
+	case "export":
+		return `  stackprint db export --format zeek-intel -o /opt/zeek/share/stackprint.intel
+  stackprint db export --format suricata-dataset -o /etc/suricata/stackprint-bad.lst --since 168h
+  stackprint db export --format jsonl -o fingerprints.jsonl   # for another sensor: db import fingerprints.jsonl`
+	case "stats":
+		return `  stackprint db stats
+  stackprint db stats --json -c /etc/stackprint/stackprint.yaml`
+	case "learn":
+		return `  stackprint db learn --blocklist ipblocklist.csv --toplist tranco.csv --label feodo-c2
+  stackprint db learn --blocklist c2.txt --toplist top.txt          # ip[:port] or host[:port] lines; scores only`
+	case "import":
+		return `  stackprint db import configs/seeds/jarm-intel.csv          # stackprint CSV with a header
+  stackprint db import --format sslbl sslblacklist.csv        # abuse.ch SSLBL certificate SHA1s
+  stackprint db import --source my-intel jarms.txt            # hash,label[,source] lines`
+	}
+	return ""
+}
+
+// dbStore is what the db subcommands need from the fingerprint DB. The
+// admin client (a daemon runs and owns the file) and localStore (the
+// file, opened directly) both provide it; retro counts the retroactive
+// alerts a running daemon raised.
+type dbStore interface {
+	Add(ctx context.Context, r db.Record) (stored db.Record, retro int, err error)
+	Remove(ctx context.Context, kind, value string) (bool, error)
+	List(ctx context.Context, kind string) ([]db.Record, error)
+	Import(ctx context.Context, name string, data []byte, o db.ImportOptions) (db.ImportReport, int, error)
+	Export(ctx context.Context, o db.ExportOptions) ([]byte, int, error)
+	Stats(ctx context.Context) (db.Stats, error)
+	LearnFinished(ctx context.Context, role string) (map[string]bool, error)
+	RecordLearn(ctx context.Context, lr db.LearnResult) (bool, error)
+	LearnScores(ctx context.Context) ([]db.LearnStats, error)
+	ResetLearn(ctx context.Context) error
+	Promote(ctx context.Context, o db.PromoteOptions) ([]db.Record, int, error)
+	// Via names where changes go, for messages; Live is true for a daemon.
+	Via() string
+	Live() bool
+	Close() error
+}
+
+// localStore is a dbStore over an open DB: the CLI's when no daemon runs,
+// and the daemon's own behind the admin socket.
+type localStore struct {
+	db    *db.DB
+	owned bool // Close closes the DB
+}
+
+func (s *localStore) Via() string { return s.db.Path() }
+func (s *localStore) Live() bool  { return false }
+func (s *localStore) Close() error {
+	if s.owned {
+		return s.db.Close()
+	}
+	return nil
+}
+
+func (s *localStore) Add(_ context.Context, r db.Record) (db.Record, int, error) {
+	stored, err := s.db.AddRecord(r)
+	return stored, 0, err
+}
+
+func (s *localStore) Remove(_ context.Context, kind, value string) (bool, error) {
+	return s.db.Remove(kind, value)
+}
+
+func (s *localStore) List(_ context.Context, kind string) ([]db.Record, error) {
+	return s.db.List(kind)
+}
+
+func (s *localStore) Import(_ context.Context, name string, data []byte, o db.ImportOptions) (db.ImportReport, int, error) {
+	rep, err := s.db.ImportWith(bytes.NewReader(data), name, o)
+	return rep, 0, err
+}
+
+func (s *localStore) Export(_ context.Context, o db.ExportOptions) ([]byte, int, error) {
+	var buf bytes.Buffer
+	n, err := s.db.Export(&buf, o)
+	return buf.Bytes(), n, err
+}
+
+func (s *localStore) Stats(context.Context) (db.Stats, error) {
+	st, err := s.db.Stats()
+	if err != nil {
+		return st, err
+	}
+	if fi, err := os.Stat(s.db.Path()); err == nil {
+		st.FileSize = fi.Size()
+	}
+	return st, nil
+}
+
+func (s *localStore) LearnFinished(_ context.Context, role string) (map[string]bool, error) {
+	return s.db.LearnFinished(role)
+}
+
+func (s *localStore) RecordLearn(_ context.Context, lr db.LearnResult) (bool, error) {
+	return s.db.RecordLearn(lr)
+}
+
+func (s *localStore) LearnScores(context.Context) ([]db.LearnStats, error) {
+	return s.db.LearnScores()
+}
+
+func (s *localStore) ResetLearn(context.Context) error { return s.db.ResetLearn() }
+
+func (s *localStore) Promote(_ context.Context, o db.PromoteOptions) ([]db.Record, int, error) {
+	recs, err := s.db.PromoteLearned(o)
+	return recs, 0, err
+}
+
+// dbTarget are the flags every db subcommand takes to find the DB.
+type dbTarget struct {
+	cfgPath, dbPath, socket *string
+}
+
+func addTargetFlags(fs *flag.FlagSet) dbTarget {
+	return dbTarget{
+		cfgPath: fs.String("c", "", "config file naming db.path and db.admin_socket (default: the embedded default)"),
+		dbPath:  fs.String("db", "", "fingerprint DB file (overrides the config)"),
+		socket:  fs.String("socket", "", "the daemon's admin socket (default: db.admin_socket, or admin.sock next to the DB)"),
+	}
+}
+
+// resolve returns the DB file, the admin socket and the lock timeout.
+func (t dbTarget) resolve() (path, socket string, timeout time.Duration, cfg *Config, err error) {
+	cfg, err = LoadConfig(*t.cfgPath)
+	if err != nil {
+		return "", "", 0, nil, err
+	}
+	dbc := cfg.DB
+	if *t.dbPath != "" {
+		// Another file than the config's: its socket is next to it too,
+		// unless named.
+		dbc.Path, dbc.AdminSocket = *t.dbPath, ""
+	}
+	if *t.socket != "" {
+		dbc.AdminSocket = *t.socket
+	}
+	return dbc.Path, adminSocketPath(dbc), dbc.LockTimeout, cfg, nil
+}
+
+// openStore reaches the running daemon over its admin socket, or opens the
+// file when no daemon answers. write says whether the command may create
+// the file. The file lock wait is bounded by db.lock_timeout, so a daemon
+// that holds the file without answering on its socket gives a clear error,
+// never a hang.
+func openStore(ctx context.Context, t dbTarget, write bool, stderr io.Writer) (dbStore, *Config, error) {
+	path, socket, timeout, cfg, err := t.resolve()
+	if err != nil {
+		return nil, nil, err
+	}
+	c, err := dialAdmin(ctx, socket)
+	if err == nil {
+		return c, cfg, nil
+	}
+	if !errors.Is(err, errNoDaemon) {
+		return nil, nil, err
+	}
+	if write {
+		if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+			return nil, nil, fmt.Errorf("create db directory: %w", err)
+		}
+	} else if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+		return nil, nil, fmt.Errorf("no fingerprint DB at %s (it is created by `stackprint run` or the first `stackprint db add|import`)", path)
+	}
+	d, err := db.Open(path, db.Options{Timeout: timeout})
+	if errors.Is(err, bolterrors.ErrTimeout) {
+		return nil, nil, fmt.Errorf("%w; and no daemon answered on the admin socket %s (is it an older stackprint, or is db.admin_socket different there?)", err, socket)
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	if from := d.MigratedFrom(); from != 0 {
+		fmt.Fprintf(stderr, "migrated %s from schema version %d to %d\n", path, from, db.SchemaVersion)
+	}
+	return &localStore{db: d, owned: true}, cfg, nil
+}
+
+// dbFlagSet is newFlagSet with the db subcommands' examples.
+func dbFlagSet(sub, synopsis string, stderr io.Writer) *flag.FlagSet {
+	fs := newFlagSet("db "+sub, synopsis, stderr)
+	if examples["db "+sub] == "" {
+		if ex := dbExamples(sub); ex != "" {
+			fs.Usage = func() {
+				fmt.Fprintf(stderr, "Usage: %s\n\nFlags:\n", synopsis)
+				fs.PrintDefaults()
+				fmt.Fprintf(stderr, "\nExamples:\n%s\n", ex)
+			}
+		}
+	}
+	return fs
+}
+
+func cmdDB(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		fmt.Fprintln(stderr, dbUsage)
 		return fmt.Errorf("db: missing subcommand")
 	}
 	sub, args := args[0], args[1:]
-	fs := newFlagSet("db "+sub, "stackprint db "+sub+" [flags]", stderr)
-	cfgPath := fs.String("c", "", "config file whose db.path to use")
-	dbPath := fs.String("db", "", "fingerprint DB file (overrides the config)")
-	kind := fs.String("kind", "", "fingerprint kind: jarm, atsf, cert_sha256, cert_sha1")
-	value := fs.String("value", "", "fingerprint value")
-	label := fs.String("label", "", "what the fingerprint identifies, e.g. a malware family")
-	source := fs.String("source", "", "where the entry comes from")
-	confidence := fs.String("confidence", "medium", "low, medium or high")
-	category := fs.String("category", "", "category, e.g. c2")
-	notes := fs.String("notes", "", "free text")
-	asJSON := fs.Bool("json", false, "list as JSON lines")
-	pos, err := parseInterleaved(fs, args)
-	if err != nil {
-		return err
-	}
-	path := *dbPath
-	timeout := 2 * time.Second
-	if path == "" {
-		cfg, err := LoadConfig(*cfgPath)
-		if err != nil {
-			return err
-		}
-		path, timeout = cfg.DB.Path, cfg.DB.LockTimeout
-	}
-	if sub == "add" || sub == "import" {
-		if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
-			return fmt.Errorf("create db directory: %w", err)
-		}
-	}
-	d, err := db.Open(path, db.Options{Timeout: timeout})
-	if err != nil {
-		return err
-	}
-	defer d.Close()
 	switch sub {
 	case "add":
-		r := db.Record{Kind: *kind, Value: *value, Label: *label, Source: *source, Confidence: *confidence, Category: *category, Notes: *notes}
-		if err := d.Add(r); err != nil {
-			return fmt.Errorf("db add: %w", err)
-		}
-		fmt.Fprintf(stdout, "added %s %s (%s)\n", *kind, *value, *label)
+		return cmdDBAdd(ctx, args, stdout, stderr)
 	case "rm":
-		ok, err := d.Remove(*kind, *value)
-		if err != nil {
-			return fmt.Errorf("db rm: %w", err)
-		}
-		if !ok {
-			return fmt.Errorf("db rm: no %s entry %q", *kind, *value)
-		}
-		fmt.Fprintf(stdout, "removed %s %s\n", *kind, *value)
+		return cmdDBRemove(ctx, args, stdout, stderr)
 	case "list":
-		recs, err := d.List(*kind)
-		if err != nil {
-			return fmt.Errorf("db list: %w", err)
-		}
-		if *asJSON {
-			enc := json.NewEncoder(stdout)
-			for _, r := range recs {
-				if err := enc.Encode(r); err != nil {
-					return err
-				}
-			}
-			return nil
-		}
-		tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "KIND\tVALUE\tLABEL\tSOURCE\tCONFIDENCE")
-		for _, r := range recs {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.Kind, r.Value, r.Label, r.Source, r.Confidence)
-		}
-		return tw.Flush()
+		return cmdDBList(ctx, args, stdout, stderr)
 	case "import":
-		if len(pos) != 1 {
-			return fmt.Errorf("db import: want exactly one FILE")
-		}
-		f, err := os.Open(pos[0])
-		if err != nil {
-			return fmt.Errorf("db import: %w", err)
-		}
-		defer f.Close()
-		rep, err := d.Import(f, pos[0])
-		for _, r := range rep.Rejected {
-			fmt.Fprintf(stderr, "%s:%d: rejected: %s\n", pos[0], r.Line, r.Reason)
-		}
-		if err != nil {
-			return fmt.Errorf("db import: %w", err)
-		}
-		fmt.Fprintf(stdout, "imported %d entries from %s\n", rep.Accepted, pos[0])
-	default:
-		fmt.Fprintln(stderr, dbUsage)
-		return fmt.Errorf("db: unknown subcommand %q", sub)
+		return cmdDBImport(ctx, args, stdout, stderr)
+	case "export":
+		return cmdDBExport(ctx, args, stdout, stderr)
+	case "stats":
+		return cmdDBStats(ctx, args, stdout, stderr)
+	case "learn":
+		return cmdDBLearn(ctx, args, stdout, stderr)
+	case "help", "-h", "--help":
+		fmt.Fprintln(stdout, dbUsage)
+		return nil
+	}
+	fmt.Fprintln(stderr, dbUsage)
+	return fmt.Errorf("db: unknown subcommand %q", sub)
+}
+
+func cmdDBAdd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := dbFlagSet("add", "stackprint db add --kind K --value V --label L [flags]", stderr)
+	t := addTargetFlags(fs)
+	kind := fs.String("kind", "", "fingerprint kind: jarm, atsf, cert_sha256, cert_sha1")
+	value := fs.String("value", "", "fingerprint value (hex; certificate hashes may have colons)")
+	label := fs.String("label", "", "what the fingerprint identifies, e.g. a malware family")
+	source := fs.String("source", "", "where the entry comes from")
+	confidence := fs.String("confidence", "medium", "low, medium or high (alert severity follows it)")
+	category := fs.String("category", "", "category, e.g. c2")
+	notes := fs.String("notes", "", "free text")
+	if _, err := parseInterleaved(fs, args); err != nil {
+		return err
+	}
+	r := db.Record{Kind: *kind, Value: *value, Label: *label, Source: *source, Confidence: *confidence, Category: *category, Notes: *notes}
+	if err := db.ValidateRecord(&r); err != nil {
+		return fmt.Errorf("db add: %w", err)
+	}
+	st, _, err := openStore(ctx, t, true, stderr)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	stored, retro, err := st.Add(ctx, r)
+	if err != nil {
+		return fmt.Errorf("db add: %w", err)
+	}
+	if ds, ok := db.DefaultStack(stored.Kind, stored.Value); ok {
+		fmt.Fprintf(stderr, "warning: %s %s equals a default stack (%s): it matches every server running it\n", stored.Kind, stored.Value, ds)
+	}
+	fmt.Fprintf(stdout, "added %s %s (%s, %s confidence) via %s\n", stored.Kind, stored.Value, stored.Label, stored.Confidence, st.Via())
+	if st.Live() {
+		fmt.Fprintf(stdout, "retro-hunt: %d retroactive alerts\n", retro)
 	}
 	return nil
+}
+
+func cmdDBRemove(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := dbFlagSet("rm", "stackprint db rm --kind K --value V [flags]", stderr)
+	t := addTargetFlags(fs)
+	kind := fs.String("kind", "", "fingerprint kind: jarm, atsf, cert_sha256, cert_sha1")
+	value := fs.String("value", "", "fingerprint value")
+	if _, err := parseInterleaved(fs, args); err != nil {
+		return err
+	}
+	k, err := db.NormaliseKey(*kind, *value)
+	if err != nil {
+		return fmt.Errorf("db rm: %w", err)
+	}
+	st, _, err := openStore(ctx, t, false, stderr)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	ok, err := st.Remove(ctx, k.Kind, k.Value)
+	if err != nil {
+		return fmt.Errorf("db rm: %w", err)
+	}
+	if !ok {
+		return fmt.Errorf("db rm: no %s entry %q", k.Kind, k.Value)
+	}
+	fmt.Fprintf(stdout, "removed %s %s via %s\n", k.Kind, k.Value, st.Via())
+	return nil
+}
+
+func cmdDBList(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := dbFlagSet("list", "stackprint db list [--kind K] [--json] [flags]", stderr)
+	t := addTargetFlags(fs)
+	kind := fs.String("kind", "", "only this kind: jarm, atsf, cert_sha256, cert_sha1")
+	asJSON := fs.Bool("json", false, "one JSON record per line (what db import reads)")
+	if _, err := parseInterleaved(fs, args); err != nil {
+		return err
+	}
+	st, _, err := openStore(ctx, t, false, stderr)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	recs, err := st.List(ctx, *kind)
+	if err != nil {
+		return fmt.Errorf("db list: %w", err)
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetEscapeHTML(false)
+		for _, r := range recs {
+			if err := enc.Encode(r); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "KIND\tVALUE\tLABEL\tCATEGORY\tSOURCE\tCONFIDENCE\tBLOCK/TOP\tSCORE\tLAST SEEN")
+	for _, r := range recs {
+		score := "-"
+		if s, ok := r.Score(); ok {
+			score = fmt.Sprintf("%.2f", s)
+		}
+		last := "-"
+		if !r.LastSeen.IsZero() {
+			last = r.LastSeen.Format(time.RFC3339)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d/%d\t%s\t%s\n", r.Kind, r.Value, r.Label, dash(r.Category), dash(r.Source), r.Confidence, r.BlockCount, r.TopCount, score, last)
+	}
+	return tw.Flush()
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func cmdDBImport(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := dbFlagSet("import", "stackprint db import [flags] FILE...", stderr)
+	t := addTargetFlags(fs)
+	format := fs.String("format", "", "csv (ours, with a header), jsonl, jarm (hash,label[,source]) or sslbl (abuse.ch SSLBL CSV); default: detected")
+	partial := fs.Bool("partial", false, "import the valid lines of a file that has invalid ones (default: all or nothing per file)")
+	source := fs.String("source", "", "source for lines that name none (default: the feed's name, or import:FILE)")
+	confidence := fs.String("confidence", "", "confidence for lines that set none (default: medium; low for default stacks; high for SSLBL)")
+	category := fs.String("category", "", "category for lines that set none")
+	files, err := parseInterleaved(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(files) == 0 {
+		fs.Usage()
+		return fmt.Errorf("db import: want at least one FILE")
+	}
+	o := db.ImportOptions{Format: *format, Partial: *partial, Source: *source, Confidence: *confidence, Category: *category}
+	st, _, err := openStore(ctx, t, true, stderr)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	var failed []string
+	for _, name := range files {
+		data, err := readImportFile(name)
+		if err != nil {
+			fmt.Fprintf(stderr, "%v\n", err)
+			failed = append(failed, name)
+			continue
+		}
+		rep, retro, err := st.Import(ctx, name, data, o)
+		for _, w := range rep.Warnings {
+			fmt.Fprintf(stderr, "%s:%d: warning: %s\n", name, w.Line, w.Reason)
+		}
+		for _, r := range rep.Rejected {
+			fmt.Fprintf(stderr, "%s:%d: rejected: %s\n", name, r.Line, r.Reason)
+		}
+		if err != nil {
+			fmt.Fprintf(stderr, "db import: %v\n", err)
+			failed = append(failed, name)
+			continue
+		}
+		msg := fmt.Sprintf("imported %d entries from %s (%s) via %s", rep.Accepted, name, rep.Format, st.Via())
+		if n := len(rep.Rejected); n > 0 {
+			msg += fmt.Sprintf("; %d lines rejected", n)
+		}
+		if st.Live() {
+			msg += fmt.Sprintf("; retro-hunt: %d retroactive alerts", retro)
+		}
+		fmt.Fprintln(stdout, msg)
+	}
+	if len(failed) > 0 {
+		return fmt.Errorf("db import: nothing imported from %s", strings.Join(failed, ", "))
+	}
+	return nil
+}
+
+// readImportFile reads FILE ("-" = standard input) up to db.MaxImportBytes.
+func readImportFile(name string) ([]byte, error) {
+	var r io.Reader
+	if name == "-" {
+		r = os.Stdin
+	} else {
+		f, err := os.Open(name)
+		if err != nil {
+			return nil, fmt.Errorf("db import: %w", err)
+		}
+		defer f.Close()
+		r = f
+	}
+	data, err := io.ReadAll(io.LimitReader(r, db.MaxImportBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("db import %s: %w", name, err)
+	}
+	if len(data) > db.MaxImportBytes {
+		return nil, fmt.Errorf("db import %s: larger than %d MiB", name, db.MaxImportBytes>>20)
+	}
+	return data, nil
+}
+
+func cmdDBExport(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := dbFlagSet("export", "stackprint db export --format F [-o FILE] [flags]", stderr)
+	t := addTargetFlags(fs)
+	format := fs.String("format", "", "jsonl, csv, zeek-intel (Intel::ADDR of matched servers, Intel::CERT_HASH of SHA-1s) or suricata-dataset (type ip)")
+	out := fs.String("o", "-", "output file, replaced atomically (temp file, fsync, rename); - = standard output")
+	kind := fs.String("kind", "", "jsonl/csv: only this kind")
+	minConf := fs.String("min-confidence", "", "leave out records below low, medium or high")
+	since := fs.Duration("since", 0, "zeek-intel/suricata-dataset: only servers seen with a matching fingerprint within this long (0 = ever)")
+	intelSource := fs.String("intel-source", "stackprint", "zeek-intel: meta.source")
+	if _, err := parseInterleaved(fs, args); err != nil {
+		return err
+	}
+	if *format == "" {
+		fs.Usage()
+		return fmt.Errorf("db export: --format is required (%s)", strings.Join(db.ExportFormats(), ", "))
+	}
+	o := db.ExportOptions{Format: *format, Kind: *kind, MinConfidence: *minConf, IntelSource: *intelSource}
+	if *since > 0 {
+		o.Since = time.Now().Add(-*since).UTC()
+	}
+	st, _, err := openStore(ctx, t, false, stderr)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	data, n, err := st.Export(ctx, o)
+	if err != nil {
+		return fmt.Errorf("db export: %w", err)
+	}
+	if *out == "-" {
+		_, err := stdout.Write(data)
+		return err
+	}
+	err = db.WriteFileAtomic(*out, 0o644, func(w io.Writer) error {
+		_, err := w.Write(data)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("db export: %w", err)
+	}
+	fmt.Fprintf(stderr, "exported %d items (%s) to %s\n", n, *format, *out)
+	return nil
+}
+
+func cmdDBStats(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := dbFlagSet("stats", "stackprint db stats [--json] [flags]", stderr)
+	t := addTargetFlags(fs)
+	asJSON := fs.Bool("json", false, "one JSON object")
+	if _, err := parseInterleaved(fs, args); err != nil {
+		return err
+	}
+	st, _, err := openStore(ctx, t, false, stderr)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	s, err := st.Stats(ctx)
+	if err != nil {
+		return fmt.Errorf("db stats: %w", err)
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(s)
+	}
+	fmt.Fprintf(stdout, "file:            %s (%s, schema version %d) via %s\n", s.Path, humanBytes(s.FileSize), s.SchemaVersion, st.Via())
+	fmt.Fprintf(stdout, "fingerprints:    %d\n", s.Fingerprints)
+	for _, g := range []struct {
+		name string
+		m    map[string]int
+	}{{"by kind", s.ByKind}, {"by category", s.ByCategory}, {"by source", s.BySource}, {"by confidence", s.ByConfidence}} {
+		fmt.Fprintf(stdout, "  %s:\n", g.name)
+		for _, k := range sortedKeys(g.m) {
+			fmt.Fprintf(stdout, "    %-40s %d\n", k, g.m[k])
+		}
+	}
+	fmt.Fprintf(stdout, "observations:    %d targets\n", s.Observations)
+	fmt.Fprintf(stdout, "learned:         %d fingerprints from %d list entries\n", s.Learned, s.LearnTargets)
+	fmt.Fprintf(stdout, "pending events:  %d\n", s.Pending)
+	if li := s.LastImport; li != nil {
+		fmt.Fprintf(stdout, "last import:     %s %s (%s): %d accepted, %d rejected\n", li.Time.Format(time.RFC3339), li.Name, li.Format, li.Accepted, li.Rejected)
+	} else {
+		fmt.Fprintf(stdout, "last import:     never\n")
+	}
+	return nil
+}
+
+// sortedKeys orders by count, highest first, then name.
+func sortedKeys(m map[string]int) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool {
+		if m[keys[i]] != m[keys[j]] {
+			return m[keys[i]] > m[keys[j]]
+		}
+		return keys[i] < keys[j]
+	})
+	return keys
+}
+
+func humanBytes(n int64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d bytes", n)
 }
