@@ -317,13 +317,13 @@ func (f *follower) scanGlob() {
 			continue
 		}
 		dev, ino := devIno(fi)
-		if k := f.known[devInoKey{dev, ino}]; k != nil || f.openElsewhere(dev, ino) {
-			// A file already read under another name (the json-streaming
-			// numeric shift renames within the glob).
-			if k == nil || fi.Size() <= k.offset || f.headMatches(m, k.fp) {
-				continue
-			}
+		if f.openElsewhere(dev, ino) {
+			continue // being read under its old name (renamed within the glob)
 		}
+		if k := f.known[devInoKey{dev, ino}]; k != nil && fi.Size() <= k.offset && f.headMatches(m, k.fp) {
+			continue // read to its end under another name (json-streaming's numeric shift)
+		}
+		// New, or read before and grown since: openPath goes on where it was.
 		f.addLane(m)
 	}
 }
