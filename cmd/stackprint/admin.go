@@ -520,16 +520,10 @@ func retroAlerts(rec db.Record, s db.Sighting, now time.Time) []stackprint.Alert
 	m := stackprint.Match{Kind: rec.Kind, Value: rec.Value, Label: rec.Label, Source: rec.Source, Confidence: rec.Confidence}
 	var out []stackprint.Alert
 	for _, v := range (rules.Engine{}).Judge(ev, res, []stackprint.Match{m}) {
-		out = append(out, stackprint.Alert{
-			ID:       stackprint.AlertID(v.Rule, ev, rec.Value),
-			TS:       now,
-			Event:    ev,
-			Result:   res,
-			Match:    v.Match,
-			Rule:     v.Rule,
-			Severity: v.Severity,
-			Retro:    true,
-		})
+		a := stackprint.NewAlert(v, ev, res, now)
+		a.ID = stackprint.AlertID(v.Rule, ev, rec.Value) // the fingerprint that matched, not only the JARM
+		a.Retro = true
+		out = append(out, a)
 	}
 	return out
 }
