@@ -29,6 +29,12 @@ import (
 // fingerprint how many block-listed (B) and top-list (T) targets carried
 // it: score B/(B+T), spec/ATSF.md §3. Progress is kept in the DB per list
 // entry, so an interrupted run resumes where it stopped.
+//
+// Dependency: github.com/schollz/progressbar/v3, pinned at v3.19.1. DESIGN.md
+// names it for long CLI work; a learn run over a top list takes minutes to
+// hours at the configured probe rate, and the bar shows count, rate and
+// time left on stderr without touching the results on stdout. The version
+// is pinned exactly because the module proxy here serves no version lists.
 
 // learnProber is what learning needs from the probe engine.
 type learnProber interface {
