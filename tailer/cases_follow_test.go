@@ -1150,3 +1150,23 @@ func TestGlobResume(t *testing.T) {
 		t.Errorf("%+v", st)
 	}
 }
+
+// R11 with the newest file not created yet (Zeek creates it on the next
+// write): the middle generation is read without waiting for it.
+func TestR11_MiddleGenerationBeforeNewFileExists(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	p := filepath.Join(dir, "ssl.log")
+	writeFile(t, p, lines(0, 10))
+	g := newGated(1)
+	run(t, Input{Path: p, Format: FormatZeek}, Options{}, g.handle)
+	<-g.blocked
+	mustRename(t, p, filepath.Join(dir, "ssl.2024-04-12-19-00-00.log"))
+	writeFile(t, p, lines(10, 20))
+	mustRename(t, p, filepath.Join(dir, "ssl.2024-04-12-20-00-00.log"))
+	g.open()
+	checkRange(t, g.waitN(t, 20, 5*time.Second), 0, 20)
+	writeFile(t, p, lines(20, 25))
+	checkRange(t, g.waitN(t, 25, 5*time.Second), 0, 25)
+	g.quiet(t, 25, 100*time.Millisecond)
+}

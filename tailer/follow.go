@@ -117,6 +117,7 @@ type lane struct {
 	fromEnd bool
 	opened  int  // files opened at the path
 	catchUp bool // a generation was finished: look for the ones after it before opening the path
+	recheck bool // … and look again when the path has a file
 
 	lastOpenErr, lastStatErr string
 }
@@ -384,8 +385,18 @@ func (f *follower) stepLane(ctx context.Context, ln *lane) (done bool, err error
 				f.applyResume(ln, pos)
 				continue
 			case ln.catchUp:
+				// Generations rotated away since the one just finished
+				// are read now, even while the path has no file yet
+				// (Zeek creates it lazily); once it appears, look again.
+				ln.catchUp = false
+				ln.backlog = f.middleGenerations(ln)
+				if _, err := os.Stat(ln.path); err != nil {
+					ln.recheck = true
+				}
+				continue
+			case ln.recheck:
 				if _, err := os.Stat(ln.path); err == nil {
-					ln.catchUp = false
+					ln.recheck = false
 					ln.backlog = f.middleGenerations(ln)
 					continue
 				}
