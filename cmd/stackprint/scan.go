@@ -29,6 +29,13 @@ const scanSynopsis = "stackprint scan --no-probe [-c FILE] [--format zeek|eve] [
 // parse path (tailer.ReadFile), then the scope filter and the dedup LRU the
 // daemon uses, without any network, and prints a one-line summary: the
 // ingest benchmark and a dry run of what a backfill would probe.
+//
+// Summary fields: lines read (headers included), events (TLS connections),
+// parse_errors, skipped (valid non-TLS records), long_lines, distinct_targets
+// (exact count of distinct server ip:port+SNI), deduped (events whose target
+// was in the LRU), out_of_scope and to_probe (LRU misses the scope denies
+// or allows: what the daemon would record or probe), wall seconds, lines
+// per wall second, CPU seconds and the peak RSS.
 func cmdScan(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("scan", scanSynopsis, stderr)
 	noProbe := fs.Bool("no-probe", false, "only parse, scope and dedup: no network (required for now)")
