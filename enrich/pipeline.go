@@ -79,6 +79,7 @@ type Stats struct {
 }
 
 type entry struct {
+	gen     uint64 // matcher generation the matches were computed at
 	done    bool
 	result  stackprint.Result
 	matches []stackprint.Match
@@ -193,8 +194,19 @@ func (p *Pipeline) Handle(ctx context.Context, ev stackprint.Event) error {
 			p.cfg.OnSettled(ev)
 			return nil
 		}
-		res, m := e.result, e.matches
+		res, m, gen := e.result, e.matches, e.gen
 		p.mu.Unlock()
+		if cur := p.generation(); cur != gen && res.Status == stackprint.StatusOK {
+			// The DB changed since this target was matched (an operator
+			// added or removed an entry): match again, at once.
+			var err error
+			if m, err = p.matcher.Match(res); err != nil {
+				return fmt.Errorf("match %s: %w", t, err)
+			}
+			p.mu.Lock()
+			e.matches, e.gen = m, cur
+			p.mu.Unlock()
+		}
 		return p.settle(ev, p.verdicts(ev, res, m))
 	}
 	if ok, why := p.scope.Load().Check(t.Addr()); !ok {
@@ -294,6 +306,7 @@ func (p *Pipeline) probe(ctx context.Context, j job) {
 	}
 	p.probed.Add(1)
 	var matches []stackprint.Match
+	gen := p.generation()
 	if res.Status == stackprint.StatusOK {
 		p.probeOK.Add(1)
 		var err error
@@ -310,7 +323,7 @@ func (p *Pipeline) probe(ctx context.Context, j job) {
 		ttl = p.cfg.NegativeTTL
 	}
 	p.mu.Lock()
-	j.e.done, j.e.result, j.e.matches = true, res, matches
+	j.e.done, j.e.result, j.e.matches, j.e.gen = true, res, matches, gen
 	j.e.expires = p.cfg.Now().Add(ttl)
 	waiters := j.e.waiters
 	j.e.waiters = nil
@@ -333,6 +346,16 @@ func (p *Pipeline) probe(ctx context.Context, j job) {
 		default:
 		}
 	}
+}
+
+// generation is the matcher's DB generation when it reports one (a DB
+// that changes while the daemon runs); cached matches of an older
+// generation are recomputed on their next event.
+func (p *Pipeline) generation() uint64 {
+	if g, ok := p.matcher.(interface{ Generation() uint64 }); ok {
+		return g.Generation()
+	}
+	return 0
 }
 
 // settle reports ev as settled unless writing its outcome failed.

@@ -385,3 +385,58 @@ func TestShutdownDrainsProbesThatFinishInTime(t *testing.T) {
 		t.Fatalf("drained probe not recorded: %+v", recs)
 	}
 }
+
+// genMatcher is a matcher whose entries change while the pipeline runs.
+type genMatcher struct {
+	mu  sync.Mutex
+	gen uint64
+	m   map[string]stackprint.Match
+}
+
+func (g *genMatcher) Match(r stackprint.Result) ([]stackprint.Match, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if x, ok := g.m[r.JARM]; ok {
+		return []stackprint.Match{x}, nil
+	}
+	return nil, nil
+}
+
+func (g *genMatcher) Generation() uint64 { g.mu.Lock(); defer g.mu.Unlock(); return g.gen }
+
+func TestDBChangeAppliesToCachedTargets(t *testing.T) {
+	pr := &scriptedProber{jarm: map[netip.Addr]string{netip.MustParseAddr("127.0.0.61"): badJARM}}
+	sink := &memSink{}
+	gm := &genMatcher{gen: 1, m: map[string]stackprint.Match{}}
+	p := start(t, testConfig(), pr, gm, sink)
+	if err := p.Handle(context.Background(), event("C1", "127.0.0.61:443")); err != nil {
+		t.Fatal(err)
+	}
+	waitIdle(t, p)
+	// The operator adds the fingerprint: the next connection alerts
+	// without a new probe.
+	gm.mu.Lock()
+	gm.m[badJARM], gm.gen = stackprint.Match{Label: "added-later"}, 2
+	gm.mu.Unlock()
+	if err := p.Handle(context.Background(), event("C2", "127.0.0.61:443")); err != nil {
+		t.Fatal(err)
+	}
+	_, alerts := sink.snapshot()
+	if len(alerts) != 1 || alerts[0].Event.UID != "C2" || alerts[0].Match.Label != "added-later" {
+		t.Fatalf("alerts %+v, want one for C2", alerts)
+	}
+	// And removing it stops the alerts.
+	gm.mu.Lock()
+	delete(gm.m, badJARM)
+	gm.gen = 3
+	gm.mu.Unlock()
+	if err := p.Handle(context.Background(), event("C3", "127.0.0.61:443")); err != nil {
+		t.Fatal(err)
+	}
+	if _, alerts := sink.snapshot(); len(alerts) != 1 {
+		t.Fatalf("alert after the entry was removed: %+v", alerts)
+	}
+	if n := pr.count(); n != 1 {
+		t.Fatalf("probed %d times, want 1", n)
+	}
+}

@@ -98,7 +98,7 @@ func newDaemon(cfg *Config, log *slog.Logger, hooks daemonHooks) (d *daemon, err
 		Logger:          log,
 		OnSettled:       func(ev stackprint.Event) { d.ledger.Settled(ev) },
 		DrainTimeout:    cfg.Daemon.ShutdownTimeout,
-	}, measuredProber{prober, d.metrics}, d.db, rules.Engine{}, measuredSink{d.sink, d.metrics})
+	}, measuredProber{prober, d.metrics}, d.db, rules.Engine{}, measuredSink{observingSink{d.sink, d.db}, d.metrics})
 	if err != nil {
 		return nil, err
 	}
@@ -182,6 +182,9 @@ func (d *daemon) run(ctx context.Context) error {
 	}()
 	hctx, stopHTTP := context.WithCancel(context.Background())
 	defer stopHTTP()
+	pruneDone := make(chan struct{})
+	go func() { defer close(pruneDone); d.pruneObservations(hctx) }()
+	defer func() { stopHTTP(); <-pruneDone }()
 	if d.cfg.Metrics.Listen != "" {
 		go func() {
 			if err := d.serveHTTP(hctx, d.cfg.Metrics.Listen, d.log); err != nil {
@@ -233,6 +236,43 @@ wait:
 	d.log.Info("stackprint stopped", "events", st.Events, "probed", st.Probed, "alerts", st.Alerts,
 		"abandoned_in_queue", st.Pending)
 	return err
+}
+
+// observingSink keeps the DB's observations (latest result per target and
+// fingerprint history) that retro-hunts and the exports read.
+type observingSink struct {
+	enrich.Sink
+	db *db.DB
+}
+
+func (s observingSink) Record(ev stackprint.Event, r stackprint.Result, m []stackprint.Match) error {
+	if err := s.Sink.Record(ev, r, m); err != nil {
+		return err
+	}
+	if err := s.db.RecordObservation(r); err != nil {
+		return fmt.Errorf("record observation of %s: %w", r.Target, err)
+	}
+	return nil
+}
+
+// pruneObservations drops observations older than what retro-hunts and the
+// dedup TTL can use, hourly, so the DB does not grow forever.
+func (d *daemon) pruneObservations(ctx context.Context) {
+	keep := max(d.cfg.DB.RetroWindow, d.cfg.Dedup.TTL)
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		if n, err := d.db.PruneObservations(time.Now().Add(-keep)); err != nil {
+			d.log.Warn("prune observations", "err", err)
+		} else if n > 0 {
+			d.log.Info("pruned old observations", "count", n)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // ready reports why the daemon cannot do its job, or nil: tailers started,
