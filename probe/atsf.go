@@ -53,8 +53,7 @@ func (e *Engine) runATSF(ctx context.Context, d *targetDialer, network, addr, sn
 			firstFail, firstErr = o.status, def.Name+": "+o.hello.Error
 		}
 		switch o.status {
-		case stackprint.StatusRefused, stackprint.StatusTimeout, stackprint.StatusNotTLS,
-			stackprint.StatusRateLimited, stackprint.StatusBudgetExceeded:
+		case stackprint.StatusRefused, stackprint.StatusTimeout, stackprint.StatusNotTLS, stackprint.StatusBudgetExceeded:
 			stopped = fmt.Sprintf("%s after %s", o.status, def.Name)
 		}
 	}

@@ -148,11 +148,18 @@
 // cert is ok when a leaf certificate was received. The target status is ok
 // when every kind is ok, partial when some kind is ok or partial, else the
 // status of the first kind. HTTP only counts when it is the only kind: a
-// TLS service that is no web server is normal. A dial refused by the
-// per-IP rate limit gives rate_limited, one beyond EngineConfig.MaxConns
-// budget_exceeded; both end the kind like a timeout (a JARM with missing
-// probes is never hashed). After a kind ends refused, not_tls,
-// rate_limited or budget_exceeded, or after any connect timed out, the
-// remaining kinds are not run and carry that status with "not run" in
-// their error. Result.Conns counts real dial attempts.
+// TLS service that is no web server is normal.
+//
+// Before its first connection a probe takes all the connections its kinds
+// need (21 for all kinds) from the destination IP's token bucket
+// (EngineConfig.ConnRate per second, ConnBurst at least one target's
+// worth). If they are not available within MaxRateWait (1 s) the target is
+// rate_limited at once with no connection, every kind "not run": a busy IP
+// (many names on one address) never ties up a probe slot, and the daemon
+// retries it on a later sighting. A dial beyond EngineConfig.MaxConns is
+// budget_exceeded and ends the kind like a timeout (a JARM with missing
+// probes is never hashed). After a kind ends refused, not_tls or
+// budget_exceeded, or after any connect timed out, the remaining kinds
+// are not run and carry that status with "not run" in their error.
+// Result.Conns counts real dial attempts.
 package probe

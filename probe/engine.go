@@ -25,8 +25,9 @@ import (
 const (
 	DefaultIOTimeout    = 5 * time.Second
 	DefaultDeadline     = 15 * time.Second
-	DefaultConnRate     = 20 // new connections per second to one destination IP
-	DefaultConnBurst    = 20
+	DefaultConnRate     = 20              // new connections per second to one destination IP
+	DefaultConnBurst    = DefaultMaxConns // one full probe of a fresh IP never waits
+	DefaultMaxRateWait  = time.Second
 	DefaultMaxConns     = 1 + 10 + 10 + 1 // cert, JARM, ATSF, HTTP
 	DefaultRateLimitIPs = 65536
 )
@@ -70,10 +71,15 @@ type EngineConfig struct {
 	IOTimeout time.Duration // per connect, write and read; 0 → DefaultIOTimeout
 	Deadline  time.Duration // whole target; 0 → DefaultDeadline
 	// Politeness: new connections per second to one destination IP (all
-	// targets on that IP share it) and its burst. 0 → defaults; a
-	// negative ConnRate disables the limit (benchmarks only).
+	// targets on that IP share it) and its burst, which must cover the
+	// connections of one target. 0 → defaults; a negative ConnRate
+	// disables the limit (benchmarks only). A probe reserves all its
+	// connections up front and waits at most MaxRateWait for them (0 →
+	// DefaultMaxRateWait); a longer wait makes the target rate_limited at
+	// once, so a busy IP never ties up a probe slot.
 	ConnRate     float64
 	ConnBurst    int
+	MaxRateWait  time.Duration
 	RateLimitIPs int // destination IPs whose limiter is remembered; 0 → DefaultRateLimitIPs
 	MaxConns     int // connections per target; 0 → DefaultMaxConns
 	ReadCap      int // bytes one ATSF/cert/HTTP connection may read; 0 → DefaultReadCap
@@ -94,6 +100,8 @@ type Engine struct {
 	readCap   int
 	rand      io.Reader
 	limits    *ipLimits // nil: unlimited
+	rateWait  time.Duration
+	connsPer  int // connections one target needs with the selected kinds
 	atsfDefs  []*atsfDef
 	dummyKey  *ecdh.PrivateKey
 }
@@ -134,6 +142,19 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 	if e.rand == nil {
 		e.rand = rand.Reader
 	}
+	for _, k := range kinds {
+		switch k {
+		case stackprint.KindJARM, stackprint.KindATSF:
+			e.connsPer += 10
+		case stackprint.KindCert:
+			e.connsPer++
+		case stackprint.KindHTTP:
+			if !slices.Contains(kinds, stackprint.KindCert) {
+				e.connsPer++ // otherwise it shares cert's connection
+			}
+		}
+	}
+	e.connsPer = min(e.connsPer, e.maxConns)
 	if cfg.ConnRate >= 0 {
 		r, b, n := cfg.ConnRate, cfg.ConnBurst, cfg.RateLimitIPs
 		if r == 0 {
@@ -145,7 +166,14 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 		if n <= 0 {
 			n = DefaultRateLimitIPs
 		}
+		if b < e.connsPer {
+			return nil, fmt.Errorf("probe: per-IP connection burst %d is below the %d connections one target needs", b, e.connsPer)
+		}
 		e.limits = newIPLimits(rate.Limit(r), b, n)
+		e.rateWait = cfg.MaxRateWait
+		if e.rateWait <= 0 {
+			e.rateWait = DefaultMaxRateWait
+		}
 	}
 	var err error
 	if e.atsfDefs, err = loadATSFDefs(); err != nil {
@@ -198,7 +226,17 @@ func (e *Engine) Probe(ctx context.Context, t stackprint.Target, sni string) (re
 	named.SNI = stackprint.CanonicalSNI(t.SNI)
 	d := &targetDialer{base: e.dialer, max: e.maxConns}
 	if e.limits != nil {
-		d.lim = e.limits.get(ip)
+		if err := e.reserve(ctx, ip); err != nil {
+			st := stackprint.StatusRateLimited
+			if ctxDone(ctx) != nil {
+				st = stackprint.StatusTimeout
+			}
+			for _, k := range e.kinds {
+				res.Kinds = append(res.Kinds, stackprint.KindResult{Kind: k, Status: st, Error: k + ": not run: " + err.Error()})
+			}
+			res.Status, res.Error = st, "probe: "+err.Error()
+			return res
+		}
 	}
 
 	var skip string // why the remaining kinds are not run
@@ -218,13 +256,8 @@ func (e *Engine) Probe(ctx context.Context, t stackprint.Target, sni string) (re
 	// remaining kinds.
 	record := func(kr stackprint.KindResult, conns0 int, t0 time.Time, mayStop bool) {
 		kr.Conns, kr.Duration = d.n-conns0, time.Since(t0)
-		if kr.Status != stackprint.StatusOK {
-			switch {
-			case d.rateLimited:
-				kr.Status = stackprint.StatusRateLimited
-			case d.budgetHit:
-				kr.Status = stackprint.StatusBudgetExceeded
-			}
+		if kr.Status != stackprint.StatusOK && d.budgetHit {
+			kr.Status = stackprint.StatusBudgetExceeded
 		}
 		res.Kinds = append(res.Kinds, kr)
 		if skip != "" || !mayStop {
@@ -232,7 +265,7 @@ func (e *Engine) Probe(ctx context.Context, t stackprint.Target, sni string) (re
 		}
 		switch {
 		case kr.Status == stackprint.StatusRefused, kr.Status == stackprint.StatusNotTLS,
-			kr.Status == stackprint.StatusRateLimited, kr.Status == stackprint.StatusBudgetExceeded:
+			kr.Status == stackprint.StatusBudgetExceeded:
 			skip, skipStatus = fmt.Sprintf("%s said %s", kr.Kind, kr.Status), kr.Status
 		case d.connectTimeouts > 0:
 			// A silently filtered port: every further connect would wait
@@ -326,24 +359,44 @@ func summarize(kinds []stackprint.KindResult) (stackprint.Status, string) {
 	return counted[0].Status, msg
 }
 
-// Errors of the per-target dialer. Both are returned wrapped with
-// DeadlineExceeded so the JARM prober aborts as on a timeout instead of
-// hashing a run with missing probes.
-var (
-	errRateLimited = errors.New("per-IP connection rate limit")
-	errBudget      = errors.New("per-target connection budget exhausted")
-)
+// reserve takes the target's connections from its IP's token bucket,
+// waiting if that takes at most rateWait (and fits the deadline).
+func (e *Engine) reserve(ctx context.Context, ip netip.Addr) error {
+	r := e.limits.get(ip).ReserveN(time.Now(), e.connsPer)
+	if !r.OK() {
+		return errors.New("per-IP connection rate limit: burst too small") // NewEngine rules this out
+	}
+	delay := r.Delay()
+	if delay == 0 {
+		return nil
+	}
+	if dl, ok := ctx.Deadline(); delay > e.rateWait || (ok && time.Now().Add(delay).After(dl)) {
+		r.Cancel()
+		return fmt.Errorf("per-IP connection rate limit: %d connections would wait %v", e.connsPer, delay.Round(time.Millisecond))
+	}
+	t := time.NewTimer(delay)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		r.Cancel()
+		return fmt.Errorf("waiting for the per-IP connection rate limit: %w", ctx.Err())
+	}
+}
+
+// errBudget is returned wrapped with DeadlineExceeded so the JARM prober
+// aborts as on a timeout instead of hashing a run with missing probes.
+var errBudget = errors.New("per-target connection budget exhausted")
 
 // targetDialer is the dialer of one Probe call: it enforces the connection
-// budget and the per-IP rate and counts attempts. Probes of one target are
-// sequential, so it needs no locking.
+// budget and counts attempts. Probes of one target are sequential, so it
+// needs no locking.
 type targetDialer struct {
 	base            Dialer
-	lim             *rate.Limiter
 	max             int
 	n               int // dial attempts
 	connectTimeouts int
-	rateLimited     bool
 	budgetHit       bool
 }
 
@@ -351,12 +404,6 @@ func (d *targetDialer) DialContext(ctx context.Context, network, addr string) (n
 	if d.n >= d.max {
 		d.budgetHit = true
 		return nil, fmt.Errorf("%w (%d): %w", errBudget, d.max, context.DeadlineExceeded)
-	}
-	if d.lim != nil {
-		if err := d.lim.Wait(ctx); err != nil {
-			d.rateLimited = true
-			return nil, fmt.Errorf("%w: %w: %v", errRateLimited, context.DeadlineExceeded, err)
-		}
 	}
 	d.n++
 	c, err := d.base.DialContext(ctx, network, addr)
@@ -392,8 +439,6 @@ func classify(ctx context.Context, readErr, err error) stackprint.Status {
 	switch {
 	case has(func(e error) bool { return errors.Is(e, errNotTLS) }):
 		return stackprint.StatusNotTLS
-	case has(func(e error) bool { return errors.Is(e, errRateLimited) }):
-		return stackprint.StatusRateLimited
 	case has(func(e error) bool { return errors.Is(e, errBudget) }):
 		return stackprint.StatusBudgetExceeded
 	case ctxDone(ctx) != nil || has(isTimeout):

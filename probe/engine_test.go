@@ -177,17 +177,27 @@ func TestEngineLimits(t *testing.T) {
 	ap := startGoTLS(t, "127.0.1.54", tlsConfigECDSA(t))
 
 	t.Run("per-ip rate", func(t *testing.T) {
-		e, _ := NewEngine(EngineConfig{Kinds: []string{"atsf"}, ConnRate: 0.5, ConnBurst: 3, IOTimeout: 200 * time.Millisecond})
+		// A full probe fits the burst; the next target on the same IP would
+		// wait 20 s for its 10 connections and is rate_limited at once.
+		e, _ := NewEngine(EngineConfig{Kinds: []string{"atsf"}, ConnRate: 0.5, ConnBurst: 10, IOTimeout: time.Second})
 		res := e.Probe(testCtx(t), targetOf(ap), "")
-		checkEngineInvariants(t, res, 1)
-		if res.Status != stackprint.StatusRateLimited || res.Conns != 3 {
-			t.Errorf("%s conns %d %q", res.Status, res.Conns, res.Error)
+		if res.Status != stackprint.StatusOK || res.Conns != 10 {
+			t.Errorf("first target: %s conns %d %q", res.Status, res.Conns, res.Error)
 		}
-		// The bucket is per IP and shared: a second target on the same IP
-		// finds it empty.
 		res = e.Probe(testCtx(t), stackprint.Target{IP: ap.Addr(), Port: 1}, "")
-		if res.Status != stackprint.StatusRateLimited || res.Conns != 0 {
-			t.Errorf("same IP, other port: %s conns %d", res.Status, res.Conns)
+		checkEngineInvariants(t, res, 1)
+		if res.Status != stackprint.StatusRateLimited || res.Conns != 0 || res.Duration > time.Second || !strings.Contains(res.Error, "would wait") {
+			t.Errorf("same IP, other port: %s conns %d after %v: %q", res.Status, res.Conns, res.Duration, res.Error)
+		}
+		// A short wait is waited out.
+		e, _ = NewEngine(EngineConfig{Kinds: []string{"atsf"}, ConnRate: 100, ConnBurst: 10, IOTimeout: time.Second})
+		for range 2 {
+			if res := e.Probe(testCtx(t), targetOf(ap), ""); res.Status != stackprint.StatusOK {
+				t.Errorf("100 conn/s: %s %q", res.Status, res.Error)
+			}
+		}
+		if _, err := NewEngine(EngineConfig{ConnBurst: 5}); err == nil || !strings.Contains(err.Error(), "burst") {
+			t.Errorf("a burst below one target's connections was accepted: %v", err)
 		}
 	})
 	t.Run("connection budget", func(t *testing.T) {
