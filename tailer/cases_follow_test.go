@@ -1170,3 +1170,29 @@ func TestR11_MiddleGenerationBeforeNewFileExists(t *testing.T) {
 	checkRange(t, g.waitN(t, 25, 5*time.Second), 0, 25)
 	g.quiet(t, 25, 100*time.Millisecond)
 }
+
+// A short archived generation (a header only: no complete fingerprint) is
+// read once, not again at every look.
+func TestC05_ShortArchiveReadOnce(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	p := filepath.Join(dir, "ssl.log")
+	writeFile(t, p, tsvHeader(0)+tsvLines(0, 0, 3))
+	in := Input{Path: p, Format: FormatZeek, Archives: []string{filepath.Join(dir, "logs", "*", "*.gz")}}
+	g := newGated(1)
+	tl := run(t, in, Options{}, g.handle)
+	<-g.blocked
+	appendTo(t, p, "#close\t2024-04-12-20-00-00\n")
+	mustRename(t, p, filepath.Join(dir, "gen1"))
+	writeFile(t, p, tsvHeader(1)) // a quiet hour: header only
+	mustRename(t, p, filepath.Join(dir, "gen2"))
+	gzipFile(t, filepath.Join(dir, "gen2"), filepath.Join(dir, "logs", "2024-04-12", "ssl.20:00:00-21:00:00.log.gz"))
+	os.Remove(filepath.Join(dir, "gen2"))
+	writeFile(t, p, tsvHeader(0)+tsvLines(0, 3, 5))
+	g.open()
+	checkRange(t, g.waitN(t, 5, 5*time.Second), 0, 5)
+	g.quiet(t, 5, 200*time.Millisecond)
+	if st := tl.Stats(); st.CatchUpFiles != 1 {
+		t.Errorf("%+v", st)
+	}
+}

@@ -413,8 +413,19 @@ func (f *follower) stepLane(ctx context.Context, ln *lane) (done bool, err error
 			if err := f.drain(ctx, of); err != nil {
 				return false, err
 			}
+			if of.gz == nil && !of.fc.closed {
+				// Rotated a moment ago: the writer may not have let go.
+				if fi, err := of.f.Stat(); err == nil && f.now().Sub(fi.ModTime()) < f.opts.RotateWait {
+					return false, nil
+				}
+			}
 			if err := f.finish(ctx, ln, of); err != nil {
 				return false, err
+			}
+			if len(ln.backlog) == 0 {
+				// The path may have rotated again meanwhile: look once more
+				// before opening it.
+				ln.catchUp = true
 			}
 			continue
 		}
@@ -759,7 +770,11 @@ func (f *follower) forget(of *openFile) {
 // content, or the same complete fingerprint: a copy or an archive of it).
 // For the same inode grown since, rest is the offset to read on from.
 func (f *follower) isKnown(c candidate) (known bool, rest int64) {
-	if k := f.known[devInoKey{c.dev, c.ino}]; k != nil && !c.gz && k.fp.same(c.fp) {
+	if c.gz {
+		if k := f.known[devInoKey{c.dev, c.ino | 1<<63}]; k != nil && k.fp.same(c.fp) {
+			return true, 0
+		}
+	} else if k := f.known[devInoKey{c.dev, c.ino}]; k != nil && k.fp.same(c.fp) {
 		if c.size > k.offset {
 			return false, k.offset
 		}
