@@ -196,7 +196,7 @@ func (p *Pipeline) Handle(ctx context.Context, ev stackprint.Event) error {
 		}
 		res, m, gen := e.result, e.matches, e.gen
 		p.mu.Unlock()
-		if cur := p.generation(); cur != gen && res.Status == stackprint.StatusOK {
+		if cur := p.generation(); cur != gen && matchable(res.Status) {
 			// The DB changed since this target was matched (an operator
 			// added or removed an entry): match again, at once.
 			var err error
@@ -309,6 +309,8 @@ func (p *Pipeline) probe(ctx context.Context, j job) {
 	gen := p.generation()
 	if res.Status == stackprint.StatusOK {
 		p.probeOK.Add(1)
+	}
+	if matchable(res.Status) {
 		var err error
 		if matches, err = p.matcher.Match(res); err != nil {
 			p.fail(fmt.Errorf("match %s: %w", j.target, err))
@@ -319,7 +321,11 @@ func (p *Pipeline) probe(ctx context.Context, j job) {
 		}
 	}
 	ttl := p.cfg.TTL
-	if res.Status != stackprint.StatusOK {
+	switch res.Status {
+	case stackprint.StatusOK:
+	case stackprint.StatusRateLimited: // the prober's per-IP budget: retry soon
+		ttl = min(p.cfg.NegativeTTL, rateLimitedRetry)
+	default:
 		ttl = p.cfg.NegativeTTL
 	}
 	p.mu.Lock()
@@ -346,6 +352,12 @@ func (p *Pipeline) probe(ctx context.Context, j job) {
 		default:
 		}
 	}
+}
+
+// matchable reports whether a result can carry fingerprints: a partial
+// result (say ATSF incomplete, JARM fine) still has some.
+func matchable(s stackprint.Status) bool {
+	return s == stackprint.StatusOK || s == stackprint.StatusPartial
 }
 
 // generation is the matcher's DB generation when it reports one (a DB
