@@ -145,21 +145,21 @@ type ecsMatched struct {
 
 // spECS is the stackprint.* namespace: what ECS has no name for.
 type spECS struct {
-	SchemaVersion int       `json:"schema_version"`
-	AlertID       string    `json:"alert_id"`
-	UID           string    `json:"uid,omitempty"`
-	FlowID        uint64    `json:"flow_id,omitempty"`
-	Input         string    `json:"input,omitempty"`
-	EventKind     string    `json:"event_kind,omitempty"`
-	Severity      string    `json:"severity"`
-	SignatureID   int       `json:"signature_id,omitempty"`
-	Simulated     bool      `json:"simulated"`
-	Suppressed    int       `json:"suppressed"`
-	JARM          string    `json:"jarm,omitempty"`
-	ATSF          *spATSF   `json:"atsf,omitempty"`
-	Match         *spMatch  `json:"match,omitempty"`
-	Probe         spProbe   `json:"probe"`
-	HTTP          *spHTTP   `json:"http,omitempty"`
+	SchemaVersion int      `json:"schema_version"`
+	AlertID       string   `json:"alert_id"`
+	UID           string   `json:"uid,omitempty"`
+	FlowID        uint64   `json:"flow_id,omitempty"`
+	Input         string   `json:"input,omitempty"`
+	EventKind     string   `json:"event_kind,omitempty"`
+	Severity      string   `json:"severity"`
+	SignatureID   int      `json:"signature_id,omitempty"`
+	Simulated     bool     `json:"simulated"`
+	Suppressed    int      `json:"suppressed"`
+	JARM          string   `json:"jarm,omitempty"`
+	ATSF          *spATSF  `json:"atsf,omitempty"`
+	Match         *spMatch `json:"match,omitempty"`
+	Probe         spProbe  `json:"probe"`
+	HTTP          *spHTTP  `json:"http,omitempty"`
 }
 
 type spATSF struct {
@@ -229,7 +229,7 @@ func MarshalECS(a stackprint.Alert) ([]byte, error) {
 			Dataset:  "stackprint.alert",
 			Provider: "stackprint",
 		},
-		Rule: ecsRule{ID: a.Rule, Name: a.RuleName, Description: a.Description, Category: a.Category, Ruleset: "stackprint"},
+		Rule:    ecsRule{ID: a.Rule, Name: a.RuleName, Description: a.Description, Category: a.Category, Ruleset: "stackprint"},
 		Network: ecsNetwork{Transport: "tcp", Protocol: "tls"},
 		Stackprint: spECS{
 			SchemaVersion: stackprint.SchemaVersion,

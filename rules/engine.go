@@ -33,6 +33,9 @@ type Options struct {
 	Disabled []string
 	// Params overrides declared rule params: rule id → param → value.
 	Params map[string]map[string]any
+	// Suppress overrides rules' suppression windows: rule id → window, 0
+	// for none; the id "*" sets every rule's, and a rule's own id beats it.
+	Suppress map[string]time.Duration
 	// Simulation marks every alert simulated; a rule's simulate: true
 	// marks only its own.
 	Simulation bool
@@ -142,10 +145,41 @@ func Load(opts Options) (*RuleSet, error) {
 		}
 		rules[i] = &c
 	}
+	errs = append(errs, overrideSuppress(rules, index, opts.Suppress)...)
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
 	return &RuleSet{Rules: rules, opts: opts, baselines: opts.Baselines}, nil
+}
+
+func overrideSuppress(rules []*Rule, index map[string]int, windows map[string]time.Duration) []error {
+	var errs []error
+	set := func(i int, d time.Duration) {
+		c := *rules[i]
+		c.Suppress = d
+		rules[i] = &c
+	}
+	if d, ok := windows["*"]; ok {
+		for i := range rules {
+			set(i, d)
+		}
+	}
+	for id, d := range windows {
+		if d < 0 {
+			errs = append(errs, fmt.Errorf("suppress window for %q: %s is negative", id, d))
+			continue
+		}
+		if id == "*" {
+			continue
+		}
+		i, ok := index[id]
+		if !ok {
+			errs = append(errs, fmt.Errorf("suppress window for rule %q: no such rule", id))
+			continue
+		}
+		set(i, d)
+	}
+	return errs
 }
 
 func anyMap(m map[string]map[string]any) map[string]any {
@@ -425,7 +459,7 @@ func (e Engine) eval(rule *Rule, env *Env) (fired bool, which int) {
 }
 
 func (e Engine) run(rule *Rule, prog *vm.Program, env *Env) bool {
-	out, err := vm.Run(prog, *env)
+	out, err := vm.Run(prog, env)
 	if err != nil {
 		e.evalError(rule, err)
 		return false
@@ -438,7 +472,7 @@ func (e Engine) severity(rule *Rule, env *Env) string {
 	if rule.severity == nil {
 		return rule.Severity
 	}
-	out, err := vm.Run(rule.severity, *env)
+	out, err := vm.Run(rule.severity, env)
 	if err != nil {
 		e.evalError(rule, err)
 		return rule.Severity

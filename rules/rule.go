@@ -229,8 +229,12 @@ func (p *parser) rule(n *yaml.Node) *Rule {
 		}
 	}
 	req := func(key, val string) {
-		if val == "" && keys[key] == nil {
-			p.fail(n, r.ID, key+": required")
+		if strings.TrimSpace(val) == "" {
+			at := n
+			if keys[key] != nil {
+				at = keys[key]
+			}
+			p.fail(at, r.ID, key+": required")
 		}
 	}
 	req("id", r.ID)
@@ -462,7 +466,7 @@ func markSeverity(err error, sev bool) error {
 func compileExpr(src string, params map[string]any, as expr.Option) (*vm.Program, error) {
 	pp := &paramPatcher{params: params}
 	prog, err := expr.Compile(src,
-		expr.Env(Env{}),
+		expr.Env(&Env{}),
 		as,
 		expr.Patch(pp),
 		expr.Function("in_cidr", inCIDR, new(func(string, ...string) bool)),

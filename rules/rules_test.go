@@ -199,6 +199,32 @@ func TestSuppression(t *testing.T) {
 	}
 }
 
+func TestSuppressOverrides(t *testing.T) {
+	m := []stackprint.Match{{Kind: "jarm", Value: jarmC2, Label: "c2", Confidence: "high"}}
+	count := func(e *Engine) int {
+		n := 0
+		for i := range 3 {
+			ev := event("C", "10.0.0.5:1000", "203.0.113.7:443", "", t0.Add(time.Duration(i)*time.Minute))
+			n += len(e.Judge(ev, okResult(ev, jarmC2), m))
+		}
+		return n
+	}
+	if n := count(newEngine(t, Options{Suppress: map[string]time.Duration{"db_match": 0}})); n != 3 {
+		t.Errorf("db_match unsuppressed: %d alerts, want 3", n)
+	}
+	if n := count(newEngine(t, Options{Suppress: map[string]time.Duration{"*": 0, "db_match": time.Hour}})); n != 1 {
+		t.Errorf("an id beats *: %d alerts, want 1", n)
+	}
+	if n := count(newEngine(t, Options{Suppress: map[string]time.Duration{"*": 90 * time.Second}})); n != 2 {
+		t.Errorf("* of 90s over three events a minute apart: %d alerts, want 2", n)
+	}
+	for _, bad := range []map[string]time.Duration{{"nosuch": 0}, {"db_match": -time.Second}} {
+		if _, err := New(Options{Suppress: bad}); err == nil {
+			t.Errorf("suppress %v accepted", bad)
+		}
+	}
+}
+
 func TestSuppressionCapacityFailsOpen(t *testing.T) {
 	e := newEngine(t, Options{SuppressCapacity: 2})
 	m := []stackprint.Match{{Kind: "jarm", Value: jarmC2, Label: "c2", Confidence: "high"}}

@@ -114,6 +114,7 @@ type RulesConfig struct {
 	DisableBuiltin   bool                      `yaml:"disable_builtin"`
 	Disabled         []string                  `yaml:"disabled"`
 	Params           map[string]map[string]any `yaml:"params"`
+	Suppress         map[string]time.Duration  `yaml:"suppress"`
 	Simulation       bool                      `yaml:"simulation"`
 	Baselines        []BaselineConfig          `yaml:"baselines"`
 	SuppressCapacity int                       `yaml:"suppress_capacity"`

@@ -167,6 +167,7 @@ func (c RulesConfig) options() (rules.Options, error) {
 		Files:            c.Files,
 		Disabled:         c.Disabled,
 		Params:           c.Params,
+		Suppress:         c.Suppress,
 		Simulation:       c.Simulation,
 		SuppressCapacity: c.SuppressCapacity,
 	}
