@@ -6,10 +6,10 @@
 // # Parsers
 //
 // ZeekParser reads Zeek ssl.log and conn.log, TSV or JSON (detected per
-// file from the first line: '#' is a TSV header, '{' a JSON object, a tab-
-// separated line of column names with ts and id.resp_h the single header of
-// tsv=T mode; a '{' line after a TSV header whose first column is ts
-// switches to JSON).
+// file from the first line: '#' is a TSV header, '{' a JSON object, a
+// tab-separated line of column names with ts and id.resp_h the single
+// header of tsv=T mode; a '{' line after a TSV header whose first column is
+// ts switches to JSON).
 //
 //   - TSV: separators, the empty and unset markers and the columns come from
 //     each header block (#separator, #set_separator, #empty_field,
