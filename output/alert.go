@@ -62,6 +62,7 @@ type alertJSON struct {
 	Tags          []string  `json:"tags"`
 	Simulated     bool      `json:"simulated"`
 	Suppressed    int       `json:"suppressed"`
+	Retro         bool      `json:"retro"`
 	Status        string    `json:"status"`
 	ATSF          string    `json:"atsf"`
 	CertSHA256    string    `json:"cert_sha256"`
@@ -111,6 +112,7 @@ func MarshalAlert(a stackprint.Alert) ([]byte, error) {
 		Tags:        tagsOf(a),
 		Simulated:   a.Simulated,
 		Suppressed:  a.Suppressed,
+		Retro:       a.Retro,
 		Status:      string(a.Result.Status),
 		ATSF:        f.atsf,
 		CertSHA256:  f.certSHA256,

@@ -25,6 +25,7 @@ func alertSchema() ZeekSchema {
 		{"msg", "string"},
 		{"tags", "set[string]"},
 		{"simulated", "bool"},
+		{"retro", "bool"},
 		{"suppressed", "count"},
 		{"probe_ts", "time"},
 		{"status", "string"},
@@ -93,6 +94,7 @@ func alertRecord(a stackprint.Alert) []any {
 		opt(alertMsg(a)),
 		tagsOf(a),
 		a.Simulated,
+		a.Retro,
 		max(a.Suppressed, 0),
 		r.Started,
 		opt(string(r.Status)),
@@ -106,7 +108,7 @@ func alertRecord(a stackprint.Alert) []any {
 		ev.TS,
 	}
 	if m := a.Match; hasMatch(m) {
-		rec[24], rec[25], rec[26], rec[27], rec[28] = m.Kind, m.Value, m.Label, m.Source, m.Confidence
+		rec[25], rec[26], rec[27], rec[28], rec[29] = m.Kind, m.Value, m.Label, m.Source, m.Confidence
 	}
 	return rec
 }

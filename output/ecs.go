@@ -155,6 +155,7 @@ type spECS struct {
 	SignatureID   int      `json:"signature_id,omitempty"`
 	Simulated     bool     `json:"simulated"`
 	Suppressed    int      `json:"suppressed"`
+	Retro         bool     `json:"retro"`
 	JARM          string   `json:"jarm,omitempty"`
 	ATSF          *spATSF  `json:"atsf,omitempty"`
 	Match         *spMatch `json:"match,omitempty"`
@@ -242,6 +243,7 @@ func MarshalECS(a stackprint.Alert) ([]byte, error) {
 			SignatureID:   a.SignatureID,
 			Simulated:     a.Simulated,
 			Suppressed:    a.Suppressed,
+			Retro:         a.Retro,
 			JARM:          r.JARM,
 			Probe: spProbe{
 				Status:     string(r.Status),
@@ -252,8 +254,14 @@ func MarshalECS(a stackprint.Alert) ([]byte, error) {
 			},
 		},
 	}
-	if a.Simulated {
-		d.Tags = append(append([]string(nil), a.Tags...), "simulated")
+	if a.Simulated || a.Retro {
+		d.Tags = append([]string(nil), a.Tags...)
+		if a.Simulated {
+			d.Tags = append(d.Tags, "simulated")
+		}
+		if a.Retro {
+			d.Tags = append(d.Tags, "retro-hunt")
+		}
 	}
 	if ev.Orig.Addr().IsValid() {
 		d.Source = &ecsEndpoint{IP: ev.Orig.Addr().Unmap().String(), Port: int(ev.Orig.Port())}
@@ -409,6 +417,9 @@ func ecsMessage(a stackprint.Alert) string {
 	b.WriteString(")")
 	if a.Simulated {
 		b.WriteString(" [simulated]")
+	}
+	if a.Retro {
+		b.WriteString(" [retro-hunt]")
 	}
 	return b.String()
 }

@@ -62,6 +62,7 @@ type eveExtras struct {
 	Match      *spMatch `json:"match,omitempty"`
 	Simulated  bool     `json:"simulated"`
 	Suppressed int      `json:"suppressed"`
+	Retro      bool     `json:"retro"`
 }
 
 // EVESeverity is alert.severity for a severity name: Suricata's priority,
@@ -116,6 +117,9 @@ func MarshalEVE(a stackprint.Alert) ([]byte, error) {
 	if a.Simulated {
 		md["stackprint_simulated"] = []string{"true"}
 	}
+	if a.Retro {
+		md["stackprint_retro"] = []string{"true"}
+	}
 	cat := a.Category
 	if cat == "" {
 		cat = "A Network Trojan was detected"
@@ -149,6 +153,7 @@ func MarshalEVE(a stackprint.Alert) ([]byte, error) {
 			JARM:       r.JARM,
 			Simulated:  a.Simulated,
 			Suppressed: a.Suppressed,
+			Retro:      a.Retro,
 		},
 	}
 	if r.ATSF != nil {

@@ -40,6 +40,9 @@ func FormatAlertText(a stackprint.Alert) string {
 	if a.Simulated {
 		b.WriteString("  [simulated]")
 	}
+	if a.Retro {
+		b.WriteString("  [retro-hunt]")
+	}
 	if a.Suppressed > 0 {
 		fmt.Fprintf(&b, "  (+%d suppressed)", a.Suppressed)
 	}

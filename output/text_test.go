@@ -27,6 +27,9 @@ func TestFormatAlertText(t *testing.T) {
 	if !strings.Contains(got, "[simulated]  (+3 suppressed)\n") || strings.Contains(got, "match") {
 		t.Errorf("simulated drift alert:\n%s", got)
 	}
+	if got := FormatAlertText(as[3]); !strings.Contains(got, "[retro-hunt]") || !strings.Contains(got, "conn   - → 203.0.113.7:443") {
+		t.Errorf("retro-hunt alert:\n%s", got)
+	}
 
 	// Suricata event: flow_id instead of uid; the SNI's TAB is escaped.
 	got = FormatAlertText(as[2])
