@@ -147,6 +147,9 @@ func (l *ZeekLog) open(resume bool) error {
 			if err != nil {
 				return err
 			}
+			if opened.IsZero() {
+				opened = now
+			}
 			if err := rotateAside(l.path, opened); err != nil {
 				return err
 			}
@@ -215,11 +218,8 @@ func (l *ZeekLog) scheduleRotation(now time.Time) {
 }
 
 // rotateAside renames path to its rotated name, stamped with the file's
-// open time (now when unknown).
+// open time.
 func rotateAside(path string, opened time.Time) error {
-	if opened.IsZero() {
-		opened = time.Now()
-	}
 	aside := rotatedName(path, opened)
 	if err := os.Rename(path, aside); err != nil {
 		return fmt.Errorf("rotate %s: %w", path, err)

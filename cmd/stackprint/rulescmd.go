@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/netip"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/stackprint/stackprint"
@@ -72,15 +73,20 @@ func rulesCheck(args []string, stdout, stderr io.Writer) error {
 		}
 		return fmt.Errorf("rules check: %d problem(s)", len(probs))
 	}
+	// Per file, in load order; globs and directories show what they
+	// expanded to. Built-in rules are summed in the last line.
+	var order []string
 	perFile := map[string]int{}
 	for _, r := range set.Rules {
-		perFile[r.File]++
-	}
-	for _, f := range opts.Files {
-		if perFile[f] == 0 {
-			// A glob or directory: report what it expanded to.
+		if strings.HasPrefix(r.File, "builtin:") {
 			continue
 		}
+		if perFile[r.File] == 0 {
+			order = append(order, r.File)
+		}
+		perFile[r.File]++
+	}
+	for _, f := range order {
 		fmt.Fprintf(stdout, "%s: %d rules ok\n", f, perFile[f])
 	}
 	fmt.Fprintf(stdout, "rules ok: %d loaded, %d active\n", len(set.Rules), len(set.Active()))

@@ -31,6 +31,10 @@ func TestRulesCheck(t *testing.T) {
 	if err != nil || !strings.Contains(out, good+": 1 rules ok") || !strings.Contains(out, "rules ok: 6 loaded, 6 active") {
 		t.Fatalf("check good: %v\n%s", err, out)
 	}
+	out, _, err = run("check", filepath.Join(dir, "g*.yaml"))
+	if err != nil || !strings.Contains(out, good+": 1 rules ok") {
+		t.Fatalf("check a glob: %v\n%s", err, out)
+	}
 	_, errOut, err := run("check", good, bad)
 	if err == nil || !strings.Contains(err.Error(), "2 problem(s)") {
 		t.Fatalf("check bad: err %v", err)

@@ -148,9 +148,8 @@ func (s *fileSink) rotateLoop(every time.Duration) {
 		case <-s.stop:
 			return
 		case <-t.C:
-			// A failed rotation leaves the log open and writable; the
-			// next write or tick retries, and a write error stops the
-			// daemon, so nothing is lost silently.
+			// A failed rotation is retried by the next record, whose
+			// write error stops the daemon: nothing is lost silently.
 			if s.fp != nil {
 				_ = s.fp.MaybeRotate()
 			}
