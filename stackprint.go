@@ -200,6 +200,11 @@ type Match struct {
 	Label      string `json:"label"`
 	Source     string `json:"source,omitempty"`
 	Confidence string `json:"confidence,omitempty"`
+	// From the DB entry, for rules: its category and the learned counts
+	// (block-listed and top-list targets seen with it).
+	Category   string `json:"category,omitempty"`
+	BlockCount uint64 `json:"block_count,omitempty"`
+	TopCount   uint64 `json:"top_count,omitempty"`
 }
 
 // Verdict is a rule's decision that an event deserves an alert.

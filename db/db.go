@@ -355,5 +355,8 @@ func matchOf(rec Record) stackprint.Match {
 		Label:      rec.Label,
 		Source:     rec.Source,
 		Confidence: rec.Confidence,
+		Category:   rec.Category,
+		BlockCount: rec.BlockCount,
+		TopCount:   rec.TopCount,
 	}
 }

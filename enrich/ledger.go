@@ -28,6 +28,11 @@ type StateStore interface {
 // commit. A crash between settle and unpark replays the event: at least
 // once, with the same alert_id.
 type Ledger struct {
+	// BeforeCommit, when set, runs at the start of every commit; the
+	// daemon makes the outputs durable there (fsync), so a committed
+	// position never covers output that is not on disk. Set it before use.
+	BeforeCommit func() error
+
 	store StateStore
 	pos   func(stackprint.Event) ([]byte, error)
 	log   *slog.Logger
@@ -178,6 +183,11 @@ func (l *Ledger) commit(final bool) error {
 	evs := make([]stackprint.Event, len(park))
 	for i, e := range park {
 		evs[i] = e.ev
+	}
+	if l.BeforeCommit != nil {
+		if err := l.BeforeCommit(); err != nil {
+			return fmt.Errorf("make outputs durable before the checkpoint: %w", err)
+		}
 	}
 	keys, err := l.store.CommitState(cps, evs, l.unpark)
 	if err != nil {

@@ -387,19 +387,13 @@ func (p *Pipeline) record(ev stackprint.Event, res stackprint.Result, m []stackp
 }
 
 func (p *Pipeline) verdicts(ev stackprint.Event, res stackprint.Result, m []stackprint.Match) error {
-	if len(m) == 0 {
-		return nil
+	if res.Status == stackprint.StatusOutOfScope || res.Status == stackprint.StatusRateLimited {
+		return nil // never probed: nothing for a rule to judge
 	}
+	// Rules are judged on every event, not only on DB matches: drift and
+	// header rules fire without one.
 	for _, v := range p.judge.Judge(ev, res, m) {
-		a := stackprint.Alert{
-			ID:       stackprint.AlertID(v.Rule, ev, res.JARM),
-			TS:       p.cfg.Now(),
-			Event:    ev,
-			Result:   res,
-			Match:    v.Match,
-			Rule:     v.Rule,
-			Severity: v.Severity,
-		}
+		a := stackprint.NewAlert(v, ev, res, p.cfg.Now())
 		if err := p.sink.Alert(a); err != nil {
 			p.sinkErr.Add(1)
 			return fmt.Errorf("write alert %s: %w", a.ID, err)

@@ -53,6 +53,9 @@ func (m mapMatcher) Match(r stackprint.Result) ([]stackprint.Match, error) {
 type judgeAll struct{}
 
 func (judgeAll) Judge(ev stackprint.Event, r stackprint.Result, m []stackprint.Match) []stackprint.Verdict {
+	if len(m) == 0 {
+		return nil
+	}
 	return []stackprint.Verdict{{Rule: "db_match", Severity: "high", Match: m[0]}}
 }
 

@@ -217,6 +217,20 @@ func (w *AlertWriter) Write(a stackprint.Alert) error {
 	return nil
 }
 
+// FlushBuffer hands buffered alerts to the OS without an fsync (see
+// ZeekLog.FlushBuffer); Flush also fsyncs.
+func (w *AlertWriter) FlushBuffer() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed {
+		return fmt.Errorf("flush alerts to %s: writer closed", w.name)
+	}
+	if err := w.w.Flush(); err != nil {
+		return fmt.Errorf("flush alerts to %s: %w", w.name, err)
+	}
+	return nil
+}
+
 // Flush writes buffered alerts and fsyncs the file.
 func (w *AlertWriter) Flush() error {
 	w.mu.Lock()

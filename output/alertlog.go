@@ -64,6 +64,9 @@ func (a *AlertLog) Write(al stackprint.Alert) error { return a.l.Write(alertReco
 // Flush writes buffered records and fsyncs the file.
 func (a *AlertLog) Flush() error { return a.l.Flush() }
 
+// FlushBuffer hands buffered records to the OS without an fsync.
+func (a *AlertLog) FlushBuffer() error { return a.l.FlushBuffer() }
+
 // MaybeRotate rotates when the rotation interval has passed.
 func (a *AlertLog) MaybeRotate() error { return a.l.MaybeRotate() }
 

@@ -64,6 +64,9 @@ func (f *FingerprintLog) Write(ev stackprint.Event, r stackprint.Result, m []sta
 // Flush writes buffered records and fsyncs the file.
 func (f *FingerprintLog) Flush() error { return f.l.Flush() }
 
+// FlushBuffer hands buffered records to the OS without an fsync.
+func (f *FingerprintLog) FlushBuffer() error { return f.l.FlushBuffer() }
+
 // MaybeRotate rotates when the rotation interval has passed.
 func (f *FingerprintLog) MaybeRotate() error { return f.l.MaybeRotate() }
 

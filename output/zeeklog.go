@@ -347,6 +347,24 @@ func (l *ZeekLog) closeFileLocked(now time.Time) error {
 	return err
 }
 
+// FlushBuffer hands buffered records to the OS without an fsync: readers
+// see them at once and they survive a crash of this process; Flush (at a
+// checkpoint) makes them durable against power loss too.
+func (l *ZeekLog) FlushBuffer() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return fmt.Errorf("flush %s: log closed", l.path)
+	}
+	if l.f == nil {
+		return nil
+	}
+	if err := l.w.Flush(); err != nil {
+		return fmt.Errorf("flush %s: %w", l.path, err)
+	}
+	return nil
+}
+
 // Flush writes buffered records and fsyncs the file.
 func (l *ZeekLog) Flush() error {
 	l.mu.Lock()

@@ -199,8 +199,9 @@ func newEnvMatch(m stackprint.Match) EnvMatch {
 		Source:     m.Source,
 		Confidence: m.Confidence,
 		Weight:     confidenceWeight(m.Confidence),
-		// Category, BlockCount, TopCount: set here once stackprint.Match
-		// carries the DB record's fields (see the package doc).
+		Category:   m.Category,
+		BlockCount: int(min(m.BlockCount, 1<<31)),
+		TopCount:   int(min(m.TopCount, 1<<31)),
 	}
 }
 

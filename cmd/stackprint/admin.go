@@ -44,7 +44,7 @@ import (
 
 	"github.com/stackprint/stackprint"
 	"github.com/stackprint/stackprint/db"
-	"github.com/stackprint/stackprint/rules"
+	"github.com/stackprint/stackprint/enrich"
 )
 
 const (
@@ -473,7 +473,7 @@ func (d *daemon) retroHunt(window time.Duration, keys []db.Key) (int, error) {
 			return n, fmt.Errorf("retro-hunt %s: %w", k, err)
 		}
 		for _, s := range sightings {
-			for _, a := range retroAlerts(rec, s, now) {
+			for _, a := range retroAlerts(d.rules, rec, s, now) {
 				if err := d.sink.Alert(a); err != nil {
 					return n, fmt.Errorf("retro-hunt %s: write alert for %s: %w", k, s.Target(), err)
 				}
@@ -492,7 +492,7 @@ func (d *daemon) retroHunt(window time.Duration, keys []db.Key) (int, error) {
 // point at: the event is the target itself, at the time it carried the
 // fingerprint, from source "retro-hunt"; the alert id is deterministic,
 // so repeating the hunt yields the same ids.
-func retroAlerts(rec db.Record, s db.Sighting, now time.Time) []stackprint.Alert {
+func retroAlerts(judge enrich.Judge, rec db.Record, s db.Sighting, now time.Time) []stackprint.Alert {
 	fps := s.Fingerprints
 	if !fps.Has(rec.Key()) {
 		for _, h := range s.History {
@@ -517,9 +517,10 @@ func retroAlerts(rec db.Record, s db.Sighting, now time.Time) []stackprint.Alert
 	if fps.CertSHA256 != "" || fps.CertSHA1 != "" {
 		res.Cert = &stackprint.CertFacts{SHA256: fps.CertSHA256, SHA1: fps.CertSHA1}
 	}
-	m := stackprint.Match{Kind: rec.Kind, Value: rec.Value, Label: rec.Label, Source: rec.Source, Confidence: rec.Confidence}
+	m := stackprint.Match{Kind: rec.Kind, Value: rec.Value, Label: rec.Label, Source: rec.Source, Confidence: rec.Confidence,
+		Category: rec.Category, BlockCount: rec.BlockCount, TopCount: rec.TopCount}
 	var out []stackprint.Alert
-	for _, v := range (rules.Engine{}).Judge(ev, res, []stackprint.Match{m}) {
+	for _, v := range judge.Judge(ev, res, []stackprint.Match{m}) {
 		a := stackprint.NewAlert(v, ev, res, now)
 		a.ID = stackprint.AlertID(v.Rule, ev, rec.Value) // the fingerprint that matched, not only the JARM
 		a.Retro = true

@@ -64,6 +64,7 @@ func TestCrashRecoverySIGKILL(t *testing.T) {
 		"probes_per_second: 5", "probes_per_second: 100",
 		"burst: 5", "burst: 20",
 		"listen: 127.0.0.1:9464", "listen: 127.0.0.1:0",
+		"  suppress: {}", "  suppress: {\"*\": 0s}", // one alert per connection: no suppression window
 	).Replace(string(mustRead(t, "../../configs/stackprint.yaml")))
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)

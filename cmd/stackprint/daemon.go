@@ -33,6 +33,7 @@ type daemon struct {
 	db      *db.DB
 	sink    *fileSink
 	pipe    *enrich.Pipeline
+	rules   *rules.Engine
 	ledger  *enrich.Ledger
 	tailers []*tailer.Tailer
 	metrics *metrics
@@ -84,6 +85,9 @@ func newDaemon(cfg *Config, log *slog.Logger, hooks daemonHooks) (d *daemon, err
 		return nil, fmt.Errorf("probe engine: %w", err)
 	}
 	d.metrics = newMetrics(d)
+	if d.rules, err = newRulesEngine(cfg.Rules, log); err != nil {
+		return nil, err
+	}
 	d.pipe, err = enrich.New(enrich.Config{
 		Scope:           enrich.NewScope(parsePrefixes(cfg.Scope.Allow), parsePrefixes(cfg.Scope.Deny), ports),
 		TTL:             cfg.Dedup.TTL,
@@ -98,11 +102,12 @@ func newDaemon(cfg *Config, log *slog.Logger, hooks daemonHooks) (d *daemon, err
 		Logger:          log,
 		OnSettled:       func(ev stackprint.Event) { d.ledger.Settled(ev) },
 		DrainTimeout:    cfg.Daemon.ShutdownTimeout,
-	}, measuredProber{prober, d.metrics}, d.db, rules.Engine{}, measuredSink{observingSink{d.sink, d.db}, d.metrics})
+	}, measuredProber{prober, d.metrics}, d.db, d.rules, measuredSink{observingSink{d.sink, d.db}, d.metrics})
 	if err != nil {
 		return nil, err
 	}
 	d.ledger = enrich.NewLedger(d.db, encodePosition, log)
+	d.ledger.BeforeCommit = d.sink.Sync
 	track := func(ctx context.Context, ev stackprint.Event) error {
 		return d.pipe.Handle(ctx, d.ledger.Track(ev))
 	}
@@ -308,17 +313,26 @@ func (d *daemon) reload() {
 		d.log.Error("config reload refused; keeping the running config", "err", err)
 		return
 	}
+	if err := reloadRules(d.rules, cfg.Rules, d.log); err != nil {
+		d.metrics.reloads.WithLabelValues("error").Inc()
+		d.log.Error("config reload refused: rules do not load; keeping the running config", "err", err)
+		return
+	}
 	ports := make([]uint16, len(cfg.Scope.Ports))
 	for i, p := range cfg.Scope.Ports {
 		ports[i] = uint16(p)
 	}
 	d.pipe.SetScope(enrich.NewScope(parsePrefixes(cfg.Scope.Allow), parsePrefixes(cfg.Scope.Deny), ports))
-	old := *d.cfg
-	old.Scope = cfg.Scope
-	if !reflect.DeepEqual(&old, cfg) {
-		d.log.Warn("config reload: only scope changes apply live; restart for the other changes")
+	// logrotate's rename+create of the NDJSON/EVE alert files.
+	if err := d.sink.Reopen(); err != nil {
+		d.log.Error("reopen alert files", "err", err)
 	}
-	d.cfg.Scope = cfg.Scope
+	old := *d.cfg
+	old.Scope, old.Rules = cfg.Scope, cfg.Rules
+	if !reflect.DeepEqual(&old, cfg) {
+		d.log.Warn("config reload: scope and rules apply live; restart for the other changes")
+	}
+	d.cfg.Scope, d.cfg.Rules = cfg.Scope, cfg.Rules
 	d.metrics.reloads.WithLabelValues("ok").Inc()
 	d.log.Info("config reloaded", "scope_allow", cfg.Scope.Allow, "scope_deny", cfg.Scope.Deny)
 }

@@ -83,8 +83,8 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		{"CdemoC1", "127.0.0.1:50003", servers[2].Addr, "api.demo.test"},
 		{"CdemoO1", "127.0.0.1:50004", netip.MustParseAddrPort("169.254.169.254:443"), ""},
 		{"CdemoO2", "127.0.0.1:50005", netip.MustParseAddrPort("10.1.2.3:443"), "intranet.demo.test"},
-		{"CdemoA2", "127.0.0.1:50006", servers[0].Addr, "www.demo.test"},
-		{"CdemoB2", "127.0.0.1:50007", c2.Addr, "updates.demo.test"},
+		{"CdemoA2", "127.0.0.2:50006", servers[0].Addr, "www.demo.test"},
+		{"CdemoB2", "127.0.0.2:50007", c2.Addr, "updates.demo.test"}, // a second host talks to the C2
 	}
 	if len(servers) > 3 {
 		conns = append(conns, demoConn{"CdemoD1", "127.0.0.1:50008", servers[3].Addr, "legacy.demo.test"})

@@ -160,6 +160,7 @@ func TestEndToEndDaemon(t *testing.T) {
 		"allow: []", "allow: [127.0.0.0/8]",
 		"poll_interval: 250ms", "poll_interval: 100ms",
 		"listen: 127.0.0.1:9464", "listen: 127.0.0.1:0",
+		"  suppress: {}", "  suppress: {\"*\": 0s}", // one alert per connection: no suppression window
 	).Replace(string(mustRead(t, "../../configs/stackprint.yaml")))
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)

@@ -36,6 +36,7 @@ func BenchmarkAlertLatency(b *testing.B) {
 		"/var/log/stackprint/stackprint.log", filepath.Join(dir, "stackprint.log"),
 		"allow: []", "allow: [127.0.0.0/8]",
 		"listen: 127.0.0.1:9464", "listen: \"\"",
+		"  suppress: {}", "  suppress: {\"*\": 0s}", // one alert per connection: no suppression window
 	).Replace(string(mustRead(b, "../../configs/stackprint.yaml")))
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		b.Fatal(err)

@@ -24,11 +24,14 @@ Usage:
   stackprint run [-c FILE]                 follow the configured logs (the daemon)
   stackprint demo                          run the whole pipeline against local test servers
   stackprint probe [--json] [--sni NAME] HOST:PORT
-                                           fingerprint one server (JARM)
+                                           fingerprint one server (JARM, ATSF, certificate, HTTP Server)
   stackprint db add --kind jarm --value H --label L [--source S] [--confidence low|medium|high]
   stackprint db list [--kind K] [--json]
   stackprint db rm --kind K --value V
-  stackprint db import FILE                CSV: kind,value,label,source,confidence
+  stackprint db import|export|stats|learn  see "stackprint db" for the list
+  stackprint scan [--no-probe] FILE…       one pass over existing logs
+  stackprint rules check [FILE…]           compile and type-check rule files
+  stackprint rules list                    the active rules
   stackprint config check [-c FILE]        validate a config and exit
   stackprint version
 
@@ -84,6 +87,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return cmdDB(ctx, rest, stdout, stderr)
 	case "config":
 		return cmdConfig(rest, stdout, stderr)
+	case "rules":
+		return cmdRules(ctx, rest, stdout, stderr)
+	case "scan":
+		return cmdScan(ctx, rest, stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, versionString())
 		return nil

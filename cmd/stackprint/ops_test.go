@@ -27,6 +27,7 @@ func labConfig(t *testing.T, dir string, extra ...string) (cfgPath, sslLog, aler
 		"/var/log/stackprint/stackprint.log", filepath.Join(dir, "stackprint.log"),
 		"poll_interval: 250ms", "poll_interval: 50ms",
 		"listen: 127.0.0.1:9464", "listen: 127.0.0.1:0",
+		"  suppress: {}", "  suppress: {\"*\": 0s}", // one alert per connection: no suppression window
 	}, extra...)
 	cfgPath = filepath.Join(dir, "stackprint.yaml")
 	writeConfig(t, cfgPath, strings.NewReplacer(pairs...).Replace(string(mustRead(t, "../../configs/stackprint.yaml"))))

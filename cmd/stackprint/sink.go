@@ -13,8 +13,12 @@ import (
 )
 
 // fileSink writes fingerprint records and alerts to every configured
-// output. Each write is flushed and fsynced before it returns (feeds
-// included): that is what lets the tailer count an event as settled.
+// output. Each write is handed to the OS before it returns, so readers see
+// it at once and a crash of the process cannot lose it; Sync fsyncs every
+// file, and the delivery ledger calls it before it commits checkpoints, so
+// a checkpoint never gets ahead of what is on disk (group commit: one fsync
+// per file per commit instead of one per record). The feeds replace their
+// files atomically and fsync on each change.
 type fileSink struct {
 	mu       sync.Mutex
 	fp       *output.FingerprintLog // nil when off
@@ -167,7 +171,7 @@ func (s *fileSink) Record(ev stackprint.Event, r stackprint.Result, m []stackpri
 		if err := s.fp.Write(ev, r, m); err != nil {
 			return err
 		}
-		if err := s.fp.Flush(); err != nil {
+		if err := s.fp.FlushBuffer(); err != nil {
 			return err
 		}
 	}
@@ -184,7 +188,7 @@ func (s *fileSink) Alert(a stackprint.Alert) error {
 	defer s.mu.Unlock()
 	type writer interface {
 		Write(stackprint.Alert) error
-		Flush() error
+		FlushBuffer() error
 	}
 	var ws []writer
 	if s.alerts != nil {
@@ -202,7 +206,7 @@ func (s *fileSink) Alert(a stackprint.Alert) error {
 		}
 	}
 	for _, w := range ws {
-		if err := w.Flush(); err != nil {
+		if err := w.FlushBuffer(); err != nil {
 			return err
 		}
 	}
@@ -215,6 +219,25 @@ func (s *fileSink) Alert(a stackprint.Alert) error {
 		s.hooks.onAlert(a)
 	}
 	return nil
+}
+
+// Sync fsyncs every output file (called before a checkpoint commit).
+func (s *fileSink) Sync() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var errs []error
+	if s.fp != nil {
+		errs = append(errs, s.fp.Flush())
+	}
+	if s.alertLog != nil {
+		errs = append(errs, s.alertLog.Flush())
+	}
+	for _, w := range []*output.AlertWriter{s.alerts, s.eve} {
+		if w != nil {
+			errs = append(errs, w.Flush())
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // Reopen reopens the alert line files (alerts, eve) for logrotate's
