@@ -206,10 +206,13 @@ func objStringAt(b []byte, i int, key string) ([]byte, int, error) {
 		if !ok {
 			return found, it.i, nil
 		}
-		if found == nil && string(decodeKey(k, kesc)) == key && !isNull(val) {
+		if string(decodeKey(k, kesc)) == key && !isNull(val) {
 			if found, err = jsonStringBytes(val); err != nil {
 				return nil, 0, err
 			}
+			// Found: skip the rest of the object in one go.
+			end, err := skipNested(b, it.i, 1)
+			return found, end, err
 		}
 	}
 }

@@ -182,3 +182,39 @@ func FuzzScanString(f *testing.F) {
 		}
 	})
 }
+
+// FuzzSkipNested checks the word-at-a-time skipper against a plain loop.
+func FuzzSkipNested(f *testing.F) {
+	for _, s := range []string{`{"a":[1,{"b":"}"}],"c":"\"{"}x`, `[[["]"]]]`, `{"x":"ab\\"}`, `{`, `{"a":"[{]}"}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if len(data) == 0 || data[0] != '{' && data[0] != '[' {
+			return
+		}
+		want, wantErr := len(data), true
+		depth := 0
+	loop:
+		for i := 0; i < len(data); i++ {
+			switch data[i] {
+			case '"':
+				end, _, err := scanString(data, i)
+				if err != nil {
+					break loop
+				}
+				i = end - 1
+			case '{', '[':
+				depth++
+			case '}', ']':
+				if depth--; depth == 0 {
+					want, wantErr = i+1, false
+					break loop
+				}
+			}
+		}
+		got, err := skipValue(data, 0)
+		if (err != nil) != wantErr || !wantErr && got != want {
+			t.Fatalf("skipValue(%q) = %d, %v; want %d, err=%v", data, got, err, want, wantErr)
+		}
+	})
+}

@@ -87,27 +87,7 @@ func skipValue(b []byte, i int) (int, error) {
 		end, _, err := scanString(b, i)
 		return end, err
 	case '{', '[':
-		depth := 0
-		for i < len(b) {
-			switch b[i] {
-			case '"':
-				end, _, err := scanString(b, i)
-				if err != nil {
-					return end, err
-				}
-				i = end
-				continue
-			case '{', '[':
-				depth++
-			case '}', ']':
-				depth--
-				if depth == 0 {
-					return i + 1, nil
-				}
-			}
-			i++
-		}
-		return i, errJSONEnd
+		return skipNested(b, i+1, 1)
 	case ',', ':', '}', ']':
 		return i, fmt.Errorf("unexpected %q at byte %d", b[i], i)
 	default:
@@ -124,6 +104,55 @@ func skipValue(b []byte, i int) (int, error) {
 		}
 		return i, nil
 	}
+}
+
+// skipNested returns the index just past the bracket that closes depth
+// levels of objects and arrays opened before b[i]. It only tracks strings
+// and brackets, eight bytes at a time (a '[' closed by '}' is not caught:
+// the value parsers only use what they recognise).
+func skipNested(b []byte, i, depth int) (int, error) {
+	for {
+		i = structural(b, i)
+		if i >= len(b) {
+			return len(b), errJSONEnd
+		}
+		switch b[i] {
+		case '"':
+			end, _, err := scanString(b, i)
+			if err != nil {
+				return end, err
+			}
+			i = end
+			continue
+		case '{', '[':
+			depth++
+		default: // '}', ']'
+			depth--
+			if depth == 0 {
+				return i + 1, nil
+			}
+		}
+		i++
+	}
+}
+
+// structural returns the index of the first '"', '{', '}', '[' or ']' in b
+// from i on, or len(b).
+func structural(b []byte, i int) int {
+	for ; i+8 <= len(b); i += 8 {
+		x := binary.LittleEndian.Uint64(b[i:])
+		y := x | 0x2020202020202020 // '[' → '{', ']' → '}', exactly
+		if m := swarHas(x, '"') | swarHas(y, '{') | swarHas(y, '}'); m != 0 {
+			return i + bits.TrailingZeros64(m)>>3
+		}
+	}
+	for ; i < len(b); i++ {
+		switch b[i] {
+		case '"', '{', '}', '[', ']':
+			return i
+		}
+	}
+	return i
 }
 
 // objIter walks the members of one JSON object.
