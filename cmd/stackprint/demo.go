@@ -105,7 +105,8 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	cfg.Outputs.Alerts = filepath.Join(dir, "alerts.ndjson")
 	cfg.Outputs.Fingerprints = filepath.Join(dir, "stackprint.log")
 	cfg.Scheduler.ProbesPerSecond, cfg.Scheduler.Burst = 50, 10
-	cfg.Metrics.Listen = "" // no listener: the demo must not collide with a running daemon
+	cfg.Probe.IOTimeout = 2 * time.Second // s_server -www never answers HEAD: do not wait 5s for it
+	cfg.Metrics.Listen = ""               // no listener: the demo must not collide with a running daemon
 	cfg.Log.Level = "warn"
 	if *verbose {
 		cfg.Log.Level = "debug"
@@ -160,7 +161,7 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	slices.SortFunc(records, func(a, b stackprint.Result) int { return strings.Compare(a.Target.String(), b.Target.String()) })
 	fmt.Fprintf(stdout, "fingerprint records (%s):\n", cfg.Outputs.Fingerprints)
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "  TARGET\tSERVER\tSTATUS\tJARM")
+	fmt.Fprintln(tw, "  TARGET\tSERVER\tSTATUS\tJARM\tATSF ID")
 	for _, r := range records {
 		n := names[r.Target.Addr()]
 		if n == "" {
@@ -170,7 +171,11 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		if r.Status == stackprint.StatusOutOfScope {
 			j = "(not probed: " + r.Error + ")"
 		}
-		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", r.Target, n, r.Status, j)
+		atsf := "-"
+		if r.HasATSF() {
+			atsf = r.ATSF.ID[:16] + "…"
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", r.Target, n, r.Status, j, atsf)
 	}
 	tw.Flush()
 	fmt.Fprintf(stdout, "\nalerts (%s):\n\n", cfg.Outputs.Alerts)
