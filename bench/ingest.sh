@@ -37,7 +37,8 @@ if [[ -z $bin ]]; then
 	bin=$work/stackprint
 	go build -o "$bin" ./cmd/stackprint
 fi
-if ! "$bin" scan -h 2>&1 | grep -q -- '-no-probe'; then
+help=$("$bin" scan -h 2>&1 || true)
+if ! grep -q -- '-no-probe' <<<"$help"; then
 	echo "ingest: this stackprint binary has no scan command (cmd/stackprint/main.go must dispatch \"scan\" to cmdScan)" >&2
 	exit 1
 fi
