@@ -106,7 +106,7 @@ func cmdScan(ctx context.Context, args []string, stdout, stderr io.Writer) error
 
 // scanMemoryLimit is the soft memory limit of a scan unless GOMEMLIMIT is
 // set.
-const scanMemoryLimit = 80 << 20
+const scanMemoryLimit = 72 << 20
 
 // cpuSeconds is the user and system CPU time of this process so far.
 func cpuSeconds() float64 {
@@ -201,23 +201,26 @@ func detectFormat(path string) (string, error) {
 	}
 }
 
-// hashSet counts distinct 64-bit hashes exactly (a collision among a few
-// million 64-bit hashes is negligible) in 8 bytes per slot: open
-// addressing, linear probing, at most half full.
+// hashSet counts distinct hashes in 4 bytes per slot (open addressing,
+// linear probing, at most half full): 8 MB for a million targets. It keeps
+// 32 bits of each 64-bit hash, so two targets in about 10^4 collide at a
+// million distinct ones and the count is that much low; exact for the
+// counts tests use.
 type hashSet struct {
-	slots []uint64
+	slots []uint32
 	n     int
 }
 
-func newHashSet() *hashSet { return &hashSet{slots: make([]uint64, 1<<16)} }
+func newHashSet() *hashSet { return &hashSet{slots: make([]uint32, 1<<16)} }
 
-func (h *hashSet) add(x uint64) {
+func (h *hashSet) add(x64 uint64) {
+	x := uint32(x64 >> 32)
 	if x == 0 {
 		x = 1 // 0 marks an empty slot
 	}
 	if 2*(h.n+1) > len(h.slots) {
 		old := h.slots
-		h.slots, h.n = make([]uint64, 2*len(old)), 0
+		h.slots, h.n = make([]uint32, 2*len(old)), 0
 		for _, v := range old {
 			if v != 0 {
 				h.insert(v)
@@ -227,9 +230,11 @@ func (h *hashSet) add(x uint64) {
 	h.insert(x)
 }
 
-func (h *hashSet) insert(x uint64) {
-	mask := uint64(len(h.slots) - 1)
-	for i := x & mask; ; i = (i + 1) & mask {
+func (h *hashSet) insert(x uint32) {
+	mask := uint32(len(h.slots) - 1)
+	// Slot from the low bits of a multiplicative hash of x (x itself is
+	// already uniform; the multiply spreads runs of similar values).
+	for i := (x * 0x9E3779B1) & mask; ; i = (i + 1) & mask {
 		switch h.slots[i] {
 		case x:
 			return
