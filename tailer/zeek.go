@@ -431,33 +431,38 @@ func (p *ZeekParser) tsvLine(line []byte) (stackprint.Event, lineClass, error) {
 	if p.schemaErr != nil {
 		return stackprint.Event{}, classSkip, p.schemaErr
 	}
-	// Count the columns (vectorised) before splitting only the ones needed.
-	n := bytes.Count(line, p.sep) + 1
+	for i := range p.vals {
+		p.vals[i] = nil
+	}
+	// Split only the columns needed, then count the rest (vectorised) to
+	// check the line has exactly the #fields columns.
+	rest, more := line, true
+	n := 0
+	for c := 0; c <= p.maxCol && more; c++ {
+		var f []byte
+		if len(p.sep) == 1 {
+			if j := bytes.IndexByte(rest, p.sep[0]); j >= 0 {
+				f, rest = rest[:j], rest[j+1:]
+			} else {
+				f, rest, more = rest, nil, false
+			}
+		} else {
+			f, rest, more = bytes.Cut(rest, p.sep)
+		}
+		n++
+		if s := p.colSlot[c]; s >= 0 {
+			p.vals[s] = f
+		}
+	}
+	if more {
+		n += bytes.Count(rest, p.sep) + 1
+	}
 	if n != len(p.fields) {
 		if n < len(p.fields) {
 			return stackprint.Event{}, classSkip, &FieldError{Field: string(p.fields[n]),
 				Err: fmt.Errorf("%w: line has %d of the %d #fields columns", ErrMissingField, n, len(p.fields))}
 		}
 		return stackprint.Event{}, classSkip, fmt.Errorf("%w: line has %d columns, #fields declares %d", errFieldCount, n, len(p.fields))
-	}
-	for i := range p.vals {
-		p.vals[i] = nil
-	}
-	rest := line
-	for c := 0; c <= p.maxCol; c++ {
-		var f []byte
-		if len(p.sep) == 1 {
-			if j := bytes.IndexByte(rest, p.sep[0]); j >= 0 {
-				f, rest = rest[:j], rest[j+1:]
-			} else {
-				f, rest = rest, nil
-			}
-		} else {
-			f, rest, _ = bytes.Cut(rest, p.sep)
-		}
-		if s := p.colSlot[c]; s >= 0 {
-			p.vals[s] = f
-		}
 	}
 	return p.record(p.kind, &p.vals, true)
 }

@@ -140,11 +140,11 @@ type scanner struct {
 
 func (s *scanner) handle(_ context.Context, ev stackprint.Event) error {
 	t := ev.Target()
-	s.distinct.add(maphash.Comparable(s.seed, t))
 	if _, ok := s.cache.Get(t); ok {
-		s.deduped++
+		s.deduped++ // counted in distinct when it was added
 		return nil
 	}
+	s.distinct.add(maphash.Comparable(s.seed, t))
 	if ok, _ := s.scope.Check(t.Addr()); ok {
 		s.toProbe++
 	} else {
