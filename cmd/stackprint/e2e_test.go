@@ -150,18 +150,8 @@ func TestEndToEndDaemon(t *testing.T) {
 	}
 	alertsPath, fpPath := filepath.Join(dir, "out", "alerts.ndjson"), filepath.Join(dir, "out", "stackprint.log")
 	cfgPath := filepath.Join(dir, "stackprint.yaml")
-	cfg := strings.NewReplacer(
-		"/var/lib/stackprint/stackprint.db", dbPath,
-		"/opt/zeek/logs/current/ssl.log", sslLog,
-		"/opt/zeek/logs/current/conn.log", filepath.Join(dir, "zeek", "conn.log"),
-		"/var/log/suricata/eve.json", eveLog,
-		"/var/log/stackprint/alerts.ndjson", alertsPath,
-		"/var/log/stackprint/stackprint.log", fpPath,
-		"allow: []", "allow: [127.0.0.0/8]",
-		"poll_interval: 250ms", "poll_interval: 100ms",
-		"listen: 127.0.0.1:9464", "listen: 127.0.0.1:0",
-		"  suppress: {}", "  suppress: {\"*\": 0s}", // one alert per connection: no suppression window
-	).Replace(string(mustRead(t, "../../configs/stackprint.yaml")))
+	cfg := configText(t, labPaths{DB: dbPath, SSL: sslLog, Conn: filepath.Join(dir, "zeek", "conn.log"), Eve: eveLog,
+		Alerts: alertsPath, Fingerprints: fpPath}, "allow: []", "allow: [127.0.0.0/8]")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}

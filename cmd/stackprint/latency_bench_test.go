@@ -8,7 +8,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -27,17 +26,9 @@ func BenchmarkAlertLatency(b *testing.B) {
 	defer srv.Close()
 	sslLog, alerts := filepath.Join(dir, "ssl.log"), filepath.Join(dir, "alerts.ndjson")
 	cfgPath := filepath.Join(dir, "stackprint.yaml")
-	cfg := strings.NewReplacer(
-		"/var/lib/stackprint/stackprint.db", filepath.Join(dir, "stackprint.db"),
-		"/opt/zeek/logs/current/ssl.log", sslLog,
-		"/opt/zeek/logs/current/conn.log", filepath.Join(dir, "conn.log"),
-		"/var/log/suricata/eve.json", filepath.Join(dir, "eve.json"),
-		"/var/log/stackprint/alerts.ndjson", alerts,
-		"/var/log/stackprint/stackprint.log", filepath.Join(dir, "stackprint.log"),
-		"allow: []", "allow: [127.0.0.0/8]",
-		"listen: 127.0.0.1:9464", "listen: \"\"",
-		"  suppress: {}", "  suppress: {\"*\": 0s}", // one alert per connection: no suppression window
-	).Replace(string(mustRead(b, "../../configs/stackprint.yaml")))
+	p := flatLab(dir)
+	p.SSL, p.Alerts = sslLog, alerts
+	cfg := configText(b, p, "allow: []", "allow: [127.0.0.0/8]")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		b.Fatal(err)
 	}

@@ -150,13 +150,9 @@ func TestLoadLimitsHold(t *testing.T) {
 	}
 	sslLog := filepath.Join(dir, "ssl.log")
 	cfgPath := filepath.Join(dir, "stackprint.yaml")
-	cfg := strings.NewReplacer(
-		"/var/lib/stackprint/stackprint.db", filepath.Join(dir, "stackprint.db"),
-		"/opt/zeek/logs/current/ssl.log", sslLog,
-		"/opt/zeek/logs/current/conn.log", filepath.Join(dir, "conn.log"),
-		"/var/log/suricata/eve.json", filepath.Join(dir, "eve.json"),
-		"/var/log/stackprint/alerts.ndjson", filepath.Join(dir, "alerts.ndjson"),
-		"/var/log/stackprint/stackprint.log", filepath.Join(dir, "stackprint.log"),
+	p := flatLab(dir)
+	p.SSL = sslLog
+	cfg := configText(t, p,
 		"allow: []", "allow: [127.0.0.0/8]",
 		"queue_size: 10000", fmt.Sprintf("queue_size: %d", queueSize),
 		"max_in_flight: 8", "max_in_flight: 16",
@@ -165,9 +161,7 @@ func TestLoadLimitsHold(t *testing.T) {
 		"io_timeout: 5s", "io_timeout: 500ms",
 		"deadline: 15s", "deadline: 2s",
 		"jarm_sni: ip", "jarm_sni: observed",
-		"shutdown_timeout: 10s", "shutdown_timeout: 1s",
-		"listen: 127.0.0.1:9464", "listen: 127.0.0.1:0",
-	).Replace(string(mustRead(t, "../../configs/stackprint.yaml")))
+		"shutdown_timeout: 10s", "shutdown_timeout: 1s")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}

@@ -14,27 +14,46 @@ import (
 	"time"
 )
 
-// labConfig writes a config for a daemon following dir/ssl.log.
-func labConfig(t *testing.T, dir string, extra ...string) (cfgPath, sslLog, alerts string) {
-	t.Helper()
-	sslLog, alerts = filepath.Join(dir, "ssl.log"), filepath.Join(dir, "alerts.ndjson")
-	pairs := append([]string{
-		"/var/lib/stackprint/stackprint.db", filepath.Join(dir, "stackprint.db"),
-		"/opt/zeek/logs/current/ssl.log", sslLog,
-		"/opt/zeek/logs/current/conn.log", filepath.Join(dir, "conn.log"),
-		"/var/log/suricata/eve.json", filepath.Join(dir, "eve.json"),
-		"/var/log/stackprint/alerts.ndjson", alerts,
-		"/var/log/stackprint/stackprint.log", filepath.Join(dir, "stackprint.log"),
-		"poll_interval: 250ms", "poll_interval: 50ms",
-		"listen: 127.0.0.1:9464", "listen: 127.0.0.1:0",
-		"  suppress: {}", "  suppress: {\"*\": 0s}", // one alert per connection: no suppression window
-	}, extra...)
-	cfgPath = filepath.Join(dir, "stackprint.yaml")
-	writeConfig(t, cfgPath, strings.NewReplacer(pairs...).Replace(string(mustRead(t, "../../configs/stackprint.yaml"))))
-	return cfgPath, sslLog, alerts
+// labPaths are the files of a test daemon.
+type labPaths struct{ DB, SSL, Conn, Eve, Alerts, Fingerprints string }
+
+// flatLab puts every file of a test daemon directly in dir.
+func flatLab(dir string) labPaths {
+	return labPaths{
+		DB: filepath.Join(dir, "stackprint.db"), SSL: filepath.Join(dir, "ssl.log"), Conn: filepath.Join(dir, "conn.log"),
+		Eve: filepath.Join(dir, "eve.json"), Alerts: filepath.Join(dir, "alerts.ndjson"), Fingerprints: filepath.Join(dir, "stackprint.log"),
+	}
 }
 
-func writeConfig(t *testing.T, path, text string) {
+// configText is the default config with the files of p, a fast poll, an
+// ephemeral metrics port and no suppression window (one alert per
+// connection), then the extra old/new replacements.
+func configText(tb testing.TB, p labPaths, extra ...string) string {
+	tb.Helper()
+	pairs := append([]string{
+		"/var/lib/stackprint/stackprint.db", p.DB,
+		"/opt/zeek/logs/current/ssl.log", p.SSL,
+		"/opt/zeek/logs/current/conn.log", p.Conn,
+		"/var/log/suricata/eve.json", p.Eve,
+		"/var/log/stackprint/alerts.ndjson", p.Alerts,
+		"/var/log/stackprint/stackprint.log", p.Fingerprints,
+		"poll_interval: 250ms", "poll_interval: 50ms",
+		"listen: 127.0.0.1:9464", "listen: 127.0.0.1:0",
+		"  suppress: {}", `  suppress: {"*": 0s}`,
+	}, extra...)
+	return strings.NewReplacer(pairs...).Replace(string(mustRead(tb, "../../configs/stackprint.yaml")))
+}
+
+// labConfig writes a config for a daemon with its files in dir.
+func labConfig(t testing.TB, dir string, extra ...string) (cfgPath, sslLog, alerts string) {
+	t.Helper()
+	p := flatLab(dir)
+	cfgPath = filepath.Join(dir, "stackprint.yaml")
+	writeConfig(t, cfgPath, configText(t, p, extra...))
+	return cfgPath, p.SSL, p.Alerts
+}
+
+func writeConfig(t testing.TB, path, text string) {
 	t.Helper()
 	tmp := path + ".tmp"
 	if err := os.WriteFile(tmp, []byte(text), 0o644); err != nil {
