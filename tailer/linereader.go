@@ -175,3 +175,68 @@ func (lr *lineReader) flush() (line []byte, long, ok bool) {
 	}
 	return line, false, true
 }
+
+// lineSource is what ReadFile reads lines from: a lineReader, or a
+// sliceLines over a mapped file.
+type lineSource interface {
+	next() (line []byte, long bool, err error)
+	flush() (line []byte, long, ok bool)
+	offset() int64
+}
+
+func (lr *lineReader) offset() int64 { return lr.pos }
+
+// mmapMinSize is the size from which ReadFile maps a file instead of
+// reading it (saves the kernel's copy into a buffer).
+const mmapMinSize = 1 << 20
+
+// sliceLines splits an in-memory file (a mapped one) into lines with the
+// semantics of lineReader: NUL runs at line starts skipped and counted,
+// lines over max reported as long, an unfinished last line kept for flush.
+type sliceLines struct {
+	data []byte
+	max  int
+	pos  int
+	nul  *atomic.Uint64
+}
+
+func (s *sliceLines) offset() int64 { return int64(s.pos) }
+
+func (s *sliceLines) next() ([]byte, bool, error) {
+	if s.pos < len(s.data) && s.data[s.pos] == 0 {
+		k := s.pos
+		for k < len(s.data) && s.data[k] == 0 {
+			k++
+		}
+		if s.nul != nil {
+			s.nul.Add(uint64(k - s.pos))
+		}
+		s.pos = k
+	}
+	nl := bytes.IndexByte(s.data[s.pos:], '\n')
+	if nl < 0 {
+		return nil, false, io.EOF
+	}
+	line := s.data[s.pos : s.pos+nl]
+	s.pos += nl + 1
+	if len(line) > s.max {
+		return nil, true, nil
+	}
+	return line, false, nil
+}
+
+func (s *sliceLines) flush() ([]byte, bool, bool) {
+	rest := s.data[s.pos:]
+	if len(rest) == 0 {
+		return nil, false, false
+	}
+	s.pos = len(s.data)
+	if len(rest) > s.max {
+		return nil, true, true
+	}
+	line := bytes.TrimSuffix(rest, []byte{'\r'})
+	if len(bytes.TrimSpace(line)) == 0 {
+		return nil, false, false
+	}
+	return line, false, true
+}

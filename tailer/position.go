@@ -11,7 +11,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"syscall"
 
 	"github.com/stackprint/stackprint"
 )
@@ -166,14 +165,6 @@ func readHead(path string, gz bool, n int) ([]byte, error) {
 		return buf[:k], fmt.Errorf("%s: %w", path, err)
 	}
 	return buf[:k], nil
-}
-
-// devIno extracts the device and inode of fi (zero when unavailable).
-func devIno(fi os.FileInfo) (dev, ino uint64) {
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-		return uint64(st.Dev), st.Ino //nolint:unconvert // Dev is not uint64 on every platform
-	}
-	return 0, 0
 }
 
 // matchesPosition reports whether head (the file's leading bytes) has the

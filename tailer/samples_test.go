@@ -332,3 +332,58 @@ func TestReadFileErrors(t *testing.T) {
 		t.Errorf("handler error: %v, %+v", err, st)
 	}
 }
+
+// ReadFile maps plain files of 1 MiB and more: the mapped path gives the
+// same lines, events, offsets and counts as the buffered one (a .gz copy).
+func TestReadFileMappedEqualsBuffered(t *testing.T) {
+	var b strings.Builder
+	b.WriteString(tsvHeader(0))
+	for i := 0; b.Len() < 3<<20; i++ {
+		b.WriteString(tsvLine(0, i))
+		if i%5000 == 0 {
+			b.WriteString(strings.Repeat("\x00", 100) + tsvLine(0, i+1000000)) // a NUL run at a line start
+			b.WriteString(strings.Repeat("y", 2000) + "\n")                    // a long line
+		}
+	}
+	b.WriteString("1.5\tCpartial") // an unfinished last line
+	dir := t.TempDir()
+	plain := filepath.Join(dir, "ssl.log")
+	os.WriteFile(plain, []byte(b.String()), 0o644)
+	var zb bytes.Buffer
+	zw := gzip.NewWriter(&zb)
+	zw.Write([]byte(b.String()))
+	zw.Close()
+	gz := filepath.Join(dir, "ssl.log.gz")
+	os.WriteFile(gz, zb.Bytes(), 0o644)
+	opts := Options{MaxLineBytes: 1000}
+	a, sa := readAll(t, Input{Path: plain, Format: FormatZeek}, opts)
+	z, sz := readAll(t, Input{Path: gz, Format: FormatZeek}, opts)
+	if sa != sz || len(a) != len(z) || sa.NULBytes == 0 || sa.LongLines == 0 || sa.ParseErrors != 1 {
+		t.Fatalf("mapped %+v (%d events), buffered %+v (%d events)", sa, len(a), sz, len(z))
+	}
+	for i := range a {
+		if a[i].UID != z[i].UID || a[i].Offset != z[i].Offset || a[i].Resp != z[i].Resp {
+			t.Fatalf("event %d: mapped %+v, buffered %+v", i, a[i], z[i])
+		}
+	}
+}
+
+// A mapped file truncated while it is read yields an error, not a crash.
+func TestReadFileMappedShrinks(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "ssl.log")
+	var b strings.Builder
+	for i := 0; b.Len() < 4<<20; i++ {
+		b.WriteString(jsonLine(i))
+	}
+	os.WriteFile(p, []byte(b.String()), 0o644)
+	n := 0
+	_, err := ReadFile(context.Background(), Input{Path: p, Format: FormatZeek}, Options{}, func(context.Context, stackprint.Event) error {
+		if n++; n == 1 {
+			return os.Truncate(p, 0)
+		}
+		return nil
+	})
+	if err == nil || !strings.Contains(err.Error(), "shrank") {
+		t.Errorf("ReadFile of a file truncated under it: %v after %d events", err, n)
+	}
+}

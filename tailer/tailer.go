@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -327,25 +328,54 @@ func ReadFile(ctx context.Context, in Input, opts Options, h Handler) (Stats, er
 			fc.ident = Position{Dev: dev, Ino: ino, Fingerprint: fp.sum, FPLen: len(fp.prefix), Archive: gz}.Ident()
 		}
 	}
-	lr := newLineReader(r, opts.MaxLineBytes, 0)
-	lr.nul = &st.nulBytes
+	var src lineSource
+	if r == io.Reader(f) {
+		// A plain file: map it (no copy into a read buffer) when it can be.
+		if data, unmap := mapFile(f); data != nil {
+			defer unmap()
+			src = &sliceLines{data: data, max: opts.MaxLineBytes, nul: &st.nulBytes}
+		}
+	}
+	if src == nil {
+		lr := newLineReader(r, opts.MaxLineBytes, 0)
+		lr.nul = &st.nulBytes
+		src = lr
+	}
+	return readLines(ctx, in, src, s, fc, &st)
+}
+
+// readLines runs the lines of one whole file through s. A mapped file that
+// shrinks while it is read faults; that is turned into an error.
+func readLines(ctx context.Context, in Input, src lineSource, s *sink, fc *fileCtx, st *counters) (_ Stats, err error) {
+	if _, mapped := src.(*sliceLines); mapped {
+		defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+		defer func() {
+			if r := recover(); r != nil {
+				if fault, ok := r.(interface{ Addr() uintptr }); ok {
+					err = fmt.Errorf("tailer: %s: the file shrank while it was read (fault at %#x)", in.Path, fault.Addr())
+					return
+				}
+				panic(r)
+			}
+		}()
+	}
 	for n := 0; ; n++ {
 		if n&255 == 0 && ctx.Err() != nil {
 			return st.snapshot(), fmt.Errorf("tailer: %s: %w", in.Path, context.Cause(ctx))
 		}
-		line, long, err := lr.next()
+		line, long, err := src.next()
 		if errors.Is(err, io.EOF) {
-			if line, long, ok := lr.flush(); ok {
-				if err := s.line(ctx, fc, line, long, lr.pos); err != nil {
+			if line, long, ok := src.flush(); ok {
+				if err := s.line(ctx, fc, line, long, src.offset()); err != nil {
 					return st.snapshot(), fmt.Errorf("tailer: %w", err)
 				}
 			}
 			return st.snapshot(), nil
 		}
 		if err != nil {
-			return st.snapshot(), fmt.Errorf("tailer: %s: read after offset %d: %w", in.Path, lr.pos, err)
+			return st.snapshot(), fmt.Errorf("tailer: %s: read after offset %d: %w", in.Path, src.offset(), err)
 		}
-		if err := s.line(ctx, fc, line, long, lr.pos); err != nil {
+		if err := s.line(ctx, fc, line, long, src.offset()); err != nil {
 			return st.snapshot(), fmt.Errorf("tailer: %w", err)
 		}
 	}

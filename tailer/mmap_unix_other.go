@@ -1,0 +1,5 @@
+//go:build unix && !linux
+
+package tailer
+
+func madviseSequential([]byte) error { return nil }
