@@ -293,7 +293,10 @@ func (s *sink) line(ctx context.Context, fc *fileCtx, line []byte, long bool, en
 // `stackprint scan` and tests. A file whose name ends in .gz is
 // decompressed; offsets then count decompressed bytes. An incomplete last
 // line is processed as if it ended with a newline. It stops at the first
-// handler error and returns early with ctx's error when ctx is done.
+// handler error and returns early with ctx's error when ctx is done. A plain
+// file of 1 MiB or more is mapped into memory rather than read (the same
+// lines, without the copy); one that shrinks while it is read gives an
+// error. Events carry Ident as from a Tailer, so PositionOf works on them.
 func ReadFile(ctx context.Context, in Input, opts Options, h Handler) (Stats, error) {
 	var st counters
 	in, err := validate(in)
