@@ -3,6 +3,7 @@ package tailer
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"io"
 	"sync/atomic"
 )
@@ -198,11 +199,26 @@ type sliceLines struct {
 	max  int
 	pos  int
 	nul  *atomic.Uint64
+
+	drop    func([]byte) // releases pages read already (mapped files); may be nil
+	dropped int          // data[:dropped] was released
+	window  int          // bytes kept behind the position; default mappedWindow
 }
+
+// mappedWindow is how much of a mapped file may stay resident behind the
+// reading position before it is released (the peak RSS of a scan would
+// otherwise grow with the file).
+const mappedWindow = 8 << 20
 
 func (s *sliceLines) offset() int64 { return int64(s.pos) }
 
 func (s *sliceLines) next() ([]byte, bool, error) {
+	if s.drop != nil && s.pos-s.dropped >= cmp.Or(s.window, mappedWindow) {
+		// The previous line is done with: release whole pages before it.
+		end := s.pos &^ (pageSize - 1)
+		s.drop(s.data[s.dropped:end])
+		s.dropped = end
+	}
 	if s.pos < len(s.data) && s.data[s.pos] == 0 {
 		k := s.pos
 		for k < len(s.data) && s.data[k] == 0 {
@@ -240,3 +256,7 @@ func (s *sliceLines) flush() ([]byte, bool, bool) {
 	}
 	return line, false, true
 }
+
+// pageSize is the smallest page size of the platforms we map files on; a
+// multiple of the real one is fine for releasing pages.
+const pageSize = 64 << 10

@@ -387,3 +387,34 @@ func TestReadFileMappedShrinks(t *testing.T) {
 		t.Errorf("ReadFile of a file truncated under it: %v after %d events", err, n)
 	}
 }
+
+// Pages released behind the reading position are never read again.
+func TestSliceLinesReleasesBehind(t *testing.T) {
+	var b strings.Builder
+	for i := 0; b.Len() < 1<<20; i++ {
+		b.WriteString(jsonLine(i))
+		if i%777 == 0 {
+			b.WriteString(strings.Repeat("z", 70000) + "\n") // lines across the window
+		}
+	}
+	data := []byte(b.String())
+	want := &sliceLines{data: bytes.Clone(data), max: 100000}
+	got := &sliceLines{data: data, max: 100000, window: pageSize, drop: func(p []byte) {
+		for i := range p {
+			p[i] = 'X' // a released page would read as something else
+		}
+	}}
+	for {
+		l1, long1, err1 := want.next()
+		l2, long2, err2 := got.next()
+		if string(l1) != string(l2) || long1 != long2 || (err1 == nil) != (err2 == nil) || want.offset() != got.offset() {
+			t.Fatalf("at %d: %q %v %v vs %q %v %v", want.offset(), l1, long1, err1, l2, long2, err2)
+		}
+		if err1 != nil {
+			break
+		}
+	}
+	if got.dropped == 0 {
+		t.Error("nothing was released")
+	}
+}

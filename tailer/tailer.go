@@ -336,7 +336,7 @@ func ReadFile(ctx context.Context, in Input, opts Options, h Handler) (Stats, er
 		// A plain file: map it (no copy into a read buffer) when it can be.
 		if data, unmap := mapFile(f); data != nil {
 			defer unmap()
-			src = &sliceLines{data: data, max: opts.MaxLineBytes, nul: &st.nulBytes}
+			src = &sliceLines{data: data, max: opts.MaxLineBytes, nul: &st.nulBytes, drop: dropMapped}
 		}
 	}
 	if src == nil {
