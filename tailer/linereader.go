@@ -208,7 +208,7 @@ type sliceLines struct {
 // mappedWindow is how much of a mapped file may stay resident behind the
 // reading position before it is released (the peak RSS of a scan would
 // otherwise grow with the file).
-const mappedWindow = 8 << 20
+const mappedWindow = 2 << 20
 
 func (s *sliceLines) offset() int64 { return int64(s.pos) }
 
