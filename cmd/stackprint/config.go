@@ -48,15 +48,19 @@ type DBConfig struct {
 }
 
 type InputConfig struct {
-	Name   string `yaml:"name"`
-	Path   string `yaml:"path"`
-	Format string `yaml:"format"`
+	Name       string            `yaml:"name"`
+	Path       string            `yaml:"path"`
+	Format     string            `yaml:"format"`
+	Archives   []string          `yaml:"archives"`
+	FieldNames map[string]string `yaml:"field_names"`
 }
 
 type TailerConfig struct {
-	PollInterval time.Duration `yaml:"poll_interval"`
-	MaxLineBytes int           `yaml:"max_line_bytes"`
-	FromEnd      bool          `yaml:"from_end"`
+	PollInterval  time.Duration `yaml:"poll_interval"`
+	MaxLineBytes  int           `yaml:"max_line_bytes"`
+	FromEnd       bool          `yaml:"from_end"`
+	RotateWait    time.Duration `yaml:"rotate_wait"`
+	MaxCatchUpAge time.Duration `yaml:"max_catchup_age"`
 }
 
 type ScopeConfig struct {
@@ -215,6 +219,12 @@ func (c *Config) Validate() error {
 	}
 	if c.Tailer.PollInterval <= 0 {
 		bad("tailer.poll_interval", c.Tailer.PollInterval, "must be > 0")
+	}
+	if c.Tailer.RotateWait < 0 {
+		bad("tailer.rotate_wait", c.Tailer.RotateWait, "must be >= 0 (0 = the default, 2s)")
+	}
+	if c.Tailer.MaxCatchUpAge < 0 {
+		bad("tailer.max_catchup_age", c.Tailer.MaxCatchUpAge, "must be >= 0 (0 = the default, 7 days)")
 	}
 	if c.Tailer.MaxLineBytes < 1024 {
 		bad("tailer.max_line_bytes", c.Tailer.MaxLineBytes, "must be >= 1024")

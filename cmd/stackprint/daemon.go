@@ -112,10 +112,12 @@ func newDaemon(cfg *Config, log *slog.Logger, hooks daemonHooks) (d *daemon, err
 		return d.pipe.Handle(ctx, d.ledger.Track(ev))
 	}
 	opts := tailer.Options{
-		PollInterval: cfg.Tailer.PollInterval,
-		MaxLineBytes: cfg.Tailer.MaxLineBytes,
-		FromEnd:      cfg.Tailer.FromEnd,
-		Logger:       log,
+		PollInterval:  cfg.Tailer.PollInterval,
+		MaxLineBytes:  cfg.Tailer.MaxLineBytes,
+		FromEnd:       cfg.Tailer.FromEnd,
+		RotateWait:    cfg.Tailer.RotateWait,
+		MaxCatchUpAge: cfg.Tailer.MaxCatchUpAge,
+		Logger:        log,
 	}
 	watcher := tailer.NewDirWatcher(log)
 	d.closers = append(d.closers, watcher.Close)
@@ -134,7 +136,8 @@ func newDaemon(cfg *Config, log *slog.Logger, hooks daemonHooks) (d *daemon, err
 				d.ledger.Progress(name, p.Path, p.Offset, b)
 			}
 		}
-		t, err := tailer.New(tailer.Input{Name: in.Name, Path: in.Path, Format: in.Format}, opts, track)
+		t, err := tailer.New(tailer.Input{Name: in.Name, Path: in.Path, Format: in.Format,
+			Archives: in.Archives, FieldNames: in.FieldNames}, opts, track)
 		if err != nil {
 			return nil, fmt.Errorf("input %q: %w", in.Name, err)
 		}
