@@ -295,6 +295,11 @@ func TestLoadLimitsHold(t *testing.T) {
 	if limit := probeRate + burst; maxProbes > limit {
 		t.Errorf("%d probes started within one second, limit %d/s + burst %d", maxProbes, probeRate, burst)
 	}
+	// The engine takes a whole target's connections from the IP's bucket
+	// (probe.conns_per_ip_per_second 20, burst 22 by default).
+	if maxPerIP > 20+22 {
+		t.Errorf("%d connections within one second to one IP, limit 20/s + burst 22", maxPerIP)
+	}
 	if rss > 200<<20 {
 		t.Errorf("peak RSS %d MB > 200 MB", rss>>20)
 	}

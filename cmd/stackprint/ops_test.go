@@ -191,7 +191,8 @@ func TestConfigCheckCommand(t *testing.T) {
 func TestHelpOnEveryCommand(t *testing.T) {
 	for _, args := range [][]string{
 		{"--help"}, {"run", "-h"}, {"demo", "-h"}, {"probe", "-h"}, {"db", "add", "-h"}, {"db", "list", "-h"},
-		{"db", "rm", "-h"}, {"db", "import", "-h"}, {"config", "check", "-h"},
+		{"db", "rm", "-h"}, {"db", "import", "-h"}, {"db", "export", "-h"}, {"db", "stats", "-h"}, {"db", "learn", "-h"},
+		{"config", "check", "-h"}, {"scan", "-h"}, {"rules", "check", "-h"},
 	} {
 		out, errOut, _ := runBin(t, args...)
 		text := out + errOut
