@@ -75,8 +75,11 @@ func cmdScan(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		ports[i] = uint16(p)
 	}
 	s := &scanner{
-		scope:    enrich.NewScope(parsePrefixes(cfg.Scope.Allow), parsePrefixes(cfg.Scope.Deny), ports),
-		cache:    expirable.NewLRU[stackprint.Target, struct{}](*capacity, nil, cfg.Dedup.TTL),
+		scope: enrich.NewScope(parsePrefixes(cfg.Scope.Allow), parsePrefixes(cfg.Scope.Deny), ports),
+		// Like the daemon's pipeline: the capacity bound only, no library
+		// TTL (its expiry buckets cost per insert and a goroutine; a pass
+		// over files takes seconds, far below dedup.ttl).
+		cache:    expirable.NewLRU[stackprint.Target, struct{}](*capacity, nil, 0),
 		seed:     maphash.MakeSeed(),
 		distinct: newHashSet(),
 	}
