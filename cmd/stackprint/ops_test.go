@@ -233,3 +233,43 @@ func mustReadOK(path string) []byte {
 	b, _ := os.ReadFile(path)
 	return b
 }
+
+func TestSecondSIGTERMAbortsAtOnce(t *testing.T) {
+	dir := t.TempDir()
+	counter := &loadCounter{first: map[string]time.Time{}, accepts: map[string][]time.Time{}}
+	tarpit := startTarpit(t, "127.0.0.85", counter)
+	cfgPath, sslLog, _ := labConfig(t, dir, "allow: []", "allow: [127.0.0.0/8]",
+		"shutdown_timeout: 10s", "shutdown_timeout: 60s", "deadline: 15s", "deadline: 60s", "io_timeout: 5s", "io_timeout: 60s")
+	cmd, stderr := startDaemon(t, cfgPath)
+	writeZeekSSLT(t, sslLog, []demoConn{{"CAbort1", "127.0.0.1:32001", tarpit, "abort.test"}}, true)
+	waitFor(t, "the tarpit probe connected", 10*time.Second, func() bool {
+		counter.mu.Lock()
+		defer counter.mu.Unlock()
+		return len(counter.accepts["127.0.0.85"]) > 0
+	})
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	// The first SIGTERM waits up to shutdown_timeout (60s) for the probe.
+	select {
+	case err := <-exited:
+		t.Fatalf("exited (%v) before the drain timeout with a probe in flight", err)
+	case <-time.After(500 * time.Millisecond):
+	}
+	t0 := time.Now()
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	var err error
+	select {
+	case err = <-exited:
+	case <-time.After(5 * time.Second):
+		t.Fatal("second SIGTERM did not end the process within 5s")
+	}
+	t.Logf("ended %s after the second SIGTERM", time.Since(t0).Round(time.Millisecond))
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 130 {
+		t.Fatalf("exit after the second SIGTERM: %v, want status 130\n%s", err, tail(stderr.String(), 2000))
+	}
+}
