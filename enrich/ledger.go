@@ -43,6 +43,7 @@ type Ledger struct {
 	bySeq     map[uint64]*ledgerEntry
 	unpark    []uint64
 	commits   uint64
+	syncErr   error // a failed BeforeCommit: nothing may be committed after it
 	committed map[string]Committed
 }
 
@@ -141,18 +142,30 @@ func (l *Ledger) commit(final bool) error {
 	var park []*ledgerEntry
 	popped := map[string]int{}
 	for src, q := range l.inputs {
-		n := 0
-		for _, e := range q {
-			if !e.settled && !e.parked {
-				if e.seen == 0 {
-					e.seen = l.commits
+		// n ends the prefix that can be committed: settled, parked, or
+		// old enough to park now. The walk goes on past it to stamp every
+		// unsettled entry, so each is parked one interval after it was
+		// first seen, not one entry per interval.
+		n := -1
+		for i, e := range q {
+			if e.settled || e.parked {
+				continue
+			}
+			if e.seen == 0 {
+				e.seen = l.commits
+			}
+			if e.seen == l.commits && !final {
+				if n < 0 {
+					n = i // give it one interval to settle on its own
 				}
-				if e.seen == l.commits && !final {
-					break // give it one interval to settle on its own
-				}
+				continue
+			}
+			if n < 0 {
 				park = append(park, e)
 			}
-			n++
+		}
+		if n < 0 {
+			n = len(q)
 		}
 		if n == 0 {
 			continue
@@ -184,9 +197,15 @@ func (l *Ledger) commit(final bool) error {
 	for i, e := range park {
 		evs[i] = e.ev
 	}
+	if l.syncErr != nil {
+		// A failed fsync may have dropped written data; a later fsync can
+		// succeed without it. Never commit past that point again.
+		return l.syncErr
+	}
 	if l.BeforeCommit != nil {
 		if err := l.BeforeCommit(); err != nil {
-			return fmt.Errorf("make outputs durable before the checkpoint: %w", err)
+			l.syncErr = fmt.Errorf("make outputs durable before the checkpoint: %w", err)
+			return l.syncErr
 		}
 	}
 	keys, err := l.store.CommitState(cps, evs, l.unpark)

@@ -2,6 +2,7 @@ package enrich_test
 
 import (
 	"encoding/json"
+	"errors"
 	"path/filepath"
 	"testing"
 
@@ -109,5 +110,59 @@ func TestLedgerResumedEventsAreUnparkedWhenSettled(t *testing.T) {
 	p, _ := d.Pending()
 	if len(p) != 1 || p[0].Key != keys[1] {
 		t.Fatalf("pending after settling P1: %+v", p)
+	}
+}
+
+func TestLedgerParksEverySlowEventAfterOneInterval(t *testing.T) {
+	d, err := db.Open(filepath.Join(t.TempDir(), "s.db"), db.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	l := enrich.NewLedger(d, offsetPos, nil)
+	for i := range 10 {
+		l.Track(stackprint.Event{Source: "zeek", File: "ssl.log", Offset: int64(100 * (i + 1))})
+	}
+	if err := l.Commit(); err != nil { // first sight of all ten
+		t.Fatal(err)
+	}
+	if got := checkpointOffset(t, d, "zeek"); got != -1 {
+		t.Fatalf("checkpoint %d after the first commit, want none", got)
+	}
+	if err := l.Commit(); err != nil { // one interval later: all ten are parked at once
+		t.Fatal(err)
+	}
+	if got := checkpointOffset(t, d, "zeek"); got != 1000 {
+		t.Fatalf("checkpoint %d after the second commit, want 1000 (all slow events parked)", got)
+	}
+	if p, _ := d.Pending(); len(p) != 10 {
+		t.Fatalf("%d parked, want 10", len(p))
+	}
+}
+
+func TestLedgerNeverCommitsAfterAFailedSync(t *testing.T) {
+	d, err := db.Open(filepath.Join(t.TempDir(), "s.db"), db.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	l := enrich.NewLedger(d, offsetPos, nil)
+	fail := true
+	l.BeforeCommit = func() error {
+		if fail {
+			return errors.New("fsync: input/output error")
+		}
+		return nil
+	}
+	l.Settled(l.Track(stackprint.Event{Source: "zeek", File: "ssl.log", Offset: 100}))
+	if err := l.Commit(); err == nil {
+		t.Fatal("commit succeeded although the outputs could not be synced")
+	}
+	fail = false // a later fsync may succeed after the kernel dropped data
+	if err := l.CommitFinal(); err == nil {
+		t.Fatal("final commit succeeded after a failed sync")
+	}
+	if got := checkpointOffset(t, d, "zeek"); got != -1 {
+		t.Fatalf("checkpoint %d written after a failed sync", got)
 	}
 }

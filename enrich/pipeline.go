@@ -295,11 +295,18 @@ func (p *Pipeline) worker(take, probeCtx context.Context) {
 }
 
 func (p *Pipeline) probe(ctx context.Context, j job) {
-	p.inFlight.Add(1)
-	pctx, cancel := context.WithTimeout(ctx, p.cfg.Deadline)
-	res := p.prober.Probe(pctx, j.target, j.sni)
-	cancel()
-	p.inFlight.Add(-1)
+	var res stackprint.Result
+	if ok, why := p.scope.Load().Check(j.target.Addr()); !ok {
+		// The scope changed (reload) while the target waited in the
+		// queue: policy wins over the queue, the target is not dialled.
+		res = stackprint.Result{Target: j.target, Started: p.cfg.Now(), Status: stackprint.StatusOutOfScope, Error: why}
+	} else {
+		p.inFlight.Add(1)
+		pctx, cancel := context.WithTimeout(ctx, p.cfg.Deadline)
+		res = p.prober.Probe(pctx, j.target, j.sni)
+		cancel()
+		p.inFlight.Add(-1)
+	}
 	if ctx.Err() != nil {
 		p.abandoned.Add(1)
 		return
@@ -337,6 +344,15 @@ func (p *Pipeline) probe(ctx context.Context, j job) {
 	p.log.Debug("probed", "target", j.target.String(), "status", res.Status, "jarm", res.JARM, "matches", len(matches))
 
 	err := p.record(waiters[0], res, matches)
+	if cur := p.generation(); err == nil && cur != gen && matchable(res.Status) {
+		// The DB changed during the probe (an online add whose retro-hunt
+		// could not see this target yet): judge with the new entries.
+		if matches, err = p.matcher.Match(res); err == nil {
+			p.mu.Lock()
+			j.e.matches, j.e.gen = matches, cur
+			p.mu.Unlock()
+		}
+	}
 	for _, ev := range waiters {
 		if err != nil {
 			break
@@ -412,8 +428,8 @@ func (p *Pipeline) fail(err error) {
 }
 
 // SetScope swaps the scope policy (config reload) and forgets cached
-// verdicts, so the new policy applies to targets seen before too. Probes
-// in flight still deliver to the events waiting on them.
+// verdicts, so the new policy applies to targets seen before too; queued
+// targets are checked again before they are dialled.
 func (p *Pipeline) SetScope(s *Scope) {
 	if s == nil {
 		return
@@ -421,7 +437,13 @@ func (p *Pipeline) SetScope(s *Scope) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.scope.Store(s)
-	p.cache.Purge()
+	// Forget finished verdicts only: a target being probed keeps its
+	// entry, so a new event cannot start a second, concurrent probe of it.
+	for _, t := range p.cache.Keys() {
+		if e, ok := p.cache.Peek(t); ok && e.done {
+			p.cache.Remove(t)
+		}
+	}
 }
 
 // WaitIdle blocks until no target is queued or being probed, or ctx ends.

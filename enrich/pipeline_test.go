@@ -443,3 +443,46 @@ func TestDBChangeAppliesToCachedTargets(t *testing.T) {
 		t.Fatalf("probed %d times, want 1", n)
 	}
 }
+
+func TestReloadedScopeAppliesToQueuedTargetsAndKeepsProbesSingle(t *testing.T) {
+	pr := &scriptedProber{block: make(chan struct{})}
+	sink := &memSink{}
+	cfg := testConfig()
+	cfg.MaxInFlight = 1
+	p := start(t, cfg, pr, mapMatcher{}, sink)
+	ctx := context.Background()
+	// A is probed (blocked), B waits in the queue.
+	if err := p.Handle(ctx, event("C1", "127.0.0.71:443")); err != nil {
+		t.Fatal(err)
+	}
+	for pr.count() == 0 {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if err := p.Handle(ctx, event("C2", "127.0.0.72:443")); err != nil {
+		t.Fatal(err)
+	}
+	// The operator denies B and reloads.
+	p.SetScope(NewScope([]netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}, []netip.Prefix{netip.MustParsePrefix("127.0.0.72/32")}, nil))
+	// A new event for A must not start a second probe of A.
+	if err := p.Handle(ctx, event("C3", "127.0.0.71:443")); err != nil {
+		t.Fatal(err)
+	}
+	close(pr.block)
+	waitIdle(t, p)
+	pr.mu.Lock()
+	calls := append([]stackprint.Target(nil), pr.calls...)
+	pr.mu.Unlock()
+	if len(calls) != 1 || calls[0].IP != netip.MustParseAddr("127.0.0.71") {
+		t.Fatalf("probes %v, want only 127.0.0.71 once (B denied by the reload)", calls)
+	}
+	recs, _ := sink.snapshot()
+	var sawB bool
+	for _, r := range recs {
+		if r.Target.IP == netip.MustParseAddr("127.0.0.72") {
+			sawB = r.Status == stackprint.StatusOutOfScope
+		}
+	}
+	if !sawB {
+		t.Fatalf("queued target denied by the reload not recorded out_of_scope: %+v", recs)
+	}
+}

@@ -481,6 +481,11 @@ func (d *daemon) retroHunt(window time.Duration, keys []db.Key) (int, error) {
 			}
 		}
 		if len(sightings) > 0 {
+			// No checkpoint commit follows a retro-hunt on a quiet
+			// daemon: make its alerts durable before the client is told.
+			if err := d.sink.Sync(); err != nil {
+				return n, fmt.Errorf("retro-hunt %s: sync alerts: %w", k, err)
+			}
 			d.log.Info("retro-hunt", "kind", k.Kind, "value", k.Value, "label", rec.Label, "targets", len(sightings), "since", since.UTC().Format(time.RFC3339))
 		}
 	}

@@ -168,13 +168,18 @@ func (d *daemon) run(ctx context.Context) error {
 	// Events parked by the previous run go first: their lines are behind
 	// the committed checkpoints and will not be read again.
 	pending, err := d.db.Pending()
-	if err != nil {
-		return err
-	}
 	for _, p := range pending {
-		if err := d.pipe.Handle(ctx, d.ledger.Resume(p.Event, p.Key)); err != nil {
-			return fmt.Errorf("resume pending event: %w", err)
+		if err != nil {
+			break
 		}
+		if herr := d.pipe.Handle(ctx, d.ledger.Resume(p.Event, p.Key)); herr != nil {
+			err = fmt.Errorf("resume pending event: %w", herr)
+		}
+	}
+	if err != nil {
+		stopPipe() // the workers must be done before the outputs close
+		<-pipeDone
+		return err
 	}
 	if len(pending) > 0 {
 		d.log.Info("resumed pending events from the previous run", "count", len(pending))
