@@ -28,6 +28,8 @@ type fileSink struct {
 	feeds    []*output.ServerFeed
 	hooks    daemonHooks
 
+	rotErr error // a failed timed rotation; returned by Sync so no checkpoint covers it
+
 	stop chan struct{} // ends the rotation ticker
 	done chan struct{}
 }
@@ -152,13 +154,21 @@ func (s *fileSink) rotateLoop(every time.Duration) {
 		case <-s.stop:
 			return
 		case <-t.C:
-			// A failed rotation is retried by the next record, whose
-			// write error stops the daemon: nothing is lost silently.
+			// A rotation that fails while closing the old file may have
+			// lost its last records: remember it, and Sync (before every
+			// checkpoint commit) reports it, which stops the daemon with
+			// the checkpoint behind those records.
+			var errs []error
 			if s.fp != nil {
-				_ = s.fp.MaybeRotate()
+				errs = append(errs, s.fp.MaybeRotate())
 			}
 			if s.alertLog != nil {
-				_ = s.alertLog.MaybeRotate()
+				errs = append(errs, s.alertLog.MaybeRotate())
+			}
+			if err := errors.Join(errs...); err != nil {
+				s.mu.Lock()
+				s.rotErr = errors.Join(s.rotErr, err)
+				s.mu.Unlock()
 			}
 		}
 	}
@@ -225,7 +235,7 @@ func (s *fileSink) Alert(a stackprint.Alert) error {
 func (s *fileSink) Sync() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var errs []error
+	errs := []error{s.rotErr}
 	if s.fp != nil {
 		errs = append(errs, s.fp.Flush())
 	}
