@@ -51,11 +51,11 @@ type daemonHooks struct {
 	dialer   probe.Dialer // nil: the system dialer
 }
 
-func newDaemon(cfg *Config, log *slog.Logger, hooks daemonHooks) (d *daemon, err error) {
-	d = &daemon{cfg: cfg, log: log}
+func newDaemon(cfg *Config, log *slog.Logger, hooks daemonHooks) (_ *daemon, err error) {
+	d := &daemon{cfg: cfg, log: log}
 	defer func() {
 		if err != nil {
-			d.close()
+			d.close() // what was opened before the failure
 		}
 	}()
 	if err := os.MkdirAll(filepath.Dir(cfg.DB.Path), 0o750); err != nil {

@@ -273,3 +273,29 @@ func TestSecondSIGTERMAbortsAtOnce(t *testing.T) {
 		t.Fatalf("exit after the second SIGTERM: %v, want status 130\n%s", err, tail(stderr.String(), 2000))
 	}
 }
+
+func TestStartupErrorsAreReportedNotPanics(t *testing.T) {
+	dir := t.TempDir()
+	cfgPath, _, _ := labConfig(t, dir)
+	first, _ := startDaemon(t, cfgPath)
+	defer stopDaemon(t, first)
+	waitFor(t, "the first daemon's DB", 10*time.Second, func() bool {
+		_, err := os.Stat(filepath.Join(dir, "stackprint.db"))
+		return err == nil
+	})
+	// A second daemon on the same DB gives up after the lock timeout.
+	_, errOut, err := runBin(t, "run", "-c", cfgPath)
+	if err == nil || !strings.Contains(errOut, "locked") || strings.Contains(errOut, "panic") {
+		t.Fatalf("second daemon: err=%v stderr:\n%s", err, errOut)
+	}
+	// An output that cannot be created.
+	if err := os.MkdirAll(filepath.Join(dir, "b"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	bad, _, _ := labConfig(t, filepath.Join(dir, "b"))
+	writeConfig(t, bad, strings.Replace(string(mustRead(t, bad)), filepath.Join(dir, "b", "alerts.ndjson"), "/proc/stackprint-test/alerts.ndjson", 1))
+	_, errOut, err = runBin(t, "run", "-c", bad)
+	if err == nil || strings.Contains(errOut, "panic") || !strings.Contains(errOut, "alerts") {
+		t.Fatalf("unwritable output: err=%v stderr:\n%s", err, errOut)
+	}
+}
