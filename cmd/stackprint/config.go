@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"os"
+	"regexp"
 	"strings"
 	"time"
 
@@ -167,17 +169,66 @@ func LoadConfig(path string) (*Config, error) {
 }
 
 // ParseConfig decodes strictly (unknown keys are errors) and validates.
+//
+// The embedded default is decoded first and the file over it, so a file
+// needs only the keys it changes; a list it sets (inputs, scope.allow, …)
+// replaces the default list.
 func ParseConfig(data []byte) (*Config, error) {
 	var cfg Config
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(&cfg); err != nil {
-		return nil, err
+	for _, doc := range [][]byte{configs.DefaultYAML, data} {
+		dec := yaml.NewDecoder(bytes.NewReader(doc))
+		dec.KnownFields(true)
+		if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
+			return nil, friendlyYAMLError(err)
+		}
 	}
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	return &cfg, nil
+}
+
+// yamlSections names the config section each Go type decodes.
+var yamlSections = map[string]string{
+	"Config": "", "DBConfig": "db.", "InputConfig": "inputs[].", "TailerConfig": "tailer.",
+	"ScopeConfig": "scope.", "DedupConfig": "dedup.", "SchedulerConfig": "scheduler.", "ProbeConfig": "probe.",
+	"OutputsConfig": "outputs.", "RulesConfig": "rules.", "LogConfig": "log.", "DaemonConfig": "daemon.",
+	"MetricsConfig": "metrics.",
+}
+
+var (
+	reUnknownKey = regexp.MustCompile(`field (\S+) not found in type main\.(\w+)`)
+	reBadValue   = regexp.MustCompile("cannot unmarshal !!\\w+ `([^`]*)` into (\\S+)")
+)
+
+// friendlyYAMLError rewrites the decoder's messages in the config's own
+// terms: key paths instead of Go type names, what a value should look like.
+func friendlyYAMLError(err error) error {
+	var te *yaml.TypeError
+	if !errors.As(err, &te) {
+		return err
+	}
+	msgs := make([]string, len(te.Errors))
+	for i, m := range te.Errors {
+		m = reUnknownKey.ReplaceAllStringFunc(m, func(s string) string {
+			sub := reUnknownKey.FindStringSubmatch(s)
+			return fmt.Sprintf("unknown key %q", yamlSections[sub[2]]+sub[1])
+		})
+		m = reBadValue.ReplaceAllStringFunc(m, func(s string) string {
+			sub := reBadValue.FindStringSubmatch(s)
+			want := map[string]string{
+				"time.Duration": "a duration with a unit, like 250ms, 5s or 24h",
+				"int":           "a whole number", "float64": "a number", "bool": "true or false",
+				"[]string": "a list, like [a, b]", "[]int": "a list of numbers, like [443, 8443]",
+			}[sub[2]]
+			if want == "" {
+				want = "a " + sub[2]
+			}
+			return fmt.Sprintf("%q is not %s", sub[1], want)
+		})
+		msgs[i] = m
+	}
+	return fmt.Errorf("%s", strings.Join(msgs, "; "))
 }
 
 // Validate checks every field and reports all problems at once.

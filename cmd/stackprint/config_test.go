@@ -51,8 +51,9 @@ func TestConfigErrors(t *testing.T) {
 		edit  func(string) string
 		wants []string
 	}{
-		{"unknown key", func(s string) string { return strings.Replace(s, "  ttl: 24h", "  ttl: 24h\n  tll: 1h", 1) }, []string{"field tll not found", "line"}},
-		{"bad duration", func(s string) string { return strings.Replace(s, "io_timeout: 5s", "io_timeout: fast", 1) }, []string{"fast"}},
+		{"unknown key", func(s string) string { return strings.Replace(s, "  ttl: 24h", "  ttl: 24h\n  tll: 1h", 1) }, []string{`unknown key "dedup.tll"`, "line"}},
+		{"bad duration", func(s string) string { return strings.Replace(s, "io_timeout: 5s", "io_timeout: fast", 1) }, []string{`"fast" is not a duration with a unit`, "line"}},
+		{"bad number", func(s string) string { return strings.Replace(s, "queue_size: 10000", "queue_size: ten", 1) }, []string{`"ten" is not a whole number`}},
 		{"bad format", func(s string) string { return strings.Replace(s, "format: eve", "format: syslog", 1) }, []string{"inputs[2].format", "syslog"}},
 		{"bad prefix", func(s string) string { return strings.Replace(s, "allow: []", "allow: [10.0.0.0/33]", 1) }, []string{"scope.allow[0]", "10.0.0.0/33"}},
 		{"several at once", func(s string) string {
@@ -73,5 +74,21 @@ func TestConfigErrors(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestShortConfigTakesTheRestFromTheDefault(t *testing.T) {
+	cfg, err := ParseConfig([]byte("inputs:\n  - name: ssl\n    path: /tmp/x/ssl.log\n    format: zeek\nscope:\n  allow: [127.0.0.0/8]\n"))
+	if err != nil {
+		t.Fatalf("short config refused: %v", err)
+	}
+	if len(cfg.Inputs) != 1 || cfg.Inputs[0].Name != "ssl" {
+		t.Fatalf("inputs %+v: the file's list must replace the default one", cfg.Inputs)
+	}
+	if cfg.Probe.JARMSNI != "ip" || cfg.Dedup.TTL == 0 || cfg.Tailer.MaxLineBytes == 0 || len(cfg.Scope.Allow) != 1 {
+		t.Fatalf("defaults not filled in: %+v", cfg)
+	}
+	if _, err := ParseConfig([]byte("")); err != nil {
+		t.Fatalf("empty file = the default: %v", err)
 	}
 }

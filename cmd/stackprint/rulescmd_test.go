@@ -111,7 +111,7 @@ func TestRulesAndOutputsConfigErrors(t *testing.T) {
 		}, []string{"rules.baselines[0]", "at least one of jarm"}},
 		{"unknown rules key", func(s string) string {
 			return strings.Replace(s, "  simulation: false", "  simulate: false", 1)
-		}, []string{"field simulate not found"}},
+		}, []string{`unknown key "rules.simulate"`}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
