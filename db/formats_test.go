@@ -132,7 +132,7 @@ func TestImportJARMList(t *testing.T) {
 		t.Errorf("warnings = %+v", rep.Warnings)
 	}
 	// An explicit confidence is kept, with a warning.
-	rep, _ = d.ImportWith(strings.NewReader(goDefault+",go-thing\n"), "x", ImportOptions{Format: "jarm", Confidence: "high"})
+	rep, _ = d.ImportWith(strings.NewReader(goDefault+",go-thing\n"), "x", ImportOptions{Format: "jarm", Confidence: "high", Replace: true})
 	if r, _, _ := d.Get("jarm", goDefault); r.Confidence != "high" || len(rep.Warnings) != 1 || !strings.Contains(rep.Warnings[0].Reason, "high confidence will flag every server") {
 		t.Errorf("explicit confidence: %+v %+v", r, rep.Warnings)
 	}
@@ -295,5 +295,30 @@ func TestStats(t *testing.T) {
 	if st.Fingerprints != 3 || st.ByKind["jarm"] != 2 || st.ByKind["cert_sha1"] != 1 || st.ByCategory["c2"] != 2 || st.ByCategory["(none)"] != 1 ||
 		st.BySource["s1"] != 2 || st.ByConfidence["medium"] != 1 || st.FileSize <= 0 || st.SchemaVersion != 2 || st.LastImport != nil {
 		t.Errorf("stats = %+v", st)
+	}
+}
+
+func TestImportKeepsEntriesOfAnotherSource(t *testing.T) {
+	d, _ := openTest(t)
+	const j = "07d14d16d21d21d00042d43d000000aa99ce74e2c6d013c745aa52b5cc042d"
+	if err := d.Add(Record{Kind: "jarm", Value: j, Label: "my-c2", Source: "analyst", Confidence: "high"}); err != nil {
+		t.Fatal(err)
+	}
+	feed := "hash,label,source\n" + j + ",Metasploit,public-list\n3fd3fd0003fd3fd0003fd3fd3fd3fdc354372cf4e0f164e5808b722db3fafd,other,public-list\n"
+	rep, err := d.ImportWith(strings.NewReader(feed), "feed.txt", ImportOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Accepted != 1 || len(rep.Kept) != 1 || rep.Kept[0].Value != j || len(rep.Keys) != 1 || rep.Keys[0].Value == j {
+		t.Fatalf("report %+v: want the curated entry kept and only the new one written", rep)
+	}
+	if r, _, _ := d.Get("jarm", j); r.Label != "my-c2" || r.Source != "analyst" || r.Confidence != "high" {
+		t.Fatalf("curated entry changed by an import: %+v", r)
+	}
+	if _, err := d.ImportWith(strings.NewReader(feed), "feed.txt", ImportOptions{Replace: true}); err != nil {
+		t.Fatal(err)
+	}
+	if r, _, _ := d.Get("jarm", j); r.Label != "Metasploit" {
+		t.Fatalf("--replace did not replace: %+v", r)
 	}
 }

@@ -46,6 +46,11 @@ type ImportOptions struct {
 	Source     string `json:"source,omitempty"`
 	Confidence string `json:"confidence,omitempty"`
 	Category   string `json:"category,omitempty"`
+	// Replace lets the file overwrite entries that came from another
+	// source. By default they are kept and listed in ImportReport.Kept: an
+	// operator's own high-confidence entry must not be turned into a
+	// feed's low-confidence one (and stop alerting) by an import.
+	Replace bool `json:"replace,omitempty"`
 }
 
 // ImportReport is the outcome of Import.
@@ -56,6 +61,7 @@ type ImportReport struct {
 	Rejected []Rejection `json:"rejected,omitempty"` // every invalid line, in file order
 	Warnings []Rejection `json:"warnings,omitempty"` // accepted lines worth a second look
 	Keys     []Key       `json:"keys,omitempty"`     // the fingerprints written
+	Kept     []Key       `json:"kept,omitempty"`     // existing entries of another source left as they were
 }
 
 // Rejection is one line Import refused or warns about.
@@ -142,12 +148,23 @@ func (d *DB) ImportWith(r io.Reader, name string, o ImportOptions) (ImportReport
 
 	now := d.now().UTC()
 	info := ImportInfo{Time: now, Name: name, Format: format, Accepted: len(recs), Rejected: len(rep.Rejected)}
+	var kept []Key
 	err = d.bolt.Update(func(tx *bolt.Tx) error {
+		kept = kept[:0]
 		for _, rec := range recs {
+			if !o.Replace {
+				if old, ok, err := storedRecord(tx, rec.Kind, rec.Value); err != nil {
+					return err
+				} else if ok && old.Source != rec.Source {
+					kept = append(kept, rec.Key())
+					continue
+				}
+			}
 			if _, err := put(tx, rec, now); err != nil {
 				return err
 			}
 		}
+		info.Accepted = len(recs) - len(kept)
 		raw, err := json.Marshal(info)
 		if err != nil {
 			return err
@@ -163,7 +180,21 @@ func (d *DB) ImportWith(r io.Reader, name string, o ImportOptions) (ImportReport
 		return rep, fmt.Errorf("import %s into %q: %w", name, d.path, err)
 	}
 	d.gen.Add(1)
-	rep.Accepted = len(recs)
+	rep.Accepted = len(recs) - len(kept)
+	if len(kept) > 0 {
+		rep.Kept = kept
+		skip := map[Key]bool{}
+		for _, k := range kept {
+			skip[k] = true
+		}
+		var written []Key
+		for _, k := range rep.Keys {
+			if !skip[k] {
+				written = append(written, k)
+			}
+		}
+		rep.Keys = written
+	}
 	return rep, nil
 }
 

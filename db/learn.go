@@ -373,6 +373,13 @@ func (d *DB) PromoteLearned(o PromoteOptions) ([]Record, error) {
 	var stored []Record
 	err = d.bolt.Update(func(tx *bolt.Tx) error {
 		for _, r := range recs {
+			// An entry curated from another source keeps its label,
+			// source and confidence; only the learned counts refresh.
+			if old, ok, err := storedRecord(tx, r.Kind, r.Value); err != nil {
+				return err
+			} else if ok && old.Source != r.Source {
+				r = old
+			}
 			s, err := put(tx, r, now)
 			if err != nil {
 				return err

@@ -380,6 +380,7 @@ func cmdDBImport(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	source := fs.String("source", "", "source for lines that name none (default: the feed's name, or import:FILE)")
 	confidence := fs.String("confidence", "", "confidence for lines that set none (default: medium; low for default stacks; high for SSLBL)")
 	category := fs.String("category", "", "category for lines that set none")
+	replace := fs.Bool("replace", false, "overwrite entries that came from another source (default: keep them and say so)")
 	files, err := parseInterleaved(fs, args)
 	if err != nil {
 		return err
@@ -388,7 +389,7 @@ func cmdDBImport(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		fs.Usage()
 		return fmt.Errorf("db import: want at least one FILE")
 	}
-	o := db.ImportOptions{Format: *format, Partial: *partial, Source: *source, Confidence: *confidence, Category: *category}
+	o := db.ImportOptions{Format: *format, Partial: *partial, Source: *source, Confidence: *confidence, Category: *category, Replace: *replace}
 	st, _, err := openStore(ctx, t, true, stderr)
 	if err != nil {
 		return err
@@ -417,6 +418,12 @@ func cmdDBImport(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		msg := fmt.Sprintf("imported %d entries from %s (%s) via %s", rep.Accepted, name, rep.Format, st.Via())
 		if n := len(rep.Rejected); n > 0 {
 			msg += fmt.Sprintf("; %d lines rejected", n)
+		}
+		for _, k := range rep.Kept {
+			fmt.Fprintf(stderr, "%s: kept existing %s %s (another source; --replace overwrites it)\n", name, k.Kind, k.Value)
+		}
+		if n := len(rep.Kept); n > 0 {
+			msg += fmt.Sprintf("; %d existing entries of other sources kept", n)
 		}
 		if st.Live() {
 			msg += fmt.Sprintf("; retro-hunt: %d retroactive alerts", retro)
