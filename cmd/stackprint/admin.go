@@ -348,12 +348,21 @@ func (s *adminServer) run(ctx context.Context, req adminRequest) (adminResponse,
 		if err := need(req.Record != nil, "record"); err != nil {
 			return resp, err
 		}
+		_, existed, err := s.d.db.Get(req.Record.Kind, req.Record.Value)
+		if err != nil {
+			return resp, err
+		}
 		rec, _, err := st.Add(ctx, *req.Record)
 		if err != nil {
 			return resp, err
 		}
 		resp.Record = &rec
 		s.d.log.Info("admin: fingerprint added", "kind", rec.Kind, "value", rec.Value, "label", rec.Label, "confidence", rec.Confidence)
+		if existed {
+			// An edit (label, confidence): the targets carrying it were
+			// judged with it already; a retro-hunt would alert them twice.
+			return resp, nil
+		}
 		resp.Retro, err = s.d.retroHunt(s.retroWindow, []db.Key{rec.Key()})
 		return resp, err
 	case "rm":

@@ -259,7 +259,16 @@ func TestRetroHunt(t *testing.T) {
 	if _, ok := got["203.0.113.13"]; !ok {
 		t.Errorf("no alert for the target that carried it before changing: %v", got)
 	}
-	// The same hunt again yields the same alert ids (SIEM dedup).
+	// Editing the entry (same fingerprint, new label) does not alert the
+	// same targets again.
+	if _, retroEdit, err := c.Add(context.Background(), db.Record{Kind: "jarm", Value: bad, Label: "get2-renamed", Source: "retro-test", Confidence: "high"}); err != nil || retroEdit != 0 {
+		t.Fatalf("edit: %d retro alerts, %v; want none", retroEdit, err)
+	}
+	// Removed and added again, the same hunt yields the same alert ids
+	// (SIEM dedup).
+	if _, err := c.Remove(context.Background(), "jarm", bad); err != nil {
+		t.Fatal(err)
+	}
 	_, retro2, err := c.Add(context.Background(), db.Record{Kind: "jarm", Value: bad, Label: "get2", Source: "retro-test", Confidence: "high"})
 	if err != nil || retro2 != 2 {
 		t.Fatalf("second add: %d %v", retro2, err)
