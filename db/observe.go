@@ -104,6 +104,18 @@ type Observation struct {
 	Since   time.Time `json:"since,omitzero"`
 	Seen    time.Time `json:"seen,omitzero"`
 	History []Change  `json:"history,omitempty"` // newest first, at most 16
+	// Client is the connection whose sighting triggered the last probe,
+	// so a retro-hunt alert can name the internal host to look at.
+	Client *Client `json:"client,omitempty"`
+}
+
+// Client is one observed connection to a target.
+type Client struct {
+	TS     time.Time      `json:"ts"`
+	Orig   netip.AddrPort `json:"orig"`
+	UID    string         `json:"uid,omitempty"`
+	FlowID uint64         `json:"flow_id,omitempty"`
+	Source string         `json:"source,omitempty"`
 }
 
 // Target returns the observed target.
@@ -135,6 +147,12 @@ func notProbed(s stackprint.Status) bool {
 // targets never probed (out_of_scope, rate_limited, budget_exceeded) are
 // ignored.
 func (d *DB) RecordObservation(r stackprint.Result) error {
+	return d.RecordObservationOf(stackprint.Event{}, r)
+}
+
+// RecordObservationOf is RecordObservation that also remembers ev, the
+// connection that triggered the probe (when it names a client).
+func (d *DB) RecordObservationOf(ev stackprint.Event, r stackprint.Result) error {
 	if notProbed(r.Status) || !r.Target.IP.IsValid() {
 		return nil
 	}
@@ -164,6 +182,9 @@ func (d *DB) RecordObservation(r stackprint.Result) error {
 			o = Observation{IP: t.IP, Port: t.Port, SNI: t.SNI}
 		}
 		o.Probes++
+		if ev.Orig.IsValid() {
+			o.Client = &Client{TS: ev.TS, Orig: ev.Orig, UID: ev.UID, FlowID: ev.FlowID, Source: ev.Source}
+		}
 		if at.After(o.LastProbe) || o.LastProbe.IsZero() {
 			o.LastProbe, o.Status, o.Error = at, r.Status, r.Error
 		}

@@ -53,3 +53,24 @@ func TestCommitStateSurvivesReopen(t *testing.T) {
 		t.Fatalf("pending %+v", pend)
 	}
 }
+
+func TestObservationRemembersTheClient(t *testing.T) {
+	d, err := Open(filepath.Join(t.TempDir(), "o.db"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	const j = "07d14d16d21d21d00042d43d000000aa99ce74e2c6d013c745aa52b5cc042d"
+	ev := stackprint.Event{UID: "CLient1", Orig: netip.MustParseAddrPort("10.0.0.8:51000"), Source: "zeek-ssl", TS: time.Unix(1700000000, 0).UTC()}
+	r := stackprint.Result{Target: stackprint.Target{IP: netip.MustParseAddr("203.0.113.7"), Port: 443}, Started: time.Now(), Status: stackprint.StatusOK, JARM: j}
+	if err := d.RecordObservationOf(ev, r); err != nil {
+		t.Fatal(err)
+	}
+	s, err := d.ObservationsWith("jarm", j, time.Time{})
+	if err != nil || len(s) != 1 {
+		t.Fatalf("sightings %v %v", s, err)
+	}
+	if c := s[0].Client; c == nil || c.Orig != ev.Orig || c.UID != "CLient1" || c.Source != "zeek-ssl" {
+		t.Fatalf("client %+v, want the triggering connection", s[0].Client)
+	}
+}

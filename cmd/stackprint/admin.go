@@ -524,6 +524,10 @@ func retroAlerts(judge enrich.Judge, rec db.Record, s db.Sighting, now time.Time
 		Source: "retro-hunt",
 		Kind:   "retro_hunt",
 	}
+	if c := s.Client; c != nil {
+		// The connection that led to the probe: who to look at.
+		ev.TS, ev.Orig, ev.UID, ev.FlowID = c.TS, c.Orig, c.UID, c.FlowID
+	}
 	res := stackprint.Result{Target: t, Started: s.Carried, Status: stackprint.StatusOK, JARM: fps.JARM}
 	if fps.ATSF != "" {
 		res.ATSF = &stackprint.ATSF{ID: fps.ATSF}

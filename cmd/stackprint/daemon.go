@@ -262,7 +262,7 @@ func (s observingSink) Record(ev stackprint.Event, r stackprint.Result, m []stac
 	if err := s.Sink.Record(ev, r, m); err != nil {
 		return err
 	}
-	if err := s.db.RecordObservation(r); err != nil {
+	if err := s.db.RecordObservationOf(ev, r); err != nil {
 		return fmt.Errorf("record observation of %s: %w", r.Target, err)
 	}
 	return nil
