@@ -23,13 +23,13 @@ const usage = `stackprint — active TLS server fingerprinting for Zeek and Suri
 Usage:
   stackprint run [-c FILE]                 follow the configured logs (the daemon)
   stackprint demo                          run the whole pipeline against local test servers
-  stackprint probe [--json] [--sni NAME] HOST:PORT
+  stackprint probe [--json] [--sni NAME] [--kinds K,…] HOST:PORT
                                            fingerprint one server (JARM, ATSF, certificate, HTTP Server)
   stackprint db add --kind jarm --value H --label L [--source S] [--confidence low|medium|high]
   stackprint db list [--kind K] [--json]
   stackprint db rm --kind K --value V
   stackprint db import|export|stats|learn  see "stackprint db" for the list
-  stackprint scan [--no-probe] FILE…       one pass over existing logs
+  stackprint scan --no-probe FILE…         one pass over existing logs (parse, scope, dedup)
   stackprint rules check [FILE…]           compile and type-check rule files
   stackprint rules list                    the active rules
   stackprint config check [-c FILE]        validate a config and exit
@@ -129,7 +129,7 @@ func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
 var examples = map[string]string{
 	"run": `  stackprint run                        # embedded default config (configs/stackprint.yaml)
   stackprint run -c /etc/stackprint/stackprint.yaml
-  kill -HUP $(pidof stackprint)         # reload the scope from the config file`,
+  kill -HUP $(pidof stackprint)         # reload scope and rules from the config file`,
 	"demo": `  stackprint demo                       # TLS servers on 127.0.0.x, Zeek log, pipeline, alerts
   stackprint demo --keep -v             # keep the files and show the daemon's log`,
 	"probe": `  stackprint probe 192.0.2.10:443       # SNI = the IP literal, like jarm.py
