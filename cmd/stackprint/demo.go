@@ -159,7 +159,11 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		names[s.Addr] = s.Name
 	}
 	slices.SortFunc(records, func(a, b stackprint.Result) int { return strings.Compare(a.Target.String(), b.Target.String()) })
-	fmt.Fprintf(stdout, "fingerprint records (%s):\n", cfg.Outputs.Fingerprints)
+	where := " (removed at exit; --keep keeps the files)"
+	if *keep {
+		where = ""
+	}
+	fmt.Fprintf(stdout, "fingerprint records, one per target, as written to %s%s:\n", cfg.Outputs.Fingerprints, where)
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "  TARGET\tSERVER\tSTATUS\tJARM\tATSF ID")
 	for _, r := range records {
@@ -178,7 +182,7 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", r.Target, n, r.Status, j, atsf)
 	}
 	tw.Flush()
-	fmt.Fprintf(stdout, "\nalerts (%s):\n\n", cfg.Outputs.Alerts)
+	fmt.Fprintf(stdout, "\nalerts, as written to %s:\n\n", cfg.Outputs.Alerts)
 	for _, a := range alerts {
 		fmt.Fprintln(stdout, output.FormatAlertText(a))
 	}
@@ -207,13 +211,17 @@ func startDemoServers(ctx context.Context, dir string, stderr io.Writer) ([]*lab
 	if err != nil {
 		return fail(err)
 	}
+	apiCert, err := selfSigned("rsa", "api.demo.test")
+	if err != nil {
+		return fail(err)
+	}
 	specs := []struct {
 		name, ip string
 		cfg      *tls.Config
 	}{
 		{"go-ecdsa-h2", "127.0.0.21", &tls.Config{Certificates: []tls.Certificate{ec}, NextProtos: []string{"h2", "http/1.1"}}},
 		{"go-tls12-rsa (the C2)", "127.0.0.22", &tls.Config{Certificates: []tls.Certificate{rsaCert}, MaxVersion: tls.VersionTLS12}},
-		{"go-default-rsa", "127.0.0.23", &tls.Config{Certificates: []tls.Certificate{rsaCert}}},
+		{"go-default-rsa", "127.0.0.23", &tls.Config{Certificates: []tls.Certificate{apiCert}}},
 	}
 	for _, s := range specs {
 		srv, err := startGoTLS(s.name, s.ip, s.cfg)

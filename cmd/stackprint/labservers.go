@@ -85,7 +85,7 @@ func startGoTLS(name, ip string, cfg *tls.Config) (*labServer, error) {
 				_ = c.SetDeadline(time.Now().Add(5 * time.Second))
 				tc := tls.Server(c, cfg)
 				if tc.Handshake() == nil {
-					_, _ = tc.Write([]byte("HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"))
+					_, _ = tc.Write([]byte("HTTP/1.1 200 OK\r\nServer: stackprint-lab\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"))
 				}
 			})
 		}
