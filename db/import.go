@@ -153,7 +153,7 @@ func (d *DB) ImportWith(r io.Reader, name string, o ImportOptions) (ImportReport
 		kept = kept[:0]
 		for _, rec := range recs {
 			if !o.Replace {
-				if old, ok, err := storedRecord(tx, rec.Kind, rec.Value); err != nil {
+				if old, ok, err := getRecord(tx, rec.Kind, rec.Value); err != nil {
 					return err
 				} else if ok && old.Source != rec.Source {
 					kept = append(kept, rec.Key())

@@ -375,7 +375,7 @@ func (d *DB) PromoteLearned(o PromoteOptions) ([]Record, error) {
 		for _, r := range recs {
 			// An entry curated from another source keeps its label,
 			// source and confidence; only the learned counts refresh.
-			if old, ok, err := storedRecord(tx, r.Kind, r.Value); err != nil {
+			if old, ok, err := getRecord(tx, r.Kind, r.Value); err != nil {
 				return err
 			} else if ok && old.Source != r.Source {
 				r = old

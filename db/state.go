@@ -148,20 +148,3 @@ func (d *DB) Checkpoints(prefix string) (map[string][]byte, error) {
 	}
 	return out, nil
 }
-
-// storedRecord reads the fingerprint entry kind/value inside tx.
-func storedRecord(tx *bolt.Tx, kind, value string) (Record, bool, error) {
-	b := tx.Bucket([]byte(bucketFingerprints))
-	if b == nil {
-		return Record{}, false, nil
-	}
-	raw := b.Get(key(kind, value))
-	if raw == nil {
-		return Record{}, false, nil
-	}
-	var r Record
-	if err := json.Unmarshal(raw, &r); err != nil {
-		return Record{}, false, fmt.Errorf("decode stored %s %s: %w", kind, value, err)
-	}
-	return r, true, nil
-}

@@ -350,7 +350,12 @@ func (l *ZeekLog) closeFileLocked(now time.Time) error {
 // FlushBuffer hands buffered records to the OS without an fsync: readers
 // see them at once and they survive a crash of this process; Flush (at a
 // checkpoint) makes them durable against power loss too.
-func (l *ZeekLog) FlushBuffer() error {
+func (l *ZeekLog) FlushBuffer() error { return l.flush(false) }
+
+// Flush writes buffered records and fsyncs the file.
+func (l *ZeekLog) Flush() error { return l.flush(true) }
+
+func (l *ZeekLog) flush(sync bool) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.closed {
@@ -359,20 +364,10 @@ func (l *ZeekLog) FlushBuffer() error {
 	if l.f == nil {
 		return nil
 	}
-	if err := l.w.Flush(); err != nil {
-		return fmt.Errorf("flush %s: %w", l.path, err)
-	}
-	return nil
-}
-
-// Flush writes buffered records and fsyncs the file.
-func (l *ZeekLog) Flush() error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.closed {
-		return fmt.Errorf("flush %s: log closed", l.path)
-	}
-	if l.f == nil {
+	if !sync {
+		if err := l.w.Flush(); err != nil {
+			return fmt.Errorf("flush %s: %w", l.path, err)
+		}
 		return nil
 	}
 	return l.flushLocked()
