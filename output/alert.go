@@ -219,24 +219,22 @@ func (w *AlertWriter) Write(a stackprint.Alert) error {
 
 // FlushBuffer hands buffered alerts to the OS without an fsync (see
 // ZeekLog.FlushBuffer); Flush also fsyncs.
-func (w *AlertWriter) FlushBuffer() error {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.closed {
-		return fmt.Errorf("flush alerts to %s: writer closed", w.name)
-	}
-	if err := w.w.Flush(); err != nil {
-		return fmt.Errorf("flush alerts to %s: %w", w.name, err)
-	}
-	return nil
-}
+func (w *AlertWriter) FlushBuffer() error { return w.flush(false) }
 
 // Flush writes buffered alerts and fsyncs the file.
-func (w *AlertWriter) Flush() error {
+func (w *AlertWriter) Flush() error { return w.flush(true) }
+
+func (w *AlertWriter) flush(sync bool) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.closed {
 		return fmt.Errorf("flush alerts to %s: writer closed", w.name)
+	}
+	if !sync {
+		if err := w.w.Flush(); err != nil {
+			return fmt.Errorf("flush alerts to %s: %w", w.name, err)
+		}
+		return nil
 	}
 	return w.flushLocked()
 }
