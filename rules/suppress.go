@@ -18,8 +18,11 @@ type supKey struct {
 }
 
 type supEntry struct {
-	until      time.Time // end of the window opened by the last alert
-	suppressed int       // events held back since that alert
+	// When the last alert was let through. The window is added at each
+	// check, not stored, so a reload that changes it applies at once to
+	// windows already open.
+	start      time.Time
+	suppressed int // events held back since that alert
 }
 
 // suppressor allows one alert per key per window. It is bounded: a flood of
@@ -45,16 +48,16 @@ func newSuppressor(capacity int) *suppressor {
 func (s *suppressor) allow(k supKey, now time.Time, window time.Duration) (ok bool, n int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if e, found := s.lru.Peek(k); found && now.Before(e.until) {
+	if e, found := s.lru.Peek(k); found && now.Before(e.start.Add(window)) {
 		e.suppressed++
 		return false, 0
 	} else if found {
 		n = e.suppressed
-		e.until, e.suppressed = now.Add(window), 0
+		e.start, e.suppressed = now, 0
 		s.lru.Get(k) // mark recently used
 		return true, n
 	}
-	s.lru.Add(k, &supEntry{until: now.Add(window)})
+	s.lru.Add(k, &supEntry{start: now})
 	return true, 0
 }
 
