@@ -82,6 +82,9 @@ type SchedulerConfig struct {
 	MaxInFlight     int     `yaml:"max_in_flight"`
 	ProbesPerSecond float64 `yaml:"probes_per_second"`
 	Burst           int     `yaml:"burst"`
+	// Added with the fair scheduler; 0 means the default.
+	BacklogMax int           `yaml:"backlog_max"`
+	MaxWait    time.Duration `yaml:"max_wait"`
 }
 
 type ProbeConfig struct {
@@ -95,6 +98,7 @@ type ProbeConfig struct {
 	ConnsPerIPBurst     int      `yaml:"conns_per_ip_burst"`
 	MaxConnsPerTarget   int      `yaml:"max_conns_per_target"`
 	ReadCap             int      `yaml:"read_cap"`
+	ATSFPerName         bool     `yaml:"atsf_per_name"`
 }
 
 // OutputsConfig: each output is off when its path is "" (validate in
@@ -304,8 +308,14 @@ func (c *Config) Validate() error {
 	if c.Dedup.Capacity < 1 {
 		bad("dedup.capacity", c.Dedup.Capacity, "must be >= 1")
 	}
-	if c.Scheduler.QueueSize < 1 {
-		bad("scheduler.queue_size", c.Scheduler.QueueSize, "must be >= 1")
+	if c.Scheduler.QueueSize < 1 || c.Scheduler.QueueSize > 10_000_000 {
+		bad("scheduler.queue_size", c.Scheduler.QueueSize, "must be 1..10000000 (events held in memory; the rest wait on disk)")
+	}
+	if c.Scheduler.BacklogMax < 0 {
+		bad("scheduler.backlog_max", c.Scheduler.BacklogMax, "must not be negative (0 = default)")
+	}
+	if c.Scheduler.MaxWait < 0 {
+		bad("scheduler.max_wait", c.Scheduler.MaxWait, "must not be negative (0 = default)")
 	}
 	if c.Scheduler.MaxInFlight < 1 || c.Scheduler.MaxInFlight > 1024 {
 		bad("scheduler.max_in_flight", c.Scheduler.MaxInFlight, "must be 1..1024")
