@@ -1163,7 +1163,7 @@ func (p *Pipeline) loadBacklog() error {
 	for len(p.loadRR) > 0 && p.waiting < p.cfg.MemEvents*3/4 {
 		c := p.loadRR[0]
 		p.loadRR = p.loadRR[1:]
-		n := min(p.spilled[c], max(1, p.loadBatch/max(1, len(p.loadRR)+1)))
+		n := min(p.spilled[c], max(1, p.loadBatch/max(1, len(p.loadRR)+1)), p.cfg.MemEvents-p.waiting)
 		p.mu.Unlock()
 		evs, err := p.cfg.Load(c, n)
 		p.mu.Lock()

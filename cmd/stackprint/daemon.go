@@ -259,8 +259,8 @@ wait:
 		err = errors.Join(err, fmt.Errorf("final checkpoint commit: %w", cerr))
 	}
 	st := d.pipe.Stats()
-	d.log.Info("stackprint stopped", "events", st.Events, "server_probes", st.ServerProbes, "name_probes", st.NameProbes,
-		"alerts", st.Alerts, "parked_for_next_start", st.Waiting+st.Spilled)
+	d.log.Info("stackprint stopped", "events", st.Events, "settled", st.Deduped+st.Probed+st.OutOfScope+st.Invalid+st.Expired,
+		"server_probes", st.ServerProbes, "name_probes", st.NameProbes, "alerts", st.Alerts, "parked_for_next_start", st.Waiting+st.Spilled)
 	return err
 }
 
