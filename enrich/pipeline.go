@@ -72,8 +72,8 @@ type Config struct {
 	// the global budget before it has answered its first ClientHello;
 	// past it, only what it used (a tarpit: one connection). It pays the
 	// rest when it answers. Default 250ms.
-	AnswerGrace time.Duration
-	JARMSNIObserved bool          // send the observed SNI instead of the IP literal (JARM then depends on the name)
+	AnswerGrace     time.Duration
+	JARMSNIObserved bool // send the observed SNI instead of the IP literal (JARM then depends on the name)
 
 	// MemEvents bounds the events waiting in memory; past it, events of
 	// the clients holding the most are spilled to the backlog (Spill) and
