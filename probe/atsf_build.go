@@ -34,8 +34,8 @@ type atsfClient struct {
 	uc     *utls.UConn
 	def    *atsfDef
 	sni    bool
-	shadow utls.TLSExtension            // nil unless the key_share list is empty
-	alpn   *utls.ALPNExtension          // nil when no ALPN is offered
+	shadow utls.TLSExtension   // nil unless the key_share list is empty
+	alpn   *utls.ALPNExtension // nil when no ALPN is offered
 }
 
 // atsfUConn prepares a utls client that sends d exactly as ATSF.md §1.2
