@@ -80,6 +80,7 @@ func newDaemon(cfg *Config, log *slog.Logger, hooks daemonHooks) (_ *daemon, err
 		ConnBurst: cfg.Probe.ConnsPerIPBurst,
 		MaxConns:  cfg.Probe.MaxConnsPerTarget,
 		ReadCap:   cfg.Probe.ReadCap,
+		HTTPWait:  cfg.Probe.HTTPWait,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("probe engine: %w", err)
