@@ -92,6 +92,8 @@ type ProbeConfig struct {
 	ConnsPerIPBurst     int      `yaml:"conns_per_ip_burst"`
 	MaxConnsPerTarget   int      `yaml:"max_conns_per_target"`
 	ReadCap             int      `yaml:"read_cap"`
+	// Wait for the HTTP answer's head after GET /; 0 = the probe default.
+	HTTPWait time.Duration `yaml:"http_wait"`
 }
 
 // OutputsConfig: each output is off when its path is "" (validate in
@@ -292,6 +294,9 @@ func (c *Config) validate() []error {
 	if c.Scheduler.Burst < 1 {
 		bad("scheduler.burst", c.Scheduler.Burst, "must be >= 1")
 	}
+	if c.Probe.HTTPWait < 0 {
+		bad("probe.http_wait", c.Probe.HTTPWait, "must not be negative (0 = default)")
+	}
 	if c.Probe.IOTimeout <= 0 {
 		bad("probe.io_timeout", c.Probe.IOTimeout, "must be > 0")
 	}
@@ -390,6 +395,7 @@ func (c *Config) probeEngineConfig() probe.EngineConfig {
 		ConnBurst: c.Probe.ConnsPerIPBurst,
 		MaxConns:  c.Probe.MaxConnsPerTarget,
 		ReadCap:   c.Probe.ReadCap,
+		HTTPWait:  c.Probe.HTTPWait,
 	}
 }
 
