@@ -377,3 +377,45 @@ func TestHTTPNonHTTPService(t *testing.T) {
 		})
 	}
 }
+
+// TestEngineIPv6 probes a server on ::1 with every kind, as IPv4.
+func TestEngineIPv6(t *testing.T) {
+	ln, err := net.Listen("tcp6", "[::1]:0")
+	if err != nil {
+		t.Fatalf("::1 is not configured in this test environment (%v): the IPv6 tests need the IPv6 loopback address", err)
+	}
+	cfg := tlsConfigECDSA(t)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+				tc := tls.Server(c, cfg)
+				if tc.Handshake() == nil {
+					_, _ = io.WriteString(tc, "HTTP/1.1 200 OK\r\nServer: v6/1\r\nContent-Length: 0\r\n\r\n")
+				}
+			}()
+		}
+	}()
+	t.Cleanup(func() { ln.Close() })
+	ap := netip.MustParseAddrPort(ln.Addr().String())
+	d := &recordingDialer{}
+	e, err := NewEngine(EngineConfig{Dialer: d, IOTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := e.Probe(testCtx(t), stackprint.Target{IP: ap.Addr(), Port: ap.Port(), SNI: "example.test"}, ap.Addr().String())
+	checkEngineInvariants(t, res, 4)
+	if res.Status != stackprint.StatusOK || !res.HasJARM() || !res.HasATSF() || res.Cert == nil || res.HTTP == nil || res.HTTP.Server != "v6/1" {
+		t.Fatalf("status %s error %q http %+v", res.Status, res.Error, res.HTTP)
+	}
+	for i, n := range d.networks {
+		if n != "tcp6" || d.addrs[i] != ap.String() {
+			t.Fatalf("dial %d: %s %s", i, n, d.addrs[i])
+		}
+	}
+}
