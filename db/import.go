@@ -155,7 +155,7 @@ func (d *DB) ImportWith(r io.Reader, name string, o ImportOptions) (ImportReport
 	now := d.now().UTC()
 	info := ImportInfo{Time: now, Name: name, Format: format, Accepted: len(recs), Rejected: len(rep.Rejected)}
 	var kept []Key
-	err = d.bolt.Update(func(tx *bolt.Tx) error {
+	err = d.update(func(tx *bolt.Tx) error {
 		kept = kept[:0]
 		for _, rec := range recs {
 			if !o.Replace {
