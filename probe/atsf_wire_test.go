@@ -28,7 +28,7 @@ type refHello struct {
 
 func readWireHex(t testing.TB) []refHello {
 	t.Helper()
-	f, err := os.Open(filepath.Join(sharedATSF(t), "clienthello_wire_hex.txt"))
+	f, err := os.Open(filepath.Join(atsfTestdata(t), "clienthello_wire_hex.txt"))
 	if err != nil {
 		t.Fatal(err)
 	}
