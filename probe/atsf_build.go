@@ -28,7 +28,7 @@ func (shadowKeyShare) Read([]byte) (int, error) { return 0, io.EOF }
 // shadowGroup is a private-use group id nobody selects.
 const shadowGroup = 0xfe33
 
-// atsfUConn prepares a utls client that sends d exactly as ATSF.md §1.2
+// atsfUConn prepares a utls client that sends d exactly as docs/ATSF.md §1.2
 // describes (see the package doc for what still differs). sni "" sends no
 // server_name. dummy is any ECDHE key: utls insists on one before it reads
 // a ServerHello, even when the ClientHello carried no real share.

@@ -67,7 +67,7 @@ type atsfPreset struct {
 	ReversedExtensionOrder bool
 }
 
-// atsfDef is one ClientHello as it goes on the wire (ATSF.md §1.2).
+// atsfDef is one ClientHello as it goes on the wire (docs/ATSF.md §1.2).
 type atsfDef struct {
 	Name              string
 	Ciphers           []uint16

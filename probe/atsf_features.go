@@ -44,7 +44,7 @@ type extList struct {
 }
 
 // transcript is what the server's records, as the client consumed them,
-// say: the ATSF features of ATSF.md §2.1 plus the certificate chain.
+// say: the ATSF features of docs/ATSF.md §2.1 plus the certificate chain.
 type transcript struct {
 	haveHello   bool   // a ServerHello or HelloRetryRequest was parsed
 	version     uint16 // its legacy_version
@@ -289,7 +289,7 @@ func parseExts(exts byteString) extList {
 }
 
 // atsfStaticExt lists the extension types whose value is part of the
-// fingerprint (ATSF.md §2.1); every other type only counts by presence,
+// fingerprint (docs/ATSF.md §2.1); every other type only counts by presence,
 // key_share by its group.
 func atsfStaticExt(typ uint16) bool {
 	switch typ {
@@ -324,7 +324,7 @@ func (l extList) encode(b *strings.Builder) {
 	}
 }
 
-// atsfString is the per-ClientHello string of ATSF.md §2.1:
+// atsfString is the per-ClientHello string of docs/ATSF.md §2.1:
 // version_cipher_SH_EE_CR_HRR_CT, then "<" and the received alerts. An
 // answer without any of these is "" (no data).
 func (t *transcript) atsfString() string {
@@ -356,7 +356,7 @@ func (t *transcript) atsfString() string {
 }
 
 // CombineATSF joins per-ClientHello strings (in ATSFHelloNames order) into
-// the server fingerprint of ATSF.md §2.2 and returns it with its sha256
+// the server fingerprint of docs/ATSF.md §2.2 and returns it with its sha256
 // hex id. Status_request (5) is dropped from every list because stapling
 // depends on the deployment, not the stack. A target with any empty
 // per-ClientHello string has no fingerprint: both results are "".

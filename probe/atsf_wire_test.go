@@ -208,7 +208,7 @@ func TestATSFWireHellos(t *testing.T) {
 }
 
 // TestATSFWireOrder checks the extension-order quirk directly against the
-// summary table of ATSF.md §1.2 (via the reference records).
+// summary table of docs/ATSF.md §1.2 (via the reference records).
 func TestATSFWireOrder(t *testing.T) {
 	defs, err := loadATSFDefs()
 	if err != nil {
