@@ -229,7 +229,7 @@ func TestATSFWireOrder(t *testing.T) {
 			fmt.Sscanf(e, "%d:", &id)
 			want = append(want, id)
 		}
-		if got := byName[ref.name].wireOrder(ref.sni); !slices.Equal(got, want) {
+		if got := byName[ref.name].wireOrder(ref.sni, false); !slices.Equal(got, want) {
 			t.Errorf("%s SNI=%v: order %v, want %v", ref.name, ref.sni, got, want)
 		}
 	}

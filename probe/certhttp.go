@@ -70,9 +70,9 @@ func (e *Engine) runCertHTTP(ctx context.Context, d *targetDialer, network, addr
 		CipherSuites:       allCipherSuites(),
 		KeyLogWriter:       &kl,
 	}
-	if wantHTTP {
-		cfg.NextProtos = []string{"http/1.1"} // HEAD is sent as HTTP/1.1; never offer h2
-	}
+	// No ALPN: HTTP/1.1 is what a server assumes without it, and a server
+	// that answers with a protocol the client did not offer (Botan does)
+	// would make crypto/tls abort before the Certificate.
 	tc := tls.Client(rc, cfg)
 	herr := tc.HandshakeContext(ctx)
 	tr := parseTranscript(rc.records, kl.secret(serverHSLabel))

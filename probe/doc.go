@@ -94,17 +94,35 @@
 // reference servers of local_fingerprints.tsv all 40 per-ClientHello
 // strings, their negotiated versions and the 4 combined strings match.
 //
+// Rules measured on the reference scanner (docs/ATSF.md §2.1, §2.2.1), each tied
+// to a test against a real loopback server in atsf_rules_test.go:
+//
+//   - SH-absent: a ServerHello (or HRR) that ends right after the
+//     compression method gives an empty SH field; only a present, empty
+//     extensions block gives "-" (OpenSSL TLS 1.2-only, GnuTLS, Java and Go
+//     without SNI send no block). TestATSFServerHelloExtensionsBlock.
+//   - CH2-order: after a HelloRetryRequest with a cookie, the second hello
+//     has cookie (44) at its place in the default order (right before
+//     key_share) and the odd/even reversal quirk is applied again to the
+//     n+1 extensions; without a cookie the order is unchanged. It shows in
+//     the fingerprint when the server answers EncryptedExtensions in the
+//     client's order, as NSS does. TestATSFSecondHelloOrder.
+//   - ALPN-unoffered: a server selecting a protocol the client did not
+//     offer does not stop the handshake (the reference's client, a Go 1.16
+//     fork, only refuses an ALPN answer to a hello without ALPN), so the
+//     Certificate entry's extensions are still recorded (Apache answers
+//     random6306 with http/1.1). utls checks the offered list it marshalled;
+//     the hook that sees each record first overwrites one entry of that
+//     list in place once the selected protocol is known (after the hellos
+//     were sent). TestATSFUnofferedALPN.
+//
 // Remaining differences from the reference scanner, and why:
 //
 //   - The second ClientHello after a HelloRetryRequest is built by utls: same
-//     order, versions, ciphers and GREASE values, but its key_share holds
-//     only the requested share (the GREASE dummy is dropped, as in Go), and
-//     its record version is 0x0303. A cookie is placed right before
-//     key_share, the cookie's slot in the reference's default order (utls
-//     would pick a random slot); whether the reference puts it there and
-//     re-applies the reversal quirk to the longer list is unknown: the test
-//     data has no second hellos. The cookie is only seen in an HRR that fits
-//     one record.
+//     versions, ciphers and GREASE values, but its key_share holds only the
+//     requested share (the GREASE dummy is dropped, as in Go), and its
+//     record version is 0x0303. Its extension order follows rule CH2-order
+//     below. The cookie is only seen in an HRR that fits one record.
 //   - utls's client logic decides where a handshake stops (downgrade canary,
 //     forbidden TLS 1.3 extensions, 64 KiB handshake message limit, RSA keys
 //     over 8192 bits, certificate parsing by this module's crypto/x509).
@@ -135,9 +153,11 @@
 // TLS 1.0 to 1.3, the target's SNI or none) yields the leaf certificate;
 // the chain is read from the records (decrypted for TLS 1.3), so a
 // certificate crypto/x509 refuses still gives its SHA-256 and SHA-1 with
-// CertFacts.ParseError set. If HTTP is selected, HEAD / goes over the same
-// connection (ALPN http/1.1 only, Host = SNI or the IP, ":port" unless 443)
-// and the status code and Server header are kept.
+// CertFacts.ParseError set. No ALPN is offered: a server that answers with
+// a protocol the client did not offer (Botan) would make crypto/tls abort
+// before the Certificate, and HTTP/1.1 is the default without ALPN. If HTTP
+// is selected, HEAD / goes over the same connection (Host = SNI or the IP,
+// ":port" unless 443) and the status code and Server header are kept.
 //
 // # Engine status mapping
 //

@@ -15,6 +15,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/stackprint/stackprint/configs"
+	"github.com/stackprint/stackprint/enrich"
 	"github.com/stackprint/stackprint/probe"
 )
 
@@ -360,21 +361,27 @@ func (c *Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-// parsePrefix accepts a CIDR prefix or a bare address (a /32 or /128).
+// parsePrefix accepts a CIDR prefix or a bare address (a /32 or /128), in
+// the form the scope checks: IPv4-mapped ones become IPv4 (enrich.NormalizePrefix).
 func parsePrefix(s string) (netip.Prefix, error) {
 	s = strings.TrimSpace(s)
+	var p netip.Prefix
 	if strings.Contains(s, "/") {
-		p, err := netip.ParsePrefix(s)
-		if err != nil {
+		var err error
+		if p, err = netip.ParsePrefix(s); err != nil {
 			return netip.Prefix{}, fmt.Errorf("not a CIDR prefix")
 		}
-		return p.Masked(), nil
+	} else {
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			return netip.Prefix{}, fmt.Errorf("not an address or CIDR prefix")
+		}
+		if a.Zone() != "" {
+			return netip.Prefix{}, fmt.Errorf("an address with a zone cannot be matched; drop %%%s", a.Zone())
+		}
+		p = netip.PrefixFrom(a, a.BitLen())
 	}
-	a, err := netip.ParseAddr(s)
-	if err != nil {
-		return netip.Prefix{}, fmt.Errorf("not an address or CIDR prefix")
-	}
-	return netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()), nil
+	return enrich.NormalizePrefix(p)
 }
 
 func parsePrefixes(ss []string) []netip.Prefix {
