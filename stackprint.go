@@ -126,7 +126,7 @@ type Result struct {
 	Kinds []KindResult // one per requested kind, in probe order
 	ATSF  *ATSF        // 10-ClientHello stack fingerprint (docs/ATSF.md)
 	Cert  *CertFacts   // leaf certificate of an ordinary handshake
-	HTTP  *HTTPFacts   // answer to one HEAD / over TLS
+	HTTP  *HTTPFacts   // head of the answer to one GET / over TLS
 }
 
 // HasATSF reports whether r carries a complete ATSF fingerprint usable for
@@ -184,7 +184,7 @@ type CertFacts struct {
 	ParseError string    `json:"parse_error,omitempty"` // leaf not parsable: only hashes and chain length are set
 }
 
-// HTTPFacts is what one HEAD / over TLS returned.
+// HTTPFacts is what the head of the answer to one GET / over TLS said.
 type HTTPFacts struct {
 	StatusCode int    `json:"status_code,omitempty"`
 	Server     string `json:"server"`

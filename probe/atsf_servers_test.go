@@ -75,7 +75,7 @@ func runHelperGoServer(addr string) error {
 					return
 				}
 				line, err := bufio.NewReader(tc).ReadString('\n')
-				if err == nil && strings.HasPrefix(line, "HEAD ") {
+				if err == nil && strings.HasPrefix(line, "GET ") {
 					_, _ = io.WriteString(tc, "HTTP/1.1 204 No Content\r\nServer: helper-go/1.26\r\nConnection: close\r\n\r\n")
 				}
 			}()

@@ -156,8 +156,12 @@
 // CertFacts.ParseError set. No ALPN is offered: a server that answers with
 // a protocol the client did not offer (Botan) would make crypto/tls abort
 // before the Certificate, and HTTP/1.1 is the default without ALPN. If HTTP
-// is selected, HEAD / goes over the same connection (Host = SNI or the IP,
-// ":port" unless 443) and the status code and Server header are kept.
+// is selected, GET / goes over the same connection (Host = SNI or the IP,
+// ":port" unless 443; GET because openssl s_server -www ignores HEAD) and
+// only the answer's head is read: at most 16 KiB, within
+// EngineConfig.HTTPWait (1 s, capped by the I/O timeout), so a TLS service
+// that is no web server costs at most that wait. The status code and
+// Server header are kept.
 //
 // # Engine status mapping
 //

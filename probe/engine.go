@@ -30,6 +30,10 @@ const (
 	DefaultMaxRateWait  = time.Second
 	DefaultMaxConns     = 1 + 10 + 10 + 1 // cert, JARM, ATSF, HTTP
 	DefaultRateLimitIPs = 65536
+	// DefaultHTTPWait bounds the wait for an HTTP answer's head after
+	// GET /: a web server answers at once, a TLS service that is no web
+	// server never does.
+	DefaultHTTPWait = time.Second
 )
 
 // AllKinds returns every fingerprint kind in the order a probe runs them
@@ -80,9 +84,10 @@ type EngineConfig struct {
 	ConnRate     float64
 	ConnBurst    int
 	MaxRateWait  time.Duration
-	RateLimitIPs int // destination IPs whose limiter is remembered; 0 → DefaultRateLimitIPs
-	MaxConns     int // connections per target; 0 → DefaultMaxConns
-	ReadCap      int // bytes one ATSF/cert/HTTP connection may read; 0 → DefaultReadCap
+	RateLimitIPs int           // destination IPs whose limiter is remembered; 0 → DefaultRateLimitIPs
+	MaxConns     int           // connections per target; 0 → DefaultMaxConns
+	ReadCap      int           // bytes one ATSF/cert/HTTP connection may read; 0 → DefaultReadCap
+	HTTPWait     time.Duration // wait for the HTTP answer's head; 0 → DefaultHTTPWait, capped by IOTimeout
 	Rand         io.Reader
 }
 
@@ -98,6 +103,7 @@ type Engine struct {
 	deadline  time.Duration
 	maxConns  int
 	readCap   int
+	httpWait  time.Duration
 	rand      io.Reader
 	limits    *ipLimits // nil: unlimited
 	rateWait  time.Duration
@@ -139,6 +145,11 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 	if e.readCap <= 0 {
 		e.readCap = DefaultReadCap
 	}
+	e.httpWait = cfg.HTTPWait
+	if e.httpWait <= 0 {
+		e.httpWait = DefaultHTTPWait
+	}
+	e.httpWait = min(e.httpWait, e.ioTimeout)
 	if e.rand == nil {
 		e.rand = rand.Reader
 	}

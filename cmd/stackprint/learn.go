@@ -393,6 +393,7 @@ func newLearnProber(cfg *Config) (learnProber, error) {
 		ConnBurst: cfg.Probe.ConnsPerIPBurst,
 		MaxConns:  cfg.Probe.MaxConnsPerTarget,
 		ReadCap:   cfg.Probe.ReadCap,
+		HTTPWait:  cfg.Probe.HTTPWait,
 	})
 }
 

@@ -44,12 +44,13 @@ type kindJSON struct {
 }
 
 func cmdProbe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("probe", "stackprint probe [--json] [--sni NAME] [--kinds LIST] [--timeout D] [--deadline D] HOST:PORT", stderr)
+	fs := newFlagSet("probe", "stackprint probe [--json] [--sni NAME] [--kinds LIST] [--timeout D] [--deadline D] [--http-wait D] HOST:PORT", stderr)
 	asJSON := fs.Bool("json", false, "print one JSON object")
 	sni := fs.String("sni", "", "server name to send (default: the host as given; for an IP, JARM sends the IP literal as jarm.py does and the other kinds send none)")
 	kinds := fs.String("kinds", strings.Join(probe.AllKinds(), ","), "comma-separated fingerprint kinds: jarm, cert, http, atsf")
 	ioTimeout := fs.Duration("timeout", probe.DefaultIOTimeout, "timeout of each connect, write and read")
 	deadline := fs.Duration("deadline", probe.DefaultDeadline, "hard deadline for the whole target")
+	httpWait := fs.Duration("http-wait", probe.DefaultHTTPWait, "longest wait for the HTTP answer's head after GET /")
 	pos, err := parseInterleaved(fs, args)
 	if err != nil {
 		return err
@@ -90,7 +91,7 @@ func cmdProbe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		name = ip.String()
 	}
 	t := stackprint.Target{IP: ip, Port: uint16(port), SNI: stackprint.CanonicalSNI(name)}
-	eng, err := probe.NewEngine(probe.EngineConfig{Kinds: kindList, IOTimeout: *ioTimeout, Deadline: *deadline})
+	eng, err := probe.NewEngine(probe.EngineConfig{Kinds: kindList, IOTimeout: *ioTimeout, Deadline: *deadline, HTTPWait: *httpWait})
 	if err != nil {
 		return err
 	}
