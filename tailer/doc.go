@@ -42,6 +42,10 @@
 //     No ordering of ts is assumed (conn.log is written when connections
 //     end).
 //
+// An SNI, from either parser, is kept only when it is a host name
+// (ValidSNI: RFC 6066, at most 253 bytes); otherwise the event is delivered
+// without it and counted in Stats.InvalidSNI.
+//
 // EveParser reads Suricata eve.json: event_type tls (Kind "eve_tls", SNI
 // from tls.sni), flow with app_proto tls ("eve_flow") and alert with a tls
 // block or app_proto tls ("eve_alert"); TCP only. For an alert the server is

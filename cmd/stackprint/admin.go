@@ -49,9 +49,20 @@ import (
 
 const (
 	adminProtoVersion = 1
-	// adminMaxLine bounds one request or response line: an import of the
-	// largest file db accepts, base64-encoded, plus the envelope.
-	adminMaxLine = db.MaxImportBytes/3*4 + 1<<20
+	// adminMaxRequest bounds one request line, so a client cannot make the
+	// daemon buffer more: a longer line gets an error and the connection is
+	// closed after reading at most this much.
+	adminMaxRequest = 32 << 20
+	// adminMaxImport is the largest file an import through the socket can
+	// carry (base64 in the request, plus the envelope). Larger files are
+	// imported with the daemon stopped, or split.
+	adminMaxImport = (adminMaxRequest - 1<<20) / 4 * 3
+	// adminMaxResponse bounds one response line on the client side: an
+	// export of the whole DB, base64-encoded, plus the envelope.
+	adminMaxResponse = db.MaxImportBytes/3*4 + 1<<20
+	// adminMaxConns bounds the connections served at once (each may hold
+	// a request of adminMaxRequest bytes).
+	adminMaxConns = 8
 	// adminIdle closes a connection that sends nothing for this long.
 	adminIdle = time.Minute
 	// adminCallTimeout bounds one request on the client side unless its
@@ -250,6 +261,13 @@ func (s *adminServer) acceptLoop(ctx context.Context) {
 			c.Close()
 			return
 		}
+		if len(s.conns) >= adminMaxConns {
+			s.mu.Unlock()
+			_ = c.SetWriteDeadline(time.Now().Add(time.Second))
+			_ = json.NewEncoder(c).Encode(adminResponse{Error: fmt.Sprintf("admin: %d connections already open, try again", adminMaxConns)})
+			c.Close()
+			continue
+		}
 		s.conns[c] = struct{}{}
 		s.mu.Unlock()
 		s.wg.Go(func() {
@@ -271,7 +289,7 @@ func (s *adminServer) serveConn(ctx context.Context, c net.Conn) {
 	enc := json.NewEncoder(c)
 	for {
 		_ = c.SetReadDeadline(time.Now().Add(adminIdle))
-		line, err := readLine(r, adminMaxLine)
+		line, err := readLine(r, adminMaxRequest)
 		if err != nil {
 			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && !errors.Is(err, os.ErrDeadlineExceeded) {
 				_ = c.SetWriteDeadline(time.Now().Add(5 * time.Second))
@@ -293,7 +311,7 @@ func readLine(r *bufio.Reader, max int) ([]byte, error) {
 	for {
 		chunk, err := r.ReadSlice('\n')
 		if len(buf)+len(chunk) > max {
-			return nil, fmt.Errorf("request longer than %d bytes", max)
+			return nil, fmt.Errorf("line longer than %d bytes", max)
 		}
 		buf = append(buf, chunk...)
 		switch {
@@ -599,7 +617,7 @@ func (c *adminClient) call(ctx context.Context, req adminRequest) (adminResponse
 	if _, err := c.conn.Write(append(b, '\n')); err != nil {
 		return adminResponse{}, c.wrap(ctx, req.Op, err)
 	}
-	line, err := readLine(c.r, adminMaxLine)
+	line, err := readLine(c.r, adminMaxResponse)
 	if err != nil {
 		return adminResponse{}, c.wrap(ctx, req.Op, err)
 	}
@@ -648,6 +666,9 @@ func (c *adminClient) List(ctx context.Context, kind string) ([]db.Record, error
 }
 
 func (c *adminClient) Import(ctx context.Context, name string, data []byte, o db.ImportOptions) (db.ImportReport, int, error) {
+	if len(data) > adminMaxImport {
+		return db.ImportReport{Name: name}, 0, fmt.Errorf("import %s: %d MiB is over the %d MiB an import through the running daemon's admin socket takes: split the file, or stop the daemon and import again", name, len(data)>>20, adminMaxImport>>20)
+	}
 	resp, err := c.call(ctx, adminRequest{Op: "import", Name: name, Data: data, Import: &o})
 	var rep db.ImportReport
 	if resp.Report != nil {
