@@ -13,7 +13,7 @@ import (
 	"github.com/stackprint/stackprint"
 )
 
-// Learn roles: which list a target came from (ATSF.md §3).
+// Learn roles: which list a target came from (docs/ATSF.md §3).
 const (
 	RoleBlock = "block" // block list: abuse.ch Feodo Tracker, SSLBL IPs, …
 	RoleTop   = "top"   // top list: Tranco, …, assumed benign

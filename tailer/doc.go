@@ -162,7 +162,7 @@
 // again after a crash and produce the same events (same File, Offset,
 // Ident, hence the same alert_id).
 //
-// # Cases of ../shared/notes/TAILER.md
+// # Cases of docs/TAILER-CASES.md
 //
 // Every case id has a test whose name starts with it (TestP01_…, TestR11_…,
 // TestC05_C06_…), in cases_parse_test.go, cases_follow_test.go and
