@@ -60,7 +60,7 @@ type DB struct {
 	bolt     *bolt.DB
 	path     string
 	now      func() time.Time
-	migrated int           // schema version migrated from, 0 if none
+	migrated int // schema version migrated from, 0 if none
 	readOnly bool
 	gen      atomic.Uint64 // bumped on every change to fingerprints
 }
