@@ -154,7 +154,7 @@ func CanonicalAddr(a netip.Addr) netip.Addr { return a.Unmap().WithZone("") }
 // Status is the outcome of fingerprinting one target.
 type Status string
 
-// The fixed status enum of DESIGN.md.
+// The fixed status enum of docs/DESIGN.md.
 const (
 	StatusOK             Status = "ok"
 	StatusPartial        Status = "partial"
@@ -188,7 +188,7 @@ type Result struct {
 	// Filled by the composite prober (probe.Engine); nil or empty when the
 	// kind was not requested or produced nothing.
 	Kinds []KindResult // one per requested kind, in probe order
-	ATSF  *ATSF        // 10-ClientHello stack fingerprint (spec/ATSF.md)
+	ATSF  *ATSF        // 10-ClientHello stack fingerprint (docs/ATSF.md)
 	Cert  *CertFacts   // leaf certificate of an ordinary handshake
 	HTTP  *HTTPFacts   // head of the answer to one GET / over TLS
 }

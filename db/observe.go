@@ -170,7 +170,7 @@ func (d *DB) RecordObservationOf(ev stackprint.Event, r stackprint.Result) error
 	t := r.Target
 	t.IP = stackprint.CanonicalAddr(t.IP)
 	tk := TargetKey(t)
-	err := d.bolt.Update(func(tx *bolt.Tx) error {
+	err := d.update(func(tx *bolt.Tx) error {
 		ob, err := bucket(tx, bucketObservations)
 		if err != nil {
 			return err
@@ -283,7 +283,7 @@ func (d *DB) ObservationsWith(kind, value string, since time.Time) ([]Sighting, 
 	}
 	prefix := append(key(k.Kind, k.Value), 0)
 	var out []Sighting
-	err = d.bolt.View(func(tx *bolt.Tx) error {
+	err = d.view(func(tx *bolt.Tx) error {
 		ix, err := bucket(tx, bucketObsIndex)
 		if err != nil {
 			return err
@@ -328,7 +328,7 @@ func (d *DB) Observation(t stackprint.Target) (Observation, bool, error) {
 		o  Observation
 		ok bool
 	)
-	err := d.bolt.View(func(tx *bolt.Tx) error {
+	err := d.view(func(tx *bolt.Tx) error {
 		ob, err := bucket(tx, bucketObservations)
 		if err != nil {
 			return err
@@ -351,7 +351,7 @@ func (d *DB) Observation(t stackprint.Target) (Observation, bool, error) {
 // number of observations deleted.
 func (d *DB) PruneObservations(cutoff time.Time) (int, error) {
 	n := 0
-	err := d.bolt.Update(func(tx *bolt.Tx) error {
+	err := d.update(func(tx *bolt.Tx) error {
 		ob, err := bucket(tx, bucketObservations)
 		if err != nil {
 			return err
@@ -425,7 +425,7 @@ func (d *DB) MatchedServers(minConfidence string, since time.Time) ([]ServerMatc
 		}
 	}
 	var out []ServerMatch
-	err := d.bolt.View(func(tx *bolt.Tx) error {
+	err := d.view(func(tx *bolt.Tx) error {
 		ob, err := bucket(tx, bucketObservations)
 		if err != nil {
 			return err

@@ -68,7 +68,7 @@ func (k Key) String() string { return k.Kind + " " + k.Value }
 // Key returns the identity of r.
 func (r Record) Key() Key { return Key{Kind: r.Kind, Value: r.Value} }
 
-// Score returns B/(B+T) (ATSF.md §3) and whether there is any observation
+// Score returns B/(B+T) (docs/ATSF.md §3) and whether there is any observation
 // behind it.
 func (r Record) Score() (float64, bool) { return score(r.BlockCount, r.TopCount) }
 

@@ -33,7 +33,7 @@ type PendingEvent struct {
 // order.
 func (d *DB) CommitState(checkpoints map[string][]byte, park []stackprint.Event, unpark []uint64) ([]uint64, error) {
 	keys := make([]uint64, len(park))
-	err := d.bolt.Update(func(tx *bolt.Tx) error {
+	err := d.update(func(tx *bolt.Tx) error {
 		cb, err := tx.CreateBucketIfNotExists([]byte(bucketCheckpoints))
 		if err != nil {
 			return err
@@ -77,7 +77,7 @@ func (d *DB) CommitState(checkpoints map[string][]byte, park []stackprint.Event,
 // Checkpoint returns the committed position of an input.
 func (d *DB) Checkpoint(source string) ([]byte, bool, error) {
 	var out []byte
-	err := d.bolt.View(func(tx *bolt.Tx) error {
+	err := d.view(func(tx *bolt.Tx) error {
 		if b := tx.Bucket([]byte(bucketCheckpoints)); b != nil {
 			if v := b.Get([]byte(source)); v != nil {
 				out = append([]byte(nil), v...)
@@ -94,7 +94,7 @@ func (d *DB) Checkpoint(source string) ([]byte, bool, error) {
 // Pending returns every parked event in the order it was parked.
 func (d *DB) Pending() ([]PendingEvent, error) {
 	var out []PendingEvent
-	err := d.bolt.View(func(tx *bolt.Tx) error {
+	err := d.view(func(tx *bolt.Tx) error {
 		b := tx.Bucket([]byte(bucketPending))
 		if b == nil {
 			return nil
@@ -125,14 +125,14 @@ func pendingKey(k uint64) []byte {
 
 // Ping checks that the file is open and readable (readiness probe).
 func (d *DB) Ping() error {
-	return d.bolt.View(func(*bolt.Tx) error { return nil })
+	return d.view(func(*bolt.Tx) error { return nil })
 }
 
 // Checkpoints returns every committed position whose key starts with
 // prefix (one input's files).
 func (d *DB) Checkpoints(prefix string) (map[string][]byte, error) {
 	out := map[string][]byte{}
-	err := d.bolt.View(func(tx *bolt.Tx) error {
+	err := d.view(func(tx *bolt.Tx) error {
 		b := tx.Bucket([]byte(bucketCheckpoints))
 		if b == nil {
 			return nil

@@ -38,7 +38,7 @@ type atsfClient struct {
 	alpn   *utls.ALPNExtension // nil when no ALPN is offered
 }
 
-// atsfUConn prepares a utls client that sends d exactly as ATSF.md §1.2
+// atsfUConn prepares a utls client that sends d exactly as docs/ATSF.md §1.2
 // describes (see the package doc for what still differs). sni "" sends no
 // server_name. dummy is any ECDHE key: utls insists on one before it reads
 // a ServerHello, even when the ClientHello carried no real share.

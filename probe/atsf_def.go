@@ -67,7 +67,7 @@ type atsfPreset struct {
 	ReversedExtensionOrder bool
 }
 
-// atsfDef is one ClientHello as it goes on the wire (ATSF.md §1.2).
+// atsfDef is one ClientHello as it goes on the wire (docs/ATSF.md §1.2).
 type atsfDef struct {
 	Name              string
 	Ciphers           []uint16
@@ -239,7 +239,7 @@ func (d *atsfDef) realShares() int {
 // an even count only the first and last extensions swap. withCookie gives
 // the second ClientHello after a HelloRetryRequest with a cookie: the
 // reference puts cookie (44) at its default place, right before key_share,
-// and then applies the quirk to the n+1 extensions (ATSF.md §2.2.1).
+// and then applies the quirk to the n+1 extensions (docs/ATSF.md §2.2.1).
 func (d *atsfDef) wireOrder(withSNI, withCookie bool) []uint16 {
 	var o []uint16
 	add := func(ok bool, id uint16) {

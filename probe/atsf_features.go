@@ -45,7 +45,7 @@ type extList struct {
 }
 
 // transcript is what the server's records, as the client consumed them,
-// say: the ATSF features of ATSF.md §2.1 plus the certificate chain.
+// say: the ATSF features of docs/ATSF.md §2.1 plus the certificate chain.
 type transcript struct {
 	haveHello   bool   // a ServerHello or HelloRetryRequest was parsed
 	version     uint16 // its legacy_version
@@ -192,7 +192,7 @@ func (t *transcript) serverHello(body []byte) {
 	if !ok1 || !ok2 || !ok3 || !ok4 || !ok5 {
 		return // not a ServerHello anyone could act on
 	}
-	// Rule SH-absent (ATSF.md §2.1, measured on the reference): a hello
+	// Rule SH-absent (docs/ATSF.md §2.1, measured on the reference): a hello
 	// that ends right after the compression method has an empty field;
 	// only a present, empty block gives "-".
 	noBlock := len(s) == 0
@@ -324,7 +324,7 @@ func parseExts(exts byteString) extList {
 }
 
 // atsfStaticExt lists the extension types whose value is part of the
-// fingerprint (ATSF.md §2.1); every other type only counts by presence,
+// fingerprint (docs/ATSF.md §2.1); every other type only counts by presence,
 // key_share by its group.
 func atsfStaticExt(typ uint16) bool {
 	switch typ {
@@ -359,7 +359,7 @@ func (l extList) encode(b *strings.Builder) {
 	}
 }
 
-// atsfString is the per-ClientHello string of ATSF.md §2.1:
+// atsfString is the per-ClientHello string of docs/ATSF.md §2.1:
 // version_cipher_SH_EE_CR_HRR_CT, then "<" and the received alerts. An
 // answer without any of these is "" (no data).
 func (t *transcript) atsfString() string {
@@ -391,7 +391,7 @@ func (t *transcript) atsfString() string {
 }
 
 // CombineATSF joins per-ClientHello strings (in ATSFHelloNames order) into
-// the server fingerprint of ATSF.md §2.2 and returns it with its sha256
+// the server fingerprint of docs/ATSF.md §2.2 and returns it with its sha256
 // hex id. Status_request (5) is dropped from every list because stapling
 // depends on the deployment, not the stack. A target with any empty
 // per-ClientHello string has no fingerprint: both results are "".

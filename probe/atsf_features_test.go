@@ -182,7 +182,7 @@ func TestATSFDefinitions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// ATSF.md §1.2: observed key shares and psk modes.
+	// docs/ATSF.md §1.2: observed key shares and psk modes.
 	wantShares := map[string]string{"random6306": "[{29 false}]", "random7225": "[{2570 true}]", "random7590": "[{2570 true} {29 false}]", "random9428": "[{29 false}]"}
 	for _, d := range defs {
 		got := fmt.Sprint(d.KeyShares)

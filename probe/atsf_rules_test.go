@@ -18,7 +18,7 @@ import (
 )
 
 // The tests here tie each of the extractor's and client's rules that
-// follow the reference scanner's measured behaviour (ATSF.md §2.1, §2.2.1)
+// follow the reference scanner's measured behaviour (docs/ATSF.md §2.1, §2.2.1)
 // to a real server on loopback that shows it.
 
 // readTeeDialer keeps every byte each connection read, per connection.

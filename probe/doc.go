@@ -8,7 +8,7 @@
 // # JARM
 //
 // JARM is implemented bit-identically to the reference jarm.py
-// (shared/spec/JARM.md is the contract; shared/testdata/jarm holds its
+// (docs/JARM.md is the contract; testdata/jarm holds the reference's
 // vectors). The ClientHellos are hand-built bytes (BuildJARMProbes), the
 // answer is read at fixed offsets (ParseJARMAnswer) and hashed
 // (JARMHash). Quirks that are replicated on purpose, because public JARM
@@ -33,7 +33,7 @@
 //     (Python's int(), Unicode digits included), no separators in the
 //     SHA-256 input, 62 zeros only for ten "|||".
 //
-// One deliberate difference (JARM.md §1.3): the x25519 key share is a real
+// One deliberate difference (docs/JARM.md §1.3): the x25519 key share is a real
 // public key derived from the random source instead of 32 random bytes,
 // so stacks that reject a key with the top bit set answer deterministically.
 // An all-zero scalar is sent as 32 zero bytes, as jarm.py would send them,
@@ -69,7 +69,7 @@
 //
 // # ATSF
 //
-// The Active TLS Stack Fingerprint (shared/spec/ATSF.md; Sosnowski et al.,
+// The Active TLS Stack Fingerprint (docs/ATSF.md; Sosnowski et al.,
 // TMA 2022) sends ten fixed ClientHellos. Their definitions are embedded
 // unchanged from tumi8/active-tls-fingerprinting (CC BY 4.0) with their
 // NOTICE (ATSFNotice). Each ClientHello goes out through utls v1.8.2 as an
@@ -90,11 +90,11 @@
 // key exchange itself is utls's: x25519, P-256, P-384, P-521). Without a
 // secret the encrypted fields stay empty and the gap is noted in the
 // ClientHello's Error, never guessed. The per-ClientHello string and the
-// combined string with its sha256 id follow ATSF.md §2; against the three
+// combined string with its sha256 id follow docs/ATSF.md §2; against the three
 // reference servers of local_fingerprints.tsv all 40 per-ClientHello
 // strings, their negotiated versions and the 4 combined strings match.
 //
-// Rules measured on the reference scanner (ATSF.md §2.1, §2.2.1), each tied
+// Rules measured on the reference scanner (docs/ATSF.md §2.1, §2.2.1), each tied
 // to a test against a real loopback server in atsf_rules_test.go:
 //
 //   - SH-absent: a ServerHello (or HRR) that ends right after the

@@ -44,6 +44,10 @@
 //     No ordering of ts is assumed (conn.log is written when connections
 //     end).
 //
+// An SNI, from either parser, is kept only when it is a host name
+// (ValidSNI: RFC 6066, at most 253 bytes); otherwise the event is delivered
+// without it and counted in Stats.InvalidSNI.
+//
 // EveParser reads Suricata eve.json: event_type tls (Kind "eve_tls", SNI
 // from tls.sni), flow with app_proto tls ("eve_flow") and alert with a tls
 // block or app_proto tls ("eve_alert"); TCP only. For an alert the server is
@@ -161,7 +165,7 @@
 // again after a crash and produce the same events (same File, Offset,
 // Ident, hence the same alert_id).
 //
-// # Cases of ../shared/notes/TAILER.md
+// # Cases of docs/TAILER-CASES.md
 //
 // Every case id has a test whose name starts with it (TestP01_…, TestR11_…,
 // TestC05_C06_…), in cases_parse_test.go, cases_follow_test.go and

@@ -110,6 +110,7 @@ var (
 	descLines       = prometheus.NewDesc("stackprint_lines_read_total", "Log lines read, by input.", []string{"input"}, nil)
 	descParseErrors = prometheus.NewDesc("stackprint_parse_errors_total", "Malformed log lines skipped, by input.", []string{"input"}, nil)
 	descLongLines   = prometheus.NewDesc("stackprint_long_lines_total", "Lines over tailer.max_line_bytes skipped, by input.", []string{"input"}, nil)
+	descInvalidSNI  = prometheus.NewDesc("stackprint_invalid_sni_total", "Events whose server name was not a host name (RFC 6066), kept without it, by input.", []string{"input"}, nil)
 	descRotations   = prometheus.NewDesc("stackprint_rotations_total", "Rotations followed, by input.", []string{"input"}, nil)
 	descEvents      = prometheus.NewDesc("stackprint_events_total", "TLS events by outcome.", []string{"outcome"}, nil)
 	descQueue       = prometheus.NewDesc("stackprint_queue_depth", "Targets waiting for a probe.", nil, nil)
@@ -126,7 +127,7 @@ var (
 )
 
 func (c *daemonCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descLines, descParseErrors, descLongLines, descRotations, descEvents, descQueue,
+	for _, d := range []*prometheus.Desc{descLines, descParseErrors, descLongLines, descInvalidSNI, descRotations, descEvents, descQueue,
 		descInFlight, descCacheSize, descCacheHits, descCacheEvict, descHitRatio, descAbandoned, descUnsettled,
 		descCkptLag, descDBSize, descBuild} {
 		ch <- d
@@ -147,6 +148,7 @@ func (c *daemonCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(descLines, st.Lines, name)
 		counter(descParseErrors, st.ParseErrors, name)
 		counter(descLongLines, st.LongLines, name)
+		counter(descInvalidSNI, st.InvalidSNI, name)
 		counter(descRotations, st.Rotations, name)
 	}
 	ps := d.pipe.Stats()
