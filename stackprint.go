@@ -38,11 +38,15 @@ type Event struct {
 	// restart with a parked event, so the backlog age limit counts from
 	// the first sighting, not from the last start.
 	Queued time.Time `json:",omitzero"`
+	// Service is the application protocol the sensor saw on the
+	// connection, lower case, as logged (Zeek conn service without "ssl",
+	// e.g. "smtp"; EVE app_proto other than tls); "" when not logged.
+	Service string
 }
 
 // Target returns the dedup and probe key of e.
 func (e Event) Target() Target {
-	return Target{IP: e.Resp.Addr(), Port: e.Resp.Port(), SNI: e.SNI}
+	return Target{IP: e.Resp.Addr(), Port: e.Resp.Port(), SNI: e.SNI, StartTLS: StartTLSFromService(e.Service, e.Resp.Port())}
 }
 
 // ConnID is the sensor's identifier of the connection: the Zeek uid or the
@@ -63,6 +67,65 @@ type Target struct {
 	IP   netip.Addr
 	Port uint16
 	SNI  string
+	// StartTLS is the STARTTLS protocol the sensor saw on the connection
+	// (StartTLSFromService); "" when it named none, and the prober then
+	// decides by port.
+	StartTLS string
+}
+
+// STARTTLS protocols: a probe of such a service upgrades every connection
+// with the protocol's exchange before its ClientHello.
+const (
+	StartTLSSMTP       = "smtp"
+	StartTLSIMAP       = "imap"
+	StartTLSPOP3       = "pop3"
+	StartTLSFTP        = "ftp"
+	StartTLSXMPPClient = "xmpp-client"
+	StartTLSXMPPServer = "xmpp-server"
+	StartTLSLDAP       = "ldap"
+	StartTLSPostgres   = "postgres"
+)
+
+// StartTLSProtocols lists the STARTTLS protocols.
+func StartTLSProtocols() []string {
+	return []string{StartTLSFTP, StartTLSIMAP, StartTLSLDAP, StartTLSPOP3, StartTLSPostgres, StartTLSSMTP, StartTLSXMPPClient, StartTLSXMPPServer}
+}
+
+// IsStartTLSProtocol reports whether p is one of StartTLSProtocols.
+func IsStartTLSProtocol(p string) bool {
+	switch p {
+	case StartTLSFTP, StartTLSIMAP, StartTLSLDAP, StartTLSPOP3, StartTLSPostgres, StartTLSSMTP, StartTLSXMPPClient, StartTLSXMPPServer:
+		return true
+	}
+	return false
+}
+
+// StartTLSFromService maps a sensor's service names (Zeek conn service,
+// a comma-separated list; Suricata app_proto) to the STARTTLS protocol
+// they name, "" for none. XMPP is the server-to-server variant on 5269.
+func StartTLSFromService(service string, port uint16) string {
+	for s := range strings.SplitSeq(strings.ToLower(service), ",") {
+		switch strings.TrimSpace(s) {
+		case "smtp":
+			return StartTLSSMTP
+		case "imap":
+			return StartTLSIMAP
+		case "pop3":
+			return StartTLSPOP3
+		case "ftp":
+			return StartTLSFTP
+		case "ldap", "ldap_tcp":
+			return StartTLSLDAP
+		case "postgresql", "pgsql", "postgres":
+			return StartTLSPostgres
+		case "xmpp":
+			if port == 5269 {
+				return StartTLSXMPPServer
+			}
+			return StartTLSXMPPClient
+		}
+	}
+	return ""
 }
 
 // Addr returns ip:port.
@@ -96,7 +159,7 @@ func CanonicalAddr(a netip.Addr) netip.Addr { return a.Unmap().WithZone("") }
 // Status is the outcome of fingerprinting one target.
 type Status string
 
-// The fixed status enum of DESIGN.md.
+// The fixed status enum of docs/DESIGN.md.
 const (
 	StatusOK             Status = "ok"
 	StatusPartial        Status = "partial"
@@ -127,15 +190,16 @@ type Result struct {
 	Status   Status
 	Error    string // short, human readable; empty when ok
 	Conns    int    // TCP connections opened
+	StartTLS string // STARTTLS protocol every connection was upgraded with; "" = direct TLS
 	JARM     string // 62 hex; ZeroJARM when no probe answered
 	JARMRaw  string // the ten per-probe strings joined by ","
 
 	// Filled by the composite prober (probe.Engine); nil or empty when the
 	// kind was not requested or produced nothing.
 	Kinds []KindResult // one per requested kind, in probe order
-	ATSF  *ATSF        // 10-ClientHello stack fingerprint (spec/ATSF.md)
+	ATSF  *ATSF        // 10-ClientHello stack fingerprint (docs/ATSF.md)
 	Cert  *CertFacts   // leaf certificate of an ordinary handshake
-	HTTP  *HTTPFacts   // answer to one HEAD / over TLS
+	HTTP  *HTTPFacts   // head of the answer to one GET / over TLS
 }
 
 // ProbeOptions refine one probe of a prober that takes them.
@@ -205,7 +269,7 @@ type CertFacts struct {
 	ParseError string    `json:"parse_error,omitempty"` // leaf not parsable: only hashes and chain length are set
 }
 
-// HTTPFacts is what one HEAD / over TLS returned.
+// HTTPFacts is what the head of the answer to one GET / over TLS said.
 type HTTPFacts struct {
 	StatusCode int    `json:"status_code,omitempty"`
 	Server     string `json:"server"`

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Ingest benchmark (issue 4 §5): generates the same connections as a Zeek
+# Ingest benchmark: generates the same connections as a Zeek
 # conn.log (TSV), a Zeek conn.log in JSON and a Suricata eve.json
 # (bench/gen, deterministic), then times `stackprint scan --no-probe` on
 # each on one core (GOMAXPROCS=1) and prints lines/s (wall clock, and per

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Probe benchmark (issue 3 §6): starts N Go TLS servers, each on its own
+# Probe benchmark: starts N Go TLS servers, each on its own
 # loopback IP (127.0.3.1 on; ECDSA P-256, ALPN h2,http/1.1, answering
 # HEAD) in one server process, then fingerprints every one of them once at
 # concurrency C from a separate client process, first with JARM alone (the

@@ -18,7 +18,7 @@
 //	kind NUL value → JSON Record
 //
 // kind is one of jarm (62 hex), atsf (64 hex: the sha256 of the combined
-// ATSF string, spec/ATSF.md §2.2), cert_sha256 (64 hex) and cert_sha1
+// ATSF string, docs/ATSF.md §2.2), cert_sha256 (64 hex) and cert_sha1
 // (40 hex); value is lower-case hex without colons, never all zeros, so a
 // match is one direct Get and a List of one kind is a prefix scan. Keys
 // sort by kind, then value, which is the order List returns. The record
@@ -33,7 +33,7 @@
 // first_seen/last_seen bound when the fingerprint was seen in the wild (a
 // feed's listing date, a learn run, a probe by the daemon that matched it)
 // and are omitted when it never was; added/updated are curation times.
-// block_count/top_count are the learned counts B and T of ATSF.md §3; the
+// block_count/top_count are the learned counts B and T of docs/ATSF.md §3; the
 // score B/(B+T) is computed, not stored.
 //
 // Bucket "observations" (the daemon's memory of probed targets):

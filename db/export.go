@@ -50,9 +50,9 @@ type ExportOptions struct {
 //     fingerprints match a record (a malicious verdict), and
 //     Intel::CERT_HASH (SHA-1, as Zeek matches it) for every cert_sha1
 //     record and for the certificate of servers matched by cert_sha256.
-//     LOG-FORMATS.md §3.2.
+//     docs/LOG-FORMATS.md §3.2.
 //   - suricata-dataset: the addresses of those servers, one per line, for
-//     `dataset:isset,NAME, type ip, load FILE` (LOG-FORMATS.md §3.3).
+//     `dataset:isset,NAME, type ip, load FILE` (docs/LOG-FORMATS.md §3.3).
 func (d *DB) Export(w io.Writer, o ExportOptions) (int, error) {
 	minRank := 0
 	if o.MinConfidence != "" {

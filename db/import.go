@@ -1,7 +1,6 @@
 package db
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/csv"
 	"encoding/json"
@@ -30,6 +29,13 @@ func ImportFormats() []string { return []string{FormatCSV, FormatJSONL, FormatJA
 
 // MaxImportBytes bounds one imported file.
 const MaxImportBytes = 256 << 20
+
+// MaxImportLineBytes bounds one JSON line: a record is a few hundred bytes,
+// a longer line is rejected as bad input, not decoded.
+const MaxImportLineBytes = 1 << 20
+
+// maxDetectBytes is how much of a line DetectFormat looks at.
+const maxDetectBytes = 64 << 10
 
 // sslblTime is the layout of SSLBL's listing date (UTC).
 const sslblTime = "2006-01-02 15:04:05"
@@ -149,7 +155,7 @@ func (d *DB) ImportWith(r io.Reader, name string, o ImportOptions) (ImportReport
 	now := d.now().UTC()
 	info := ImportInfo{Time: now, Name: name, Format: format, Accepted: len(recs), Rejected: len(rep.Rejected)}
 	var kept []Key
-	err = d.bolt.Update(func(tx *bolt.Tx) error {
+	err = d.update(func(tx *bolt.Tx) error {
 		kept = kept[:0]
 		for _, rec := range recs {
 			if !o.Replace {
@@ -262,12 +268,11 @@ func isDate(s string) bool {
 
 // DetectFormat tells the import format from the first lines of data.
 func DetectFormat(data []byte) (string, error) {
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
 	n := 0
-	for sc.Scan() {
+	for raw := range bytes.Lines(data) {
 		n++
-		line := strings.TrimSpace(sc.Text())
+		// The format shows in a line's head; a huge line is judged by it.
+		line := strings.TrimSpace(string(raw[:min(len(raw), maxDetectBytes)]))
 		if n == 1 {
 			line = strings.TrimSpace(strings.TrimPrefix(line, "\ufeff"))
 		}
@@ -299,9 +304,6 @@ func DetectFormat(data []byte) (string, error) {
 			return FormatSSLBL, nil
 		}
 		return "", &importError{line: n, msg: fmt.Sprintf("cannot tell the format from %.60q: want our CSV (a kind,value,label,source,confidence header), JSON lines, a JARM list (hash,label[,source]) or the abuse.ch SSLBL CSV; pass the format explicitly", line)}
-	}
-	if err := sc.Err(); err != nil {
-		return "", &importError{line: n + 1, msg: err.Error()}
 	}
 	return "", &importError{line: 1, msg: "empty file, want a header line"}
 }
@@ -462,14 +464,17 @@ func parseHeader(header []string) (map[string]int, error) {
 // parseJSONL reads one Record per line; blank and # lines are skipped and
 // unknown fields are errors.
 func parseJSONL(data []byte, rep *ImportReport) ([]parsedLine, error) {
-	sc := bufio.NewScanner(bytes.NewReader(bytes.TrimPrefix(data, []byte("\ufeff"))))
-	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
 	var out []parsedLine
 	n := 0
-	for sc.Scan() {
+	for raw := range bytes.Lines(bytes.TrimPrefix(data, []byte("\ufeff"))) {
 		n++
-		line := bytes.TrimSpace(sc.Bytes())
+		line := bytes.TrimSpace(raw)
 		if len(line) == 0 || line[0] == '#' {
+			continue
+		}
+		if len(line) > MaxImportLineBytes {
+			// Rejected like any bad line; the lines after it are still read.
+			rep.Rejected = append(rep.Rejected, Rejection{Line: n, Reason: fmt.Sprintf("line of %d bytes, longer than %d", len(line), MaxImportLineBytes)})
 			continue
 		}
 		dec := json.NewDecoder(bytes.NewReader(line))
@@ -484,9 +489,6 @@ func parseJSONL(data []byte, rep *ImportReport) ([]parsedLine, error) {
 			continue
 		}
 		out = append(out, parsedLine{line: n, rec: rec, confGiven: true})
-	}
-	if err := sc.Err(); err != nil {
-		return nil, &importError{line: n + 1, msg: err.Error()}
 	}
 	return out, nil
 }

@@ -120,3 +120,36 @@ func equalInts(a, b []int) bool {
 	}
 	return true
 }
+
+// The adversarial pass's reproduction: one 2 MB line aborted a JSONL import
+// ("bufio.Scanner: token too long"), the lines after it were never checked
+// and --partial imported nothing. Now it is one rejected line among others.
+func TestImportJSONLHugeLineIsOneRejection(t *testing.T) {
+	d, _ := openTest(t)
+	good := func(v, label string) string {
+		return `{"kind":"jarm","value":"` + v + `","label":"` + label + `","source":"t","confidence":"high"}` + "\n"
+	}
+	huge := `{"kind":"jarm","value":"` + jarmA + `","label":"` + strings.Repeat("x", 2<<20) + `"}` + "\n"
+	in := good(jarmA, "first") + huge + good(jarmHuge3, "third") + `{"kind":"jarm","value":"nothex"}` + "\n"
+
+	rep, err := d.Import(strings.NewReader(in), "big.jsonl")
+	if err == nil || !strings.Contains(err.Error(), "big.jsonl:2: line of") || !strings.Contains(err.Error(), "2 bad lines") {
+		t.Fatalf("all-or-nothing import: err = %v, want big.jsonl:2 and 2 bad lines", err)
+	}
+	if len(rep.Rejected) != 2 || rep.Rejected[0].Line != 2 || rep.Rejected[1].Line != 4 {
+		t.Fatalf("rejections = %+v, want lines 2 and 4", rep.Rejected)
+	}
+
+	rep, err = d.ImportWith(strings.NewReader(in), "big.jsonl", ImportOptions{Partial: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Accepted != 2 || len(rep.Rejected) != 2 {
+		t.Fatalf("partial import report = %+v, want 2 accepted and 2 rejected", rep)
+	}
+	if r, ok, _ := d.Get("jarm", jarmHuge3); !ok || r.Label != "third" {
+		t.Errorf("the line after the huge one was not imported: %+v %v", r, ok)
+	}
+}
+
+const jarmHuge3 = "29d29d00029d29d00042d43d00041d5de67cc9954cc85372523050f20b5007"

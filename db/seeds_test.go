@@ -54,7 +54,7 @@ func TestSeedList(t *testing.T) {
 	if defaults < 8 {
 		t.Errorf("only %d default-stack entries recognised; the README lists 9", defaults)
 	}
-	// The Metasploit entry is stock OpenSSL 3.0 s_server (JARM.md row A).
+	// The Metasploit entry is stock OpenSSL 3.0 s_server (docs/JARM.md row A).
 	if r, ok, _ := d.Get(KindJARM, "07d14d16d21d21d00042d43d000000aa99ce74e2c6d013c745aa52b5cc042d"); !ok || r.Label != "Metasploit" || r.Confidence != ConfidenceLow {
 		t.Errorf("Metasploit seed = %+v, %v", r, ok)
 	}

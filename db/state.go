@@ -48,7 +48,7 @@ func (d *DB) CommitStateSpill(checkpoints map[string][]byte, park, spill []stack
 	nPark := len(park)
 	park = append(park[:nPark:nPark], spill...)
 	keys := make([]uint64, len(park))
-	err := d.bolt.Update(func(tx *bolt.Tx) error {
+	err := d.update(func(tx *bolt.Tx) error {
 		bb, err := tx.CreateBucketIfNotExists([]byte(bucketBacklog))
 		if err != nil {
 			return err
@@ -101,7 +101,7 @@ func (d *DB) CommitStateSpill(checkpoints map[string][]byte, park, spill []stack
 // Checkpoint returns the committed position of an input.
 func (d *DB) Checkpoint(source string) ([]byte, bool, error) {
 	var out []byte
-	err := d.bolt.View(func(tx *bolt.Tx) error {
+	err := d.view(func(tx *bolt.Tx) error {
 		if b := tx.Bucket([]byte(bucketCheckpoints)); b != nil {
 			if v := b.Get([]byte(source)); v != nil {
 				out = append([]byte(nil), v...)
@@ -118,7 +118,7 @@ func (d *DB) Checkpoint(source string) ([]byte, bool, error) {
 // Pending returns every parked event in the order it was parked.
 func (d *DB) Pending() ([]PendingEvent, error) {
 	var out []PendingEvent
-	err := d.bolt.View(func(tx *bolt.Tx) error {
+	err := d.view(func(tx *bolt.Tx) error {
 		b := tx.Bucket([]byte(bucketPending))
 		if b == nil {
 			return nil
@@ -149,14 +149,14 @@ func pendingKey(k uint64) []byte {
 
 // Ping checks that the file is open and readable (readiness probe).
 func (d *DB) Ping() error {
-	return d.bolt.View(func(*bolt.Tx) error { return nil })
+	return d.view(func(*bolt.Tx) error { return nil })
 }
 
 // Checkpoints returns every committed position whose key starts with
 // prefix (one input's files).
 func (d *DB) Checkpoints(prefix string) (map[string][]byte, error) {
 	out := map[string][]byte{}
-	err := d.bolt.View(func(tx *bolt.Tx) error {
+	err := d.view(func(tx *bolt.Tx) error {
 		b := tx.Bucket([]byte(bucketCheckpoints))
 		if b == nil {
 			return nil

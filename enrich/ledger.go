@@ -16,7 +16,7 @@ type StateStore interface {
 	CommitStateSpill(checkpoints map[string][]byte, park, spill []stackprint.Event, unpark []uint64) ([]uint64, error)
 }
 
-// Ledger implements the delivery rule of DESIGN.md: an input's position is
+// Ledger implements the delivery rule of docs/DESIGN.md: an input's position is
 // committed only past events that are settled (judged, outputs written) or
 // parked (persisted as pending because their probe is still running).
 //

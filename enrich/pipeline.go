@@ -469,7 +469,7 @@ func (p *Pipeline) serverKey(t stackprint.Target) stackprint.Target {
 	if p.cfg.JARMSNIObserved {
 		return t
 	}
-	return stackprint.Target{IP: t.IP, Port: t.Port}
+	return stackprint.Target{IP: t.IP, Port: t.Port, StartTLS: t.StartTLS}
 }
 
 func (p *Pipeline) newUnit(s *server, nm *name, cost int, now time.Time) *unit {

@@ -31,9 +31,45 @@ type Scope struct {
 	ports                map[uint16]bool
 }
 
+// mappedV4 is the IPv4-mapped IPv6 range. Addresses in it are unmapped
+// before a check, so a prefix inside it must be unmapped too.
+var mappedV4 = netip.MustParsePrefix("::ffff:0:0/96")
+
+// NormalizePrefix returns p masked and, when p lies inside ::ffff:0:0/96,
+// as the IPv4 prefix it denotes (::ffff:10.1.0.0/112 is 10.1.0.0/16).
+// Check unmaps every address, so a mapped prefix would otherwise never
+// match anything. It fails for an IPv6 prefix shorter than /96 that covers
+// the mapped range (::/0, ::/64): whether it is meant to cover IPv4 too
+// cannot be told, and Check would apply it to IPv6 only.
+func NormalizePrefix(p netip.Prefix) (netip.Prefix, error) {
+	if !p.IsValid() {
+		return p, fmt.Errorf("invalid prefix")
+	}
+	p = netip.PrefixFrom(p.Addr().WithZone(""), p.Bits()).Masked()
+	if !p.Addr().Is6() {
+		return p, nil
+	}
+	if p.Bits() >= mappedV4.Bits() && p.Addr().Is4In6() {
+		return netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-mappedV4.Bits()), nil
+	}
+	if p.Overlaps(mappedV4) {
+		return p, fmt.Errorf("%s covers the IPv4-mapped range %s: write IPv4 ranges as IPv4 prefixes (0.0.0.0/0) and IPv6 ranges without it (2000::/3)", p, mappedV4)
+	}
+	return p, nil
+}
+
 // NewScope builds a scope from operator prefixes and an optional port list.
+// Prefixes are normalised (NormalizePrefix); one that cannot be is kept as
+// given and matches IPv6 addresses only: validate with NormalizePrefix.
 func NewScope(allow, deny []netip.Prefix, ports []uint16) *Scope {
-	s := &Scope{allow: allow, deny: deny, builtin: builtinDeny()}
+	norm := func(ps []netip.Prefix) []netip.Prefix {
+		out := make([]netip.Prefix, len(ps))
+		for i, p := range ps {
+			out[i], _ = NormalizePrefix(p)
+		}
+		return out
+	}
+	s := &Scope{allow: norm(allow), deny: norm(deny), builtin: builtinDeny()}
 	if len(ports) > 0 {
 		s.ports = make(map[uint16]bool, len(ports))
 		for _, p := range ports {
@@ -45,7 +81,8 @@ func NewScope(allow, deny []netip.Prefix, ports []uint16) *Scope {
 
 // Check reports whether ip:port may be probed, and why not.
 func (s *Scope) Check(ap netip.AddrPort) (bool, string) {
-	ip := ap.Addr().Unmap()
+	// Zones go too: Prefix.Contains never matches a zoned address.
+	ip := ap.Addr().Unmap().WithZone("")
 	if !ip.IsValid() {
 		return false, "invalid address"
 	}

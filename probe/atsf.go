@@ -91,16 +91,28 @@ func (e *Engine) atsfHello(ctx context.Context, d *targetDialer, network, addr s
 	rc := newRecordConn(ctx, conn, e.ioTimeout, e.readCap)
 	rc.firstVersion = min(def.Version, 0x0303) // the reference caps the record version
 	var kl keyLog
-	uc, err := atsfUConn(rc, def, sni, &kl, e.dummyKey)
+	ac, err := atsfUConn(rc, def, sni, &kl, e.dummyKey)
 	if err != nil {
 		o.status, o.hello.Error = stackprint.StatusHandshakeError, err.Error()
 		return o
 	}
+	uc := ac.uc
+	alpnDone := ac.alpn == nil
 	rc.onRecord = func(r tlsRecord) {
-		// Runs inside utls's read, before it parses the record: the
-		// cookie extension must exist when utls builds the second hello.
+		// Runs inside utls's read, before utls parses the record.
 		if hrrHasCookie(r) {
-			insertCookieBeforeKeyShare(uc)
+			// The second hello must be in the reference's order when
+			// utls builds it.
+			ac.orderForCookie()
+		}
+		if alpnDone || (r.typ != recHandshake && r.typ != recApplication) {
+			return
+		}
+		// The TLS 1.3 handshake secret is logged before utls reads
+		// EncryptedExtensions, so that record decrypts here already.
+		if proto, decided := parseTranscript(rc.records, kl.secret(serverHSLabel)).serverALPN(); decided {
+			alpnDone = true
+			ac.acceptALPN(proto)
 		}
 	}
 	herr := uc.HandshakeContext(ctx)

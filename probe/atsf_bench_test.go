@@ -67,11 +67,11 @@ func BenchmarkBuildATSFHello(b *testing.B) {
 	for b.Loop() {
 		for _, d := range e.atsfDefs {
 			var kl keyLog
-			uc, err := atsfUConn(c1, d, "example.test", &kl, e.dummyKey)
+			ac, err := atsfUConn(c1, d, "example.test", &kl, e.dummyKey)
 			if err != nil {
 				b.Fatal(err)
 			}
-			if err := uc.BuildHandshakeState(); err != nil {
+			if err := ac.uc.BuildHandshakeState(); err != nil {
 				b.Fatal(err)
 			}
 		}

@@ -28,11 +28,21 @@ func (shadowKeyShare) Read([]byte) (int, error) { return 0, io.EOF }
 // shadowGroup is a private-use group id nobody selects.
 const shadowGroup = 0xfe33
 
-// atsfUConn prepares a utls client that sends d exactly as ATSF.md §1.2
+// atsfClient is one prepared ClientHello: the utls client plus what the
+// hooks that run while it reads need to change in place.
+type atsfClient struct {
+	uc     *utls.UConn
+	def    *atsfDef
+	sni    bool
+	shadow utls.TLSExtension   // nil unless the key_share list is empty
+	alpn   *utls.ALPNExtension // nil when no ALPN is offered
+}
+
+// atsfUConn prepares a utls client that sends d exactly as docs/ATSF.md §1.2
 // describes (see the package doc for what still differs). sni "" sends no
 // server_name. dummy is any ECDHE key: utls insists on one before it reads
 // a ServerHello, even when the ClientHello carried no real share.
-func atsfUConn(conn net.Conn, d *atsfDef, sni string, keyLog io.Writer, dummy *ecdh.PrivateKey) (*utls.UConn, error) {
+func atsfUConn(conn net.Conn, d *atsfDef, sni string, keyLog io.Writer, dummy *ecdh.PrivateKey) (*atsfClient, error) {
 	cfg := &utls.Config{
 		ServerName:         sni,
 		InsecureSkipVerify: true, // facts, not trust: the answer is recorded whatever the certificate
@@ -44,7 +54,8 @@ func atsfUConn(conn net.Conn, d *atsfDef, sni string, keyLog io.Writer, dummy *e
 	var ks *utls.KeyShareExtension
 	var curves *utls.SupportedCurvesExtension
 	var exts []utls.TLSExtension
-	for _, id := range d.wireOrder(sni != "") {
+	ac := &atsfClient{uc: uc, def: d, sni: sni != ""}
+	for _, id := range d.wireOrder(sni != "", false) {
 		var e utls.TLSExtension
 		switch id {
 		case extServerName:
@@ -63,7 +74,8 @@ func atsfUConn(conn net.Conn, d *atsfDef, sni string, keyLog io.Writer, dummy *e
 		case extRenegotiation:
 			e = &utls.RenegotiationInfoExtension{Renegotiation: utls.RenegotiateOnceAsClient}
 		case extALPN:
-			e = &utls.ALPNExtension{AlpnProtocols: slices.Clone(d.ALPN)}
+			ac.alpn = &utls.ALPNExtension{AlpnProtocols: slices.Clone(d.ALPN)}
+			e = ac.alpn
 		case extSCT:
 			e = &utls.SCTExtension{}
 		case extSupportedVers:
@@ -94,7 +106,8 @@ func atsfUConn(conn net.Conn, d *atsfDef, sni string, keyLog io.Writer, dummy *e
 		exts = append(exts, e)
 	}
 	if len(d.KeyShares) == 0 {
-		exts = append(exts, shadowKeyShare{&utls.KeyShareExtension{KeyShares: []utls.KeyShare{{Group: shadowGroup, Data: []byte{0}}}}})
+		ac.shadow = shadowKeyShare{&utls.KeyShareExtension{KeyShares: []utls.KeyShare{{Group: shadowGroup, Data: []byte{0}}}}}
+		exts = append(exts, ac.shadow)
 	}
 	spec := &utls.ClientHelloSpec{
 		CipherSuites:       slices.Clone(d.Ciphers),
@@ -126,7 +139,7 @@ func atsfUConn(conn net.Conn, d *atsfDef, sni string, keyLog io.Writer, dummy *e
 		}
 		uc.HandshakeState.State13.KeyShareKeys.Ecdhe = dummy
 	}
-	return uc, nil
+	return ac, nil
 }
 
 func curveIDs(gs []uint16) []utls.CurveID {
@@ -145,20 +158,55 @@ func sigSchemes(ss []uint16) []utls.SignatureScheme {
 	return out
 }
 
-// insertCookieBeforeKeyShare adds an empty cookie extension right before
-// key_share, the place the reference's default order gives cookie (44).
-// utls fills it from the HelloRetryRequest; without it utls would insert
-// one at a random position.
-func insertCookieBeforeKeyShare(uc *utls.UConn) {
+// orderForCookie rebuilds the extension list for the second ClientHello
+// after a HelloRetryRequest with a cookie, in the order the reference
+// sends it (wireOrder with cookie). utls fills the empty cookie from the
+// HelloRetryRequest; without one in the list it would insert its own at a
+// random position. The shadow key share writes nothing and stays last.
+func (ac *atsfClient) orderForCookie() {
+	uc := ac.uc
 	for _, e := range uc.Extensions {
 		if _, ok := e.(*utls.CookieExtension); ok {
 			return
 		}
 	}
-	for i, e := range uc.Extensions {
-		if _, ok := e.(*utls.KeyShareExtension); ok {
-			uc.Extensions = slices.Insert(uc.Extensions, i, utls.TLSExtension(&utls.CookieExtension{}))
-			return
-		}
+	// uc.Extensions is still the first hello's list, in its wire order.
+	first := ac.def.wireOrder(ac.sni, false)
+	n := len(first)
+	if ac.shadow != nil {
+		n++
 	}
+	if len(uc.Extensions) != n {
+		return // not the list built here; leave it to utls
+	}
+	byID := make(map[uint16]utls.TLSExtension, len(first))
+	for i, id := range first {
+		byID[id] = uc.Extensions[i]
+	}
+	exts := make([]utls.TLSExtension, 0, n+1)
+	for _, id := range ac.def.wireOrder(ac.sni, true) {
+		if id == extCookie {
+			exts = append(exts, &utls.CookieExtension{})
+			continue
+		}
+		exts = append(exts, byID[id])
+	}
+	if ac.shadow != nil {
+		exts = append(exts, uc.Extensions[len(first)])
+	}
+	uc.Extensions = exts
+}
+
+// acceptALPN makes utls accept the server's ALPN choice proto although it
+// was not offered, as the reference's client (a Go 1.16 fork) does: it
+// only refuses an ALPN answer to a ClientHello without ALPN. utls checks
+// against the offered list it marshalled, which shares its backing array
+// with the ALPN extension, so one entry is overwritten in place; the
+// ClientHellos are already sent by then.
+func (ac *atsfClient) acceptALPN(proto string) bool {
+	if ac.alpn == nil || len(ac.alpn.AlpnProtocols) == 0 || proto == "" || slices.Contains(ac.alpn.AlpnProtocols, proto) {
+		return false
+	}
+	ac.alpn.AlpnProtocols[0] = proto
+	return true
 }

@@ -67,7 +67,7 @@ type atsfPreset struct {
 	ReversedExtensionOrder bool
 }
 
-// atsfDef is one ClientHello as it goes on the wire (ATSF.md §1.2).
+// atsfDef is one ClientHello as it goes on the wire (docs/ATSF.md §1.2).
 type atsfDef struct {
 	Name              string
 	Ciphers           []uint16
@@ -236,8 +236,11 @@ func (d *atsfDef) realShares() int {
 
 // wireOrder is the extension order the reference sends, including its
 // "reversed" quirk: the reversal loop is right only for an odd count; with
-// an even count only the first and last extensions swap.
-func (d *atsfDef) wireOrder(withSNI bool) []uint16 {
+// an even count only the first and last extensions swap. withCookie gives
+// the second ClientHello after a HelloRetryRequest with a cookie: the
+// reference puts cookie (44) at its default place, right before key_share,
+// and then applies the quirk to the n+1 extensions (docs/ATSF.md §2.2.1).
+func (d *atsfDef) wireOrder(withSNI, withCookie bool) []uint16 {
 	var o []uint16
 	add := func(ok bool, id uint16) {
 		if ok {
@@ -254,6 +257,7 @@ func (d *atsfDef) wireOrder(withSNI bool) []uint16 {
 	add(len(d.ALPN) > 0, extALPN)
 	add(d.SCT, extSCT)
 	add(len(d.SupportedVersions) > 0, extSupportedVers)
+	add(withCookie, extCookie)
 	add(true, extKeyShare) // always present, possibly with an empty list
 	add(d.RecordSizeLimit != 0, extRecordSizeLimit)
 	add(d.GreaseExt != 0, d.GreaseExt)

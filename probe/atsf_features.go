@@ -39,12 +39,13 @@ type tlsExt struct {
 
 // extList is the extension list of one handshake message.
 type extList struct {
-	seen bool // the message arrived (possibly with no extensions)
-	exts []tlsExt
+	seen    bool // the message arrived (possibly with no extensions)
+	noBlock bool // a ServerHello/HRR that ended before its extensions block
+	exts    []tlsExt
 }
 
 // transcript is what the server's records, as the client consumed them,
-// say: the ATSF features of ATSF.md §2.1 plus the certificate chain.
+// say: the ATSF features of docs/ATSF.md §2.1 plus the certificate chain.
 type transcript struct {
 	haveHello   bool   // a ServerHello or HelloRetryRequest was parsed
 	version     uint16 // its legacy_version
@@ -191,7 +192,12 @@ func (t *transcript) serverHello(body []byte) {
 	if !ok1 || !ok2 || !ok3 || !ok4 || !ok5 {
 		return // not a ServerHello anyone could act on
 	}
+	// Rule SH-absent (docs/ATSF.md §2.1, measured on the reference): a hello
+	// that ends right after the compression method has an empty field;
+	// only a present, empty block gives "-".
+	noBlock := len(s) == 0
 	exts := readExtList(&s)
+	exts.noBlock = noBlock
 	if [32]byte(random) == helloRetryRandom {
 		if t.hrr.seen {
 			return
@@ -221,6 +227,35 @@ func (t *transcript) serverHello(body []byte) {
 		}
 	}
 	t.tls13 = t.negotiated == versionTLS13
+}
+
+// serverALPN returns the protocol the server selected, once the message
+// that carries it (TLS 1.3: EncryptedExtensions, else the ServerHello) has
+// been read; decided is false before that.
+func (t *transcript) serverALPN() (proto string, decided bool) {
+	l := t.sh
+	switch {
+	case t.tls13 && t.ee.seen:
+		l = t.ee
+	case t.tls13 || !t.sh.seen:
+		return "", false
+	}
+	for _, e := range l.exts {
+		if e.typ != extALPN {
+			continue
+		}
+		s := byteString(e.data)
+		list, ok := s.vec16()
+		if !ok {
+			return "", true
+		}
+		p, ok := list.vec8()
+		if !ok {
+			return "", true
+		}
+		return string(p), true
+	}
+	return "", true
 }
 
 // certList reads a Certificate message: the chain and, for TLS 1.3, the
@@ -289,7 +324,7 @@ func parseExts(exts byteString) extList {
 }
 
 // atsfStaticExt lists the extension types whose value is part of the
-// fingerprint (ATSF.md §2.1); every other type only counts by presence,
+// fingerprint (docs/ATSF.md §2.1); every other type only counts by presence,
 // key_share by its group.
 func atsfStaticExt(typ uint16) bool {
 	switch typ {
@@ -299,10 +334,10 @@ func atsfStaticExt(typ uint16) bool {
 	return false
 }
 
-// encode renders one list: "" never received, "-" received empty, else
-// type.value joined with "-".
+// encode renders one list: "" never received (or a hello without an
+// extensions block), "-" received empty, else type.value joined with "-".
 func (l extList) encode(b *strings.Builder) {
-	if !l.seen {
+	if !l.seen || l.noBlock {
 		return
 	}
 	if len(l.exts) == 0 {
@@ -324,7 +359,7 @@ func (l extList) encode(b *strings.Builder) {
 	}
 }
 
-// atsfString is the per-ClientHello string of ATSF.md §2.1:
+// atsfString is the per-ClientHello string of docs/ATSF.md §2.1:
 // version_cipher_SH_EE_CR_HRR_CT, then "<" and the received alerts. An
 // answer without any of these is "" (no data).
 func (t *transcript) atsfString() string {
@@ -356,7 +391,7 @@ func (t *transcript) atsfString() string {
 }
 
 // CombineATSF joins per-ClientHello strings (in ATSFHelloNames order) into
-// the server fingerprint of ATSF.md §2.2 and returns it with its sha256
+// the server fingerprint of docs/ATSF.md §2.2 and returns it with its sha256
 // hex id. Status_request (5) is dropped from every list because stapling
 // depends on the deployment, not the stack. A target with any empty
 // per-ClientHello string has no fingerprint: both results are "".

@@ -115,7 +115,7 @@ func TestTranscriptStrings(t *testing.T) {
 		{"alert only", []tlsRecord{alert(120)}, "______<120"},
 		{"two alerts in one record", []tlsRecord{plainRecord(recAlert, []byte{1, 112, 2, 40})}, "______<112-40"},
 		{"tls 1.2 dhe", []tlsRecord{plainRecord(recHandshake, shMessage(0x0303, 0x9f, false, tlsExtBytes(1, []byte{1})))}, "771_9f_1.AQ____"},
-		{"no extension block", []tlsRecord{plainRecord(recHandshake, shMessage(0x0301, 0xc009, false))}, "769_c009_-____"},
+		{"no extension block", []tlsRecord{plainRecord(recHandshake, shMessage(0x0301, 0xc009, false))}, "769_c009_____"},
 		{"empty extension block", []tlsRecord{plainRecord(recHandshake, shMessage(0x0303, 0x3c, false, []byte{}))}, "771_3c_-____"},
 		{"presence-only and static values", []tlsRecord{plainRecord(recHandshake, shMessage(0x0303, 0xc013, false,
 			tlsExtBytes(extRenegotiation, []byte{0}), tlsExtBytes(extPointFormats, []byte{3, 0, 1, 2}), tlsExtBytes(extSessionTicket, nil)))},
@@ -182,7 +182,7 @@ func TestATSFDefinitions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// ATSF.md §1.2: observed key shares and psk modes.
+	// docs/ATSF.md §1.2: observed key shares and psk modes.
 	wantShares := map[string]string{"random6306": "[{29 false}]", "random7225": "[{2570 true}]", "random7590": "[{2570 true} {29 false}]", "random9428": "[{29 false}]"}
 	for _, d := range defs {
 		got := fmt.Sprint(d.KeyShares)

@@ -75,7 +75,7 @@ func runHelperGoServer(addr string) error {
 					return
 				}
 				line, err := bufio.NewReader(tc).ReadString('\n')
-				if err == nil && strings.HasPrefix(line, "HEAD ") {
+				if err == nil && strings.HasPrefix(line, "GET ") {
 					_, _ = io.WriteString(tc, "HTTP/1.1 204 No Content\r\nServer: helper-go/1.26\r\nConnection: close\r\n\r\n")
 				}
 			}()
@@ -150,12 +150,13 @@ func startGoReferenceServer(t testing.TB, ip string) netip.AddrPort {
 	return netip.MustParseAddrPort(addr)
 }
 
-// sharedATSF returns shared/testdata/atsf; missing data fails the test.
-func sharedATSF(t testing.TB) string {
+// atsfTestdata returns testdata/atsf at the repository root (see its
+// README); missing data fails the test.
+func atsfTestdata(t testing.TB) string {
 	t.Helper()
-	dir := filepath.Join("..", "..", "shared", "testdata", "atsf")
+	dir := filepath.Join("..", "testdata", "atsf")
 	if _, err := os.Stat(filepath.Join(dir, "local_fingerprints.tsv")); err != nil {
-		t.Fatalf("ATSF test data not found at %s (expected the shared checkout next to main/): %v", dir, err)
+		t.Fatalf("ATSF test data not found at %s (part of the repository): %v", dir, err)
 	}
 	return dir
 }
@@ -169,7 +170,7 @@ type atsfExpect struct {
 
 func readLocalFingerprints(t testing.TB) map[string]*atsfExpect {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(sharedATSF(t), "local_fingerprints.tsv"))
+	b, err := os.ReadFile(filepath.Join(atsfTestdata(t), "local_fingerprints.tsv"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -28,7 +28,7 @@ type refHello struct {
 
 func readWireHex(t testing.TB) []refHello {
 	t.Helper()
-	f, err := os.Open(filepath.Join(sharedATSF(t), "clienthello_wire_hex.txt"))
+	f, err := os.Open(filepath.Join(atsfTestdata(t), "clienthello_wire_hex.txt"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -208,7 +208,7 @@ func TestATSFWireHellos(t *testing.T) {
 }
 
 // TestATSFWireOrder checks the extension-order quirk directly against the
-// summary table of ATSF.md §1.2 (via the reference records).
+// summary table of docs/ATSF.md §1.2 (via the reference records).
 func TestATSFWireOrder(t *testing.T) {
 	defs, err := loadATSFDefs()
 	if err != nil {
@@ -229,7 +229,7 @@ func TestATSFWireOrder(t *testing.T) {
 			fmt.Sscanf(e, "%d:", &id)
 			want = append(want, id)
 		}
-		if got := byName[ref.name].wireOrder(ref.sni); !slices.Equal(got, want) {
+		if got := byName[ref.name].wireOrder(ref.sni, false); !slices.Equal(got, want) {
 			t.Errorf("%s SNI=%v: order %v, want %v", ref.name, ref.sni, got, want)
 		}
 	}

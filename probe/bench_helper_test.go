@@ -23,7 +23,7 @@ import (
 // own. Both are reached through TestMain (helperEnv), never as tests.
 
 // runBenchServers serves n Go TLS servers (ECDSA P-256, ALPN h2,http/1.1,
-// answering HEAD), each on its own loopback IP from 127.0.3.1 on, prints
+// answering GET), each on its own loopback IP from 127.0.3.1 on, prints
 // "LISTEN addr…" and serves until stdin closes.
 func runBenchServers(n int) error {
 	if n < 1 || n > 250*50 {
@@ -57,7 +57,7 @@ func runBenchServers(n int) error {
 					if tc.Handshake() != nil {
 						return
 					}
-					if line, err := bufio.NewReader(tc).ReadString('\n'); err == nil && strings.HasPrefix(line, "HEAD ") {
+					if line, err := bufio.NewReader(tc).ReadString('\n'); err == nil && strings.HasPrefix(line, "GET ") {
 						_, _ = io.WriteString(tc, "HTTP/1.1 204 No Content\r\nServer: bench-go\r\nConnection: close\r\n\r\n")
 					}
 				}()

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/stackprint/stackprint"
 )
@@ -37,7 +38,7 @@ func allCipherSuites() []uint16 {
 }
 
 // runCertHTTP makes one ordinary TLS handshake (crypto/tls, certificate not
-// verified) to learn the leaf certificate and, when wanted, sends HEAD /
+// verified) to learn the leaf certificate and, when wanted, sends GET /
 // over the same connection for the Server header. The chain is taken from
 // the records themselves (TLS 1.3: decrypted with the logged handshake
 // secret), so a certificate crypto/x509 refuses, or a handshake that fails
@@ -70,9 +71,9 @@ func (e *Engine) runCertHTTP(ctx context.Context, d *targetDialer, network, addr
 		CipherSuites:       allCipherSuites(),
 		KeyLogWriter:       &kl,
 	}
-	if wantHTTP {
-		cfg.NextProtos = []string{"http/1.1"} // HEAD is sent as HTTP/1.1; never offer h2
-	}
+	// No ALPN: HTTP/1.1 is what a server assumes without it, and a server
+	// that answers with a protocol the client did not offer (Botan does)
+	// would make crypto/tls abort before the Certificate.
 	tc := tls.Client(rc, cfg)
 	herr := tc.HandshakeContext(ctx)
 	tr := parseTranscript(rc.records, kl.secret(serverHSLabel))
@@ -97,7 +98,11 @@ func (e *Engine) runCertHTTP(ctx context.Context, d *targetDialer, network, addr
 		httpKR.Status, httpKR.Error = failStatus(), "http: handshake failed: "+shortError(herr)
 		return
 	}
-	hf, err = headRequest(tc, httpHost(t))
+	// The answer's head must come within the HTTP wait: a TLS service that
+	// is no web server (IMAPS, a C2 channel) stays silent or answers
+	// something else, and costs no more than that.
+	rc.limit = time.Now().Add(e.httpWait)
+	hf, err = getHead(tc, httpHost(t))
 	if err != nil {
 		httpKR.Status, httpKR.Error = classify(ctx, rc.err, err), "http: "+shortError(err)
 		return
@@ -124,18 +129,19 @@ func httpHost(t stackprint.Target) string {
 	return host
 }
 
-// headRequest sends HEAD / and reads the status line and headers, at most
-// httpHeadCap bytes.
-func headRequest(c net.Conn, host string) (*stackprint.HTTPFacts, error) {
-	req := "HEAD / HTTP/1.1\r\nHost: " + host + "\r\nUser-Agent: " + httpUserAgent + "\r\nAccept: */*\r\nConnection: close\r\n\r\n"
+// getHead sends GET / and reads the status line and headers only, at most
+// httpHeadCap bytes; the body is never read. GET rather than HEAD because
+// some servers (openssl s_server -www) ignore HEAD and never answer.
+func getHead(c net.Conn, host string) (*stackprint.HTTPFacts, error) {
+	req := "GET / HTTP/1.1\r\nHost: " + host + "\r\nUser-Agent: " + httpUserAgent + "\r\nAccept: */*\r\nConnection: close\r\n\r\n"
 	if _, err := io.WriteString(c, req); err != nil {
-		return nil, fmt.Errorf("send HEAD: %w", err)
+		return nil, fmt.Errorf("send GET: %w", err)
 	}
-	resp, err := http.ReadResponse(bufio.NewReaderSize(io.LimitReader(c, httpHeadCap), 4096), &http.Request{Method: http.MethodHead})
+	resp, err := http.ReadResponse(bufio.NewReaderSize(io.LimitReader(c, httpHeadCap), 4096), &http.Request{Method: http.MethodGet})
 	if err != nil {
 		return nil, fmt.Errorf("read HTTP answer: %w", err)
 	}
-	_ = resp.Body.Close()
+	// Not resp.Body.Close: that would read the body to its end.
 	server := strings.TrimSpace(resp.Header.Get("Server"))
 	if len(server) > maxServerLen {
 		server = server[:maxServerLen]

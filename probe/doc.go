@@ -8,7 +8,7 @@
 // # JARM
 //
 // JARM is implemented bit-identically to the reference jarm.py
-// (shared/spec/JARM.md is the contract; shared/testdata/jarm holds its
+// (docs/JARM.md is the contract; testdata/jarm holds the reference's
 // vectors). The ClientHellos are hand-built bytes (BuildJARMProbes), the
 // answer is read at fixed offsets (ParseJARMAnswer) and hashed
 // (JARMHash). Quirks that are replicated on purpose, because public JARM
@@ -33,7 +33,7 @@
 //     (Python's int(), Unicode digits included), no separators in the
 //     SHA-256 input, 62 zeros only for ten "|||".
 //
-// One deliberate difference (JARM.md §1.3): the x25519 key share is a real
+// One deliberate difference (docs/JARM.md §1.3): the x25519 key share is a real
 // public key derived from the random source instead of 32 random bytes,
 // so stacks that reject a key with the top bit set answer deterministically.
 // An all-zero scalar is sent as 32 zero bytes, as jarm.py would send them,
@@ -69,7 +69,7 @@
 //
 // # ATSF
 //
-// The Active TLS Stack Fingerprint (shared/spec/ATSF.md; Sosnowski et al.,
+// The Active TLS Stack Fingerprint (docs/ATSF.md; Sosnowski et al.,
 // TMA 2022) sends ten fixed ClientHellos. Their definitions are embedded
 // unchanged from tumi8/active-tls-fingerprinting (CC BY 4.0) with their
 // NOTICE (ATSFNotice). Each ClientHello goes out through utls v1.8.2 as an
@@ -90,21 +90,39 @@
 // key exchange itself is utls's: x25519, P-256, P-384, P-521). Without a
 // secret the encrypted fields stay empty and the gap is noted in the
 // ClientHello's Error, never guessed. The per-ClientHello string and the
-// combined string with its sha256 id follow ATSF.md §2; against the three
+// combined string with its sha256 id follow docs/ATSF.md §2; against the three
 // reference servers of local_fingerprints.tsv all 40 per-ClientHello
 // strings, their negotiated versions and the 4 combined strings match.
+//
+// Rules measured on the reference scanner (docs/ATSF.md §2.1, §2.2.1), each tied
+// to a test against a real loopback server in atsf_rules_test.go:
+//
+//   - SH-absent: a ServerHello (or HRR) that ends right after the
+//     compression method gives an empty SH field; only a present, empty
+//     extensions block gives "-" (OpenSSL TLS 1.2-only, GnuTLS, Java and Go
+//     without SNI send no block). TestATSFServerHelloExtensionsBlock.
+//   - CH2-order: after a HelloRetryRequest with a cookie, the second hello
+//     has cookie (44) at its place in the default order (right before
+//     key_share) and the odd/even reversal quirk is applied again to the
+//     n+1 extensions; without a cookie the order is unchanged. It shows in
+//     the fingerprint when the server answers EncryptedExtensions in the
+//     client's order, as NSS does. TestATSFSecondHelloOrder.
+//   - ALPN-unoffered: a server selecting a protocol the client did not
+//     offer does not stop the handshake (the reference's client, a Go 1.16
+//     fork, only refuses an ALPN answer to a hello without ALPN), so the
+//     Certificate entry's extensions are still recorded (Apache answers
+//     random6306 with http/1.1). utls checks the offered list it marshalled;
+//     the hook that sees each record first overwrites one entry of that
+//     list in place once the selected protocol is known (after the hellos
+//     were sent). TestATSFUnofferedALPN.
 //
 // Remaining differences from the reference scanner, and why:
 //
 //   - The second ClientHello after a HelloRetryRequest is built by utls: same
-//     order, versions, ciphers and GREASE values, but its key_share holds
-//     only the requested share (the GREASE dummy is dropped, as in Go), and
-//     its record version is 0x0303. A cookie is placed right before
-//     key_share, the cookie's slot in the reference's default order (utls
-//     would pick a random slot); whether the reference puts it there and
-//     re-applies the reversal quirk to the longer list is unknown: the test
-//     data has no second hellos. The cookie is only seen in an HRR that fits
-//     one record.
+//     versions, ciphers and GREASE values, but its key_share holds only the
+//     requested share (the GREASE dummy is dropped, as in Go), and its
+//     record version is 0x0303. Its extension order follows rule CH2-order
+//     below. The cookie is only seen in an HRR that fits one record.
 //   - utls's client logic decides where a handshake stops (downgrade canary,
 //     forbidden TLS 1.3 extensions, 64 KiB handshake message limit, RSA keys
 //     over 8192 bits, certificate parsing by this module's crypto/x509).
@@ -135,9 +153,31 @@
 // TLS 1.0 to 1.3, the target's SNI or none) yields the leaf certificate;
 // the chain is read from the records (decrypted for TLS 1.3), so a
 // certificate crypto/x509 refuses still gives its SHA-256 and SHA-1 with
-// CertFacts.ParseError set. If HTTP is selected, HEAD / goes over the same
-// connection (ALPN http/1.1 only, Host = SNI or the IP, ":port" unless 443)
-// and the status code and Server header are kept.
+// CertFacts.ParseError set. No ALPN is offered: a server that answers with
+// a protocol the client did not offer (Botan) would make crypto/tls abort
+// before the Certificate, and HTTP/1.1 is the default without ALPN. If HTTP
+// is selected, GET / goes over the same connection (Host = SNI or the IP,
+// ":port" unless 443; GET because openssl s_server -www ignores HEAD) and
+// only the answer's head is read: at most 16 KiB, within
+// EngineConfig.HTTPWait (1 s, capped by the I/O timeout), so a TLS service
+// that is no web server costs at most that wait. The status code and
+// Server header are kept.
+//
+// # STARTTLS
+//
+// A target whose Target.StartTLS names a protocol (the sensor saw it: Zeek
+// conn service, EVE app_proto), or whose port EngineConfig.StartTLSPorts
+// maps (default: 21 ftp, 25 and 587 smtp, 110 pop3, 143 imap, 389 ldap,
+// 5222 xmpp-client, 5269 xmpp-server, 5432 postgres), gets every
+// connection of every kind upgraded first: a Dialer wrapper runs the
+// protocol's exchange after connect (SMTP EHLO/STARTTLS, IMAP STARTTLS,
+// POP3 STLS, FTP AUTH TLS, XMPP <starttls/>, the LDAP StartTLS extended
+// operation, PostgreSQL SSLRequest), reading one byte at a time within the
+// I/O timeout and 64 KiB, so nothing after the go-ahead is swallowed.
+// Result.StartTLS records the protocol. A service that refuses the upgrade
+// or answers something else is not_tls. The HTTP kind still sends its GET
+// (a mail server answers it with an error line at once). The DB keys such
+// JARM and ATSF values "PROTOCOL:hex", apart from direct TLS.
 //
 // # Engine status mapping
 //

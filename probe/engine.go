@@ -30,6 +30,10 @@ const (
 	DefaultMaxRateWait  = time.Second
 	DefaultMaxConns     = 1 + 10 + 10 + 1 // cert, JARM, ATSF, HTTP
 	DefaultRateLimitIPs = 65536
+	// DefaultHTTPWait bounds the wait for an HTTP answer's head after
+	// GET /: a web server answers at once, a TLS service that is no web
+	// server never does.
+	DefaultHTTPWait = time.Second
 )
 
 // AllKinds returns every fingerprint kind in the order a probe runs them
@@ -80,10 +84,15 @@ type EngineConfig struct {
 	ConnRate     float64
 	ConnBurst    int
 	MaxRateWait  time.Duration
-	RateLimitIPs int // destination IPs whose limiter is remembered; 0 → DefaultRateLimitIPs
-	MaxConns     int // connections per target; 0 → DefaultMaxConns
-	ReadCap      int // bytes one ATSF/cert/HTTP connection may read; 0 → DefaultReadCap
-	Rand         io.Reader
+	RateLimitIPs int           // destination IPs whose limiter is remembered; 0 → DefaultRateLimitIPs
+	MaxConns     int           // connections per target; 0 → DefaultMaxConns
+	ReadCap      int           // bytes one ATSF/cert/HTTP connection may read; 0 → DefaultReadCap
+	HTTPWait     time.Duration // wait for the HTTP answer's head; 0 → DefaultHTTPWait, capped by IOTimeout
+	// StartTLSPorts maps ports to the STARTTLS protocol their connections
+	// are upgraded with (Target.StartTLS, the sensor's word, wins); nil →
+	// DefaultStartTLSPorts, an empty map: by port never.
+	StartTLSPorts map[uint16]string
+	Rand          io.Reader
 }
 
 // Engine fingerprints a target with every selected kind: JARM, the
@@ -98,6 +107,8 @@ type Engine struct {
 	deadline  time.Duration
 	maxConns  int
 	readCap   int
+	httpWait  time.Duration
+	starttls  map[uint16]string
 	rand      io.Reader
 	limits    *ipLimits // nil: unlimited
 	rateWait  time.Duration
@@ -138,6 +149,21 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 	}
 	if e.readCap <= 0 {
 		e.readCap = DefaultReadCap
+	}
+	e.httpWait = cfg.HTTPWait
+	if e.httpWait <= 0 {
+		e.httpWait = DefaultHTTPWait
+	}
+	e.httpWait = min(e.httpWait, e.ioTimeout)
+	e.starttls = DefaultStartTLSPorts()
+	if cfg.StartTLSPorts != nil {
+		e.starttls = map[uint16]string{}
+		for port, p := range cfg.StartTLSPorts {
+			if !stackprint.IsStartTLSProtocol(p) {
+				return nil, fmt.Errorf("probe: STARTTLS port %d: unknown protocol %q (want %s)", port, p, strings.Join(stackprint.StartTLSProtocols(), ", "))
+			}
+			e.starttls[port] = p
+		}
 	}
 	if e.rand == nil {
 		e.rand = rand.Reader
@@ -257,7 +283,17 @@ func (e *Engine) ProbeWith(ctx context.Context, t stackprint.Target, sni string,
 	// no trailing dot) even if the caller's target is not.
 	named := t
 	named.SNI = stackprint.CanonicalSNI(t.SNI)
-	d := &targetDialer{base: e.dialer, max: e.maxConns}
+	// A STARTTLS service gets every connection upgraded before its hello.
+	res.StartTLS = e.upgradeFor(t)
+	base := e.dialer
+	if res.StartTLS != "" {
+		host := named.SNI
+		if host == "" {
+			host = ip.String()
+		}
+		base = &starttlsDialer{base: e.dialer, proto: res.StartTLS, host: host, timeout: e.ioTimeout}
+	}
+	d := &targetDialer{base: base, max: e.maxConns}
 	if e.limits != nil {
 		if err := e.reserve(ctx, ip, e.Conns(kinds)); err != nil {
 			st := stackprint.StatusRateLimited
@@ -362,6 +398,15 @@ func (e *Engine) ProbeWith(ctx context.Context, t stackprint.Target, sni string,
 	res.Conns = d.n
 	res.Status, res.Error = summarize(res.Kinds)
 	return res
+}
+
+// upgradeFor is the STARTTLS protocol for t: the sensor's, else the
+// port's, else "" (direct TLS).
+func (e *Engine) upgradeFor(t stackprint.Target) string {
+	if stackprint.IsStartTLSProtocol(t.StartTLS) {
+		return t.StartTLS
+	}
+	return e.starttls[t.Port]
 }
 
 // summarize is the target status rule shared with the scheduler.

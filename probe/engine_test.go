@@ -20,8 +20,7 @@ import (
 )
 
 // TestEngineLive probes real servers with every kind: the Go reference
-// server (it answers HEAD) and openssl s_server (no HTTP answer to HEAD,
-// which must not spoil the result).
+// server and openssl s_server -www (which ignores HEAD but answers GET).
 func TestEngineLive(t *testing.T) {
 	want := readLocalFingerprints(t)
 	certDir := t.TempDir()
@@ -75,15 +74,21 @@ func TestEngineLive(t *testing.T) {
 		}
 	})
 
-	t.Run("openssl without http", func(t *testing.T) {
+	t.Run("openssl s_server -www", func(t *testing.T) {
 		ap := startOpenSSL(t, "127.0.1.51", certDir, "rsa.crt", "rsa.key")
-		// s_server -www never answers HEAD: the HTTP read waits one I/O
-		// timeout, kept short here.
-		e, _ := NewEngine(EngineConfig{IOTimeout: time.Second, Deadline: 30 * time.Second})
+		// A long HTTP wait: the answer must come from the server, not
+		// from a deadline.
+		e, _ := NewEngine(EngineConfig{IOTimeout: 20 * time.Second, HTTPWait: 20 * time.Second, Deadline: 60 * time.Second})
 		res := e.Probe(testCtx(t), stackprint.Target{IP: ap.Addr(), Port: ap.Port(), SNI: "example.test"}, "")
 		checkEngineInvariants(t, res, 4)
 		for _, k := range res.Kinds {
-			t.Logf("%s: %s %q", k.Kind, k.Status, k.Error)
+			t.Logf("%s: %s %q %v", k.Kind, k.Status, k.Error, k.Duration)
+		}
+		if res.HTTP == nil || res.HTTP.StatusCode != 200 || res.Kinds[2].Status != stackprint.StatusOK {
+			t.Errorf("s_server -www answers GET /: http %+v kinds %+v", res.HTTP, res.Kinds)
+		}
+		if d := res.Kinds[1].Duration; d > 10*time.Second {
+			t.Errorf("cert+http took %v: the GET answer was not read as it came", d)
 		}
 		if res.Status != stackprint.StatusOK || res.Cert == nil || res.Cert.KeyType != "RSA" || res.Cert.KeyBits != 2048 || res.Cert.Subject != "CN=localhost" {
 			t.Errorf("status %s cert %+v error %q", res.Status, res.Cert, res.Error)
@@ -317,6 +322,100 @@ func TestEngineConcurrent(t *testing.T) {
 			first = res.ATSF.ID
 		} else if res.ATSF.ID != first {
 			t.Errorf("ATSF differs between concurrent probes of one server: %s vs %s", res.ATSF.ID, first)
+		}
+	}
+}
+
+// TestHTTPNonHTTPService: a TLS service that is no web server costs the
+// HTTP kind at most the HTTP wait, not the I/O timeout, and never spoils
+// the certificate.
+func TestHTTPNonHTTPService(t *testing.T) {
+	cfg := tlsConfigECDSA(t)
+	silent := serveLoopback(t, "127.0.1.60", func(c net.Conn) {
+		_ = c.SetDeadline(time.Now().Add(30 * time.Second))
+		tc := tls.Server(c, cfg)
+		if tc.Handshake() != nil {
+			return
+		}
+		_, _ = io.Copy(io.Discard, tc) // reads the request, never answers
+	})
+	greeting := serveLoopback(t, "127.0.1.61", func(c net.Conn) {
+		_ = c.SetDeadline(time.Now().Add(30 * time.Second))
+		tc := tls.Server(c, cfg)
+		if tc.Handshake() != nil {
+			return
+		}
+		_, _ = io.WriteString(tc, "* OK [CAPABILITY IMAP4rev1] ready\r\n")
+		_, _ = io.Copy(io.Discard, tc)
+	})
+	e, err := NewEngine(EngineConfig{Kinds: []string{stackprint.KindCert, stackprint.KindHTTP}, IOTimeout: 20 * time.Second, HTTPWait: 300 * time.Millisecond, Deadline: 60 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		ap   netip.AddrPort
+		want stackprint.Status
+	}{
+		{"silent", silent, stackprint.StatusTimeout},
+		{"imaps-like greeting", greeting, stackprint.StatusHandshakeError},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			res := e.Probe(testCtx(t), stackprint.Target{IP: tc.ap.Addr(), Port: tc.ap.Port()}, "")
+			checkEngineInvariants(t, res, 2)
+			if res.Status != stackprint.StatusOK || res.Cert == nil || res.HTTP != nil {
+				t.Errorf("status %s cert %v http %+v", res.Status, res.Cert != nil, res.HTTP)
+			}
+			h := res.Kinds[1]
+			t.Logf("http: %s %q after %v", h.Status, h.Error, h.Duration)
+			if h.Status != tc.want {
+				t.Errorf("http status %s, want %s", h.Status, tc.want)
+			}
+			if h.Duration > 10*time.Second {
+				t.Errorf("the HTTP kind waited %v, the I/O timeout rather than the HTTP wait", h.Duration)
+			}
+		})
+	}
+}
+
+// TestEngineIPv6 probes a server on ::1 with every kind, as IPv4.
+func TestEngineIPv6(t *testing.T) {
+	ln, err := net.Listen("tcp6", "[::1]:0")
+	if err != nil {
+		t.Fatalf("::1 is not configured in this test environment (%v): the IPv6 tests need the IPv6 loopback address", err)
+	}
+	cfg := tlsConfigECDSA(t)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+				tc := tls.Server(c, cfg)
+				if tc.Handshake() == nil {
+					_, _ = io.WriteString(tc, "HTTP/1.1 200 OK\r\nServer: v6/1\r\nContent-Length: 0\r\n\r\n")
+				}
+			}()
+		}
+	}()
+	t.Cleanup(func() { ln.Close() })
+	ap := netip.MustParseAddrPort(ln.Addr().String())
+	d := &recordingDialer{}
+	e, err := NewEngine(EngineConfig{Dialer: d, IOTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := e.Probe(testCtx(t), stackprint.Target{IP: ap.Addr(), Port: ap.Port(), SNI: "example.test"}, ap.Addr().String())
+	checkEngineInvariants(t, res, 4)
+	if res.Status != stackprint.StatusOK || !res.HasJARM() || !res.HasATSF() || res.Cert == nil || res.HTTP == nil || res.HTTP.Server != "v6/1" {
+		t.Fatalf("status %s error %q http %+v", res.Status, res.Error, res.HTTP)
+	}
+	for i, n := range d.networks {
+		if n != "tcp6" || d.addrs[i] != ap.String() {
+			t.Fatalf("dial %d: %s %s", i, n, d.addrs[i])
 		}
 	}
 }

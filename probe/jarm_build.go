@@ -31,7 +31,7 @@ const (
 	versionsTLS13
 )
 
-// jarmProbeSpec is one row of JARM.md §1.2.
+// jarmProbeSpec is one row of docs/JARM.md §1.2.
 type jarmProbeSpec struct {
 	name       string // jarm.py's variable name, for error messages
 	recVer     uint16 // record-layer version
@@ -155,7 +155,7 @@ func greaseValue(b byte) uint16 { return 0x0a0a + 0x1010*uint16(b&0x0f) }
 // session id, four GREASE picks (read for every probe, used only by the
 // GREASE ones) and the key share scalar.
 //
-// Project choice (JARM.md §1.3): the key share is the X25519 public key of a
+// Project choice (docs/JARM.md §1.3): the key share is the X25519 public key of a
 // private scalar read from rnd, so its top bit is always clear. An all-zero
 // scalar is sent as 32 zero bytes instead, exactly as jarm.py would send
 // those random bytes; that keeps the zero-random golden vectors valid, and a

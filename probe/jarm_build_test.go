@@ -18,7 +18,7 @@ func TestBuildJARMProbesGolden(t *testing.T) {
 	if err != nil {
 		t.Fatalf("BuildJARMProbes: %v", err)
 	}
-	sizes := [10]int{425, 425, 346, 332, 413, 414, 427, 427, 417, 440} // JARM.md §1.3
+	sizes := [10]int{425, 425, 346, 332, 413, 414, 427, 427, 417, 440} // docs/JARM.md §1.3
 	same := 0
 	for i := range golden {
 		if len(got[i]) != sizes[i] {
@@ -33,7 +33,7 @@ func TestBuildJARMProbesGolden(t *testing.T) {
 	t.Logf("golden ClientHellos: %d/10 byte-identical", same)
 }
 
-// hexList renders a cipher list like the precomputed orders of JARM.md §1.4.
+// hexList renders a cipher list like the precomputed orders of docs/JARM.md §1.4.
 func hexList(l []uint16) string {
 	s := make([]string, len(l))
 	for i, c := range l {
@@ -43,7 +43,7 @@ func hexList(l []uint16) string {
 }
 
 func TestJARMCipherOrders(t *testing.T) {
-	// JARM.md §1.4, precomputed for ALL (n = 69).
+	// docs/JARM.md §1.4, precomputed for ALL (n = 69).
 	want := map[cipherOrder]string{
 		orderReverse:    "0005 0004 0007 00c0 0084 00ba 0041 009d c0a1 c09d 003d 0035 009c c0a0 c09c 003c 002f 000a c011 cc13 1303 1304 1305 cca8 c077 c076 c061 c060 c030 c028 c014 c02f c027 c013 c012 c007 cc14 1301 1302 cca9 c073 c072 c02c c0af c0ad c024 c00a c02b c0ae c0ac c023 c009 c008 009a 00c4 0088 00be 0045 009f c0a3 c09f 006b 0039 009e c0a2 c09e 0067 0033 0016",
 		orderTopHalf:    "c012 c007 cc14 1301 1302 cca9 c073 c072 c02c c0af c0ad c024 c00a c02b c0ae c0ac c023 c009 c008 009a 00c4 0088 00be 0045 009f c0a3 c09f 006b 0039 009e c0a2 c09e 0067 0033 0016",
@@ -100,7 +100,7 @@ func TestBuildJARMProbesRandomness(t *testing.T) {
 			t.Fatalf("probe %d: %v", i+1, err)
 		}
 		// The key share is the X25519 public key of the scalar drawn
-		// from rnd (project choice, JARM.md §1.3): top bit clear.
+		// from rnd (project choice, docs/JARM.md §1.3): top bit clear.
 		base := i * 100
 		scalar := make([]byte, 32)
 		for k := range scalar {

@@ -93,7 +93,7 @@ var unicode14DigitZeros = [...]rune{
 	0x1d7f6, 0x1e140, 0x1e2f0, 0x1e950, 0x1fbf0,
 }
 
-// JARMHash is jarm.py's jarm_hash (JARM.md §1.9): 30 prefix characters from
+// JARMHash is jarm.py's jarm_hash (docs/JARM.md §1.9): 30 prefix characters from
 // each probe's cipher and version, then the first 32 hex characters of the
 // SHA-256 of all ALPN and extension fields concatenated. The all-"|||" raw
 // hashes to stackprint.ZeroJARM.

@@ -12,14 +12,14 @@ import (
 	"testing"
 )
 
-// jarmTestdata returns shared/testdata/jarm of the checkout. The vectors
-// are the contract, so a missing directory fails the test instead of
-// skipping it.
+// jarmTestdata returns testdata/jarm at the repository root (vectors of
+// docs/JARM.md §2, provenance in its README). The vectors are the
+// contract, so a missing directory fails the test instead of skipping it.
 func jarmTestdata(t testing.TB) string {
 	t.Helper()
-	dir := filepath.Join("..", "..", "shared", "testdata", "jarm")
+	dir := filepath.Join("..", "testdata", "jarm")
 	if _, err := os.Stat(filepath.Join(dir, "parser_crafted_cases.jsonl")); err != nil {
-		t.Fatalf("JARM vectors not found at %s (expected the shared checkout next to main/): %v", dir, err)
+		t.Fatalf("JARM vectors not found at %s (part of the repository): %v", dir, err)
 	}
 	return dir
 }

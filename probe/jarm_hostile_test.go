@@ -98,7 +98,7 @@ func TestJARMHostile(t *testing.T) {
 		{name: "hang on tls 1.1 probe", ip: "127.0.0.48", io: 300 * time.Millisecond, status: stackprint.StatusTimeout, conns: 6, jarm: stackprint.ZeroJARM, errSub: "probe 6", maxDur: 2 * time.Second,
 			handler: func(c net.Conn) {
 				if h := readHello(c); len(h) > 2 && h[2] == 0x02 {
-					_, _ = io.Copy(io.Discard, c) // JARM.md §2 row N
+					_, _ = io.Copy(io.Discard, c) // docs/JARM.md §2 row N
 					return
 				}
 				_, _ = c.Write(hello)

@@ -10,7 +10,7 @@ import (
 )
 
 // TestJARMLive fingerprints real servers on loopback configured like the
-// rows of JARM.md §2 and expects the reference hashes and raw strings.
+// rows of docs/JARM.md §2 and expects the reference hashes and raw strings.
 func TestJARMLive(t *testing.T) {
 	certDir := t.TempDir()
 	opensslCerts(t, certDir)

@@ -33,7 +33,7 @@ func beInt(s []byte) (v int, ok bool) {
 }
 
 // ParseJARMAnswer reduces the bytes of one probe answer to jarm.py's
-// per-probe string "cipher|version|alpn|extensions" (JARM.md §1.8),
+// per-probe string "cipher|version|alpn|extensions" (docs/JARM.md §1.8),
 // reproducing read_packet and extract_extension_info quirk for quirk:
 // Python's clamped slices, the IndexError → "|" versus other error → "|||"
 // asymmetry, the magic 0x0b / 0eac0b / absolute 0ff00b checks, and the

@@ -134,7 +134,7 @@ func opensslBin(t testing.TB) string {
 }
 
 // opensslCerts makes rsa.{crt,key} and ec.{crt,key} in dir exactly as
-// JARM.md §2 does.
+// docs/JARM.md §2 does.
 func opensslCerts(t testing.TB, dir string) {
 	t.Helper()
 	bin := opensslBin(t)

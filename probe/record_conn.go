@@ -53,6 +53,8 @@ type recordConn struct {
 	firstVersion uint16 // rewrite the first written record's version; 0 = leave
 	wrote        bool
 
+	limit time.Time // when set, no I/O deadline goes past it
+
 	pending  []byte // rest of the current record for the client
 	records  []tlsRecord
 	onRecord func(tlsRecord) // sees each record before the client does
@@ -63,11 +65,14 @@ func newRecordConn(ctx context.Context, c net.Conn, ioTimeout time.Duration, rea
 	return &recordConn{Conn: c, ctx: ctx, ioTimeout: ioTimeout, budget: readCap}
 }
 
-// deadline is one I/O timeout from now, capped by ctx's deadline.
+// deadline is one I/O timeout from now, capped by ctx's deadline and limit.
 func (r *recordConn) deadline() time.Time {
 	d := time.Now().Add(r.ioTimeout)
 	if cd, ok := r.ctx.Deadline(); ok && cd.Before(d) {
-		return cd
+		d = cd
+	}
+	if !r.limit.IsZero() && r.limit.Before(d) {
+		d = r.limit
 	}
 	return d
 }

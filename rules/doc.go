@@ -56,7 +56,7 @@
 //	match.weight           confidence as a number: high 1.0, medium 0.6, low 0.3
 //	match.block_count match.top_count   servers on block / top lists seen with the fingerprint
 //	match.observations     block_count + top_count
-//	match.score            block_count / observations (spec/ATSF.md), 0 with no observations
+//	match.score            block_count / observations (docs/ATSF.md), 0 with no observations
 //
 //	baseline.known         the target is a monitored server with a recorded baseline
 //	baseline.jarm baseline.atsf baseline.cert_sha256 baseline.recorded

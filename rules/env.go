@@ -97,7 +97,7 @@ type EnvMatch struct {
 	// 0.6, low 0.3; 0 for no match.
 	Weight   float64 `expr:"weight"`
 	Category string  `expr:"category"`
-	// Learned from block and top lists (spec/ATSF.md): BlockCount servers
+	// Learned from block and top lists (docs/ATSF.md): BlockCount servers
 	// on block lists and TopCount on top lists were seen with this
 	// fingerprint; Observations is their sum and Score is
 	// BlockCount/Observations, 0 when there are none.

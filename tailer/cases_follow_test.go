@@ -1,7 +1,7 @@
 package tailer
 
-// Follower cases of ../shared/notes/TAILER.md §5.1 (P10, P11), §5.2 (J8,
-// S9), §5.3–5.5 (R, C, F): one test per case id, real files, renames and
+// Follower cases of docs/TAILER-CASES.md (P10, P11, J8, S9 and the R, C
+// and F groups): one test per case id, real files, renames and
 // gzip in t.TempDir().
 
 import (

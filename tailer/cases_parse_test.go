@@ -1,6 +1,6 @@
 package tailer
 
-// Parser cases of ../shared/notes/TAILER.md §5.1–5.2: one test per case id
+// Parser cases of docs/TAILER-CASES.md (the P, J and S groups): one test per case id
 // (P1–P14, J1–J8, S1–S10).
 
 import (

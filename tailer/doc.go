@@ -39,8 +39,14 @@
 //     A conn record is an event (Kind "zeek_conn") only when service lists
 //     ssl and not -ssl, proto is tcp and conn_state is neither S0 nor REJ;
 //     otherwise it is skipped, as are all other logs (notice, x509, http, …).
+//     Its service list without ssl (e.g. "smtp" from "smtp,ssl": TLS
+//     started with STARTTLS) is Event.Service.
 //     No ordering of ts is assumed (conn.log is written when connections
 //     end).
+//
+// An SNI, from either parser, is kept only when it is a host name
+// (ValidSNI: RFC 6066, at most 253 bytes); otherwise the event is delivered
+// without it and counted in Stats.InvalidSNI.
 //
 // EveParser reads Suricata eve.json: event_type tls (Kind "eve_tls", SNI
 // from tls.sni), flow with app_proto tls ("eve_flow") and alert with a tls
@@ -50,7 +56,8 @@
 // port (the eve-6.0 case), else dest. Timestamps accept offsets with and
 // without a colon ("ts-error" is a malformed line, counted); Event.TS is
 // flow.start when present (the connection start), else timestamp. flow_id
-// is parsed as uint64; expanded IPv6 is canonicalised. ja3/ja3s (objects or
+// is parsed as uint64; expanded IPv6 is canonicalised. An app_proto other
+// than tls or failed (smtp on a STARTTLS session) is Event.Service. ja3/ja3s (objects or
 // strings) and ja4 are skipped without decoding. Other event types are
 // skipped after reading event_type. TLSVersion normalises the version
 // strings of both sensors ("TLSv1" is tls/1.0); events do not carry them.
@@ -158,7 +165,7 @@
 // again after a crash and produce the same events (same File, Offset,
 // Ident, hence the same alert_id).
 //
-// # Cases of ../shared/notes/TAILER.md
+// # Cases of docs/TAILER-CASES.md
 //
 // Every case id has a test whose name starts with it (TestP01_…, TestR11_…,
 // TestC05_C06_…), in cases_parse_test.go, cases_follow_test.go and

@@ -118,11 +118,12 @@ type Stats struct {
 	ResumeFallbacks uint64 // Resume positions not found: the file was read from the start
 	PartialLines    uint64 // unfinished last lines of finished files, processed as lines
 	NULBytes        uint64 // NUL bytes skipped at line starts (copytruncate with a non-append writer)
+	InvalidSNI      uint64 // events whose SNI was not a host name (ValidSNI): delivered without it
 }
 
 type counters struct {
 	lines, events, parseErrors, skipped, longLines, rotations, truncations atomic.Uint64
-	catchUp, resumeFallbacks, partialLines, nulBytes                       atomic.Uint64
+	catchUp, resumeFallbacks, partialLines, nulBytes, invalidSNI           atomic.Uint64
 }
 
 func (c *counters) snapshot() Stats {
@@ -139,6 +140,7 @@ func (c *counters) snapshot() Stats {
 		ResumeFallbacks: c.resumeFallbacks.Load(),
 		PartialLines:    c.partialLines.Load(),
 		NULBytes:        c.nulBytes.Load(),
+		InvalidSNI:      c.invalidSNI.Load(),
 	}
 }
 
@@ -278,6 +280,13 @@ func (s *sink) line(ctx context.Context, fc *fileCtx, line []byte, long bool, en
 	case classSkip:
 		s.st.skipped.Add(1)
 	case classEvent:
+		if ev.SNI != "" && !ValidSNI(ev.SNI) {
+			// Whatever a sensor logged as server_name is copied into every
+			// record and alert of the target: only a host name is kept.
+			s.st.invalidSNI.Add(1)
+			s.log.Debug("tailer: server name is not a host name, dropped", "where", fc.where(end), "len", len(ev.SNI), "head", fmt.Sprintf("%.40q", ev.SNI))
+			ev.SNI = ""
+		}
 		ev.File = fc.path
 		ev.Offset = end
 		ev.Ident = fc.ident

@@ -337,3 +337,34 @@ func canonicalSNI(b []byte) string {
 	}
 	return string(b)
 }
+
+// MaxSNIBytes is the longest host name: 253 bytes of labels and dots (RFC
+// 1035), which RFC 6066 requires the server_name HostName to be.
+const MaxSNIBytes = 253
+
+// ValidSNI reports whether a canonical SNI (stackprint.CanonicalSNI) is a
+// DNS host name as RFC 6066 defines it: ASCII, at most 253 bytes, labels of
+// 1..63 letters, digits and hyphens. Underscores are accepted because real
+// names carry them.
+func ValidSNI(s string) bool {
+	if len(s) == 0 || len(s) > MaxSNIBytes {
+		return false
+	}
+	label := 0
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '.':
+			if label == 0 {
+				return false
+			}
+			label = 0
+		case c >= 'a' && c <= 'z', c >= '0' && c <= '9', c == '-', c == '_':
+			if label++; label > 63 {
+				return false
+			}
+		default:
+			return false
+		}
+	}
+	return label > 0
+}

@@ -17,7 +17,7 @@ package main
 //	→ {"v":1,"op":"frobnicate"}
 //	← {"ok":false,"error":"admin: unknown op \"frobnicate\""}
 //
-// Operations: ping, add, rm, list, import, export, stats, learn_finished,
+// Operations: ping, add, rm, list, import, export, stats, check, backup, learn_finished,
 // learn_record, learn_scores, learn_reset, learn_promote. add, import and
 // learn_promote run a retro-hunt for the fingerprints they wrote.
 //
@@ -49,9 +49,20 @@ import (
 
 const (
 	adminProtoVersion = 1
-	// adminMaxLine bounds one request or response line: an import of the
-	// largest file db accepts, base64-encoded, plus the envelope.
-	adminMaxLine = db.MaxImportBytes/3*4 + 1<<20
+	// adminMaxRequest bounds one request line, so a client cannot make the
+	// daemon buffer more: a longer line gets an error and the connection is
+	// closed after reading at most this much.
+	adminMaxRequest = 32 << 20
+	// adminMaxImport is the largest file an import through the socket can
+	// carry (base64 in the request, plus the envelope). Larger files are
+	// imported with the daemon stopped, or split.
+	adminMaxImport = (adminMaxRequest - 1<<20) / 4 * 3
+	// adminMaxResponse bounds one response line on the client side: an
+	// export of the whole DB, base64-encoded, plus the envelope.
+	adminMaxResponse = db.MaxImportBytes/3*4 + 1<<20
+	// adminMaxConns bounds the connections served at once (each may hold
+	// a request of adminMaxRequest bytes).
+	adminMaxConns = 8
 	// adminIdle closes a connection that sends nothing for this long.
 	adminIdle = time.Minute
 	// adminCallTimeout bounds one request on the client side unless its
@@ -85,24 +96,27 @@ type adminRequest struct {
 	Role    string             `json:"role,omitempty"`    // learn_finished
 	Learn   *db.LearnResult    `json:"learn,omitempty"`   // learn_record
 	Promote *db.PromoteOptions `json:"promote,omitempty"` // learn_promote
+	Path    string             `json:"path,omitempty"`    // backup: absolute file to write
 }
 
 // adminResponse is one line from the daemon.
 type adminResponse struct {
-	OK      bool             `json:"ok"`
-	Error   string           `json:"error,omitempty"`
-	Daemon  *adminHello      `json:"daemon,omitempty"`  // ping
-	Record  *db.Record       `json:"record,omitempty"`  // add
-	Records []db.Record      `json:"records,omitempty"` // list, learn_promote
-	Found   bool             `json:"found,omitempty"`   // rm
-	Report  *db.ImportReport `json:"report,omitempty"`  // import
-	Data    []byte           `json:"data,omitempty"`    // export
-	Count   int              `json:"count,omitempty"`   // export: items written
-	Stats   *db.Stats        `json:"stats,omitempty"`   // stats
-	Entries []string         `json:"entries,omitempty"` // learn_finished
-	Counted bool             `json:"counted,omitempty"` // learn_record
-	Scores  []db.LearnStats  `json:"scores,omitempty"`  // learn_scores
-	Retro   int              `json:"retro_alerts,omitempty"`
+	OK       bool             `json:"ok"`
+	Error    string           `json:"error,omitempty"`
+	Daemon   *adminHello      `json:"daemon,omitempty"`  // ping
+	Record   *db.Record       `json:"record,omitempty"`  // add
+	Records  []db.Record      `json:"records,omitempty"` // list, learn_promote
+	Found    bool             `json:"found,omitempty"`   // rm
+	Report   *db.ImportReport `json:"report,omitempty"`  // import
+	Data     []byte           `json:"data,omitempty"`    // export
+	Count    int              `json:"count,omitempty"`   // export: items written
+	Stats    *db.Stats        `json:"stats,omitempty"`   // stats
+	Entries  []string         `json:"entries,omitempty"` // learn_finished
+	Counted  bool             `json:"counted,omitempty"` // learn_record
+	Scores   []db.LearnStats  `json:"scores,omitempty"`  // learn_scores
+	Retro    int              `json:"retro_alerts,omitempty"`
+	Problems []string         `json:"problems,omitempty"` // check
+	Size     int64            `json:"size,omitempty"`     // backup: bytes written
 }
 
 // adminHello identifies the daemon answering a ping.
@@ -250,6 +264,13 @@ func (s *adminServer) acceptLoop(ctx context.Context) {
 			c.Close()
 			return
 		}
+		if len(s.conns) >= adminMaxConns {
+			s.mu.Unlock()
+			_ = c.SetWriteDeadline(time.Now().Add(time.Second))
+			_ = json.NewEncoder(c).Encode(adminResponse{Error: fmt.Sprintf("admin: %d connections already open, try again", adminMaxConns)})
+			c.Close()
+			continue
+		}
 		s.conns[c] = struct{}{}
 		s.mu.Unlock()
 		s.wg.Go(func() {
@@ -271,7 +292,7 @@ func (s *adminServer) serveConn(ctx context.Context, c net.Conn) {
 	enc := json.NewEncoder(c)
 	for {
 		_ = c.SetReadDeadline(time.Now().Add(adminIdle))
-		line, err := readLine(r, adminMaxLine)
+		line, err := readLine(r, adminMaxRequest)
 		if err != nil {
 			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && !errors.Is(err, os.ErrDeadlineExceeded) {
 				_ = c.SetWriteDeadline(time.Now().Add(5 * time.Second))
@@ -293,7 +314,7 @@ func readLine(r *bufio.Reader, max int) ([]byte, error) {
 	for {
 		chunk, err := r.ReadSlice('\n')
 		if len(buf)+len(chunk) > max {
-			return nil, fmt.Errorf("request longer than %d bytes", max)
+			return nil, fmt.Errorf("line longer than %d bytes", max)
 		}
 		buf = append(buf, chunk...)
 		switch {
@@ -402,6 +423,21 @@ func (s *adminServer) run(ctx context.Context, req adminRequest) (adminResponse,
 			return resp, err
 		}
 		resp.Data, resp.Count = data, n
+	case "check":
+		problems, err := st.Check(ctx)
+		if err != nil {
+			return resp, err
+		}
+		resp.Problems = problems
+	case "backup":
+		if err := need(filepath.IsAbs(req.Path), "an absolute path"); err != nil {
+			return resp, err
+		}
+		n, err := st.Backup(ctx, req.Path)
+		if err != nil {
+			return resp, err
+		}
+		resp.Size = n
 	case "stats":
 		sts, err := st.Stats(ctx)
 		if err != nil {
@@ -599,7 +635,7 @@ func (c *adminClient) call(ctx context.Context, req adminRequest) (adminResponse
 	if _, err := c.conn.Write(append(b, '\n')); err != nil {
 		return adminResponse{}, c.wrap(ctx, req.Op, err)
 	}
-	line, err := readLine(c.r, adminMaxLine)
+	line, err := readLine(c.r, adminMaxResponse)
 	if err != nil {
 		return adminResponse{}, c.wrap(ctx, req.Op, err)
 	}
@@ -648,6 +684,9 @@ func (c *adminClient) List(ctx context.Context, kind string) ([]db.Record, error
 }
 
 func (c *adminClient) Import(ctx context.Context, name string, data []byte, o db.ImportOptions) (db.ImportReport, int, error) {
+	if len(data) > adminMaxImport {
+		return db.ImportReport{Name: name}, 0, fmt.Errorf("import %s: %d MiB is over the %d MiB an import through the running daemon's admin socket takes: split the file, or stop the daemon and import again", name, len(data)>>20, adminMaxImport>>20)
+	}
 	resp, err := c.call(ctx, adminRequest{Op: "import", Name: name, Data: data, Import: &o})
 	var rep db.ImportReport
 	if resp.Report != nil {
@@ -659,6 +698,16 @@ func (c *adminClient) Import(ctx context.Context, name string, data []byte, o db
 func (c *adminClient) Export(ctx context.Context, o db.ExportOptions) ([]byte, int, error) {
 	resp, err := c.call(ctx, adminRequest{Op: "export", Export: &o})
 	return resp.Data, resp.Count, err
+}
+
+func (c *adminClient) Check(ctx context.Context) ([]string, error) {
+	resp, err := c.call(ctx, adminRequest{Op: "check"})
+	return resp.Problems, err
+}
+
+func (c *adminClient) Backup(ctx context.Context, path string) (int64, error) {
+	resp, err := c.call(ctx, adminRequest{Op: "backup", Path: path})
+	return resp.Size, err
 }
 
 func (c *adminClient) Stats(ctx context.Context) (db.Stats, error) {

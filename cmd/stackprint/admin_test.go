@@ -364,3 +364,99 @@ func TestAdminSocketRefusesToClobber(t *testing.T) {
 		t.Error("regular file replaced")
 	}
 }
+
+// The adversarial pass's admin-socket abuse: a 100 MB request line was read
+// whole into memory. Now the daemon stops reading at adminMaxRequest,
+// answers with an error, closes the connection and serves the next one; and
+// no more than adminMaxConns connections are served at once.
+func TestAdminRequestsAreBounded(t *testing.T) {
+	p := startInProcess(t, t.TempDir())
+	conn, err := net.Dial("unix", p.sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	const size = 100 << 20
+	written := make(chan int64, 1)
+	go func() {
+		chunk := []byte(strings.Repeat("A", 1<<20))
+		var n int64
+		if k, err := conn.Write([]byte(`{"v":1,"op":"import","name":"x","data":"`)); err == nil {
+			n += int64(k)
+			for n < size {
+				k, err := conn.Write(chunk)
+				n += int64(k)
+				if err != nil {
+					break
+				}
+			}
+		}
+		written <- n
+	}()
+	_ = conn.SetReadDeadline(time.Now().Add(30 * time.Second))
+	b, err := bufio.NewReader(conn).ReadBytes('\n')
+	if err != nil {
+		t.Fatalf("no answer to a 100 MB line: %v", err)
+	}
+	var resp adminResponse
+	if err := json.Unmarshal(b, &resp); err != nil || resp.OK || !strings.Contains(resp.Error, "line longer than 33554432 bytes") {
+		t.Fatalf("answer %q (%v), want an error naming the limit", b, err)
+	}
+	select {
+	case n := <-written:
+		// The daemon closed the connection after the limit: the rest of
+		// the 100 MB was never taken (a few socket buffers at most).
+		if n >= size {
+			t.Errorf("the daemon took all %d bytes of the line", n)
+		}
+		t.Logf("client wrote %d MiB before the daemon closed the connection", n>>20)
+	case <-time.After(30 * time.Second):
+		t.Fatal("the connection was not closed after the error")
+	}
+
+	// Connections over the cap are refused with a message, not queued.
+	var conns []net.Conn
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	for range adminMaxConns {
+		c, err := net.Dial("unix", p.sock)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+	}
+	waitFor(t, "the over-the-cap connection to be refused", 10*time.Second, func() bool {
+		c, err := net.Dial("unix", p.sock)
+		if err != nil {
+			return false
+		}
+		defer c.Close()
+		_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
+		b, _ := bufio.NewReader(c).ReadBytes('\n')
+		return strings.Contains(string(b), "connections already open")
+	})
+	for _, c := range conns {
+		c.Close()
+	}
+	conns = nil
+	waitFor(t, "a new connection to be served after the others closed", 10*time.Second, func() bool {
+		c, err := dialAdmin(context.Background(), p.sock)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	})
+
+	// The client refuses an import too large for the socket before sending.
+	c, err := dialAdmin(context.Background(), p.sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, _, err := c.Import(context.Background(), "big.csv", make([]byte, adminMaxImport+1), db.ImportOptions{}); err == nil || !strings.Contains(err.Error(), "stop the daemon") {
+		t.Errorf("oversized import through the socket: %v", err)
+	}
+}

@@ -1,20 +1,18 @@
 package main
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/netip"
-	"os"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
-	"go.yaml.in/yaml/v3"
-
+	"github.com/stackprint/stackprint"
 	"github.com/stackprint/stackprint/configs"
+	"github.com/stackprint/stackprint/enrich"
 	"github.com/stackprint/stackprint/probe"
 )
 
@@ -99,6 +97,11 @@ type ProbeConfig struct {
 	MaxConnsPerTarget   int      `yaml:"max_conns_per_target"`
 	ReadCap             int      `yaml:"read_cap"`
 	ATSFPerName         bool     `yaml:"atsf_per_name"`
+	// Wait for the HTTP answer's head after GET /; 0 = the probe default.
+	HTTPWait time.Duration `yaml:"http_wait"`
+	// Ports whose connections are upgraded with STARTTLS before every
+	// handshake (port: protocol); absent = the standard ports, {} = none.
+	StartTLSPorts map[uint16]string `yaml:"starttls_ports"`
 }
 
 // OutputsConfig: each output is off when its path is "" (validate in
@@ -144,99 +147,78 @@ type LogConfig struct {
 	Format string `yaml:"format"`
 }
 
-// FieldError names the config key at fault, the value and the reason.
+// FieldError names the config key at fault, the value and the reason, and
+// where the key was set (file:line) when known.
 type FieldError struct {
 	Field  string
 	Value  any
 	Reason string
+	Pos    string
 }
 
 func (e *FieldError) Error() string {
-	return fmt.Sprintf("%s: %s (got %v)", e.Field, e.Reason, e.Value)
+	msg := fmt.Sprintf("%s: %s (got %v)", e.Field, e.Reason, e.Value)
+	if e.Pos != "" {
+		msg = e.Pos + ": " + msg
+	}
+	return msg
 }
 
-// LoadConfig reads path, or the embedded default when path is empty.
+// LoadConfig reads the embedded default, then path and the drop-ins in
+// path's conf.d directory over it (configSources). An empty path means the
+// embedded default alone. `run`, a reload and `config check` all load
+// through here, so what check accepts is what run accepts.
 func LoadConfig(path string) (*Config, error) {
-	data, name := configs.DefaultYAML, "embedded default config"
-	if path != "" {
-		b, err := os.ReadFile(path)
-		if err != nil {
-			return nil, fmt.Errorf("read config: %w", err)
-		}
-		data, name = b, path
-	}
-	cfg, err := ParseConfig(data)
+	srcs, err := configSources(path)
 	if err != nil {
-		return nil, fmt.Errorf("config %s: %w", name, err)
-	}
-	return cfg, nil
-}
-
-// ParseConfig decodes strictly (unknown keys are errors) and validates.
-//
-// The embedded default is decoded first and the file over it, so a file
-// needs only the keys it changes; a list it sets (inputs, scope.allow, …)
-// replaces the default list.
-func ParseConfig(data []byte) (*Config, error) {
-	var cfg Config
-	for _, doc := range [][]byte{configs.DefaultYAML, data} {
-		dec := yaml.NewDecoder(bytes.NewReader(doc))
-		dec.KnownFields(true)
-		if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
-			return nil, friendlyYAMLError(err)
-		}
-	}
-	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	return &cfg, nil
+	return parseSources(srcs)
 }
 
-// yamlSections names the config section each Go type decodes.
-var yamlSections = map[string]string{
-	"Config": "", "DBConfig": "db.", "InputConfig": "inputs[].", "TailerConfig": "tailer.",
-	"ScopeConfig": "scope.", "DedupConfig": "dedup.", "SchedulerConfig": "scheduler.", "ProbeConfig": "probe.",
-	"OutputsConfig": "outputs.", "RulesConfig": "rules.", "LogConfig": "log.", "DaemonConfig": "daemon.",
-	"MetricsConfig": "metrics.",
+// ParseConfig decodes data over the embedded default, strictly (unknown
+// keys are errors), and validates.
+func ParseConfig(data []byte) (*Config, error) {
+	return parseSources([]configSource{{"embedded default config", configs.DefaultYAML}, {"config", data}})
 }
 
-var (
-	reUnknownKey = regexp.MustCompile(`field (\S+) not found in type main\.(\w+)`)
-	reBadValue   = regexp.MustCompile("cannot unmarshal !!\\w+ `([^`]*)` into (\\S+)")
-)
+// yamlWants says what a value of a Go type looks like, for type errors.
+var yamlWants = map[string]string{
+	"time.Duration": "a duration with a unit, like 250ms, 5s or 24h",
+	"int":           "a whole number", "int64": "a whole number", "float64": "a number", "bool": "true or false",
+	"[]string": "a list, like [a, b]", "[]int": "a list of numbers, like [443, 8443]",
+}
 
-// friendlyYAMLError rewrites the decoder's messages in the config's own
-// terms: key paths instead of Go type names, what a value should look like.
-func friendlyYAMLError(err error) error {
-	var te *yaml.TypeError
-	if !errors.As(err, &te) {
-		return err
-	}
-	msgs := make([]string, len(te.Errors))
-	for i, m := range te.Errors {
-		m = reUnknownKey.ReplaceAllStringFunc(m, func(s string) string {
-			sub := reUnknownKey.FindStringSubmatch(s)
-			return fmt.Sprintf("unknown key %q", yamlSections[sub[2]]+sub[1])
-		})
-		m = reBadValue.ReplaceAllStringFunc(m, func(s string) string {
-			sub := reBadValue.FindStringSubmatch(s)
-			want := map[string]string{
-				"time.Duration": "a duration with a unit, like 250ms, 5s or 24h",
-				"int":           "a whole number", "float64": "a number", "bool": "true or false",
-				"[]string": "a list, like [a, b]", "[]int": "a list of numbers, like [443, 8443]",
-			}[sub[2]]
-			if want == "" {
-				want = "a " + sub[2]
-			}
-			return fmt.Sprintf("%q is not %s", sub[1], want)
-		})
-		msgs[i] = m
-	}
-	return fmt.Errorf("%s", strings.Join(msgs, "; "))
+var reBadValue = regexp.MustCompile("cannot unmarshal !!\\w+ `([^`]*)` into (\\S+)")
+
+// friendlyYAMLMessage rewrites a decoder message in the config's terms.
+func friendlyYAMLMessage(m string) string {
+	return reBadValue.ReplaceAllStringFunc(m, func(s string) string {
+		sub := reBadValue.FindStringSubmatch(s)
+		want := yamlWants[sub[2]]
+		if want == "" {
+			want = "a " + strings.TrimPrefix(sub[2], "main.")
+		}
+		return fmt.Sprintf("%q is not %s", sub[1], want)
+	})
 }
 
 // Validate checks every field and reports all problems at once.
-func (c *Config) Validate() error {
+func (c *Config) Validate() error { return errors.Join(c.validate()...) }
+
+// Upper bounds: values past them cost memory or time no sensor needs and
+// would fail at run time, so check refuses them.
+const (
+	maxQueueSize        = 1_000_000
+	maxDedupCapacity    = 10_000_000
+	maxLineBytesLimit   = 64 << 20
+	maxProbesPerSecond  = 10_000
+	maxReadCap          = 16 << 20
+	maxConnsPerTarget   = 1000
+	maxSuppressCapacity = 10_000_000
+)
+
+func (c *Config) validate() []error {
 	var errs []error
 	bad := func(field string, v any, reason string) {
 		errs = append(errs, &FieldError{Field: field, Value: v, Reason: reason})
@@ -281,8 +263,8 @@ func (c *Config) Validate() error {
 	if c.Tailer.MaxCatchUpAge < 0 {
 		bad("tailer.max_catchup_age", c.Tailer.MaxCatchUpAge, "must be >= 0 (0 = the default, 7 days)")
 	}
-	if c.Tailer.MaxLineBytes < 1024 {
-		bad("tailer.max_line_bytes", c.Tailer.MaxLineBytes, "must be >= 1024")
+	if c.Tailer.MaxLineBytes < 1024 || c.Tailer.MaxLineBytes > maxLineBytesLimit {
+		bad("tailer.max_line_bytes", c.Tailer.MaxLineBytes, fmt.Sprintf("must be 1024..%d", maxLineBytesLimit))
 	}
 	for i, s := range c.Scope.Allow {
 		if _, err := parsePrefix(s); err != nil {
@@ -305,11 +287,11 @@ func (c *Config) Validate() error {
 	if c.Dedup.NegativeTTL <= 0 {
 		bad("dedup.negative_ttl", c.Dedup.NegativeTTL, "must be > 0")
 	}
-	if c.Dedup.Capacity < 1 {
-		bad("dedup.capacity", c.Dedup.Capacity, "must be >= 1")
+	if c.Dedup.Capacity < 1 || c.Dedup.Capacity > maxDedupCapacity {
+		bad("dedup.capacity", c.Dedup.Capacity, fmt.Sprintf("must be 1..%d", maxDedupCapacity))
 	}
-	if c.Scheduler.QueueSize < 1 || c.Scheduler.QueueSize > 10_000_000 {
-		bad("scheduler.queue_size", c.Scheduler.QueueSize, "must be 1..10000000 (events held in memory; the rest wait on disk)")
+	if c.Scheduler.QueueSize < 1 || c.Scheduler.QueueSize > maxQueueSize {
+		bad("scheduler.queue_size", c.Scheduler.QueueSize, fmt.Sprintf("must be 1..%d (events held in memory; the rest wait in the DB file)", maxQueueSize))
 	}
 	if c.Scheduler.BacklogMax < 0 {
 		bad("scheduler.backlog_max", c.Scheduler.BacklogMax, "must not be negative (0 = default)")
@@ -320,11 +302,19 @@ func (c *Config) Validate() error {
 	if c.Scheduler.MaxInFlight < 1 || c.Scheduler.MaxInFlight > 1024 {
 		bad("scheduler.max_in_flight", c.Scheduler.MaxInFlight, "must be 1..1024")
 	}
-	if c.Scheduler.ProbesPerSecond <= 0 {
-		bad("scheduler.probes_per_second", c.Scheduler.ProbesPerSecond, "must be > 0")
+	if c.Scheduler.ProbesPerSecond <= 0 || c.Scheduler.ProbesPerSecond > maxProbesPerSecond {
+		bad("scheduler.probes_per_second", c.Scheduler.ProbesPerSecond, fmt.Sprintf("must be > 0 and <= %d", maxProbesPerSecond))
 	}
 	if c.Scheduler.Burst < 1 {
 		bad("scheduler.burst", c.Scheduler.Burst, "must be >= 1")
+	}
+	for port, p := range c.Probe.StartTLSPorts {
+		if !stackprint.IsStartTLSProtocol(p) {
+			bad(fmt.Sprintf("probe.starttls_ports.%d", port), p, "want one of "+strings.Join(stackprint.StartTLSProtocols(), ", "))
+		}
+	}
+	if c.Probe.HTTPWait < 0 {
+		bad("probe.http_wait", c.Probe.HTTPWait, "must not be negative (0 = default)")
 	}
 	if c.Probe.IOTimeout <= 0 {
 		bad("probe.io_timeout", c.Probe.IOTimeout, "must be > 0")
@@ -344,8 +334,26 @@ func (c *Config) Validate() error {
 		bad("probe", fmt.Sprintf("conns_per_ip_per_second=%v conns_per_ip_burst=%d max_conns_per_target=%d read_cap=%d",
 			c.Probe.ConnsPerIPPerSecond, c.Probe.ConnsPerIPBurst, c.Probe.MaxConnsPerTarget, c.Probe.ReadCap), "limits must not be negative (0 = default)")
 	}
-	if c.Probe.ReadCap > 0 && c.Probe.ReadCap < 16<<10 {
-		bad("probe.read_cap", c.Probe.ReadCap, "must be at least 16384 (one TLS record)")
+	if c.Probe.ReadCap > 0 && (c.Probe.ReadCap < 16<<10 || c.Probe.ReadCap > maxReadCap) {
+		bad("probe.read_cap", c.Probe.ReadCap, fmt.Sprintf("must be 16384 (one TLS record)..%d", maxReadCap))
+	}
+	if c.Probe.MaxConnsPerTarget > maxConnsPerTarget {
+		bad("probe.max_conns_per_target", c.Probe.MaxConnsPerTarget, fmt.Sprintf("must be <= %d", maxConnsPerTarget))
+	}
+	kindsOK := c.Probe.Kinds == nil
+	if !kindsOK {
+		_, err := probe.ParseKinds(c.Probe.Kinds)
+		kindsOK = err == nil
+	}
+	if kindsOK && c.Probe.ConnsPerIPBurst >= 0 && c.Probe.MaxConnsPerTarget >= 0 {
+		// The engine's own start-up checks (burst vs connections per target).
+		if _, err := probe.NewEngine(c.probeEngineConfig()); err != nil {
+			field := "probe"
+			if strings.Contains(err.Error(), "burst") {
+				field = "probe.conns_per_ip_burst"
+			}
+			bad(field, c.Probe.ConnsPerIPBurst, strings.TrimPrefix(err.Error(), "probe: "))
+		}
 	}
 	errs = append(errs, c.Outputs.validate()...)
 	errs = append(errs, c.Rules.validate()...)
@@ -367,24 +375,72 @@ func (c *Config) Validate() error {
 	if c.Log.Format != "text" && c.Log.Format != "json" {
 		bad("log.format", c.Log.Format, `must be "text" or "json"`)
 	}
-	return errors.Join(errs...)
+	for _, p := range c.paths() {
+		if strings.ContainsRune(p.value, 0) {
+			bad(p.field, strconv.Quote(p.value), "a path cannot contain a NUL byte")
+		}
+	}
+	return errs
 }
 
-// parsePrefix accepts a CIDR prefix or a bare address (a /32 or /128).
+// paths lists every file path of the config with its field.
+func (c *Config) paths() []struct{ field, value string } {
+	type fp = struct{ field, value string }
+	out := []fp{{"db.path", c.DB.Path}, {"db.admin_socket", c.DB.AdminSocket},
+		{"outputs.alerts", c.Outputs.Alerts}, {"outputs.fingerprints", c.Outputs.Fingerprints},
+		{"outputs.alert_log", c.Outputs.AlertLog}, {"outputs.eve", c.Outputs.EVE},
+		{"outputs.zeek_intel", c.Outputs.ZeekIntel}, {"outputs.suricata_dataset", c.Outputs.SuricataDataset}}
+	for i, in := range c.Inputs {
+		out = append(out, fp{fmt.Sprintf("inputs[%d].path", i), in.Path})
+		for j, a := range in.Archives {
+			out = append(out, fp{fmt.Sprintf("inputs[%d].archives[%d]", i, j), a})
+		}
+	}
+	for i, f := range c.Rules.Files {
+		out = append(out, fp{fmt.Sprintf("rules.files[%d]", i), f})
+	}
+	return out
+}
+
+// probeEngineConfig is the probe engine's part of the config; validate
+// builds the engine from it too, so every check the engine makes at start
+// is made by `config check`.
+func (c *Config) probeEngineConfig() probe.EngineConfig {
+	return probe.EngineConfig{
+		Kinds:     c.Probe.Kinds,
+		IOTimeout: c.Probe.IOTimeout,
+		Deadline:  c.Probe.Deadline,
+		ConnRate:  c.Probe.ConnsPerIPPerSecond,
+		ConnBurst: c.Probe.ConnsPerIPBurst,
+		MaxConns:  c.Probe.MaxConnsPerTarget,
+		ReadCap:   c.Probe.ReadCap,
+		HTTPWait:  c.Probe.HTTPWait,
+		// nil (absent) means the standard ports.
+		StartTLSPorts: c.Probe.StartTLSPorts,
+	}
+}
+
+// parsePrefix accepts a CIDR prefix or a bare address (a /32 or /128), in
+// the form the scope checks: IPv4-mapped ones become IPv4 (enrich.NormalizePrefix).
 func parsePrefix(s string) (netip.Prefix, error) {
 	s = strings.TrimSpace(s)
+	var p netip.Prefix
 	if strings.Contains(s, "/") {
-		p, err := netip.ParsePrefix(s)
-		if err != nil {
+		var err error
+		if p, err = netip.ParsePrefix(s); err != nil {
 			return netip.Prefix{}, fmt.Errorf("not a CIDR prefix")
 		}
-		return p.Masked(), nil
+	} else {
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			return netip.Prefix{}, fmt.Errorf("not an address or CIDR prefix")
+		}
+		if a.Zone() != "" {
+			return netip.Prefix{}, fmt.Errorf("an address with a zone cannot be matched; drop %%%s", a.Zone())
+		}
+		p = netip.PrefixFrom(a, a.BitLen())
 	}
-	a, err := netip.ParseAddr(s)
-	if err != nil {
-		return netip.Prefix{}, fmt.Errorf("not an address or CIDR prefix")
-	}
-	return netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()), nil
+	return enrich.NormalizePrefix(p)
 }
 
 func parsePrefixes(ss []string) []netip.Prefix {

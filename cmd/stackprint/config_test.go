@@ -1,11 +1,13 @@
 package main
 
 import (
+	"net/netip"
 	"os"
 	"strings"
 	"testing"
 
 	"github.com/stackprint/stackprint/configs"
+	"github.com/stackprint/stackprint/enrich"
 )
 
 func TestEmbeddedDefaultIsTheShippedFileAndValid(t *testing.T) {
@@ -51,8 +53,8 @@ func TestConfigErrors(t *testing.T) {
 		edit  func(string) string
 		wants []string
 	}{
-		{"unknown key", func(s string) string { return strings.Replace(s, "  ttl: 24h", "  ttl: 24h\n  tll: 1h", 1) }, []string{`unknown key "dedup.tll"`, "line"}},
-		{"bad duration", func(s string) string { return strings.Replace(s, "io_timeout: 5s", "io_timeout: fast", 1) }, []string{`"fast" is not a duration with a unit`, "line"}},
+		{"unknown key", func(s string) string { return strings.Replace(s, "  ttl: 24h", "  ttl: 24h\n  tll: 1h", 1) }, []string{`unknown key "dedup.tll"`, "config:"}},
+		{"bad duration", func(s string) string { return strings.Replace(s, "io_timeout: 5s", "io_timeout: fast", 1) }, []string{`"fast" is not a duration with a unit`, ": probe.io_timeout: "}},
 		{"bad number", func(s string) string { return strings.Replace(s, "queue_size: 100000", "queue_size: ten", 1) }, []string{`"ten" is not a whole number`}},
 		{"bad format", func(s string) string { return strings.Replace(s, "format: eve", "format: syslog", 1) }, []string{"inputs[2].format", "syslog"}},
 		{"bad prefix", func(s string) string { return strings.Replace(s, "allow: []", "allow: [10.0.0.0/33]", 1) }, []string{"scope.allow[0]", "10.0.0.0/33"}},
@@ -90,5 +92,26 @@ func TestShortConfigTakesTheRestFromTheDefault(t *testing.T) {
 	}
 	if _, err := ParseConfig([]byte("")); err != nil {
 		t.Fatalf("empty file = the default: %v", err)
+	}
+}
+
+// The adversarial pass's reproduction: a deny written as an IPv4-mapped
+// prefix passed `config check` and then matched nothing.
+func TestScopeDenyInMappedFormMatches(t *testing.T) {
+	cfg, err := ParseConfig([]byte("scope:\n  allow: [10.0.0.0/8]\n  deny: [\"::ffff:10.1.0.0/112\", \"::ffff:10.9.9.9\"]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := enrich.NewScope(parsePrefixes(cfg.Scope.Allow), parsePrefixes(cfg.Scope.Deny), nil)
+	for addr, want := range map[string]bool{"10.1.2.3": false, "::ffff:10.1.2.4": false, "10.9.9.9": false, "::ffff:10.9.9.9": false, "10.2.0.1": true} {
+		if got, why := s.Check(netip.AddrPortFrom(netip.MustParseAddr(addr), 443)); got != want {
+			t.Errorf("Check(%s) = %v (%s), want %v", addr, got, why, want)
+		}
+	}
+	for _, bad := range []string{"::/0", "::/64", "fe80::1%eth0"} {
+		_, err := ParseConfig([]byte("scope:\n  deny: [\"" + bad + "\"]\n"))
+		if err == nil || !strings.Contains(err.Error(), "scope.deny[0]") {
+			t.Errorf("deny %s: error %v, want one naming scope.deny[0]", bad, err)
+		}
 	}
 }

@@ -73,15 +73,10 @@ func newDaemon(cfg *Config, log *slog.Logger, hooks daemonHooks) (_ *daemon, err
 	for i, p := range cfg.Scope.Ports {
 		ports[i] = uint16(p)
 	}
-	prober, err := probe.NewEngine(probe.EngineConfig{
-		Kinds:     cfg.Probe.Kinds,
-		Dialer:    hooks.dialer,
-		IOTimeout: cfg.Probe.IOTimeout,
-		Deadline:  cfg.Probe.Deadline,
-		ConnRate:  -1, // the scheduler keeps the per-IP budget, so waiting costs no probe slot
-		MaxConns:  cfg.Probe.MaxConnsPerTarget,
-		ReadCap:   cfg.Probe.ReadCap,
-	})
+	pcfg := cfg.probeEngineConfig()
+	pcfg.Dialer = hooks.dialer
+	pcfg.ConnRate = -1 // the scheduler keeps the per-IP budget, so waiting costs no probe slot
+	prober, err := probe.NewEngine(pcfg)
 	if err != nil {
 		return nil, fmt.Errorf("probe engine: %w", err)
 	}

@@ -105,8 +105,8 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	cfg.Outputs.Alerts = filepath.Join(dir, "alerts.ndjson")
 	cfg.Outputs.Fingerprints = filepath.Join(dir, "stackprint.log")
 	cfg.Scheduler.ProbesPerSecond, cfg.Scheduler.Burst = 50, 10
-	cfg.Probe.IOTimeout = 2 * time.Second // s_server -www never answers HEAD: do not wait 5s for it
-	cfg.Metrics.Listen = ""               // no listener: the demo must not collide with a running daemon
+	cfg.Probe.IOTimeout = 2 * time.Second
+	cfg.Metrics.Listen = "" // no listener: the demo must not collide with a running daemon
 	cfg.Log.Level = "warn"
 	if *verbose {
 		cfg.Log.Level = "debug"

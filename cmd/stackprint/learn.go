@@ -27,11 +27,11 @@ import (
 // `stackprint db learn` probes the servers of a block list and a top list
 // with the daemon's probe engine, scope and limits, and counts for every
 // fingerprint how many block-listed (B) and top-list (T) targets carried
-// it: score B/(B+T), spec/ATSF.md §3. Progress is kept in the DB per list
+// it: score B/(B+T), docs/ATSF.md §3. Progress is kept in the DB per list
 // entry, so an interrupted run resumes where it stopped.
 //
-// Dependency: github.com/schollz/progressbar/v3, pinned at v3.19.1. DESIGN.md
-// names it for long CLI work; a learn run over a top list takes minutes to
+// Dependency: github.com/schollz/progressbar/v3, pinned at v3.19.1. docs/DESIGN.md
+// lists it for long CLI work; a learn run over a top list takes minutes to
 // hours at the configured probe rate, and the bar shows count, rate and
 // time left on stderr without touching the results on stdout. The version
 // is pinned exactly because the module proxy here serves no version lists.
@@ -385,15 +385,7 @@ func shortErr(err error, def string) string {
 // newLearnProber is the daemon's probe engine, configured as newDaemon
 // configures it: kinds, timeouts, per-IP connection limit, caps.
 func newLearnProber(cfg *Config) (learnProber, error) {
-	return probe.NewEngine(probe.EngineConfig{
-		Kinds:     cfg.Probe.Kinds,
-		IOTimeout: cfg.Probe.IOTimeout,
-		Deadline:  cfg.Probe.Deadline,
-		ConnRate:  cfg.Probe.ConnsPerIPPerSecond,
-		ConnBurst: cfg.Probe.ConnsPerIPBurst,
-		MaxConns:  cfg.Probe.MaxConnsPerTarget,
-		ReadCap:   cfg.Probe.ReadCap,
-	})
+	return probe.NewEngine(cfg.probeEngineConfig())
 }
 
 func cmdDBLearn(ctx context.Context, args []string, stdout, stderr io.Writer) error {

@@ -300,7 +300,7 @@ func TestLearnLoopbackLab(t *testing.T) {
 	}
 
 	// Promote at 1.0 with at least 2 block-listed targets: stack Z's JARM
-	// (Go's default RSA stack, JARM.md row C: kept low), never X's or Y's.
+	// (Go's default RSA stack, docs/JARM.md row C: kept low), never X's or Y's.
 	// (X's ATSF may qualify: ATSF differs with and without SNI, and X's top
 	// server was probed by name.)
 	recs, _, err := st.Promote(context.Background(), db.PromoteOptions{Label: "lab-c2", Threshold: 1, MinBlock: 2, Confidence: "medium", Source: "learn-test"})

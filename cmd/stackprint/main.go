@@ -16,6 +16,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"go.yaml.in/yaml/v3"
 )
 
 const usage = `stackprint — active TLS server fingerprinting for Zeek and Suricata sensors
@@ -32,7 +34,8 @@ Usage:
   stackprint scan --no-probe FILE…         one pass over existing logs (parse, scope, dedup)
   stackprint rules check [FILE…]           compile and type-check rule files
   stackprint rules list                    the active rules
-  stackprint config check [-c FILE]        validate a config and exit
+  stackprint config check [-c FILE]        validate a config (and its conf.d/*.yaml) and exit
+  stackprint config show [-c FILE]         print the effective config
   stackprint version
 
 Run "stackprint COMMAND -h" for the flags of a command.
@@ -142,6 +145,7 @@ var examples = map[string]string{
 	"db import": `  stackprint db import fingerprints.csv  # header: kind,value,label,source,confidence`,
 	"config check": `  stackprint config check -c /etc/stackprint/stackprint.yaml
   stackprint config check               # the embedded default`,
+	"config show": `  stackprint config show -c /etc/stackprint/stackprint.yaml   # default + file + conf.d/*.yaml`,
 	"scan":        `  stackprint scan --no-probe conn.log ssl.log eve.json`,
 	"rules check": `  stackprint rules check configs/rules/*.yaml`,
 }
@@ -180,17 +184,40 @@ func newLogger(cfg LogConfig, w io.Writer) *slog.Logger {
 }
 
 func cmdConfig(args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || args[0] != "check" {
-		return fmt.Errorf("usage: stackprint config check [-c FILE]")
+	const synopsis = "stackprint config check|show [-c FILE]"
+	if len(args) == 0 || (args[0] != "check" && args[0] != "show") {
+		return fmt.Errorf("usage: %s", synopsis)
 	}
-	fs := newFlagSet("config check", "stackprint config check [-c FILE]", stderr)
-	path := fs.String("c", "", "config file (default: the embedded default)")
+	fs := newFlagSet("config "+args[0], "stackprint config "+args[0]+" [-c FILE]", stderr)
+	path := fs.String("c", "", "config file; *.yaml in conf.d beside it are read after it (default: the embedded default)")
 	if _, err := parseInterleaved(fs, args[1:]); err != nil {
 		return err
 	}
-	if _, err := LoadConfig(*path); err != nil {
+	srcs, err := configSources(*path)
+	if err != nil {
 		return err
 	}
-	fmt.Fprintln(stdout, "config ok")
-	return nil
+	cfg, err := parseSources(srcs)
+	if err != nil {
+		return err
+	}
+	if args[0] == "check" {
+		fmt.Fprintln(stdout, "config ok")
+		return nil
+	}
+	fmt.Fprintln(stdout, "# effective stackprint config, from:")
+	for _, s := range srcs {
+		fmt.Fprintln(stdout, "#  ", s.name)
+	}
+	var doc yaml.Node
+	if err := doc.Encode(cfg); err != nil {
+		return fmt.Errorf("config show: %w", err)
+	}
+	escapeEnvRefs(&doc) // what is printed reads back as the same config
+	enc := yaml.NewEncoder(stdout)
+	enc.SetIndent(2)
+	if err := enc.Encode(&doc); err != nil {
+		return fmt.Errorf("config show: %w", err)
+	}
+	return enc.Close()
 }

@@ -110,6 +110,7 @@ var (
 	descLines       = prometheus.NewDesc("stackprint_lines_read_total", "Log lines read, by input.", []string{"input"}, nil)
 	descParseErrors = prometheus.NewDesc("stackprint_parse_errors_total", "Malformed log lines skipped, by input.", []string{"input"}, nil)
 	descLongLines   = prometheus.NewDesc("stackprint_long_lines_total", "Lines over tailer.max_line_bytes skipped, by input.", []string{"input"}, nil)
+	descInvalidSNI  = prometheus.NewDesc("stackprint_invalid_sni_total", "Events whose server name was not a host name (RFC 6066), kept without it, by input.", []string{"input"}, nil)
 	descRotations   = prometheus.NewDesc("stackprint_rotations_total", "Rotations followed, by input.", []string{"input"}, nil)
 	descEvents      = prometheus.NewDesc("stackprint_events_total", "TLS events by final outcome: deduped (judged from the cache), probed (judged with the probe it waited for), out_of_scope, invalid, expired (waited past scheduler.max_wait).", []string{"outcome"}, nil)
 	descWaiting     = prometheus.NewDesc("stackprint_events_waiting", "Events waiting for a probe, in memory or in the backlog on disk.", []string{"where"}, nil)
@@ -130,7 +131,7 @@ var (
 )
 
 func (c *daemonCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descLines, descParseErrors, descLongLines, descRotations, descEvents, descWaiting,
+	for _, d := range []*prometheus.Desc{descLines, descParseErrors, descLongLines, descInvalidSNI, descRotations, descEvents, descWaiting,
 		descSpilled, descBacklogFull, descUnits, descQueue,
 		descInFlight, descCacheSize, descCacheHits, descCacheEvict, descHitRatio, descAbandoned, descUnsettled,
 		descCkptLag, descDBSize, descBuild} {
@@ -152,6 +153,7 @@ func (c *daemonCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(descLines, st.Lines, name)
 		counter(descParseErrors, st.ParseErrors, name)
 		counter(descLongLines, st.LongLines, name)
+		counter(descInvalidSNI, st.InvalidSNI, name)
 		counter(descRotations, st.Rotations, name)
 	}
 	ps := d.pipe.Stats()

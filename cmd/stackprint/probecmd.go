@@ -23,6 +23,7 @@ type probeJSON struct {
 	Port          uint16                `json:"port"`
 	SNI           string                `json:"sni"`          // what JARM sent as server_name
 	ObservedSNI   string                `json:"observed_sni"` // what ATSF, cert and HTTP sent ("" = none)
+	StartTLS      string                `json:"starttls"`     // STARTTLS protocol used before every handshake ("" = direct TLS)
 	Status        string                `json:"status"`
 	JARM          string                `json:"jarm"`
 	JARMRaw       string                `json:"jarm_raw"`
@@ -44,12 +45,14 @@ type kindJSON struct {
 }
 
 func cmdProbe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("probe", "stackprint probe [--json] [--sni NAME] [--kinds LIST] [--timeout D] [--deadline D] HOST:PORT", stderr)
+	fs := newFlagSet("probe", "stackprint probe [--json] [--sni NAME] [--kinds LIST] [--timeout D] [--deadline D] [--http-wait D] [--starttls PROTO] HOST:PORT", stderr)
 	asJSON := fs.Bool("json", false, "print one JSON object")
 	sni := fs.String("sni", "", "server name to send (default: the host as given; for an IP, JARM sends the IP literal as jarm.py does and the other kinds send none)")
 	kinds := fs.String("kinds", strings.Join(probe.AllKinds(), ","), "comma-separated fingerprint kinds: jarm, cert, http, atsf")
 	ioTimeout := fs.Duration("timeout", probe.DefaultIOTimeout, "timeout of each connect, write and read")
 	deadline := fs.Duration("deadline", probe.DefaultDeadline, "hard deadline for the whole target")
+	httpWait := fs.Duration("http-wait", probe.DefaultHTTPWait, "longest wait for the HTTP answer's head after GET /")
+	startTLS := fs.String("starttls", "", "upgrade every connection with this STARTTLS protocol first ("+strings.Join(stackprint.StartTLSProtocols(), ", ")+"); \"none\": direct TLS on any port (default: by port: 21, 25, 110, 143, 389, 587, 5222, 5269, 5432)")
 	pos, err := parseInterleaved(fs, args)
 	if err != nil {
 		return err
@@ -90,7 +93,18 @@ func cmdProbe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		name = ip.String()
 	}
 	t := stackprint.Target{IP: ip, Port: uint16(port), SNI: stackprint.CanonicalSNI(name)}
-	eng, err := probe.NewEngine(probe.EngineConfig{Kinds: kindList, IOTimeout: *ioTimeout, Deadline: *deadline})
+	ecfg := probe.EngineConfig{Kinds: kindList, IOTimeout: *ioTimeout, Deadline: *deadline, HTTPWait: *httpWait}
+	switch *startTLS {
+	case "":
+	case "none":
+		ecfg.StartTLSPorts = map[uint16]string{}
+	default:
+		if !stackprint.IsStartTLSProtocol(*startTLS) {
+			return fmt.Errorf("probe: --starttls %q: want none or one of %s", *startTLS, strings.Join(stackprint.StartTLSProtocols(), ", "))
+		}
+		t.StartTLS = *startTLS
+	}
+	eng, err := probe.NewEngine(ecfg)
 	if err != nil {
 		return err
 	}
@@ -100,7 +114,7 @@ func cmdProbe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if *asJSON {
 		out := probeJSON{
 			SchemaVersion: stackprint.SchemaVersion, Target: t.Addr().String(), IP: ip.String(), Port: t.Port,
-			SNI: name, ObservedSNI: t.SNI, Status: string(res.Status), JARM: res.JARM, JARMRaw: res.JARMRaw,
+			SNI: name, ObservedSNI: t.SNI, StartTLS: res.StartTLS, Status: string(res.Status), JARM: res.JARM, JARMRaw: res.JARMRaw,
 			ATSF: res.ATSF, Cert: res.Cert, HTTP: res.HTTP, Kinds: []kindJSON{},
 			Conns: res.Conns, DurationMS: res.Duration.Milliseconds(), Error: res.Error,
 		}
@@ -118,6 +132,9 @@ func cmdProbe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 // printProbeText is the human-readable form: one fact per line.
 func printProbeText(w io.Writer, t stackprint.Target, name string, res stackprint.Result) {
 	fmt.Fprintf(w, "target:   %s (sni %s)\nstatus:   %s\n", t.Addr(), name, res.Status)
+	if res.StartTLS != "" {
+		fmt.Fprintf(w, "starttls: %s\n", res.StartTLS)
+	}
 	if res.JARM != "" {
 		fmt.Fprintf(w, "jarm:     %s\n", res.JARM)
 	}

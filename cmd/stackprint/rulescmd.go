@@ -146,12 +146,17 @@ func flatten(err error) []error {
 // `stackprint config check` and a SIGHUP reload catch a bad rule file.
 func (c RulesConfig) validate() []error {
 	var errs []error
-	if c.SuppressCapacity < 0 {
-		errs = append(errs, &FieldError{Field: "rules.suppress_capacity", Value: c.SuppressCapacity, Reason: "must be >= 0 (0: the default, 100000)"})
+	if c.SuppressCapacity < 0 || c.SuppressCapacity > maxSuppressCapacity {
+		errs = append(errs, &FieldError{Field: "rules.suppress_capacity", Value: c.SuppressCapacity, Reason: fmt.Sprintf("must be 0..%d (0: the default, 100000)", maxSuppressCapacity)})
 	}
 	opts, err := c.options()
 	if err != nil {
-		return append(errs, err)
+		// Report the baselines and still check the rules without them.
+		errs = append(errs, flatten(err)...)
+		c.Baselines = nil
+		if opts, err = c.options(); err != nil {
+			return errs
+		}
 	}
 	if _, err := rules.Load(opts); err != nil {
 		for _, e := range flatten(err) {
