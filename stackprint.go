@@ -33,11 +33,15 @@ type Event struct {
 	Offset int64          // byte offset just past the line in File
 	Ident  string         // identity of that file: device, inode, content fingerprint (tailer.Position)
 	Seq    uint64         // delivery ledger id, assigned in process; 0 = untracked
+	// Service is the application protocol the sensor saw on the
+	// connection, lower case, as logged (Zeek conn service without "ssl",
+	// e.g. "smtp"; EVE app_proto other than tls); "" when not logged.
+	Service string
 }
 
 // Target returns the dedup and probe key of e.
 func (e Event) Target() Target {
-	return Target{IP: e.Resp.Addr(), Port: e.Resp.Port(), SNI: e.SNI}
+	return Target{IP: e.Resp.Addr(), Port: e.Resp.Port(), SNI: e.SNI, StartTLS: StartTLSFromService(e.Service, e.Resp.Port())}
 }
 
 // ConnID is the sensor's identifier of the connection: the Zeek uid or the
@@ -58,6 +62,65 @@ type Target struct {
 	IP   netip.Addr
 	Port uint16
 	SNI  string
+	// StartTLS is the STARTTLS protocol the sensor saw on the connection
+	// (StartTLSFromService); "" when it named none, and the prober then
+	// decides by port.
+	StartTLS string
+}
+
+// STARTTLS protocols: a probe of such a service upgrades every connection
+// with the protocol's exchange before its ClientHello.
+const (
+	StartTLSSMTP       = "smtp"
+	StartTLSIMAP       = "imap"
+	StartTLSPOP3       = "pop3"
+	StartTLSFTP        = "ftp"
+	StartTLSXMPPClient = "xmpp-client"
+	StartTLSXMPPServer = "xmpp-server"
+	StartTLSLDAP       = "ldap"
+	StartTLSPostgres   = "postgres"
+)
+
+// StartTLSProtocols lists the STARTTLS protocols.
+func StartTLSProtocols() []string {
+	return []string{StartTLSFTP, StartTLSIMAP, StartTLSLDAP, StartTLSPOP3, StartTLSPostgres, StartTLSSMTP, StartTLSXMPPClient, StartTLSXMPPServer}
+}
+
+// IsStartTLSProtocol reports whether p is one of StartTLSProtocols.
+func IsStartTLSProtocol(p string) bool {
+	switch p {
+	case StartTLSFTP, StartTLSIMAP, StartTLSLDAP, StartTLSPOP3, StartTLSPostgres, StartTLSSMTP, StartTLSXMPPClient, StartTLSXMPPServer:
+		return true
+	}
+	return false
+}
+
+// StartTLSFromService maps a sensor's service names (Zeek conn service,
+// a comma-separated list; Suricata app_proto) to the STARTTLS protocol
+// they name, "" for none. XMPP is the server-to-server variant on 5269.
+func StartTLSFromService(service string, port uint16) string {
+	for s := range strings.SplitSeq(strings.ToLower(service), ",") {
+		switch strings.TrimSpace(s) {
+		case "smtp":
+			return StartTLSSMTP
+		case "imap":
+			return StartTLSIMAP
+		case "pop3":
+			return StartTLSPOP3
+		case "ftp":
+			return StartTLSFTP
+		case "ldap", "ldap_tcp":
+			return StartTLSLDAP
+		case "postgresql", "pgsql", "postgres":
+			return StartTLSPostgres
+		case "xmpp":
+			if port == 5269 {
+				return StartTLSXMPPServer
+			}
+			return StartTLSXMPPClient
+		}
+	}
+	return ""
 }
 
 // Addr returns ip:port.
@@ -118,6 +181,7 @@ type Result struct {
 	Status   Status
 	Error    string // short, human readable; empty when ok
 	Conns    int    // TCP connections opened
+	StartTLS string // STARTTLS protocol every connection was upgraded with; "" = direct TLS
 	JARM     string // 62 hex; ZeroJARM when no probe answered
 	JARMRaw  string // the ten per-probe strings joined by ","
 

@@ -33,11 +33,17 @@ type Fingerprints struct {
 // hashes. Malformed values are left out rather than stored.
 func FingerprintsOf(r stackprint.Result) Fingerprints {
 	var f Fingerprints
-	if r.HasJARM() {
-		f.JARM = normalisedOrEmpty(KindJARM, r.JARM)
+	// Through STARTTLS, JARM and ATSF are keyed "PROTOCOL:hex" (see
+	// normaliseKey), so they never match direct-TLS entries.
+	up := ""
+	if r.StartTLS != "" {
+		up = r.StartTLS + ":"
 	}
-	if r.ATSF != nil {
-		f.ATSF = normalisedOrEmpty(KindATSF, r.ATSF.ID)
+	if r.HasJARM() {
+		f.JARM = normalisedOrEmpty(KindJARM, up+r.JARM)
+	}
+	if r.ATSF != nil && r.ATSF.ID != "" {
+		f.ATSF = normalisedOrEmpty(KindATSF, up+r.ATSF.ID)
 	}
 	if r.Cert != nil {
 		f.CertSHA256 = normalisedOrEmpty(KindCertSHA256, r.Cert.SHA256)

@@ -68,6 +68,7 @@ type alertJSON struct {
 	CertSHA256    string    `json:"cert_sha256"`
 	CertSHA1      string    `json:"cert_sha1"`
 	HTTPServer    string    `json:"http_server"`
+	StartTLS      string    `json:"starttls"` // protocol the probe upgraded with; "" = direct TLS
 }
 
 type matchJSON struct {
@@ -117,6 +118,7 @@ func MarshalAlert(a stackprint.Alert) ([]byte, error) {
 		ATSF:        f.atsf,
 		CertSHA256:  f.certSHA256,
 		CertSHA1:    f.certSHA1,
+		StartTLS:    a.Result.StartTLS,
 	}
 	if a.Result.HTTP != nil {
 		v.HTTPServer = a.Result.HTTP.Server

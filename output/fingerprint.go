@@ -35,6 +35,7 @@ func fingerprintSchema() ZeekSchema {
 		{"match_label", "string"},
 		{"match_source", "string"},
 		{"match_confidence", "string"},
+		{"starttls", "string"},
 	}}
 }
 
@@ -111,6 +112,7 @@ func fingerprintRecord(ev stackprint.Event, r stackprint.Result, m []stackprint.
 		opt(r.Error),
 		len(m) > 0,
 		nil, nil, nil, nil,
+		opt(r.StartTLS),
 	}
 	if len(m) > 0 {
 		// Present but empty (a DB entry without a source) is "(empty)",

@@ -88,7 +88,11 @@ type EngineConfig struct {
 	MaxConns     int           // connections per target; 0 → DefaultMaxConns
 	ReadCap      int           // bytes one ATSF/cert/HTTP connection may read; 0 → DefaultReadCap
 	HTTPWait     time.Duration // wait for the HTTP answer's head; 0 → DefaultHTTPWait, capped by IOTimeout
-	Rand         io.Reader
+	// StartTLSPorts maps ports to the STARTTLS protocol their connections
+	// are upgraded with (Target.StartTLS, the sensor's word, wins); nil →
+	// DefaultStartTLSPorts, an empty map: by port never.
+	StartTLSPorts map[uint16]string
+	Rand          io.Reader
 }
 
 // Engine fingerprints a target with every selected kind: JARM, the
@@ -104,6 +108,7 @@ type Engine struct {
 	maxConns  int
 	readCap   int
 	httpWait  time.Duration
+	starttls  map[uint16]string
 	rand      io.Reader
 	limits    *ipLimits // nil: unlimited
 	rateWait  time.Duration
@@ -150,6 +155,16 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 		e.httpWait = DefaultHTTPWait
 	}
 	e.httpWait = min(e.httpWait, e.ioTimeout)
+	e.starttls = DefaultStartTLSPorts()
+	if cfg.StartTLSPorts != nil {
+		e.starttls = map[uint16]string{}
+		for port, p := range cfg.StartTLSPorts {
+			if !stackprint.IsStartTLSProtocol(p) {
+				return nil, fmt.Errorf("probe: STARTTLS port %d: unknown protocol %q (want %s)", port, p, strings.Join(stackprint.StartTLSProtocols(), ", "))
+			}
+			e.starttls[port] = p
+		}
+	}
 	if e.rand == nil {
 		e.rand = rand.Reader
 	}
@@ -235,7 +250,17 @@ func (e *Engine) Probe(ctx context.Context, t stackprint.Target, sni string) (re
 	// no trailing dot) even if the caller's target is not.
 	named := t
 	named.SNI = stackprint.CanonicalSNI(t.SNI)
-	d := &targetDialer{base: e.dialer, max: e.maxConns}
+	// A STARTTLS service gets every connection upgraded before its hello.
+	res.StartTLS = e.upgradeFor(t)
+	base := e.dialer
+	if res.StartTLS != "" {
+		host := named.SNI
+		if host == "" {
+			host = ip.String()
+		}
+		base = &starttlsDialer{base: e.dialer, proto: res.StartTLS, host: host, timeout: e.ioTimeout}
+	}
+	d := &targetDialer{base: base, max: e.maxConns}
 	if e.limits != nil {
 		if err := e.reserve(ctx, ip); err != nil {
 			st := stackprint.StatusRateLimited
@@ -326,6 +351,15 @@ func (e *Engine) Probe(ctx context.Context, t stackprint.Target, sni string) (re
 	res.Conns = d.n
 	res.Status, res.Error = summarize(res.Kinds)
 	return res
+}
+
+// upgradeFor is the STARTTLS protocol for t: the sensor's, else the
+// port's, else "" (direct TLS).
+func (e *Engine) upgradeFor(t stackprint.Target) string {
+	if stackprint.IsStartTLSProtocol(t.StartTLS) {
+		return t.StartTLS
+	}
+	return e.starttls[t.Port]
 }
 
 // summarize derives the target status from the kinds. HTTP is auxiliary:

@@ -84,6 +84,7 @@ const (
 	failReset            // reset / broken pipe, or shutdown failed after data
 	failEOF              // peer closed without sending
 	failOther            // any other I/O error
+	failNotTLS           // the STARTTLS upgrade was refused
 )
 
 // jarmAbort is a timeout or cancellation: jarm.py stops probing and the
@@ -177,6 +178,9 @@ func (j *JARM) Probe(ctx context.Context, t stackprint.Target, sni string) (res 
 		case failOther:
 			tally.other++
 			keepFirst(&tally.otherMsg, err.Error())
+		case failNotTLS:
+			tally.notTLS++
+			keepFirst(&tally.notTLSMsg, err.Error())
 		case failNone:
 			pieces[i] = ParseJARMAnswer(data)
 			switch {
@@ -266,6 +270,9 @@ func (j *JARM) exchange(ctx context.Context, network, addr string, hello, buf []
 		}
 		if isTimeout(err) {
 			return nil, failNone, 1, &jarmAbort{fmt.Errorf("connect: %w", err)}
+		}
+		if errors.Is(err, errNotTLS) {
+			return nil, failNotTLS, 1, fmt.Errorf("connect: %w", err)
 		}
 		return nil, failConnect, 1, fmt.Errorf("connect: %w", err)
 	}

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/stackprint/stackprint"
 	"github.com/stackprint/stackprint/configs"
 	"github.com/stackprint/stackprint/enrich"
 	"github.com/stackprint/stackprint/probe"
@@ -94,6 +95,9 @@ type ProbeConfig struct {
 	ReadCap             int      `yaml:"read_cap"`
 	// Wait for the HTTP answer's head after GET /; 0 = the probe default.
 	HTTPWait time.Duration `yaml:"http_wait"`
+	// Ports whose connections are upgraded with STARTTLS before every
+	// handshake (port: protocol); absent = the standard ports, {} = none.
+	StartTLSPorts map[uint16]string `yaml:"starttls_ports"`
 }
 
 // OutputsConfig: each output is off when its path is "" (validate in
@@ -294,6 +298,11 @@ func (c *Config) validate() []error {
 	if c.Scheduler.Burst < 1 {
 		bad("scheduler.burst", c.Scheduler.Burst, "must be >= 1")
 	}
+	for port, p := range c.Probe.StartTLSPorts {
+		if !stackprint.IsStartTLSProtocol(p) {
+			bad(fmt.Sprintf("probe.starttls_ports.%d", port), p, "want one of "+strings.Join(stackprint.StartTLSProtocols(), ", "))
+		}
+	}
 	if c.Probe.HTTPWait < 0 {
 		bad("probe.http_wait", c.Probe.HTTPWait, "must not be negative (0 = default)")
 	}
@@ -396,6 +405,8 @@ func (c *Config) probeEngineConfig() probe.EngineConfig {
 		MaxConns:  c.Probe.MaxConnsPerTarget,
 		ReadCap:   c.Probe.ReadCap,
 		HTTPWait:  c.Probe.HTTPWait,
+		// nil (absent) means the standard ports.
+		StartTLSPorts: c.Probe.StartTLSPorts,
 	}
 }
 
