@@ -2,6 +2,7 @@ package enrich
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -46,6 +47,11 @@ type Ledger struct {
 	syncErr   error // a failed BeforeCommit: nothing may be committed after it
 	committed map[string]Committed
 }
+
+// ErrCommitLater, from BeforeCommit, skips a commit without failing: the
+// outputs are retrying a failed write and nothing may be committed until
+// it succeeds.
+var ErrCommitLater = errors.New("outputs not durable yet, commit later")
 
 // Committed is the file position last committed for an input.
 type Committed struct {
@@ -227,7 +233,9 @@ func (l *Ledger) commit(final bool) error {
 		return l.syncErr
 	}
 	if l.BeforeCommit != nil {
-		if err := l.BeforeCommit(); err != nil {
+		if err := l.BeforeCommit(); errors.Is(err, ErrCommitLater) {
+			return nil // nothing committed; the next interval tries again
+		} else if err != nil {
 			l.syncErr = fmt.Errorf("make outputs durable before the checkpoint: %w", err)
 			return l.syncErr
 		}

@@ -254,6 +254,27 @@ func (w *AlertWriter) flushLocked() error {
 	return nil
 }
 
+// Rollback undoes a failed write: the buffered alerts are dropped and the
+// file is cut back to its last whole line, so a write that ran out of
+// space leaves no partial record. The caller writes the dropped alerts
+// again.
+func (w *AlertWriter) Rollback() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed || w.stdout {
+		return nil
+	}
+	w.w.Reset(w.f)
+	_, torn, err := truncateTorn(w.f)
+	if err != nil {
+		return fmt.Errorf("roll back %s: %w", w.name, err)
+	}
+	if torn {
+		w.w.WriteByte('\n')
+	}
+	return nil
+}
+
 // Reopen flushes and closes the file and opens the path again, for
 // logrotate's rename-and-create (then SIGHUP) rotation.
 func (w *AlertWriter) Reopen() error {

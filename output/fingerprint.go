@@ -77,6 +77,9 @@ func (f *FingerprintLog) Rotate() error { return f.l.Rotate() }
 // Close writes #close, flushes and closes the file.
 func (f *FingerprintLog) Close() error { return f.l.Close() }
 
+// Rollback undoes a failed write (ZeekLog.Rollback).
+func (f *FingerprintLog) Rollback() error { return f.l.Rollback() }
+
 func fingerprintRecord(ev stackprint.Event, r stackprint.Result, m []stackprint.Match) []any {
 	target := r.Target
 	if !target.IP.IsValid() {

@@ -81,6 +81,16 @@ func newDaemon(cfg *Config, log *slog.Logger, hooks daemonHooks) (_ *daemon, err
 		return nil, fmt.Errorf("probe engine: %w", err)
 	}
 	d.metrics = newMetrics(d)
+	d.sink.onWriteErr = func(name string, err error) {
+		if err == nil {
+			d.log.Warn("output writes recovered; checkpoints resume")
+			_ = sdNotify("STATUS=following " + fmt.Sprint(len(cfg.Inputs)) + " inputs")
+			return
+		}
+		d.metrics.outputErrors.WithLabelValues(name).Inc()
+		d.log.Error("output write failed; rolled back to the last whole record, retrying (checkpoints wait)", "output", name, "err", err)
+		_ = sdNotify("STATUS=degraded: output " + name + " failing, retrying: " + err.Error())
+	}
 	if d.rules, err = newRulesEngine(cfg.Rules, log); err != nil {
 		return nil, err
 	}
@@ -243,6 +253,7 @@ wait:
 		}
 	}
 	d.running.Store(false)
+	d.sink.abortRetries() // a write waiting for disk space gives up: its event is replayed at the next start
 	_ = sdNotify("STOPPING=1")
 	stopTailers()
 	wg.Wait()

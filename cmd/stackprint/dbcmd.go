@@ -24,7 +24,7 @@ const dbUsage = `Usage:
   stackprint db add --kind K --value V --label L [--source S] [--confidence low|medium|high] [--category C] [--notes N]
   stackprint db rm --kind K --value V
   stackprint db list [--kind K] [--json]
-  stackprint db import [--format csv|jsonl|jarm|sslbl] [--partial] [--source S] [--confidence C] [--category C] FILE...
+  stackprint db import [--format csv|jsonl|jarm|sslbl|goscanner|jarmpy|tlsx] [--partial] [--source S] [--confidence C] [--category C] [--label L] FILE...
   stackprint db export --format jsonl|csv|zeek-intel|suricata-dataset [-o FILE] [--kind K] [--min-confidence C] [--since D]
   stackprint db stats [--json]
   stackprint db check                      consistency check (through the daemon when it runs)
@@ -52,7 +52,8 @@ func dbExamples(sub string) string {
 	case "import":
 		return `  stackprint db import configs/seeds/jarm-intel.csv          # stackprint CSV with a header
   stackprint db import --format sslbl sslblacklist.csv        # abuse.ch SSLBL certificate SHA1s
-  stackprint db import --source my-intel jarms.txt            # hash,label[,source] lines`
+  stackprint db import --source my-intel jarms.txt            # hash,label[,source] lines
+  stackprint db import --label "c2 scan" --category c2 fingerprints.csv   # goscanner ATSF scan (also jarm.py -o CSV, tlsx -json)`
 	}
 	return ""
 }
@@ -396,7 +397,8 @@ func dash(s string) string {
 func cmdDBImport(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := dbFlagSet("import", "stackprint db import [flags] FILE...", stderr)
 	t := addTargetFlags(fs)
-	format := fs.String("format", "", "csv (ours, with a header), jsonl, jarm (hash,label[,source]) or sslbl (abuse.ch SSLBL CSV); default: detected")
+	format := fs.String("format", "", "csv (ours, with a header), jsonl, jarm (hash,label[,source]), sslbl (abuse.ch SSLBL CSV), goscanner (fingerprints.csv), jarmpy (jarm.py -o CSV) or tlsx (JSON lines with jarm_hash); default: detected")
+	label := fs.String("label", "", "label for lines that have none (scan outputs; default: scan: and the first server seen with the fingerprint)")
 	partial := fs.Bool("partial", false, "import the valid lines of a file that has invalid ones (default: all or nothing per file)")
 	source := fs.String("source", "", "source for lines that name none (default: the feed's name, or import:FILE)")
 	confidence := fs.String("confidence", "", "confidence for lines that set none (default: medium; low for default stacks; high for SSLBL)")
@@ -410,7 +412,7 @@ func cmdDBImport(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		fs.Usage()
 		return fmt.Errorf("db import: want at least one FILE")
 	}
-	o := db.ImportOptions{Format: *format, Partial: *partial, Source: *source, Confidence: *confidence, Category: *category, Replace: *replace}
+	o := db.ImportOptions{Format: *format, Partial: *partial, Source: *source, Confidence: *confidence, Category: *category, Label: *label, Replace: *replace}
 	st, _, err := openStore(ctx, t, true, stderr)
 	if err != nil {
 		return err

@@ -30,6 +30,7 @@ type metrics struct {
 	matches       *prometheus.CounterVec
 	alerts        *prometheus.CounterVec
 	reloads       *prometheus.CounterVec
+	outputErrors  *prometheus.CounterVec
 }
 
 func newMetrics(d *daemon) *metrics {
@@ -56,6 +57,13 @@ func newMetrics(d *daemon) *metrics {
 			Name: "stackprint_config_reloads_total", Help: "SIGHUP reloads, by result (ok or error).",
 		}, []string{"result"}),
 	}
+	m.outputErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "stackprint_output_write_errors_total", Help: "Failed output writes (each rolled back and retried), by output.",
+	}, []string{"output"})
+	for _, o := range []string{"alerts", "alert_log", "eve", "fingerprints", "feed"} {
+		m.outputErrors.WithLabelValues(o)
+	}
+	m.reg.MustRegister(m.outputErrors)
 	m.reg.MustRegister(m.probes, m.probeDuration, m.probeConns, m.matches, m.alerts, m.reloads,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		&daemonCollector{d: d})
@@ -126,6 +134,7 @@ var (
 	descAbandoned   = prometheus.NewDesc("stackprint_probes_abandoned_total", "Probes cut short by shutdown (their events resume after restart).", nil, nil)
 	descUnsettled   = prometheus.NewDesc("stackprint_events_unsettled", "Events read but neither judged nor parked.", nil, nil)
 	descCkptLag     = prometheus.NewDesc("stackprint_checkpoint_lag_bytes", "Bytes of an input's current file past its committed checkpoint.", []string{"input"}, nil)
+	descDegraded    = prometheus.NewDesc("stackprint_output_degraded", "1 while a failed output write is being retried (checkpoints wait), else 0.", nil, nil)
 	descDBSize      = prometheus.NewDesc("stackprint_db_size_bytes", "Size of the bbolt file.", nil, nil)
 	descBuild       = prometheus.NewDesc("stackprint_build_info", "Build information.", []string{"version", "commit", "goversion"}, nil)
 )
@@ -134,7 +143,7 @@ func (c *daemonCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descLines, descParseErrors, descLongLines, descInvalidSNI, descRotations, descEvents, descWaiting,
 		descSpilled, descBacklogFull, descUnits, descQueue,
 		descInFlight, descCacheSize, descCacheHits, descCacheEvict, descHitRatio, descAbandoned, descUnsettled,
-		descCkptLag, descDBSize, descBuild} {
+		descCkptLag, descDBSize, descBuild, descDegraded} {
 		ch <- d
 	}
 }
@@ -194,6 +203,11 @@ func (c *daemonCollector) Collect(ch chan<- prometheus.Metric) {
 	for in, v := range lag {
 		gauge(descCkptLag, float64(v), in)
 	}
+	degraded := 0.0
+	if d.sink.degraded() != nil {
+		degraded = 1
+	}
+	gauge(descDegraded, degraded)
 	if fi, err := os.Stat(d.cfg.DB.Path); err == nil {
 		gauge(descDBSize, float64(fi.Size()))
 	}
@@ -231,6 +245,12 @@ func (d *daemon) serveHTTP(ctx context.Context, addr string, log *slog.Logger) e
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
 		if err := d.ready(); err != nil {
 			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		// Degraded is not unready for the watchdog (a restart would not free
+		// the disk), but a probe should see it.
+		if err := d.sink.degraded(); err != nil {
+			http.Error(w, "degraded: an output write is failing and being retried, checkpoints wait: "+err.Error(), http.StatusServiceUnavailable)
 			return
 		}
 		fmt.Fprintln(w, "ready")

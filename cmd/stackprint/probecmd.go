@@ -2,11 +2,13 @@ package main
 
 import (
 	"context"
+	"encoding/csv"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -45,8 +47,9 @@ type kindJSON struct {
 }
 
 func cmdProbe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("probe", "stackprint probe [--json] [--sni NAME] [--kinds LIST] [--timeout D] [--deadline D] [--http-wait D] [--starttls PROTO] HOST:PORT", stderr)
-	asJSON := fs.Bool("json", false, "print one JSON object")
+	fs := newFlagSet("probe", "stackprint probe [--json | --format text|json|goscanner] [--sni NAME] [--kinds LIST] [--timeout D] [--deadline D] [--http-wait D] [--starttls PROTO] HOST:PORT", stderr)
+	asJSON := fs.Bool("json", false, "print one JSON object (same as --format json)")
+	format := fs.String("format", "text", "text, json, or goscanner (the columns of goscanner's fingerprints.csv, with a header)")
 	sni := fs.String("sni", "", "server name to send (default: the host as given; for an IP, JARM sends the IP literal as jarm.py does and the other kinds send none)")
 	kinds := fs.String("kinds", strings.Join(probe.AllKinds(), ","), "comma-separated fingerprint kinds: jarm, cert, http, atsf")
 	ioTimeout := fs.Duration("timeout", probe.DefaultIOTimeout, "timeout of each connect, write and read")
@@ -72,6 +75,18 @@ func cmdProbe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	kindList, err := probe.ParseKinds(strings.Split(*kinds, ","))
 	if err != nil {
 		return fmt.Errorf("probe: --kinds: %w", err)
+	}
+	if *asJSON {
+		*format = "json"
+	}
+	switch *format {
+	case "text", "json":
+	case "goscanner":
+		if !slices.Contains(kindList, stackprint.KindATSF) {
+			return fmt.Errorf("probe: --format goscanner needs the atsf kind (--kinds %s)", strings.Join(kindList, ","))
+		}
+	default:
+		return fmt.Errorf("probe: --format %q: want text, json or goscanner", *format)
 	}
 	ip, err := netip.ParseAddr(host)
 	name := *sni
@@ -111,7 +126,10 @@ func cmdProbe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	pctx, cancel := context.WithTimeout(ctx, *deadline)
 	defer cancel()
 	res := eng.Probe(pctx, t, name)
-	if *asJSON {
+	if *format == "goscanner" {
+		return printGoscanner(stdout, t, res)
+	}
+	if *format == "json" {
 		out := probeJSON{
 			SchemaVersion: stackprint.SchemaVersion, Target: t.Addr().String(), IP: ip.String(), Port: t.Port,
 			SNI: name, ObservedSNI: t.SNI, StartTLS: res.StartTLS, Status: string(res.Status), JARM: res.JARM, JARMRaw: res.JARMRaw,
@@ -127,6 +145,38 @@ func cmdProbe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	printProbeText(stdout, t, name, res)
 	return nil
+}
+
+// printGoscanner writes the columns of goscanner's fingerprints.csv (ip,
+// port, server_name, one raw string per ClientHello, the combined
+// fingerprint) with a header, so the line can be compared with or imported
+// next to the reference scanner's output (db import --format goscanner).
+// server_name is the name ATSF sent (empty without SNI); fingerprint is
+// empty when not every ClientHello answered (goscanner drops such a
+// target).
+func printGoscanner(w io.Writer, t stackprint.Target, res stackprint.Result) error {
+	names := probe.ATSFHelloNames()
+	cw := csv.NewWriter(w)
+	if err := cw.Write(append(append([]string{"ip", "port", "server_name"}, names...), "fingerprint")); err != nil {
+		return err
+	}
+	row := []string{t.IP.String(), strconv.Itoa(int(t.Port)), t.SNI}
+	raw := map[string]string{}
+	fp := ""
+	if res.ATSF != nil {
+		for _, h := range res.ATSF.Hellos {
+			raw[h.Name] = h.Raw
+		}
+		fp = res.ATSF.Fingerprint
+	}
+	for _, n := range names {
+		row = append(row, raw[n])
+	}
+	if err := cw.Write(append(row, fp)); err != nil {
+		return err
+	}
+	cw.Flush()
+	return cw.Error()
 }
 
 // printProbeText is the human-readable form: one fact per line.

@@ -118,3 +118,43 @@ func TestEndToEndSTARTTLS(t *testing.T) {
 		t.Errorf("stackprint.log lacks the STARTTLS record:\n%s", fp)
 	}
 }
+
+// TestProbeFormatGoscanner: `probe --format goscanner` prints goscanner's
+// fingerprints.csv columns; `db import` reads them back into the ATSF id
+// `probe --json` reports.
+func TestProbeFormatGoscanner(t *testing.T) {
+	s := mustServer(t, "gs", "127.0.0.67", &tls.Config{Certificates: []tls.Certificate{mustCert(t, "rsa")}})
+	out, errOut, err := runBin(t, "probe", "--format", "goscanner", "--kinds", "atsf", "--sni", "gs.e2e.test", s.Addr.String())
+	if err != nil {
+		t.Fatalf("probe --format goscanner: %v\n%s", err, errOut)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 2 || !strings.HasPrefix(lines[0], "ip,port,server_name,random4520,") || !strings.HasSuffix(lines[0], ",random9428,fingerprint") {
+		t.Fatalf("output:\n%s", out)
+	}
+	cols := strings.Split(lines[1], ",")
+	if len(cols) != 14 || cols[0] != "127.0.0.67" || cols[2] != "gs.e2e.test" || strings.Count(cols[13], "|") != 9 {
+		t.Fatalf("row %q", lines[1])
+	}
+	js, _, err := runBin(t, "probe", "--json", "--kinds", "atsf", "--sni", "gs.e2e.test", s.Addr.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pr struct {
+		ATSF struct{ Fingerprint, ID string }
+	}
+	if err := json.Unmarshal([]byte(js), &pr); err != nil || pr.ATSF.Fingerprint != cols[13] {
+		t.Fatalf("json fingerprint %q differs from the goscanner column (%v)", pr.ATSF.Fingerprint, err)
+	}
+	dir := t.TempDir()
+	csvPath, dbPath := dir+"/fingerprints.csv", dir+"/fp.db"
+	if err := os.WriteFile(csvPath, []byte(out), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if o, e, err := runBin(t, "db", "import", "--db", dbPath, "--label", "lab", csvPath); err != nil || !strings.Contains(o, "imported 1 entries") || !strings.Contains(o, "(goscanner)") {
+		t.Fatalf("db import: %v\n%s%s", err, o, e)
+	}
+	if o, e, err := runBin(t, "db", "list", "--db", dbPath); err != nil || !strings.Contains(o, pr.ATSF.ID) {
+		t.Fatalf("db list lacks ATSF id %s: %v\n%s%s", pr.ATSF.ID, err, o, e)
+	}
+}
