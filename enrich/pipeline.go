@@ -68,6 +68,10 @@ type Config struct {
 	Deadline        time.Duration // hard per-probe budget
 	TarpitDeadline  time.Duration // deadline for an IP that recently did not answer; default min(Deadline, 3s)
 	DrainTimeout    time.Duration // at shutdown, how long probes in flight may finish; default 5s
+	// NameShare is the part of the global connection budget name probes
+	// may take (they go first within it); server probes have the rest and
+	// whatever names leave. Default 0.25.
+	NameShare float64
 	// AnswerGrace is how long a new server probe holds its whole share of
 	// the global budget before it has answered its first ClientHello;
 	// past it, only what it used (a tarpit: one connection). It pays the
@@ -77,7 +81,7 @@ type Config struct {
 
 	// MemEvents bounds the events waiting in memory; past it, events of
 	// the clients holding the most are spilled to the backlog (Spill) and
-	// loaded back (Load) as room frees, fairly across clients. 0 → 100000.
+	// loaded back (Load) as room frees, fairly across clients. 0 → 20000.
 	MemEvents int
 	// BacklogMax bounds the spilled events; at the bound Handle waits
 	// (the inputs stop reading: nothing is lost) and the alarm is raised.
@@ -197,7 +201,9 @@ type Pipeline struct {
 
 	mu       sync.Mutex
 	cache    *expirable.LRU[cacheKey, any]
-	fq       *fairQueue
+	fq       *fairQueue // server probes
+	names    *fairQueue // name probes, within NameShare of the global budget
+	nameB    *bucket
 	global   *bucket
 	perIP    map[netip.Addr]*bucket
 	inFlight int
@@ -257,6 +263,9 @@ func New(cfg Config, prober Prober, matcher Matcher, judge Judge, sink Sink) (*P
 	if cfg.DrainTimeout <= 0 {
 		cfg.DrainTimeout = 5 * time.Second
 	}
+	if cfg.NameShare <= 0 || cfg.NameShare > 1 {
+		cfg.NameShare = 0.25
+	}
 	if cfg.AnswerGrace <= 0 {
 		cfg.AnswerGrace = 250 * time.Millisecond
 	}
@@ -264,7 +273,7 @@ func New(cfg Config, prober Prober, matcher Matcher, judge Judge, sink Sink) (*P
 		cfg.TarpitDeadline = min(cfg.Deadline, 3*time.Second)
 	}
 	if cfg.MemEvents <= 0 {
-		cfg.MemEvents = 100000
+		cfg.MemEvents = 20000
 	}
 	if cfg.BacklogMax <= 0 {
 		cfg.BacklogMax = 10_000_000
@@ -289,9 +298,12 @@ func New(cfg Config, prober Prober, matcher Matcher, judge Judge, sink Sink) (*P
 	now := cfg.Now()
 	p := &Pipeline{
 		cfg: cfg, prober: prober, matcher: matcher, judge: judge, sink: sink,
-		log:        cfg.Logger,
-		fq:         newFairQueue(),
-		global:     newBucket(cfg.ProbesPerSecond*float64(cfg.ServerCost), cfg.Burst*cfg.ServerCost, now),
+		log:    cfg.Logger,
+		fq:     newFairQueue(),
+		names:  newFairQueue(),
+		global: newBucket(cfg.ProbesPerSecond*float64(cfg.ServerCost), cfg.Burst*cfg.ServerCost, now),
+		nameB: newBucket(cfg.NameShare*cfg.ProbesPerSecond*float64(cfg.ServerCost),
+			max(cfg.NameCost, int(cfg.NameShare*float64(cfg.Burst*cfg.ServerCost))), now),
 		perIP:      map[netip.Addr]*bucket{},
 		perCli:     map[netip.Addr]int{},
 		spilled:    map[netip.Addr]int{},
@@ -346,7 +358,7 @@ func (p *Pipeline) handle(ev stackprint.Event, resumed bool) error {
 		ev.Queued = now
 	}
 	if now.Sub(ev.Queued) > p.cfg.MaxWait {
-		return p.expire(ev, now)
+		return p.expire(ev, now, false)
 	}
 	p.mu.Lock()
 	if nm := p.lookupName(t, now); nm != nil {
@@ -487,7 +499,11 @@ func (p *Pipeline) push(u *unit, client netip.Addr) {
 		return
 	}
 	u.clients = append(u.clients, client)
-	p.fq.push(client, u)
+	if u.srv.u == u {
+		p.fq.push(client, u)
+	} else {
+		p.names.push(client, u)
+	}
 	p.signal()
 }
 
@@ -509,7 +525,8 @@ func (p *Pipeline) addWaiter(nm *name, ev stackprint.Event) *waiter {
 func (p *Pipeline) takeWaiters(nm *name) []*waiter {
 	ws := nm.waiters
 	nm.waiters = nil
-	p.waiting -= len(ws)
+	// p.waiting drops as each event's outcome is counted (outcome), so
+	// outcomes plus waiting always add up to the events taken in.
 	for _, w := range ws {
 		c := w.ev.Orig.Addr()
 		if p.perCli[c]--; p.perCli[c] <= 0 {
@@ -646,11 +663,7 @@ func (p *Pipeline) dispatch(ctx, probeCtx context.Context) {
 			p.fail(err)
 			return
 		}
-		var u *unit
-		var wakeAt time.Time
-		if p.inFlight < p.cfg.MaxInFlight {
-			u, wakeAt = p.fq.next(now, p.canPay)
-		}
+		u, wakeAt := p.nextUnit(now)
 		if u != nil {
 			for {
 				at := p.affordable(u, now)
@@ -704,6 +717,39 @@ func sleepUntil(ctx context.Context, at, now time.Time) bool {
 	case <-t.C:
 		return true
 	}
+}
+
+// nextUnit picks the next probe (under p.mu): a name probe while the
+// names' share of the global budget allows one — they cost a connection
+// each and are paced by their IP's budget, so a server with thousands of
+// names drains at its own rate instead of waiting for a turn among
+// thousands of servers — else a server probe. It returns nil and when to
+// look again when none can go.
+func (p *Pipeline) nextUnit(now time.Time) (*unit, time.Time) {
+	if p.inFlight >= p.cfg.MaxInFlight {
+		return nil, time.Time{}
+	}
+	var wake time.Time
+	if p.names.units > 0 {
+		if at := p.nameB.readyAt(now, p.cfg.NameCost); at.After(now) {
+			wake = at
+		} else {
+			u, w := p.names.next(now, p.canPay)
+			if u != nil {
+				p.nameB.take(now, u.cost)
+				return u, time.Time{}
+			}
+			wake = w
+		}
+	}
+	u, w := p.fq.next(now, p.canPay)
+	if u != nil {
+		return u, time.Time{}
+	}
+	if wake.IsZero() || (!w.IsZero() && w.Before(wake)) {
+		wake = w
+	}
+	return nil, wake
 }
 
 // affordable is when the global budget covers u's whole cost on top of
@@ -1021,9 +1067,9 @@ func (p *Pipeline) deliver(nm *name, ws []*waiter, cached bool) error {
 	}
 	for _, w := range ws {
 		if cached {
-			p.deduped.Add(1)
+			p.outcome(&p.deduped, true)
 		} else {
-			p.probed.Add(1)
+			p.outcome(&p.probed, true)
 		}
 		if w.p1 != nil {
 			<-w.p1 // its server-level verdict is being written
@@ -1033,6 +1079,18 @@ func (p *Pipeline) deliver(nm *name, ws []*waiter, cached bool) error {
 		}
 	}
 	return nil
+}
+
+// outcome counts an event's final outcome; one that waited leaves the
+// waiting count in the same step, so a Stats snapshot never sees it in
+// both or in neither.
+func (p *Pipeline) outcome(c *atomic.Uint64, waited bool) {
+	p.mu.Lock()
+	c.Add(1)
+	if waited {
+		p.waiting--
+	}
+	p.mu.Unlock()
 }
 
 // rematch matches res again when the DB generation moved since gen.
@@ -1105,8 +1163,8 @@ func (p *Pipeline) alert(v stackprint.Verdict, ev stackprint.Event, res stackpri
 }
 
 // expire ends an event that waited past the age limit.
-func (p *Pipeline) expire(ev stackprint.Event, now time.Time) error {
-	p.expired.Add(1)
+func (p *Pipeline) expire(ev stackprint.Event, now time.Time, waited bool) error {
+	p.outcome(&p.expired, waited)
 	p.log.Warn("event waited past scheduler.max_wait for a probe; recorded as expired, no verdict",
 		"target", ev.Target().String(), "queued", ev.Queued, "max_wait", p.cfg.MaxWait)
 	res := stackprint.Result{Target: ev.Target(), Started: now, Status: stackprint.StatusExpired,
@@ -1133,7 +1191,6 @@ func (p *Pipeline) sweepExpired() error {
 		for _, w := range nm.waiters {
 			if now.Sub(w.ev.Queued) > p.cfg.MaxWait {
 				old = append(old, w.ev)
-				p.waiting--
 				if c := w.ev.Orig.Addr(); p.perCli[c] > 1 {
 					p.perCli[c]--
 				} else {
@@ -1147,7 +1204,7 @@ func (p *Pipeline) sweepExpired() error {
 	}
 	p.mu.Unlock()
 	for _, ev := range old {
-		if err := p.expire(ev, now); err != nil {
+		if err := p.expire(ev, now, true); err != nil {
 			return err
 		}
 	}
@@ -1261,8 +1318,8 @@ func (p *Pipeline) WaitIdle(ctx context.Context) error {
 // Stats returns a snapshot of the counters.
 func (p *Pipeline) Stats() Stats {
 	p.mu.Lock()
-	waiting, spilled, inFlight, depth := p.waiting, p.nSpilled, p.inFlight, p.fq.units
-	p.mu.Unlock()
+	defer p.mu.Unlock()
+	waiting, spilled, inFlight, depth := p.waiting, p.nSpilled, p.inFlight, p.fq.units+p.names.units
 	return Stats{
 		Events: p.events.Load(), Deduped: p.deduped.Load(), Probed: p.probed.Load(), OutOfScope: p.outOfScope.Load(),
 		Invalid: p.inval.Load(), Expired: p.expired.Load(),

@@ -247,7 +247,9 @@ func TestAdversarialC2UnderManyNames(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	// Let the name probes finish before counting the wire.
-	waitFor(t, "a record per name", 30*time.Second, func() bool { return len(jsonLines(d.recordsPath)) >= 10 })
+	for t1 := time.Now(); len(jsonLines(d.recordsPath)) < 10 && time.Since(t1) < 30*time.Second; {
+		time.Sleep(20 * time.Millisecond)
+	}
 	conns := counter.count("127.0.20.1") - before
 	var lat []time.Duration
 	for _, v := range seen {
@@ -304,11 +306,19 @@ func TestAdversarialBusyIP(t *testing.T) {
 	}
 	busyMax := maxInWindow(slices.Clone(counter.accepts["127.0.21.1"]), time.Second)
 	busyConns := len(counter.accepts["127.0.21.1"])
+	otherConns := 0
+	for ip, ts := range counter.accepts {
+		if ip != "127.0.21.1" {
+			otherConns += len(ts)
+		}
+	}
 	counter.mu.Unlock()
 	m := d.scrape()
-	rate := float64(started) / (window - max(firstOther, 0)).Seconds()
-	t.Logf("shape busy-ip: first other server probed after %s; %d other servers probed in %s (%.2f/s = %.0f%% of the global 5/s); busy IP %d connections, at most %d in any second; events judged %.0f, waiting %.0f+%.0f; peak RSS %d MB",
-		firstOther.Round(time.Millisecond), started, window, rate, rate/5*100, busyConns, busyMax,
+	span := (window - max(firstOther, 0)).Seconds()
+	// The global budget is 5 full fingerprints of 21 connections a second.
+	share := float64(otherConns) / span / (5 * 21)
+	t.Logf("shape busy-ip: first other server probed after %s; %d other servers probed in %s (%.2f/s), %d connections to them = %.0f%% of the global budget of 105/s; busy IP %d connections (%.1f/s, at most %d in any second); events judged %.0f, waiting %.0f+%.0f; peak RSS %d MB",
+		firstOther.Round(time.Millisecond), started, window, float64(started)/span, otherConns, share*100, busyConns, float64(busyConns)/window.Seconds(), busyMax,
 		sumOutcomes(m), m[`stackprint_events_waiting{where="memory"}`], m[`stackprint_events_waiting{where="disk"}`], d.rssMB())
 	d.stop()
 	if measureOnly {
@@ -318,9 +328,12 @@ func TestAdversarialBusyIP(t *testing.T) {
 		t.Errorf("first other server probed after %s, want within 2s", firstOther)
 	}
 	// The busy IP takes its own 20 connections/s out of the global 105:
-	// 81 % are left for the others. 75 % leaves room for timing noise.
-	if rate < 0.75*5 {
-		t.Errorf("others probed at %.2f/s, want at least 75%% of 5/s", rate)
+	// 81 % are left for the others.
+	if share < 0.8 {
+		t.Errorf("others got %.0f%% of the global connection budget, want at least 80%%", share*100)
+	}
+	if float64(busyConns)/window.Seconds() < 15 {
+		t.Errorf("busy IP drained at %.1f connections/s, want about its own 20/s", float64(busyConns)/window.Seconds())
 	}
 	if busyMax > 20+22 {
 		t.Errorf("busy IP got %d connections in one second, limit 20/s + burst 22", busyMax)
@@ -365,16 +378,15 @@ func TestAdversarialTarpits(t *testing.T) {
 		t0 := time.Now()
 		d.feed(lines)
 		var took time.Duration
-		waitFor(t, "records of the 20 good servers", 120*time.Second, func() bool {
-			n := 0
+		for n := 0; n < 20 && time.Since(t0) < 120*time.Second; time.Sleep(20 * time.Millisecond) {
+			n = 0
 			for _, r := range jsonLines(d.recordsPath) {
 				if strings.HasPrefix(fmt.Sprint(r["id.resp_h"]), "127.0.30.") {
 					n++
 				}
 			}
 			took = time.Since(t0)
-			return n == 20
-		})
+		}
 		d.stop()
 		return took
 	}
@@ -407,15 +419,14 @@ func TestAdversarialFloodThenC2(t *testing.T) {
 	t0 := time.Now()
 	d.feed([]advLine{{"CFloodC2", "127.0.9.2", c2, "c2.flood.test"}})
 	var latency time.Duration = -1
-	waitFor(t, "the C2 alert behind the flood", 60*time.Second, func() bool {
+	for latency < 0 && time.Since(t0) < 60*time.Second {
 		for _, a := range jsonLines(d.alertsPath) {
 			if a["uid"] == "CFloodC2" {
 				latency = time.Since(t0)
-				return true
 			}
 		}
-		return false
-	})
+		time.Sleep(50 * time.Millisecond)
+	}
 	time.Sleep(2 * time.Second)
 	m := d.scrape()
 	judged := sumOutcomes(m)
@@ -431,7 +442,7 @@ func TestAdversarialFloodThenC2(t *testing.T) {
 	if measureOnly {
 		return
 	}
-	if latency > 10*time.Second {
+	if latency < 0 || latency > 10*time.Second {
 		t.Errorf("C2 alert after %s behind the flood, want within 10s", latency)
 	}
 	// Restart after the SIGKILL with a faster rate so the test can watch
@@ -440,9 +451,9 @@ func TestAdversarialFloodThenC2(t *testing.T) {
 	writeConfig(t, d.cfg, cfg)
 	t1 := time.Now()
 	d.start()
-	waitFor(t, "the backlog drained after the restart", 10*time.Minute, func() bool {
+	waitFor(t, "the backlog drained after the restart", 4*time.Minute, func() bool {
 		m := d.scrape()
-		return m[`stackprint_lines_read_total{input="zeek-ssl"}`] >= 1 && m[`stackprint_events_waiting{where="memory"}`] == 0 &&
+		return sumOutcomes(m) > 0 && m[`stackprint_events_waiting{where="memory"}`] == 0 &&
 			m[`stackprint_events_waiting{where="disk"}`] == 0 && m[`stackprint_queue_depth`] == 0 && m[`stackprint_probes_in_flight`] == 0
 	})
 	m = d.scrape()
