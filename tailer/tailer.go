@@ -119,11 +119,14 @@ type Stats struct {
 	PartialLines    uint64 // unfinished last lines of finished files, processed as lines
 	NULBytes        uint64 // NUL bytes skipped at line starts (copytruncate with a non-append writer)
 	InvalidSNI      uint64 // events whose SNI was not a host name (ValidSNI): delivered without it
+
+	LastEvent time.Time // when the last event was handed to the handler; zero before the first
 }
 
 type counters struct {
 	lines, events, parseErrors, skipped, longLines, rotations, truncations atomic.Uint64
 	catchUp, resumeFallbacks, partialLines, nulBytes, invalidSNI           atomic.Uint64
+	lastEvent                                                              atomic.Int64 // unix nanoseconds
 }
 
 func (c *counters) snapshot() Stats {
@@ -141,7 +144,15 @@ func (c *counters) snapshot() Stats {
 		PartialLines:    c.partialLines.Load(),
 		NULBytes:        c.nulBytes.Load(),
 		InvalidSNI:      c.invalidSNI.Load(),
+		LastEvent:       unixNanoTime(c.lastEvent.Load()),
 	}
+}
+
+func unixNanoTime(ns int64) time.Time {
+	if ns == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, ns)
 }
 
 // lineParser is what ZeekParser and EveParser share.
@@ -291,6 +302,7 @@ func (s *sink) line(ctx context.Context, fc *fileCtx, line []byte, long bool, en
 		ev.Offset = end
 		ev.Ident = fc.ident
 		s.st.events.Add(1)
+		s.st.lastEvent.Store(time.Now().UnixNano())
 		if err := s.h(ctx, ev); err != nil {
 			return fmt.Errorf("%s: handler: %w", fc.where(end), err)
 		}
