@@ -119,8 +119,6 @@ type Stats struct {
 	PartialLines    uint64 // unfinished last lines of finished files, processed as lines
 	NULBytes        uint64 // NUL bytes skipped at line starts (copytruncate with a non-append writer)
 	InvalidSNI      uint64 // events whose SNI was not a host name (ValidSNI): delivered without it
-
-	LastEvent time.Time // when the last event was handed to the handler; zero before the first
 }
 
 type counters struct {
@@ -144,7 +142,6 @@ func (c *counters) snapshot() Stats {
 		PartialLines:    c.partialLines.Load(),
 		NULBytes:        c.nulBytes.Load(),
 		InvalidSNI:      c.invalidSNI.Load(),
-		LastEvent:       unixNanoTime(c.lastEvent.Load()),
 	}
 }
 
@@ -230,6 +227,10 @@ func New(in Input, opts Options, h Handler) (*Tailer, error) {
 
 // Stats returns the counters so far. It is safe for concurrent use.
 func (t *Tailer) Stats() Stats { return t.st.snapshot() }
+
+// LastEvent returns when the last event was handed to the handler, zero
+// before the first. It is safe for concurrent use.
+func (t *Tailer) LastEvent() time.Time { return unixNanoTime(t.st.lastEvent.Load()) }
 
 // fileCtx is the per-file state of line processing.
 type fileCtx struct {

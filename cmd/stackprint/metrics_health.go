@@ -65,7 +65,7 @@ func (c *healthCollector) Describe(ch chan<- *prometheus.Desc) {
 func (c *healthCollector) Collect(ch chan<- prometheus.Metric) {
 	d := c.d
 	for i, t := range d.tailers {
-		if last := t.Stats().LastEvent; !last.IsZero() {
+		if last := t.LastEvent(); !last.IsZero() {
 			ch <- prometheus.MustNewConstMetric(descLastEvent, prometheus.GaugeValue, float64(last.UnixNano())/1e9, d.cfg.Inputs[i].Name)
 		}
 	}
