@@ -575,7 +575,7 @@ func retroAlerts(judge enrich.Judge, rec db.Record, s db.Sighting, now time.Time
 	m := stackprint.Match{Kind: rec.Kind, Value: rec.Value, Label: rec.Label, Source: rec.Source, Confidence: rec.Confidence,
 		Category: rec.Category, BlockCount: rec.BlockCount, TopCount: rec.TopCount}
 	var out []stackprint.Alert
-	for _, v := range judge.Judge(ev, res, []stackprint.Match{m}) {
+	for _, v := range judge.JudgeRest(ev, res, []stackprint.Match{m}, nil) {
 		a := stackprint.NewAlert(v, ev, res, now)
 		a.ID = stackprint.AlertID(v.Rule, ev, rec.Value) // the fingerprint that matched, not only the JARM
 		a.Retro = true

@@ -80,6 +80,9 @@ type SchedulerConfig struct {
 	MaxInFlight     int     `yaml:"max_in_flight"`
 	ProbesPerSecond float64 `yaml:"probes_per_second"`
 	Burst           int     `yaml:"burst"`
+	// Added with the fair scheduler; 0 means the default.
+	BacklogMax int           `yaml:"backlog_max"`
+	MaxWait    time.Duration `yaml:"max_wait"`
 }
 
 type ProbeConfig struct {
@@ -93,6 +96,7 @@ type ProbeConfig struct {
 	ConnsPerIPBurst     int      `yaml:"conns_per_ip_burst"`
 	MaxConnsPerTarget   int      `yaml:"max_conns_per_target"`
 	ReadCap             int      `yaml:"read_cap"`
+	ATSFPerName         bool     `yaml:"atsf_per_name"`
 	// Wait for the HTTP answer's head after GET /; 0 = the probe default.
 	HTTPWait time.Duration `yaml:"http_wait"`
 	// Ports whose connections are upgraded with STARTTLS before every
@@ -287,7 +291,13 @@ func (c *Config) validate() []error {
 		bad("dedup.capacity", c.Dedup.Capacity, fmt.Sprintf("must be 1..%d", maxDedupCapacity))
 	}
 	if c.Scheduler.QueueSize < 1 || c.Scheduler.QueueSize > maxQueueSize {
-		bad("scheduler.queue_size", c.Scheduler.QueueSize, fmt.Sprintf("must be 1..%d (the queue is allocated at start)", maxQueueSize))
+		bad("scheduler.queue_size", c.Scheduler.QueueSize, fmt.Sprintf("must be 1..%d (events held in memory; the rest wait in the DB file)", maxQueueSize))
+	}
+	if c.Scheduler.BacklogMax < 0 {
+		bad("scheduler.backlog_max", c.Scheduler.BacklogMax, "must not be negative (0 = default)")
+	}
+	if c.Scheduler.MaxWait < 0 {
+		bad("scheduler.max_wait", c.Scheduler.MaxWait, "must not be negative (0 = default)")
 	}
 	if c.Scheduler.MaxInFlight < 1 || c.Scheduler.MaxInFlight > 1024 {
 		bad("scheduler.max_in_flight", c.Scheduler.MaxInFlight, "must be 1..1024")

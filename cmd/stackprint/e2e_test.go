@@ -398,7 +398,6 @@ func checkMetrics(t *testing.T, stderr *syncBuffer, jarm string) {
 		`stackprint_input_last_event_timestamp_seconds{input="zeek-ssl"}`,
 		`stackprint_config_last_reload_successful 1`,
 		`stackprint_config_last_reload_success_timestamp_seconds`,
-		`stackprint_dedup_waiters_dropped_total`,
 		`stackprint_pipeline_sink_errors_total 0`,
 		`stackprint_output_degraded 0`,
 		`stackprint_output_write_errors_total{output="alerts"} 0`,

@@ -81,8 +81,8 @@ type measuredProber struct {
 	m     *metrics
 }
 
-func (p measuredProber) Probe(ctx context.Context, t stackprint.Target, sni string) stackprint.Result {
-	r := p.inner.Probe(ctx, t, sni)
+func (p measuredProber) ProbeWith(ctx context.Context, t stackprint.Target, sni string, o stackprint.ProbeOptions) stackprint.Result {
+	r := p.inner.ProbeWith(ctx, t, sni, o)
 	p.m.probes.WithLabelValues(string(r.Status)).Inc()
 	p.m.probeDuration.Observe(r.Duration.Seconds())
 	p.m.probeConns.Observe(float64(r.Conns))
@@ -126,8 +126,12 @@ var (
 	descLongLines   = prometheus.NewDesc("stackprint_long_lines_total", "Lines over tailer.max_line_bytes skipped, by input.", []string{"input"}, nil)
 	descInvalidSNI  = prometheus.NewDesc("stackprint_invalid_sni_total", "Events whose server name was not a host name (RFC 6066), kept without it, by input.", []string{"input"}, nil)
 	descRotations   = prometheus.NewDesc("stackprint_rotations_total", "Rotations followed, by input.", []string{"input"}, nil)
-	descEvents      = prometheus.NewDesc("stackprint_events_total", "TLS events by outcome.", []string{"outcome"}, nil)
-	descQueue       = prometheus.NewDesc("stackprint_queue_depth", "Targets waiting for a probe.", nil, nil)
+	descEvents      = prometheus.NewDesc("stackprint_events_total", "TLS events by final outcome: deduped (judged from the cache), probed (judged with the probe it waited for), out_of_scope, invalid, expired (waited past scheduler.max_wait).", []string{"outcome"}, nil)
+	descWaiting     = prometheus.NewDesc("stackprint_events_waiting", "Events waiting for a probe, in memory or in the backlog on disk.", []string{"where"}, nil)
+	descSpilled     = prometheus.NewDesc("stackprint_events_spilled_total", "Events moved to the backlog on disk because memory was full.", nil, nil)
+	descBacklogFull = prometheus.NewDesc("stackprint_backlog_full", "1 while the backlog is at scheduler.backlog_max and the inputs are paused.", nil, nil)
+	descUnits       = prometheus.NewDesc("stackprint_probes_started_total", "Probes started, by level: server (JARM, ATSF and the first name) or name (certificate and HTTP of one more SNI).", []string{"level"}, nil)
+	descQueue       = prometheus.NewDesc("stackprint_queue_depth", "Probes waiting for their turn.", nil, nil)
 	descInFlight    = prometheus.NewDesc("stackprint_probes_in_flight", "Targets being probed now.", nil, nil)
 	descCacheSize   = prometheus.NewDesc("stackprint_dedup_cache_size", "Targets in the dedup LRU.", nil, nil)
 	descCacheHits   = prometheus.NewDesc("stackprint_dedup_cache_hits_total", "Events judged from the dedup cache.", nil, nil)
@@ -140,7 +144,8 @@ var (
 )
 
 func (c *daemonCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descLines, descParseErrors, descLongLines, descInvalidSNI, descRotations, descEvents, descQueue,
+	for _, d := range []*prometheus.Desc{descLines, descParseErrors, descLongLines, descInvalidSNI, descRotations, descEvents, descWaiting,
+		descSpilled, descBacklogFull, descUnits, descQueue,
 		descInFlight, descCacheSize, descCacheHits, descCacheEvict, descAbandoned, descUnsettled,
 		descCkptLag, descDBSize, descDegraded} {
 		ch <- d
@@ -166,11 +171,21 @@ func (c *daemonCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ps := d.pipe.Stats()
 	for outcome, v := range map[string]uint64{
-		"deduped": ps.Deduped, "out_of_scope": ps.OutOfScope, "queued": ps.Queued,
-		"dropped_queue_full": ps.DroppedQueueFull, "rate_limited": ps.RateLimited, "invalid": ps.Invalid,
+		"deduped": ps.Deduped, "probed": ps.Probed, "out_of_scope": ps.OutOfScope,
+		"invalid": ps.Invalid, "expired": ps.Expired,
 	} {
 		counter(descEvents, v, outcome)
 	}
+	gauge(descWaiting, float64(ps.Waiting), "memory")
+	gauge(descWaiting, float64(ps.Spilled), "disk")
+	counter(descSpilled, ps.SpilledTotal)
+	full := 0.0
+	if ps.BacklogFull {
+		full = 1
+	}
+	gauge(descBacklogFull, full)
+	counter(descUnits, ps.ServerProbes, "server")
+	counter(descUnits, ps.NameProbes, "name")
 	gauge(descQueue, float64(ps.QueueDepth))
 	gauge(descInFlight, float64(ps.InFlight))
 	gauge(descCacheSize, float64(ps.CacheLen))

@@ -45,19 +45,20 @@ func (m *metrics) reloaded(ok bool) {
 }
 
 // healthCollector exports what an operator alerts on: inputs gone quiet,
-// reloads that failed, events and writes the pipeline gave up on.
+// reloads that failed, writes the pipeline gave up on. (Events no longer
+// drop waiters since the scheduler rewrite: they wait or expire, counted in
+// stackprint_events_total.)
 type healthCollector struct{ d *daemon }
 
 var (
-	descLastEvent      = prometheus.NewDesc("stackprint_input_last_event_timestamp_seconds", "When the input last handed an event to the pipeline (Unix time); absent before the first.", []string{"input"}, nil)
-	descReloadOK       = prometheus.NewDesc("stackprint_config_last_reload_successful", "1 when the last config load (start or SIGHUP) succeeded, else 0.", nil, nil)
-	descReloadTS       = prometheus.NewDesc("stackprint_config_last_reload_success_timestamp_seconds", "When the config was last loaded successfully (Unix time).", nil, nil)
-	descWaitersDropped = prometheus.NewDesc("stackprint_dedup_waiters_dropped_total", "Events parked on a target being probed and then refused (also counted as deduped).", nil, nil)
-	descSinkErrors     = prometheus.NewDesc("stackprint_pipeline_sink_errors_total", "Records and alerts the pipeline could not write (the event is replayed at the next start).", nil, nil)
+	descLastEvent  = prometheus.NewDesc("stackprint_input_last_event_timestamp_seconds", "When the input last handed an event to the pipeline (Unix time); absent before the first.", []string{"input"}, nil)
+	descReloadOK   = prometheus.NewDesc("stackprint_config_last_reload_successful", "1 when the last config load (start or SIGHUP) succeeded, else 0.", nil, nil)
+	descReloadTS   = prometheus.NewDesc("stackprint_config_last_reload_success_timestamp_seconds", "When the config was last loaded successfully (Unix time).", nil, nil)
+	descSinkErrors = prometheus.NewDesc("stackprint_pipeline_sink_errors_total", "Records and alerts the pipeline could not write (the event is replayed at the next start).", nil, nil)
 )
 
 func (c *healthCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descLastEvent, descReloadOK, descReloadTS, descWaitersDropped, descSinkErrors} {
+	for _, d := range []*prometheus.Desc{descLastEvent, descReloadOK, descReloadTS, descSinkErrors} {
 		ch <- d
 	}
 }
@@ -79,6 +80,5 @@ func (c *healthCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descReloadOK, prometheus.GaugeValue, ok)
 	ch <- prometheus.MustNewConstMetric(descReloadTS, prometheus.GaugeValue, ts)
 	ps := d.pipe.Stats()
-	ch <- prometheus.MustNewConstMetric(descWaitersDropped, prometheus.CounterValue, float64(ps.WaitersDropped))
 	ch <- prometheus.MustNewConstMetric(descSinkErrors, prometheus.CounterValue, float64(ps.SinkErrors))
 }
