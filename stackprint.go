@@ -7,6 +7,7 @@
 package stackprint
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"net/netip"
@@ -33,11 +34,19 @@ type Event struct {
 	Offset int64          // byte offset just past the line in File
 	Ident  string         // identity of that file: device, inode, content fingerprint (tailer.Position)
 	Seq    uint64         // delivery ledger id, assigned in process; 0 = untracked
+	// Queued is when the daemon first took the event in; it survives a
+	// restart with a parked event, so the backlog age limit counts from
+	// the first sighting, not from the last start.
+	Queued time.Time `json:",omitzero"`
+	// Service is the application protocol the sensor saw on the
+	// connection, lower case, as logged (Zeek conn service without "ssl",
+	// e.g. "smtp"; EVE app_proto other than tls); "" when not logged.
+	Service string
 }
 
 // Target returns the dedup and probe key of e.
 func (e Event) Target() Target {
-	return Target{IP: e.Resp.Addr(), Port: e.Resp.Port(), SNI: e.SNI}
+	return Target{IP: e.Resp.Addr(), Port: e.Resp.Port(), SNI: e.SNI, StartTLS: StartTLSFromService(e.Service, e.Resp.Port())}
 }
 
 // ConnID is the sensor's identifier of the connection: the Zeek uid or the
@@ -58,6 +67,65 @@ type Target struct {
 	IP   netip.Addr
 	Port uint16
 	SNI  string
+	// StartTLS is the STARTTLS protocol the sensor saw on the connection
+	// (StartTLSFromService); "" when it named none, and the prober then
+	// decides by port.
+	StartTLS string
+}
+
+// STARTTLS protocols: a probe of such a service upgrades every connection
+// with the protocol's exchange before its ClientHello.
+const (
+	StartTLSSMTP       = "smtp"
+	StartTLSIMAP       = "imap"
+	StartTLSPOP3       = "pop3"
+	StartTLSFTP        = "ftp"
+	StartTLSXMPPClient = "xmpp-client"
+	StartTLSXMPPServer = "xmpp-server"
+	StartTLSLDAP       = "ldap"
+	StartTLSPostgres   = "postgres"
+)
+
+// StartTLSProtocols lists the STARTTLS protocols.
+func StartTLSProtocols() []string {
+	return []string{StartTLSFTP, StartTLSIMAP, StartTLSLDAP, StartTLSPOP3, StartTLSPostgres, StartTLSSMTP, StartTLSXMPPClient, StartTLSXMPPServer}
+}
+
+// IsStartTLSProtocol reports whether p is one of StartTLSProtocols.
+func IsStartTLSProtocol(p string) bool {
+	switch p {
+	case StartTLSFTP, StartTLSIMAP, StartTLSLDAP, StartTLSPOP3, StartTLSPostgres, StartTLSSMTP, StartTLSXMPPClient, StartTLSXMPPServer:
+		return true
+	}
+	return false
+}
+
+// StartTLSFromService maps a sensor's service names (Zeek conn service,
+// a comma-separated list; Suricata app_proto) to the STARTTLS protocol
+// they name, "" for none. XMPP is the server-to-server variant on 5269.
+func StartTLSFromService(service string, port uint16) string {
+	for s := range strings.SplitSeq(strings.ToLower(service), ",") {
+		switch strings.TrimSpace(s) {
+		case "smtp":
+			return StartTLSSMTP
+		case "imap":
+			return StartTLSIMAP
+		case "pop3":
+			return StartTLSPOP3
+		case "ftp":
+			return StartTLSFTP
+		case "ldap", "ldap_tcp":
+			return StartTLSLDAP
+		case "postgresql", "pgsql", "postgres":
+			return StartTLSPostgres
+		case "xmpp":
+			if port == 5269 {
+				return StartTLSXMPPServer
+			}
+			return StartTLSXMPPClient
+		}
+	}
+	return ""
 }
 
 // Addr returns ip:port.
@@ -103,6 +171,10 @@ const (
 	StatusOutOfScope     Status = "out_of_scope"
 	StatusRateLimited    Status = "rate_limited"
 	StatusBudgetExceeded Status = "budget_exceeded"
+	// StatusExpired ends an event that waited longer than the scheduler's
+	// age limit for a probe (scheduler.max_wait): the one way an event
+	// ends without a verdict, counted and recorded.
+	StatusExpired Status = "expired"
 )
 
 // ZeroJARM is the hash of a run with no answer at all. It is a status, never
@@ -118,6 +190,7 @@ type Result struct {
 	Status   Status
 	Error    string // short, human readable; empty when ok
 	Conns    int    // TCP connections opened
+	StartTLS string // STARTTLS protocol every connection was upgraded with; "" = direct TLS
 	JARM     string // 62 hex; ZeroJARM when no probe answered
 	JARMRaw  string // the ten per-probe strings joined by ","
 
@@ -127,6 +200,18 @@ type Result struct {
 	ATSF  *ATSF        // 10-ClientHello stack fingerprint (docs/ATSF.md)
 	Cert  *CertFacts   // leaf certificate of an ordinary handshake
 	HTTP  *HTTPFacts   // head of the answer to one GET / over TLS
+}
+
+// ProbeOptions refine one probe of a prober that takes them.
+type ProbeOptions struct {
+	Kinds []string // fingerprint kinds to take; nil: all the prober has
+	// Answered, when set, is called once the target has answered its
+	// first ClientHello in any way (data, close, reset), before the next
+	// connection; with JARM not among the kinds, before the first one.
+	// The scheduler charges the rest of the probe's connection budget
+	// there, so a tarpit costs one connection. An error stops the probe
+	// as a timeout.
+	Answered func(context.Context) error
 }
 
 // HasATSF reports whether r carries a complete ATSF fingerprint usable for
@@ -188,6 +273,109 @@ type CertFacts struct {
 type HTTPFacts struct {
 	StatusCode int    `json:"status_code,omitempty"`
 	Server     string `json:"server"`
+}
+
+// Only returns r reduced to the given fingerprint kinds: the fields and
+// kind outcomes of the others are dropped and the status is summarized
+// again over what is left. The scheduler uses it to split a server probe
+// into what every name of the server shares (JARM, ATSF) and what belongs
+// to the name it was taken with (certificate, HTTP).
+func (r Result) Only(kinds []string) Result {
+	has := func(k string) bool {
+		for _, x := range kinds {
+			if x == k {
+				return true
+			}
+		}
+		return false
+	}
+	out := r
+	out.Kinds = nil
+	for _, k := range r.Kinds {
+		if has(k.Kind) {
+			out.Kinds = append(out.Kinds, k)
+		}
+	}
+	if !has(KindJARM) {
+		out.JARM, out.JARMRaw = "", ""
+	}
+	if !has(KindATSF) {
+		out.ATSF = nil
+	}
+	if !has(KindCert) {
+		out.Cert = nil
+	}
+	if !has(KindHTTP) {
+		out.HTTP = nil
+	}
+	if len(out.Kinds) > 0 {
+		out.Status, out.Error = Summarize(out.Kinds)
+	}
+	return out
+}
+
+// Merge completes a server-level result with a name-level one (taken for
+// name's SNI): fingerprints of both, kind outcomes of both, the status
+// summarized over all, and name's target, time and connections.
+func Merge(server, name Result) Result {
+	out := server
+	out.Target, out.Started, out.Duration, out.Conns = name.Target, name.Started, name.Duration, name.Conns
+	out.Kinds = append(append([]KindResult(nil), server.Kinds...), name.Kinds...)
+	if name.Cert != nil {
+		out.Cert = name.Cert
+	}
+	if name.HTTP != nil {
+		out.HTTP = name.HTTP
+	}
+	if name.ATSF != nil {
+		out.ATSF = name.ATSF
+	}
+	if len(out.Kinds) > 0 {
+		out.Status, out.Error = Summarize(out.Kinds)
+	}
+	return out
+}
+
+// Summarize derives a target's status from its kinds. HTTP is auxiliary: a
+// TLS server that is no web server is normal, so HTTP only counts when it
+// is the only kind. ok: every counted kind ok; partial: some kind ok or
+// partial; otherwise the first counted kind's failure.
+func Summarize(kinds []KindResult) (Status, string) {
+	var counted []KindResult
+	for _, k := range kinds {
+		if k.Kind != KindHTTP || len(kinds) == 1 {
+			counted = append(counted, k)
+		}
+	}
+	if len(counted) == 0 {
+		return StatusHandshakeError, "probe: no kind ran"
+	}
+	allOK, anyGood := true, false
+	var errs []string
+	for _, k := range counted {
+		switch k.Status {
+		case StatusOK:
+			anyGood = true
+			continue
+		case StatusPartial:
+			anyGood = true
+		}
+		allOK = false
+		if k.Error != "" {
+			errs = append(errs, k.Error)
+		}
+	}
+	msg := strings.Join(errs, "; ")
+	if len(msg) > 400 {
+		msg = msg[:400] + "…"
+	}
+	switch {
+	case allOK:
+		return StatusOK, ""
+	case anyGood:
+		return StatusPartial, msg
+	}
+	return counted[0].Status, msg
 }
 
 // HasJARM reports whether r carries a JARM usable as a fingerprint.

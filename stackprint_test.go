@@ -47,3 +47,24 @@ func TestAlertIDDeterministic(t *testing.T) {
 		t.Errorf("ConnID of a Suricata flow = %q", flow.ConnID())
 	}
 }
+
+func TestStartTLSFromService(t *testing.T) {
+	for _, c := range []struct {
+		svc  string
+		port uint16
+		want string
+	}{
+		{"smtp", 25, StartTLSSMTP}, {"SMTP,ssl", 587, StartTLSSMTP}, {"ssl", 465, ""}, {"", 25, ""},
+		{"imap", 143, StartTLSIMAP}, {"pop3", 110, StartTLSPOP3}, {"ftp", 21, StartTLSFTP},
+		{"xmpp", 5222, StartTLSXMPPClient}, {"xmpp", 5269, StartTLSXMPPServer}, {"ldap_tcp", 389, StartTLSLDAP},
+		{"postgresql", 5432, StartTLSPostgres}, {"pgsql", 5432, StartTLSPostgres}, {"http", 80, ""},
+	} {
+		if got := StartTLSFromService(c.svc, c.port); got != c.want || (got != "" && !IsStartTLSProtocol(got)) {
+			t.Errorf("StartTLSFromService(%q, %d) = %q, want %q", c.svc, c.port, got, c.want)
+		}
+	}
+	ev := Event{Resp: netip.MustParseAddrPort("192.0.2.1:587"), Service: "smtp"}
+	if tg := ev.Target(); tg.StartTLS != StartTLSSMTP {
+		t.Errorf("Event.Target() StartTLS %q", tg.StartTLS)
+	}
+}

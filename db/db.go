@@ -60,7 +60,8 @@ type DB struct {
 	bolt     *bolt.DB
 	path     string
 	now      func() time.Time
-	migrated int           // schema version migrated from, 0 if none
+	migrated int // schema version migrated from, 0 if none
+	readOnly bool
 	gen      atomic.Uint64 // bumped on every change to fingerprints
 }
 
@@ -72,18 +73,25 @@ func Open(path string, opts Options) (*DB, error) {
 	if timeout <= 0 {
 		timeout = DefaultTimeout
 	}
-	b, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: timeout, ReadOnly: opts.ReadOnly})
+	if err := CheckFile(path); err != nil {
+		return nil, err
+	}
+	var b *bolt.DB
+	err := guard(path, func() (err error) { // bbolt reads the freelist page when it opens
+		b, err = bolt.Open(path, 0o600, &bolt.Options{Timeout: timeout, ReadOnly: opts.ReadOnly})
+		return err
+	})
 	if errors.Is(err, bolterrors.ErrTimeout) {
 		return nil, fmt.Errorf("open fingerprint db %q: locked by another process (is `stackprint run` running?) after %s: %w", path, timeout, err)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("open fingerprint db %q: %w", path, err)
 	}
-	d := &DB{bolt: b, path: path, now: time.Now}
+	d := &DB{bolt: b, path: path, now: time.Now, readOnly: opts.ReadOnly}
 	if opts.ReadOnly {
-		err = b.View(checkSchemaReadOnly)
+		err = d.view(checkSchemaReadOnly)
 	} else {
-		err = b.Update(func(tx *bolt.Tx) error {
+		err = d.update(func(tx *bolt.Tx) error {
 			from, err := migrate(tx, d.now().UTC())
 			d.migrated = from
 			return err
@@ -130,7 +138,7 @@ func (d *DB) AddRecord(r Record) (Record, error) {
 	}
 	now := d.now().UTC()
 	var stored Record
-	err := d.bolt.Update(func(tx *bolt.Tx) error {
+	err := d.update(func(tx *bolt.Tx) error {
 		var err error
 		stored, err = put(tx, r, now)
 		return err
@@ -229,7 +237,7 @@ func (d *DB) Remove(kind, value string) (bool, error) {
 		return false, fmt.Errorf("remove fingerprint: %w", err)
 	}
 	var found bool
-	err = d.bolt.Update(func(tx *bolt.Tx) error {
+	err = d.update(func(tx *bolt.Tx) error {
 		b, err := bucket(tx, bucketFingerprints)
 		if err != nil {
 			return err
@@ -261,7 +269,7 @@ func (d *DB) Get(kind, value string) (Record, bool, error) {
 		r     Record
 		found bool
 	)
-	err = d.bolt.View(func(tx *bolt.Tx) error {
+	err = d.view(func(tx *bolt.Tx) error {
 		var err error
 		r, found, err = getRecord(tx, kind, value)
 		return err
@@ -300,7 +308,7 @@ func (d *DB) List(kind string) ([]Record, error) {
 		prefix = key(kind, "")
 	}
 	var out []Record
-	err := d.bolt.View(func(tx *bolt.Tx) error {
+	err := d.view(func(tx *bolt.Tx) error {
 		b := tx.Bucket([]byte(bucketFingerprints))
 		if b == nil {
 			return nil
@@ -330,7 +338,7 @@ func (d *DB) Match(r stackprint.Result) ([]stackprint.Match, error) {
 		return nil, nil
 	}
 	var out []stackprint.Match
-	err := d.bolt.View(func(tx *bolt.Tx) error {
+	err := d.view(func(tx *bolt.Tx) error {
 		for _, k := range fps.keys() {
 			rec, ok, err := getRecord(tx, k.Kind, k.Value)
 			if err != nil {

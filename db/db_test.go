@@ -3,6 +3,7 @@ package db
 import (
 	"errors"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -306,5 +307,57 @@ func TestMatch(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestMatchSTARTTLSApart: a JARM or ATSF taken through STARTTLS matches
+// only entries keyed with its protocol, never the direct-TLS entry of the
+// same hash, and vice versa; certificates match either way.
+func TestMatchSTARTTLSApart(t *testing.T) {
+	d, _ := openTest(t)
+	jarm := "2ad2ad0002ad2ad00042d42d00000069d641f34fe76acdc05c40262f881577"
+	atsf := strings.Repeat("ab", 32)
+	cert := strings.Repeat("cd", 32)
+	for _, r := range []Record{
+		{Kind: KindJARM, Value: jarm, Label: "direct"},
+		{Kind: KindJARM, Value: "SMTP:" + strings.ToUpper(jarm), Label: "via-smtp"},
+		{Kind: KindATSF, Value: "smtp:" + atsf, Label: "atsf-smtp"},
+		{Kind: KindCertSHA256, Value: cert, Label: "cert"},
+	} {
+		if err := d.Add(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	labels := func(r stackprint.Result) []string {
+		m, err := d.Match(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, x := range m {
+			out = append(out, x.Label)
+		}
+		slices.Sort(out)
+		return out
+	}
+	res := stackprint.Result{JARM: jarm, ATSF: &stackprint.ATSF{ID: atsf}, Cert: &stackprint.CertFacts{SHA256: cert}}
+	if got := labels(res); !slices.Equal(got, []string{"cert", "direct"}) {
+		t.Errorf("direct TLS matched %v", got)
+	}
+	res.StartTLS = stackprint.StartTLSSMTP
+	if got := labels(res); !slices.Equal(got, []string{"atsf-smtp", "cert", "via-smtp"}) {
+		t.Errorf("STARTTLS smtp matched %v", got)
+	}
+	res.StartTLS = stackprint.StartTLSIMAP
+	if got := labels(res); !slices.Equal(got, []string{"cert"}) {
+		t.Errorf("STARTTLS imap matched %v", got)
+	}
+	for _, bad := range []string{"smtps:" + jarm, "smtp:" + jarm[:61]} {
+		if err := d.Add(Record{Kind: KindJARM, Value: bad, Label: "x"}); err == nil {
+			t.Errorf("value %q accepted", bad)
+		}
+	}
+	if err := d.Add(Record{Kind: KindCertSHA256, Value: "smtp:" + cert, Label: "x"}); err == nil {
+		t.Error("a certificate hash with a STARTTLS prefix was accepted")
 	}
 }

@@ -25,7 +25,9 @@ const (
 )
 
 // ImportFormats lists the formats Import reads.
-func ImportFormats() []string { return []string{FormatCSV, FormatJSONL, FormatJARM, FormatSSLBL} }
+func ImportFormats() []string {
+	return []string{FormatCSV, FormatJSONL, FormatJARM, FormatSSLBL, FormatGoscanner, FormatJARMPy, FormatTLSX}
+}
 
 // MaxImportBytes bounds one imported file.
 const MaxImportBytes = 256 << 20
@@ -52,6 +54,9 @@ type ImportOptions struct {
 	Source     string `json:"source,omitempty"`
 	Confidence string `json:"confidence,omitempty"`
 	Category   string `json:"category,omitempty"`
+	// Label names the entries of lines without one (scan outputs have
+	// none; they default to "scan:" and the first server seen).
+	Label string `json:"label,omitempty"`
 	// Replace lets the file overwrite entries that came from another
 	// source. By default they are kept and listed in ImportReport.Kept: an
 	// operator's own high-confidence entry must not be turned into a
@@ -138,6 +143,12 @@ func (d *DB) ImportWith(r io.Reader, name string, o ImportOptions) (ImportReport
 		lines, err = parseJARMList(data, name, o, &rep)
 	case FormatSSLBL:
 		lines, err = parseSSLBL(data, o, &rep)
+	case FormatGoscanner:
+		lines, err = parseGoscanner(data, name, o, &rep)
+	case FormatJARMPy:
+		lines, err = parseJARMPy(data, name, o, &rep)
+	case FormatTLSX:
+		lines, err = parseTLSX(data, name, o, &rep)
 	default:
 		return rep, fmt.Errorf("import %s: format %q: want %s", name, format, strings.Join(ImportFormats(), ", "))
 	}
@@ -155,7 +166,7 @@ func (d *DB) ImportWith(r io.Reader, name string, o ImportOptions) (ImportReport
 	now := d.now().UTC()
 	info := ImportInfo{Time: now, Name: name, Format: format, Accepted: len(recs), Rejected: len(rep.Rejected)}
 	var kept []Key
-	err = d.bolt.Update(func(tx *bolt.Tx) error {
+	err = d.update(func(tx *bolt.Tx) error {
 		kept = kept[:0]
 		for _, rec := range recs {
 			if !o.Replace {
@@ -228,6 +239,9 @@ func (d *DB) checkLines(lines []parsedLine, o ImportOptions, name string, rep *I
 		if strings.TrimSpace(rec.Category) == "" {
 			rec.Category = o.Category
 		}
+		if strings.TrimSpace(rec.Label) == "" {
+			rec.Label = o.Label
+		}
 		confGiven := pl.confGiven && strings.TrimSpace(rec.Confidence) != ""
 		if !confGiven {
 			rec.Confidence = o.Confidence
@@ -287,6 +301,9 @@ func DetectFormat(data []byte) (string, error) {
 			continue
 		}
 		if strings.HasPrefix(line, "{") {
+			if strings.Contains(line, `"jarm_hash"`) {
+				return FormatTLSX, nil
+			}
 			return FormatJSONL, nil
 		}
 		fields := strings.Split(lower, ",")
@@ -298,12 +315,16 @@ func DetectFormat(data []byte) (string, error) {
 			return FormatSSLBL, nil
 		case contains(fields, "kind"):
 			return FormatCSV, nil
+		case contains(fields, "fingerprint") && contains(fields, "server_name"):
+			return FormatGoscanner, nil
+		case len(fields) >= 3 && len(fields[2]) == 62 && isHexString(fields[2]):
+			return FormatJARMPy, nil
 		case fields[0] == "jarm" || fields[0] == "hash" || (len(fields[0]) == 62 && isHexString(fields[0])):
 			return FormatJARM, nil
 		case len(fields) >= 3 && isDate(fields[0]) && len(fields[1]) == 40 && isHexString(fields[1]):
 			return FormatSSLBL, nil
 		}
-		return "", &importError{line: n, msg: fmt.Sprintf("cannot tell the format from %.60q: want our CSV (a kind,value,label,source,confidence header), JSON lines, a JARM list (hash,label[,source]) or the abuse.ch SSLBL CSV; pass the format explicitly", line)}
+		return "", &importError{line: n, msg: fmt.Sprintf("cannot tell the format from %.60q: want our CSV (a kind,value,label,source,confidence header), JSON lines, a JARM list (hash,label[,source]), the abuse.ch SSLBL CSV, goscanner's fingerprints.csv, jarm.py -o CSV or tlsx JSON lines; pass the format explicitly", line)}
 	}
 	return "", &importError{line: 1, msg: "empty file, want a header line"}
 }

@@ -69,7 +69,7 @@ func (d *DB) LearnFinished(role string) (map[string]bool, error) {
 	}
 	prefix := learnKey(role, "")
 	out := map[string]bool{}
-	err := d.bolt.View(func(tx *bolt.Tx) error {
+	err := d.view(func(tx *bolt.Tx) error {
 		b, err := bucket(tx, bucketLearnTargets)
 		if err != nil {
 			return err
@@ -109,7 +109,7 @@ func (d *DB) RecordLearn(lr LearnResult) (counted bool, err error) {
 	if lr.At.IsZero() {
 		lr.At = d.now().UTC()
 	}
-	err = d.bolt.Update(func(tx *bolt.Tx) error {
+	err = d.update(func(tx *bolt.Tx) error {
 		lt, err := bucket(tx, bucketLearnTargets)
 		if err != nil {
 			return err
@@ -206,7 +206,7 @@ func getLearned(tx *bolt.Tx, bk []byte) (LearnStats, bool, error) {
 // score first, then most block-list observations, then by key.
 func (d *DB) LearnScores() ([]LearnStats, error) {
 	var out []LearnStats
-	err := d.bolt.View(func(tx *bolt.Tx) error {
+	err := d.view(func(tx *bolt.Tx) error {
 		b, err := bucket(tx, bucketLearned)
 		if err != nil {
 			return err
@@ -249,7 +249,7 @@ func (d *DB) LearnResults(role string) ([]LearnResult, error) {
 		prefix = learnKey(role, "")
 	}
 	var out []LearnResult
-	err := d.bolt.View(func(tx *bolt.Tx) error {
+	err := d.view(func(tx *bolt.Tx) error {
 		b, err := bucket(tx, bucketLearnTargets)
 		if err != nil {
 			return err
@@ -273,7 +273,7 @@ func (d *DB) LearnResults(role string) ([]LearnResult, error) {
 // ResetLearn forgets every learn result and learned count, and zeroes the
 // counts in the DB records, for a fresh learn run.
 func (d *DB) ResetLearn() error {
-	err := d.bolt.Update(func(tx *bolt.Tx) error {
+	err := d.update(func(tx *bolt.Tx) error {
 		for _, name := range []string{bucketLearnTargets, bucketLearned} {
 			if err := tx.DeleteBucket([]byte(name)); err != nil {
 				return fmt.Errorf("delete bucket %s: %w", name, err)
@@ -371,7 +371,7 @@ func (d *DB) PromoteLearned(o PromoteOptions) ([]Record, error) {
 	}
 	now := d.now().UTC()
 	var stored []Record
-	err = d.bolt.Update(func(tx *bolt.Tx) error {
+	err = d.update(func(tx *bolt.Tx) error {
 		for _, r := range recs {
 			// An entry curated from another source keeps its label,
 			// source and confidence; only the learned counts refresh.

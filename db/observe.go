@@ -33,11 +33,17 @@ type Fingerprints struct {
 // hashes. Malformed values are left out rather than stored.
 func FingerprintsOf(r stackprint.Result) Fingerprints {
 	var f Fingerprints
-	if r.HasJARM() {
-		f.JARM = normalisedOrEmpty(KindJARM, r.JARM)
+	// Through STARTTLS, JARM and ATSF are keyed "PROTOCOL:hex" (see
+	// normaliseKey), so they never match direct-TLS entries.
+	up := ""
+	if r.StartTLS != "" {
+		up = r.StartTLS + ":"
 	}
-	if r.ATSF != nil {
-		f.ATSF = normalisedOrEmpty(KindATSF, r.ATSF.ID)
+	if r.HasJARM() {
+		f.JARM = normalisedOrEmpty(KindJARM, up+r.JARM)
+	}
+	if r.ATSF != nil && r.ATSF.ID != "" {
+		f.ATSF = normalisedOrEmpty(KindATSF, up+r.ATSF.ID)
 	}
 	if r.Cert != nil {
 		f.CertSHA256 = normalisedOrEmpty(KindCertSHA256, r.Cert.SHA256)
@@ -164,7 +170,7 @@ func (d *DB) RecordObservationOf(ev stackprint.Event, r stackprint.Result) error
 	t := r.Target
 	t.IP = stackprint.CanonicalAddr(t.IP)
 	tk := TargetKey(t)
-	err := d.bolt.Update(func(tx *bolt.Tx) error {
+	err := d.update(func(tx *bolt.Tx) error {
 		ob, err := bucket(tx, bucketObservations)
 		if err != nil {
 			return err
@@ -277,7 +283,7 @@ func (d *DB) ObservationsWith(kind, value string, since time.Time) ([]Sighting, 
 	}
 	prefix := append(key(k.Kind, k.Value), 0)
 	var out []Sighting
-	err = d.bolt.View(func(tx *bolt.Tx) error {
+	err = d.view(func(tx *bolt.Tx) error {
 		ix, err := bucket(tx, bucketObsIndex)
 		if err != nil {
 			return err
@@ -322,7 +328,7 @@ func (d *DB) Observation(t stackprint.Target) (Observation, bool, error) {
 		o  Observation
 		ok bool
 	)
-	err := d.bolt.View(func(tx *bolt.Tx) error {
+	err := d.view(func(tx *bolt.Tx) error {
 		ob, err := bucket(tx, bucketObservations)
 		if err != nil {
 			return err
@@ -345,7 +351,7 @@ func (d *DB) Observation(t stackprint.Target) (Observation, bool, error) {
 // number of observations deleted.
 func (d *DB) PruneObservations(cutoff time.Time) (int, error) {
 	n := 0
-	err := d.bolt.Update(func(tx *bolt.Tx) error {
+	err := d.update(func(tx *bolt.Tx) error {
 		ob, err := bucket(tx, bucketObservations)
 		if err != nil {
 			return err
@@ -419,7 +425,7 @@ func (d *DB) MatchedServers(minConfidence string, since time.Time) ([]ServerMatc
 		}
 	}
 	var out []ServerMatch
-	err := d.bolt.View(func(tx *bolt.Tx) error {
+	err := d.view(func(tx *bolt.Tx) error {
 		ob, err := bucket(tx, bucketObservations)
 		if err != nil {
 			return err

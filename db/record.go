@@ -156,6 +156,19 @@ func normaliseKey(kind, value string) (string, string, error) {
 		return "", "", fmt.Errorf("kind %q: unknown, want jarm, atsf, cert_sha256 or cert_sha1", kind)
 	}
 	v := strings.ToLower(strings.TrimSpace(value))
+	// A JARM or ATSF taken through STARTTLS is its own fingerprint: the
+	// same stack answers differently behind a mail server's greeting, so
+	// it is stored and matched as "PROTOCOL:hex" (smtp:2ad2…), apart from
+	// direct TLS. A certificate is the same either way.
+	proto := ""
+	if p, rest, ok := strings.Cut(v, ":"); ok && (kind == KindJARM || kind == KindATSF) {
+		switch {
+		case stackprint.IsStartTLSProtocol(p):
+			proto, v = p+":", rest
+		case strings.IndexFunc(p, func(c rune) bool { return !isHex(c) }) >= 0:
+			return "", "", fmt.Errorf("value %q: %q is no STARTTLS protocol (want %s, or no prefix for direct TLS)", value, p, strings.Join(stackprint.StartTLSProtocols(), ", "))
+		}
+	}
 	if kind == KindCertSHA256 || kind == KindCertSHA1 {
 		// openssl and Suricata print certificate hashes as aa:bb:…
 		v = strings.ReplaceAll(v, ":", "")
@@ -176,7 +189,7 @@ func normaliseKey(kind, value string) (string, string, error) {
 	if strings.Trim(v, "0") == "" {
 		return "", "", fmt.Errorf("value %q: all zeros is not a %s", value, kind)
 	}
-	return kind, v, nil
+	return kind, proto + v, nil
 }
 
 func isHex(c rune) bool { return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' }

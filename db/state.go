@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"net/netip"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -19,6 +20,10 @@ import (
 const (
 	bucketCheckpoints = "checkpoints"
 	bucketPending     = "pending"
+	// backlog: client address (16 bytes) + pending key → nothing; the
+	// parked events the daemon does not hold in memory, by client so
+	// they are loaded back fairly.
+	bucketBacklog = "backlog"
 )
 
 // PendingEvent is a parked event and the key it is stored under.
@@ -32,8 +37,22 @@ type PendingEvent struct {
 // neither settled nor parked. It returns the keys assigned to park, in
 // order.
 func (d *DB) CommitState(checkpoints map[string][]byte, park []stackprint.Event, unpark []uint64) ([]uint64, error) {
+	return d.CommitStateSpill(checkpoints, park, nil, unpark)
+}
+
+// CommitStateSpill is CommitState that also spills events: they are
+// parked like the others and listed in the backlog, the events the running
+// daemon does not hold in memory (LoadBacklog brings them back). Keys are
+// returned for park then spill, in order.
+func (d *DB) CommitStateSpill(checkpoints map[string][]byte, park, spill []stackprint.Event, unpark []uint64) ([]uint64, error) {
+	nPark := len(park)
+	park = append(park[:nPark:nPark], spill...)
 	keys := make([]uint64, len(park))
-	err := d.bolt.Update(func(tx *bolt.Tx) error {
+	err := d.update(func(tx *bolt.Tx) error {
+		bb, err := tx.CreateBucketIfNotExists([]byte(bucketBacklog))
+		if err != nil {
+			return err
+		}
 		cb, err := tx.CreateBucketIfNotExists([]byte(bucketCheckpoints))
 		if err != nil {
 			return err
@@ -65,6 +84,11 @@ func (d *DB) CommitState(checkpoints map[string][]byte, park []stackprint.Event,
 				return err
 			}
 			keys[i] = seq
+			if i >= nPark {
+				if err := bb.Put(backlogKey(ev.Orig.Addr(), seq), nil); err != nil {
+					return err
+				}
+			}
 		}
 		return nil
 	})
@@ -77,7 +101,7 @@ func (d *DB) CommitState(checkpoints map[string][]byte, park []stackprint.Event,
 // Checkpoint returns the committed position of an input.
 func (d *DB) Checkpoint(source string) ([]byte, bool, error) {
 	var out []byte
-	err := d.bolt.View(func(tx *bolt.Tx) error {
+	err := d.view(func(tx *bolt.Tx) error {
 		if b := tx.Bucket([]byte(bucketCheckpoints)); b != nil {
 			if v := b.Get([]byte(source)); v != nil {
 				out = append([]byte(nil), v...)
@@ -94,7 +118,7 @@ func (d *DB) Checkpoint(source string) ([]byte, bool, error) {
 // Pending returns every parked event in the order it was parked.
 func (d *DB) Pending() ([]PendingEvent, error) {
 	var out []PendingEvent
-	err := d.bolt.View(func(tx *bolt.Tx) error {
+	err := d.view(func(tx *bolt.Tx) error {
 		b := tx.Bucket([]byte(bucketPending))
 		if b == nil {
 			return nil
@@ -125,14 +149,14 @@ func pendingKey(k uint64) []byte {
 
 // Ping checks that the file is open and readable (readiness probe).
 func (d *DB) Ping() error {
-	return d.bolt.View(func(*bolt.Tx) error { return nil })
+	return d.view(func(*bolt.Tx) error { return nil })
 }
 
 // Checkpoints returns every committed position whose key starts with
 // prefix (one input's files).
 func (d *DB) Checkpoints(prefix string) (map[string][]byte, error) {
 	out := map[string][]byte{}
-	err := d.bolt.View(func(tx *bolt.Tx) error {
+	err := d.view(func(tx *bolt.Tx) error {
 		b := tx.Bucket([]byte(bucketCheckpoints))
 		if b == nil {
 			return nil
@@ -145,6 +169,86 @@ func (d *DB) Checkpoints(prefix string) (map[string][]byte, error) {
 	})
 	if err != nil {
 		return nil, fmt.Errorf("read checkpoints %q: %w", prefix, err)
+	}
+	return out, nil
+}
+
+func backlogKey(client netip.Addr, seq uint64) []byte {
+	a := client.As16()
+	return binary.BigEndian.AppendUint64(a[:], seq)
+}
+
+// RebuildBacklog lists every parked event in the backlog (at start, no
+// event is in memory) and returns how many each client has.
+func (d *DB) RebuildBacklog() (map[netip.Addr]int, error) {
+	out := map[netip.Addr]int{}
+	err := d.bolt.Update(func(tx *bolt.Tx) error {
+		if tx.Bucket([]byte(bucketBacklog)) != nil {
+			if err := tx.DeleteBucket([]byte(bucketBacklog)); err != nil {
+				return err
+			}
+		}
+		bb, err := tx.CreateBucket([]byte(bucketBacklog))
+		if err != nil {
+			return err
+		}
+		pb := tx.Bucket([]byte(bucketPending))
+		if pb == nil {
+			return nil
+		}
+		return pb.ForEach(func(k, v []byte) error {
+			if len(k) != 8 {
+				return fmt.Errorf("pending key %x: not 8 bytes", k)
+			}
+			var ev stackprint.Event
+			if err := json.Unmarshal(v, &ev); err != nil {
+				return fmt.Errorf("pending event %d: %w", binary.BigEndian.Uint64(k), err)
+			}
+			c := ev.Orig.Addr()
+			out[c]++
+			return bb.Put(backlogKey(c, binary.BigEndian.Uint64(k)), nil)
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("rebuild the backlog in %q: %w", d.path, err)
+	}
+	return out, nil
+}
+
+// LoadBacklog takes up to n of client's oldest events off the backlog
+// (they stay parked until unparked) for the daemon to hold in memory.
+func (d *DB) LoadBacklog(client netip.Addr, n int) ([]PendingEvent, error) {
+	var out []PendingEvent
+	prefix := client.As16()
+	err := d.bolt.Update(func(tx *bolt.Tx) error {
+		bb, pb := tx.Bucket([]byte(bucketBacklog)), tx.Bucket([]byte(bucketPending))
+		if bb == nil || pb == nil {
+			return nil
+		}
+		var done [][]byte
+		c := bb.Cursor()
+		for k, _ := c.Seek(prefix[:]); k != nil && bytes.HasPrefix(k, prefix[:]) && len(out) < n; k, _ = c.Next() {
+			done = append(done, append([]byte(nil), k...))
+			seq := binary.BigEndian.Uint64(k[16:])
+			v := pb.Get(pendingKey(seq))
+			if v == nil {
+				continue // settled meanwhile
+			}
+			var ev stackprint.Event
+			if err := json.Unmarshal(v, &ev); err != nil {
+				return fmt.Errorf("pending event %d: %w", seq, err)
+			}
+			out = append(out, PendingEvent{Key: seq, Event: ev})
+		}
+		for _, k := range done {
+			if err := bb.Delete(k); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("load the backlog of %s from %q: %w", client, d.path, err)
 	}
 	return out, nil
 }

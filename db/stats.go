@@ -32,7 +32,7 @@ func (d *DB) Stats() (Stats, error) {
 		Path: d.path, SchemaVersion: SchemaVersion,
 		ByKind: map[string]int{}, ByCategory: map[string]int{}, BySource: map[string]int{}, ByConfidence: map[string]int{},
 	}
-	err := d.bolt.View(func(tx *bolt.Tx) error {
+	err := d.view(func(tx *bolt.Tx) error {
 		s.FileSize = tx.Size()
 		if b := tx.Bucket([]byte(bucketFingerprints)); b != nil {
 			err := b.ForEach(func(k, v []byte) error {

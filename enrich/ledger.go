@@ -2,6 +2,7 @@ package enrich
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -13,7 +14,7 @@ import (
 // StateStore persists the ledger: checkpoints and parked events move
 // together in one transaction (db.DB implements it).
 type StateStore interface {
-	CommitState(checkpoints map[string][]byte, park []stackprint.Event, unpark []uint64) ([]uint64, error)
+	CommitStateSpill(checkpoints map[string][]byte, park, spill []stackprint.Event, unpark []uint64) ([]uint64, error)
 }
 
 // Ledger implements the delivery rule of docs/DESIGN.md: an input's position is
@@ -47,6 +48,11 @@ type Ledger struct {
 	committed map[string]Committed
 }
 
+// ErrCommitLater, from BeforeCommit, skips a commit without failing: the
+// outputs are retrying a failed write and nothing may be committed until
+// it succeeds.
+var ErrCommitLater = errors.New("outputs not durable yet, commit later")
+
 // Committed is the file position last committed for an input.
 type Committed struct {
 	Input  string
@@ -59,6 +65,7 @@ type ledgerEntry struct {
 	pos     []byte // precomputed position (Progress entries); nil: encode ev
 	settled bool
 	parked  bool
+	spill   bool   // the pipeline let go of it: persist it in the backlog
 	key     uint64 // pending-store key once parked
 	seen    uint64 // commit number when first seen unsettled by a commit
 }
@@ -110,6 +117,21 @@ func (l *Ledger) Resume(ev stackprint.Event, key uint64) stackprint.Event {
 	return ev
 }
 
+// Spill is the pipeline's Spill callback: ev is persisted in the backlog
+// at the next commit and then forgotten here (the pipeline loads it back
+// with Resume). It reports false for an event already parked, which the
+// pipeline then keeps in memory.
+func (l *Ledger) Spill(ev stackprint.Event) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	e, ok := l.bySeq[ev.Seq]
+	if !ok || e.parked || e.settled {
+		return false
+	}
+	e.ev, e.spill = ev, true
+	return true
+}
+
 // Settled is the pipeline's OnSettled callback.
 func (l *Ledger) Settled(ev stackprint.Event) {
 	l.mu.Lock()
@@ -139,7 +161,7 @@ func (l *Ledger) commit(final bool) error {
 	defer l.mu.Unlock()
 	l.commits++
 	cps := map[string][]byte{}
-	var park []*ledgerEntry
+	var park, spill []*ledgerEntry
 	popped := map[string]int{}
 	for src, q := range l.inputs {
 		// n ends the prefix that can be committed: settled, parked, or
@@ -149,6 +171,10 @@ func (l *Ledger) commit(final bool) error {
 		n := -1
 		for i, e := range q {
 			if e.settled || e.parked {
+				continue
+			}
+			if e.spill {
+				spill = append(spill, e)
 				continue
 			}
 			if e.seen == 0 {
@@ -190,12 +216,16 @@ func (l *Ledger) commit(final bool) error {
 		}
 		popped[src] = n
 	}
-	if len(cps) == 0 && len(park) == 0 && len(l.unpark) == 0 {
+	if len(cps) == 0 && len(park) == 0 && len(spill) == 0 && len(l.unpark) == 0 {
 		return nil
 	}
 	evs := make([]stackprint.Event, len(park))
 	for i, e := range park {
 		evs[i] = e.ev
+	}
+	sevs := make([]stackprint.Event, len(spill))
+	for i, e := range spill {
+		sevs[i] = e.ev
 	}
 	if l.syncErr != nil {
 		// A failed fsync may have dropped written data; a later fsync can
@@ -203,18 +233,26 @@ func (l *Ledger) commit(final bool) error {
 		return l.syncErr
 	}
 	if l.BeforeCommit != nil {
-		if err := l.BeforeCommit(); err != nil {
+		if err := l.BeforeCommit(); errors.Is(err, ErrCommitLater) {
+			return nil // nothing committed; the next interval tries again
+		} else if err != nil {
 			l.syncErr = fmt.Errorf("make outputs durable before the checkpoint: %w", err)
 			return l.syncErr
 		}
 	}
-	keys, err := l.store.CommitState(cps, evs, l.unpark)
+	keys, err := l.store.CommitStateSpill(cps, evs, sevs, l.unpark)
 	if err != nil {
 		return err
 	}
 	l.unpark = l.unpark[:0]
 	for i, e := range park {
 		e.parked, e.key = true, keys[i]
+	}
+	for _, e := range spill {
+		// On disk now; the pipeline loads it back through Resume.
+		e.parked, e.spill = true, false
+		delete(l.bySeq, e.ev.Seq)
+		e.ev = stackprint.Event{Source: e.ev.Source, File: e.ev.File, Offset: e.ev.Offset, Ident: e.ev.Ident}
 	}
 	for src, n := range popped {
 		q := l.inputs[src]

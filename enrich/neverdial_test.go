@@ -59,9 +59,13 @@ func TestOutOfScopeAddressesAreNeverDialled(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			dialer := &recordingDialer{}
-			prober := probe.NewJARM(probe.JARMConfig{Dialer: dialer, IOTimeout: time.Second, Deadline: 5 * time.Second})
+			prober, err := probe.NewEngine(probe.EngineConfig{Kinds: []string{"jarm"}, Dialer: dialer, IOTimeout: time.Second, Deadline: 5 * time.Second, ConnRate: -1})
+			if err != nil {
+				t.Fatal(err)
+			}
 			p, err := enrich.New(enrich.Config{
-				Scope: enrich.NewScope(tc.allow, nil, nil), TTL: time.Hour, Capacity: 100, QueueSize: 10,
+				Scope: enrich.NewScope(tc.allow, nil, nil), TTL: time.Hour, Capacity: 100,
+				ServerKinds: []string{"jarm"}, ServerCost: prober.Conns(nil),
 				MaxInFlight: 2, ProbesPerSecond: 100, Burst: 10, Deadline: 5 * time.Second,
 			}, prober, noMatches{}, rules.Engine{}, nopSink{})
 			if err != nil {

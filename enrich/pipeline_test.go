@@ -3,6 +3,7 @@ package enrich
 import (
 	"context"
 	"net/netip"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -16,16 +17,23 @@ import (
 type scriptedProber struct {
 	mu     sync.Mutex
 	calls  []stackprint.Target
+	kinds  [][]string
 	starts []time.Time
 	jarm   map[netip.Addr]string
 	block  chan struct{} // when set, Probe waits on it or ctx
 }
 
-func (s *scriptedProber) Probe(ctx context.Context, t stackprint.Target, sni string) stackprint.Result {
+func (s *scriptedProber) ProbeWith(ctx context.Context, t stackprint.Target, sni string, o stackprint.ProbeOptions) stackprint.Result {
 	s.mu.Lock()
 	s.calls = append(s.calls, t)
+	s.kinds = append(s.kinds, o.Kinds)
 	s.starts = append(s.starts, time.Now())
 	s.mu.Unlock()
+	if o.Answered != nil {
+		if err := o.Answered(ctx); err != nil {
+			return stackprint.Result{Target: t, Status: stackprint.StatusTimeout, JARM: stackprint.ZeroJARM, Error: err.Error(), Conns: 1}
+		}
+	}
 	if s.block != nil {
 		select {
 		case <-s.block:
@@ -33,10 +41,17 @@ func (s *scriptedProber) Probe(ctx context.Context, t stackprint.Target, sni str
 			return stackprint.Result{Target: t, Status: stackprint.StatusTimeout, JARM: stackprint.ZeroJARM, Error: "deadline"}
 		}
 	}
-	if j, ok := s.jarm[t.IP]; ok {
-		return stackprint.Result{Target: t, Status: stackprint.StatusOK, JARM: j}
+	var kinds []stackprint.KindResult
+	for _, k := range o.Kinds {
+		kinds = append(kinds, stackprint.KindResult{Kind: k, Status: stackprint.StatusOK})
 	}
-	return stackprint.Result{Target: t, Status: stackprint.StatusRefused, JARM: stackprint.ZeroJARM}
+	if j, ok := s.jarm[t.IP]; ok {
+		return stackprint.Result{Target: t, Status: stackprint.StatusOK, JARM: j, Kinds: kinds, Conns: 1}
+	}
+	for i := range kinds {
+		kinds[i].Status = stackprint.StatusRefused
+	}
+	return stackprint.Result{Target: t, Status: stackprint.StatusRefused, JARM: stackprint.ZeroJARM, Kinds: kinds, Conns: 1}
 }
 
 func (s *scriptedProber) count() int { s.mu.Lock(); defer s.mu.Unlock(); return len(s.calls) }
@@ -52,8 +67,8 @@ func (m mapMatcher) Match(r stackprint.Result) ([]stackprint.Match, error) {
 
 type judgeAll struct{}
 
-func (judgeAll) Judge(ev stackprint.Event, r stackprint.Result, m []stackprint.Match) []stackprint.Verdict {
-	if len(m) == 0 {
+func (judgeAll) JudgeRest(ev stackprint.Event, r stackprint.Result, m []stackprint.Match, done []string) []stackprint.Verdict {
+	if len(m) == 0 || slices.Contains(done, "db_match") {
 		return nil
 	}
 	return []stackprint.Verdict{{Rule: "db_match", Severity: "high", Match: m[0]}}
@@ -91,7 +106,8 @@ func testConfig() Config {
 	return Config{
 		Scope: NewScope([]netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}, nil, nil),
 		TTL:   time.Hour, NegativeTTL: time.Minute, Capacity: 1000,
-		QueueSize: 100, MaxInFlight: 4, ProbesPerSecond: 1000, Burst: 1000, Deadline: 5 * time.Second,
+		ServerKinds: []string{stackprint.KindJARM}, ServerCost: 1, NameCost: 1,
+		MaxInFlight: 4, ProbesPerSecond: 1000, Burst: 1000, ConnsPerIP: 1000, ConnsPerIPBurst: 1000, Deadline: 5 * time.Second,
 	}
 }
 
@@ -165,14 +181,16 @@ func TestDedupProbesOnceAndAlertsEveryConnection(t *testing.T) {
 		t.Fatalf("alert ids not distinct per connection: %d distinct", len(ids))
 	}
 	st := p.Stats()
-	if st.Events != 100 || st.Queued != 1 || st.Deduped != 99 {
+	if st.Events != 100 || st.ServerProbes != 1 || st.Probed != 50 || st.Deduped != 50 {
 		t.Fatalf("stats %+v", st)
 	}
 }
 
 func TestSNIIsPartOfTheKey(t *testing.T) {
-	pr := &scriptedProber{}
-	p := start(t, testConfig(), pr, mapMatcher{}, &memSink{})
+	pr := &scriptedProber{jarm: map[netip.Addr]string{netip.MustParseAddr("127.0.0.11"): badJARM}}
+	cfg := testConfig()
+	cfg.NameKinds = []string{stackprint.KindCert}
+	p := start(t, cfg, pr, mapMatcher{}, &memSink{})
 	for _, sni := range []string{"", "a.example", "b.example", "a.example"} {
 		ev := event("C1", "127.0.0.11:443")
 		ev.SNI = sni
@@ -182,7 +200,12 @@ func TestSNIIsPartOfTheKey(t *testing.T) {
 	}
 	waitIdle(t, p)
 	if n := pr.count(); n != 3 {
-		t.Fatalf("probed %d targets, want 3 (ip:port with no sni, a.example, b.example)", n)
+		t.Fatalf("probed %d times, want 3 (the server with no sni, then names a.example, b.example)", n)
+	}
+	pr.mu.Lock()
+	defer pr.mu.Unlock()
+	if !slices.Equal(pr.kinds[0], []string{"jarm", "cert"}) || !slices.Equal(pr.kinds[1], []string{"cert"}) || !slices.Equal(pr.kinds[2], []string{"cert"}) {
+		t.Fatalf("kinds per probe %v: want the server probe with jarm and cert, then cert only per name", pr.kinds)
 	}
 }
 
@@ -211,37 +234,6 @@ func TestOutOfScopeIsRecordedNotProbed(t *testing.T) {
 		}
 	}
 	if st := p.Stats(); st.OutOfScope != 4 || st.Deduped != 0 {
-		t.Fatalf("stats %+v", st)
-	}
-}
-
-func TestQueueFullIsRecorded(t *testing.T) {
-	pr := &scriptedProber{block: make(chan struct{})}
-	sink := &memSink{}
-	cfg := testConfig()
-	cfg.QueueSize, cfg.MaxInFlight = 1, 1
-	p := start(t, cfg, pr, mapMatcher{}, sink)
-	ctx := context.Background()
-	// first is taken by the worker, second fills the queue, third overflows.
-	if err := p.Handle(ctx, event("C1", "127.0.0.21:443")); err != nil {
-		t.Fatal(err)
-	}
-	deadline := time.Now().Add(5 * time.Second)
-	for pr.count() == 0 && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
-	}
-	for _, a := range []string{"127.0.0.22:443", "127.0.0.23:443"} {
-		if err := p.Handle(ctx, event("C2", a)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	recs, _ := sink.snapshot()
-	if len(recs) != 1 || recs[0].Status != stackprint.StatusRateLimited || recs[0].Target.IP != netip.MustParseAddr("127.0.0.23") {
-		t.Fatalf("records %+v, want one rate_limited for 127.0.0.23", recs)
-	}
-	close(pr.block)
-	waitIdle(t, p)
-	if st := p.Stats(); st.DroppedQueueFull != 1 || st.Queued != 2 {
 		t.Fatalf("stats %+v", st)
 	}
 }

@@ -68,6 +68,7 @@ type alertJSON struct {
 	CertSHA256    string    `json:"cert_sha256"`
 	CertSHA1      string    `json:"cert_sha1"`
 	HTTPServer    string    `json:"http_server"`
+	StartTLS      string    `json:"starttls"` // protocol the probe upgraded with; "" = direct TLS
 }
 
 type matchJSON struct {
@@ -117,6 +118,7 @@ func MarshalAlert(a stackprint.Alert) ([]byte, error) {
 		ATSF:        f.atsf,
 		CertSHA256:  f.certSHA256,
 		CertSHA1:    f.certSHA1,
+		StartTLS:    a.Result.StartTLS,
 	}
 	if a.Result.HTTP != nil {
 		v.HTTPServer = a.Result.HTTP.Server
@@ -248,6 +250,27 @@ func (w *AlertWriter) flushLocked() error {
 	}
 	if err := w.f.Sync(); err != nil {
 		return fmt.Errorf("fsync alerts to %s: %w", w.name, err)
+	}
+	return nil
+}
+
+// Rollback undoes a failed write: the buffered alerts are dropped and the
+// file is cut back to its last whole line, so a write that ran out of
+// space leaves no partial record. The caller writes the dropped alerts
+// again.
+func (w *AlertWriter) Rollback() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed || w.stdout {
+		return nil
+	}
+	w.w.Reset(w.f)
+	_, torn, err := truncateTorn(w.f)
+	if err != nil {
+		return fmt.Errorf("roll back %s: %w", w.name, err)
+	}
+	if torn {
+		w.w.WriteByte('\n')
 	}
 	return nil
 }

@@ -76,6 +76,9 @@ func (a *AlertLog) Rotate() error { return a.l.Rotate() }
 // Close writes #close, flushes and closes the file.
 func (a *AlertLog) Close() error { return a.l.Close() }
 
+// Rollback undoes a failed write (ZeekLog.Rollback).
+func (a *AlertLog) Rollback() error { return a.l.Rollback() }
+
 func alertRecord(a stackprint.Alert) []any {
 	ev, r := a.Event, a.Result
 	target := ev.Target()

@@ -182,6 +182,7 @@ type spProbe struct {
 	Started    string `json:"started,omitempty"`
 	DurationMS int64  `json:"duration_ms"`
 	Conns      int    `json:"conns"`
+	StartTLS   string `json:"starttls,omitempty"` // protocol every connection was upgraded with
 }
 
 type spHTTP struct {
@@ -251,6 +252,7 @@ func MarshalECS(a stackprint.Alert) ([]byte, error) {
 				Started:    ecsTime(r.Started),
 				DurationMS: r.Duration.Milliseconds(),
 				Conns:      r.Conns,
+				StartTLS:   r.StartTLS,
 			},
 		},
 	}

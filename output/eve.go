@@ -59,6 +59,7 @@ type eveExtras struct {
 	JARM       string   `json:"jarm,omitempty"`
 	ATSF       string   `json:"atsf,omitempty"`
 	HTTPServer *string  `json:"http_server,omitempty"`
+	StartTLS   string   `json:"starttls,omitempty"` // protocol the probe upgraded with
 	Match      *spMatch `json:"match,omitempty"`
 	Simulated  bool     `json:"simulated"`
 	Suppressed int      `json:"suppressed"`
@@ -151,6 +152,7 @@ func MarshalEVE(a stackprint.Alert) ([]byte, error) {
 			UID:        ev.UID,
 			Input:      ev.Source,
 			JARM:       r.JARM,
+			StartTLS:   r.StartTLS,
 			Simulated:  a.Simulated,
 			Suppressed: a.Suppressed,
 			Retro:      a.Retro,

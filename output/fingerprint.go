@@ -35,6 +35,7 @@ func fingerprintSchema() ZeekSchema {
 		{"match_label", "string"},
 		{"match_source", "string"},
 		{"match_confidence", "string"},
+		{"starttls", "string"},
 	}}
 }
 
@@ -76,6 +77,9 @@ func (f *FingerprintLog) Rotate() error { return f.l.Rotate() }
 // Close writes #close, flushes and closes the file.
 func (f *FingerprintLog) Close() error { return f.l.Close() }
 
+// Rollback undoes a failed write (ZeekLog.Rollback).
+func (f *FingerprintLog) Rollback() error { return f.l.Rollback() }
+
 func fingerprintRecord(ev stackprint.Event, r stackprint.Result, m []stackprint.Match) []any {
 	target := r.Target
 	if !target.IP.IsValid() {
@@ -108,6 +112,7 @@ func fingerprintRecord(ev stackprint.Event, r stackprint.Result, m []stackprint.
 		opt(r.Error),
 		len(m) > 0,
 		nil, nil, nil, nil,
+		opt(r.StartTLS),
 	}
 	if len(m) > 0 {
 		// Present but empty (a DB entry without a source) is "(empty)",

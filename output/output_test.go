@@ -91,7 +91,7 @@ func fixtures() (evs []stackprint.Event, rs []stackprint.Result, ms [][]stackpri
 			},
 			HTTP: &stackprint.HTTPFacts{StatusCode: 404, Server: "Microsoft-IIS/10.0"},
 		},
-		{Target: suri.Target(), Started: t0.Add(1500 * time.Millisecond), Duration: 2 * time.Second, Status: stackprint.StatusPartial, Conns: 10, JARM: jarmHit, Error: "probe 3: read: connection reset\\by peer",
+		{Target: suri.Target(), Started: t0.Add(1500 * time.Millisecond), Duration: 2 * time.Second, Status: stackprint.StatusPartial, Conns: 10, StartTLS: stackprint.StartTLSSMTP, JARM: jarmHit, Error: "probe 3: read: connection reset\\by peer",
 			HTTP: &stackprint.HTTPFacts{StatusCode: 200}},
 		{Target: noSNI.Target(), Started: t0.Add(2500 * time.Millisecond), Duration: 5 * time.Second, Status: stackprint.StatusTimeout, Conns: 10, JARM: stackprint.ZeroJARM, Error: "deadline exceeded"},
 		{Target: noSNI.Target(), Status: stackprint.StatusOutOfScope, Error: "-"},

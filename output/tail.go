@@ -94,3 +94,36 @@ func readLineAt(f *os.File, off int64) ([]byte, error) {
 		}
 	}
 }
+
+// truncateTorn cuts f back to just past its last newline, dropping a
+// partial record a failed write left (a full disk writes what fits). It
+// looks back at most tailChunk bytes; a file whose last newline is further
+// back keeps its tail and reports torn, so the next record starts on its
+// own line. It returns the new size.
+func truncateTorn(f *os.File) (size int64, torn bool, err error) {
+	st, err := f.Stat()
+	if err != nil {
+		return 0, false, err
+	}
+	size = st.Size()
+	if size == 0 {
+		return 0, false, nil
+	}
+	start := max(0, size-tailChunk)
+	buf := make([]byte, size-start)
+	if _, err := f.ReadAt(buf, start); err != nil && err != io.EOF {
+		return size, false, fmt.Errorf("read tail: %w", err)
+	}
+	i := bytes.LastIndexByte(buf, '\n')
+	switch {
+	case i == len(buf)-1:
+		return size, false, nil // ends with a whole record
+	case i < 0 && start > 0:
+		return size, true, nil
+	}
+	keep := start + int64(i) + 1
+	if err := f.Truncate(keep); err != nil {
+		return size, true, fmt.Errorf("truncate the partial record: %w", err)
+	}
+	return keep, false, nil
+}

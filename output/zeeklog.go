@@ -347,6 +347,38 @@ func (l *ZeekLog) closeFileLocked(now time.Time) error {
 	return err
 }
 
+// Rollback undoes a failed write: the buffered records are dropped and the
+// file is cut back to its last whole line (a TSV file that lost its header
+// gets it again), so a write that ran out of space leaves no partial
+// record. The caller writes the dropped records again.
+func (l *ZeekLog) Rollback() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed || l.f == nil {
+		return nil
+	}
+	l.w.Reset(l.f)
+	size, torn, err := truncateTorn(l.f)
+	if err != nil {
+		return fmt.Errorf("roll back %s: %w", l.path, err)
+	}
+	if size < l.hdr { // part of the header this writer began the file with
+		if err := l.f.Truncate(0); err != nil {
+			return fmt.Errorf("roll back %s: %w", l.path, err)
+		}
+		size = 0
+	}
+	l.size = size
+	switch {
+	case torn:
+		l.w.WriteByte('\n')
+		l.size++
+	case size == 0 && l.opts.Format == ZeekTSV:
+		l.writeHeader(l.opened)
+	}
+	return nil
+}
+
 // FlushBuffer hands buffered records to the OS without an fsync: readers
 // see them at once and they survive a crash of this process; Flush (at a
 // checkpoint) makes them durable against power loss too.

@@ -163,6 +163,22 @@
 // that is no web server costs at most that wait. The status code and
 // Server header are kept.
 //
+// # STARTTLS
+//
+// A target whose Target.StartTLS names a protocol (the sensor saw it: Zeek
+// conn service, EVE app_proto), or whose port EngineConfig.StartTLSPorts
+// maps (default: 21 ftp, 25 and 587 smtp, 110 pop3, 143 imap, 389 ldap,
+// 5222 xmpp-client, 5269 xmpp-server, 5432 postgres), gets every
+// connection of every kind upgraded first: a Dialer wrapper runs the
+// protocol's exchange after connect (SMTP EHLO/STARTTLS, IMAP STARTTLS,
+// POP3 STLS, FTP AUTH TLS, XMPP <starttls/>, the LDAP StartTLS extended
+// operation, PostgreSQL SSLRequest), reading one byte at a time within the
+// I/O timeout and 64 KiB, so nothing after the go-ahead is swallowed.
+// Result.StartTLS records the protocol. A service that refuses the upgrade
+// or answers something else is not_tls. The HTTP kind still sends its GET
+// (a mail server answers it with an error line at once). The DB keys such
+// JARM and ATSF values "PROTOCOL:hex", apart from direct TLS.
+//
 // # Engine status mapping
 //
 // Every selected kind gets a stackprint.KindResult with its own status,

@@ -88,7 +88,11 @@ type EngineConfig struct {
 	MaxConns     int           // connections per target; 0 → DefaultMaxConns
 	ReadCap      int           // bytes one ATSF/cert/HTTP connection may read; 0 → DefaultReadCap
 	HTTPWait     time.Duration // wait for the HTTP answer's head; 0 → DefaultHTTPWait, capped by IOTimeout
-	Rand         io.Reader
+	// StartTLSPorts maps ports to the STARTTLS protocol their connections
+	// are upgraded with (Target.StartTLS, the sensor's word, wins); nil →
+	// DefaultStartTLSPorts, an empty map: by port never.
+	StartTLSPorts map[uint16]string
+	Rand          io.Reader
 }
 
 // Engine fingerprints a target with every selected kind: JARM, the
@@ -104,6 +108,7 @@ type Engine struct {
 	maxConns  int
 	readCap   int
 	httpWait  time.Duration
+	starttls  map[uint16]string
 	rand      io.Reader
 	limits    *ipLimits // nil: unlimited
 	rateWait  time.Duration
@@ -150,22 +155,20 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 		e.httpWait = DefaultHTTPWait
 	}
 	e.httpWait = min(e.httpWait, e.ioTimeout)
+	e.starttls = DefaultStartTLSPorts()
+	if cfg.StartTLSPorts != nil {
+		e.starttls = map[uint16]string{}
+		for port, p := range cfg.StartTLSPorts {
+			if !stackprint.IsStartTLSProtocol(p) {
+				return nil, fmt.Errorf("probe: STARTTLS port %d: unknown protocol %q (want %s)", port, p, strings.Join(stackprint.StartTLSProtocols(), ", "))
+			}
+			e.starttls[port] = p
+		}
+	}
 	if e.rand == nil {
 		e.rand = rand.Reader
 	}
-	for _, k := range kinds {
-		switch k {
-		case stackprint.KindJARM, stackprint.KindATSF:
-			e.connsPer += 10
-		case stackprint.KindCert:
-			e.connsPer++
-		case stackprint.KindHTTP:
-			if !slices.Contains(kinds, stackprint.KindCert) {
-				e.connsPer++ // otherwise it shares cert's connection
-			}
-		}
-	}
-	e.connsPer = min(e.connsPer, e.maxConns)
+	e.connsPer = e.Conns(nil)
 	if cfg.ConnRate >= 0 {
 		r, b, n := cfg.ConnRate, cfg.ConnBurst, cfg.RateLimitIPs
 		if r == 0 {
@@ -199,7 +202,41 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 // Kinds returns the selected kinds in probe order.
 func (e *Engine) Kinds() []string { return slices.Clone(e.kinds) }
 
-func (e *Engine) has(kind string) bool { return slices.Contains(e.kinds, kind) }
+// selected is the engine's kinds that are in kinds (nil: all), in probe
+// order.
+func (e *Engine) selected(kinds []string) []string {
+	if kinds == nil {
+		return e.kinds
+	}
+	var out []string
+	for _, k := range e.kinds {
+		if slices.Contains(kinds, k) {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+// Conns is the most connections a probe of kinds (nil: all the engine's)
+// opens: 10 each for JARM and ATSF, one for the certificate and the HTTP
+// header together.
+func (e *Engine) Conns(kinds []string) int {
+	kinds = e.selected(kinds)
+	n := 0
+	for _, k := range kinds {
+		switch k {
+		case stackprint.KindJARM, stackprint.KindATSF:
+			n += 10
+		case stackprint.KindCert:
+			n++
+		case stackprint.KindHTTP:
+			if !slices.Contains(kinds, stackprint.KindCert) {
+				n++ // otherwise it shares cert's connection
+			}
+		}
+	}
+	return min(n, e.maxConns)
+}
 
 // Probe fingerprints t. JARM sends sni verbatim (pass the IP literal for
 // public JARM lists, as the daemon does by default); the certificate, HTTP
@@ -208,15 +245,26 @@ func (e *Engine) has(kind string) bool { return slices.Contains(e.kinds, kind) }
 // deadline and the engine's Deadline (plus the close of the last
 // connection), and always sets Status, Kinds, Conns, Started and
 // Duration. See the package documentation for the status rules.
-func (e *Engine) Probe(ctx context.Context, t stackprint.Target, sni string) (res stackprint.Result) {
+func (e *Engine) Probe(ctx context.Context, t stackprint.Target, sni string) stackprint.Result {
+	return e.ProbeWith(ctx, t, sni, stackprint.ProbeOptions{})
+}
+
+// ProbeWith is Probe with options: o.Kinds restricts the kinds to a subset
+// of the engine's (kinds it was not built with are ignored) — the daemon's
+// scheduler takes JARM and ATSF once per server and the certificate and
+// HTTP header once per name — and o.Answered is called when the target
+// has answered its first ClientHello.
+func (e *Engine) ProbeWith(ctx context.Context, t stackprint.Target, sni string, o stackprint.ProbeOptions) (res stackprint.Result) {
 	res = stackprint.Result{Target: t, Started: time.Now()}
+	kinds := e.selected(o.Kinds)
+	has := func(k string) bool { return slices.Contains(kinds, k) }
 	defer func() {
 		if r := recover(); r != nil {
 			res.Status, res.Error = stackprint.StatusHandshakeError, fmt.Sprintf("probe: internal error: %v", r)
 		}
 		res.Duration = time.Since(res.Started)
 	}()
-	if e.has(stackprint.KindJARM) {
+	if has(stackprint.KindJARM) {
 		res.JARM, res.JARMRaw = stackprint.ZeroJARM, jarmRawEmpty
 	}
 	ip := t.IP.Unmap()
@@ -235,14 +283,24 @@ func (e *Engine) Probe(ctx context.Context, t stackprint.Target, sni string) (re
 	// no trailing dot) even if the caller's target is not.
 	named := t
 	named.SNI = stackprint.CanonicalSNI(t.SNI)
-	d := &targetDialer{base: e.dialer, max: e.maxConns}
+	// A STARTTLS service gets every connection upgraded before its hello.
+	res.StartTLS = e.upgradeFor(t)
+	base := e.dialer
+	if res.StartTLS != "" {
+		host := named.SNI
+		if host == "" {
+			host = ip.String()
+		}
+		base = &starttlsDialer{base: e.dialer, proto: res.StartTLS, host: host, timeout: e.ioTimeout}
+	}
+	d := &targetDialer{base: base, max: e.maxConns}
 	if e.limits != nil {
-		if err := e.reserve(ctx, ip); err != nil {
+		if err := e.reserve(ctx, ip, e.Conns(kinds)); err != nil {
 			st := stackprint.StatusRateLimited
 			if ctxDone(ctx) != nil {
 				st = stackprint.StatusTimeout
 			}
-			for _, k := range e.kinds {
+			for _, k := range kinds {
 				res.Kinds = append(res.Kinds, stackprint.KindResult{Kind: k, Status: st, Error: k + ": not run: " + err.Error()})
 			}
 			res.Status, res.Error = st, "probe: "+err.Error()
@@ -250,6 +308,15 @@ func (e *Engine) Probe(ctx context.Context, t stackprint.Target, sni string) (re
 		}
 	}
 
+	if o.Answered != nil && !has(stackprint.KindJARM) {
+		if err := o.Answered(ctx); err != nil {
+			for _, k := range kinds {
+				res.Kinds = append(res.Kinds, stackprint.KindResult{Kind: k, Status: stackprint.StatusTimeout, Error: k + ": not run: " + err.Error()})
+			}
+			res.Status, res.Error = stackprint.StatusTimeout, "probe: "+err.Error()
+			return res
+		}
+	}
 	var skip string // why the remaining kinds are not run
 	var skipStatus stackprint.Status
 	notRun := func(kind string) bool {
@@ -282,17 +349,22 @@ func (e *Engine) Probe(ctx context.Context, t stackprint.Target, sni string) (re
 			// A silently filtered port: every further connect would wait
 			// out the I/O timeout too.
 			skip, skipStatus = "connect timed out", stackprint.StatusTimeout
+		case kr.Status == stackprint.StatusTimeout && kr.Conns <= 1:
+			// A tarpit: it accepted and never answered the first
+			// ClientHello. Ten more ClientHellos would each wait out the
+			// same timeout; settle the target now.
+			skip, skipStatus = "no answer to the first ClientHello", stackprint.StatusTimeout
 		}
 	}
 
-	if e.has(stackprint.KindJARM) && !notRun(stackprint.KindJARM) {
+	if has(stackprint.KindJARM) && !notRun(stackprint.KindJARM) {
 		n0, t0 := d.n, time.Now()
 		dl, _ := ctx.Deadline()
-		jr := NewJARM(JARMConfig{Dialer: d, IOTimeout: e.ioTimeout, Deadline: time.Until(dl), Rand: e.rand}).Probe(ctx, t, sni)
+		jr := NewJARM(JARMConfig{Dialer: d, IOTimeout: e.ioTimeout, Deadline: time.Until(dl), Rand: e.rand, Answered: o.Answered}).Probe(ctx, t, sni)
 		res.JARM, res.JARMRaw = jr.JARM, jr.JARMRaw
 		record(stackprint.KindResult{Kind: stackprint.KindJARM, Status: jr.Status, Error: jr.Error}, n0, t0, true)
 	}
-	wantCert, wantHTTP := e.has(stackprint.KindCert), e.has(stackprint.KindHTTP)
+	wantCert, wantHTTP := has(stackprint.KindCert), has(stackprint.KindHTTP)
 	if wantCert || wantHTTP {
 		first := stackprint.KindCert
 		if !wantCert {
@@ -317,7 +389,7 @@ func (e *Engine) Probe(ctx context.Context, t stackprint.Target, sni string) (re
 			}
 		}
 	}
-	if e.has(stackprint.KindATSF) && !notRun(stackprint.KindATSF) {
+	if has(stackprint.KindATSF) && !notRun(stackprint.KindATSF) {
 		n0, t0 := d.n, time.Now()
 		a, kr := e.runATSF(ctx, d, network, addr, named.SNI)
 		res.ATSF = a
@@ -328,52 +400,24 @@ func (e *Engine) Probe(ctx context.Context, t stackprint.Target, sni string) (re
 	return res
 }
 
-// summarize derives the target status from the kinds. HTTP is auxiliary:
-// a TLS server that is no web server is normal, so HTTP only counts when it
-// is the only kind. ok: every counted kind ok; partial: some kind ok or
-// partial; otherwise the first counted kind's failure.
+// upgradeFor is the STARTTLS protocol for t: the sensor's, else the
+// port's, else "" (direct TLS).
+func (e *Engine) upgradeFor(t stackprint.Target) string {
+	if stackprint.IsStartTLSProtocol(t.StartTLS) {
+		return t.StartTLS
+	}
+	return e.starttls[t.Port]
+}
+
+// summarize is the target status rule shared with the scheduler.
 func summarize(kinds []stackprint.KindResult) (stackprint.Status, string) {
-	var counted []stackprint.KindResult
-	for _, k := range kinds {
-		if k.Kind != stackprint.KindHTTP || len(kinds) == 1 {
-			counted = append(counted, k)
-		}
-	}
-	if len(counted) == 0 {
-		return stackprint.StatusHandshakeError, "probe: no kind ran"
-	}
-	allOK, anyGood := true, false
-	var errs []string
-	for _, k := range counted {
-		switch k.Status {
-		case stackprint.StatusOK:
-			anyGood = true
-			continue
-		case stackprint.StatusPartial:
-			anyGood = true
-		}
-		allOK = false
-		if k.Error != "" {
-			errs = append(errs, k.Error)
-		}
-	}
-	msg := strings.Join(errs, "; ")
-	if len(msg) > 400 {
-		msg = msg[:400] + "…"
-	}
-	switch {
-	case allOK:
-		return stackprint.StatusOK, ""
-	case anyGood:
-		return stackprint.StatusPartial, msg
-	}
-	return counted[0].Status, msg
+	return stackprint.Summarize(kinds)
 }
 
 // reserve takes the target's connections from its IP's token bucket,
 // waiting if that takes at most rateWait (and fits the deadline).
-func (e *Engine) reserve(ctx context.Context, ip netip.Addr) error {
-	r := e.limits.get(ip).ReserveN(time.Now(), e.connsPer)
+func (e *Engine) reserve(ctx context.Context, ip netip.Addr, conns int) error {
+	r := e.limits.get(ip).ReserveN(time.Now(), conns)
 	if !r.OK() {
 		return errors.New("per-IP connection rate limit: burst too small") // NewEngine rules this out
 	}
@@ -383,7 +427,7 @@ func (e *Engine) reserve(ctx context.Context, ip netip.Addr) error {
 	}
 	if dl, ok := ctx.Deadline(); delay > e.rateWait || (ok && time.Now().Add(delay).After(dl)) {
 		r.Cancel()
-		return fmt.Errorf("per-IP connection rate limit: %d connections would wait %v", e.connsPer, delay.Round(time.Millisecond))
+		return fmt.Errorf("per-IP connection rate limit: %d connections would wait %v", conns, delay.Round(time.Millisecond))
 	}
 	t := time.NewTimer(delay)
 	defer t.Stop()

@@ -36,6 +36,10 @@ type JARMConfig struct {
 	Deadline  time.Duration // hard deadline for the whole target; 0 → DefaultJARMDeadline
 	Rand      io.Reader     // nil → crypto/rand; must be safe for concurrent use if Probe is
 	ReadCap   int           // ≤0 or >JARMReadCap → JARMReadCap; a smaller cap is for tests only and breaks bit-identity
+	// Answered is called once, after the first probe that the server
+	// answered in any way (it is no tarpit), before the next connection;
+	// an error aborts the run like a timeout. Optional.
+	Answered func(context.Context) error
 }
 
 // JARM runs JARM probes. It is immutable after NewJARM and safe for
@@ -43,6 +47,7 @@ type JARMConfig struct {
 type JARM struct {
 	dialer    Dialer
 	ioTimeout time.Duration
+	answered  func(context.Context) error
 	deadline  time.Duration
 	rand      io.Reader
 	readCap   int
@@ -53,6 +58,7 @@ func NewJARM(cfg JARMConfig) *JARM {
 	j := &JARM{
 		dialer:    cfg.Dialer,
 		ioTimeout: cfg.IOTimeout,
+		answered:  cfg.Answered,
 		deadline:  cfg.Deadline,
 		rand:      cfg.Rand,
 		readCap:   cfg.ReadCap,
@@ -84,6 +90,7 @@ const (
 	failReset            // reset / broken pipe, or shutdown failed after data
 	failEOF              // peer closed without sending
 	failOther            // any other I/O error
+	failNotTLS           // the STARTTLS upgrade was refused
 )
 
 // jarmAbort is a timeout or cancellation: jarm.py stops probing and the
@@ -164,6 +171,11 @@ func (j *JARM) Probe(ctx context.Context, t stackprint.Target, sni string) (res 
 		if errors.As(err, &abort) {
 			return j.aborted(res, fmt.Errorf("probe %d (%s): %w", i+1, specs[i].name, abort.err))
 		}
+		if i == 0 && j.answered != nil {
+			if err := j.answered(ctx); err != nil {
+				return j.aborted(res, fmt.Errorf("after probe 1: %w", err))
+			}
+		}
 		pieces[i] = jarmEmpty
 		switch fail {
 		case failConnect:
@@ -177,6 +189,9 @@ func (j *JARM) Probe(ctx context.Context, t stackprint.Target, sni string) (res 
 		case failOther:
 			tally.other++
 			keepFirst(&tally.otherMsg, err.Error())
+		case failNotTLS:
+			tally.notTLS++
+			keepFirst(&tally.notTLSMsg, err.Error())
 		case failNone:
 			pieces[i] = ParseJARMAnswer(data)
 			switch {
@@ -266,6 +281,9 @@ func (j *JARM) exchange(ctx context.Context, network, addr string, hello, buf []
 		}
 		if isTimeout(err) {
 			return nil, failNone, 1, &jarmAbort{fmt.Errorf("connect: %w", err)}
+		}
+		if errors.Is(err, errNotTLS) {
+			return nil, failNotTLS, 1, fmt.Errorf("connect: %w", err)
 		}
 		return nil, failConnect, 1, fmt.Errorf("connect: %w", err)
 	}

@@ -382,8 +382,16 @@ func (e Engine) Stats() Stats {
 // match (drift, HTTP) only see events when the caller judges every probed
 // event, not only matched ones.
 func (e Engine) Judge(ev stackprint.Event, r stackprint.Result, m []stackprint.Match) []stackprint.Verdict {
+	return e.JudgeRest(ev, r, m, nil)
+}
+
+// JudgeRest is Judge without the rules in done: the scheduler judges an
+// event first with its server's fingerprints and again once its own
+// name's certificate and HTTP header are in, and a rule that fired the
+// first time neither fires nor counts as suppressed the second.
+func (e Engine) JudgeRest(ev stackprint.Event, r stackprint.Result, m []stackprint.Match, done []string) []stackprint.Verdict {
 	if e.st == nil {
-		return judgeDBMatch(m)
+		return slices.DeleteFunc(judgeDBMatch(m), func(v stackprint.Verdict) bool { return slices.Contains(done, v.Rule) })
 	}
 	set := e.st.set.Load()
 	var (
@@ -401,7 +409,7 @@ func (e Engine) Judge(ev stackprint.Event, r stackprint.Result, m []stackprint.M
 	}
 	var out []stackprint.Verdict
 	for _, rule := range set.Rules {
-		if rule.Disabled {
+		if rule.Disabled || slices.Contains(done, rule.ID) {
 			continue
 		}
 		fired, which := e.eval(rule, &env)

@@ -39,6 +39,8 @@
 //     A conn record is an event (Kind "zeek_conn") only when service lists
 //     ssl and not -ssl, proto is tcp and conn_state is neither S0 nor REJ;
 //     otherwise it is skipped, as are all other logs (notice, x509, http, …).
+//     Its service list without ssl (e.g. "smtp" from "smtp,ssl": TLS
+//     started with STARTTLS) is Event.Service.
 //     No ordering of ts is assumed (conn.log is written when connections
 //     end).
 //
@@ -54,7 +56,8 @@
 // port (the eve-6.0 case), else dest. Timestamps accept offsets with and
 // without a colon ("ts-error" is a malformed line, counted); Event.TS is
 // flow.start when present (the connection start), else timestamp. flow_id
-// is parsed as uint64; expanded IPv6 is canonicalised. ja3/ja3s (objects or
+// is parsed as uint64; expanded IPv6 is canonicalised. An app_proto other
+// than tls or failed (smtp on a STARTTLS session) is Event.Service. ja3/ja3s (objects or
 // strings) and ja4 are skipped without decoding. Other event types are
 // skipped after reading event_type. TLSVersion normalises the version
 // strings of both sensors ("TLSv1" is tls/1.0); events do not carry them.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"strings"
 
 	"github.com/stackprint/stackprint"
 )
@@ -301,6 +302,15 @@ func (p *EveParser) event(kind string, r *eveRaw) (stackprint.Event, lineClass, 
 		return stackprint.Event{}, classSkip, err
 	}
 	ev.Orig, ev.Resp = src, dest // tls and flow records follow the flow's direction
+	if isJSONString(r.appProto) {
+		// The protocol TLS was started from (smtp, imap, …); tls itself
+		// and failed detection say nothing.
+		if ap, err := jsonStringBytes(r.appProto); err == nil {
+			if a := strings.ToLower(string(ap)); a != "tls" && a != "failed" {
+				ev.Service = a
+			}
+		}
+	}
 
 	if kind == KindEveAlert {
 		// An alert's src/dest follow the packet that matched: the server

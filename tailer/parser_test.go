@@ -76,7 +76,7 @@ func runSteps(t *testing.T, p parseLiner, steps []step) {
 		if s.want != nil {
 			w := *s.want
 			if !ev.TS.Equal(w.TS) || ev.UID != w.UID || ev.FlowID != w.FlowID || ev.Orig != w.Orig ||
-				ev.Resp != w.Resp || ev.SNI != w.SNI || ev.Kind != w.Kind {
+				ev.Resp != w.Resp || ev.SNI != w.SNI || ev.Kind != w.Kind || ev.Service != w.Service {
 				t.Errorf("step %d %q:\n got %+v\nwant %+v", i, s.line, ev, w)
 			}
 			if ev.Source != "src" {
@@ -87,6 +87,8 @@ func runSteps(t *testing.T, p parseLiner, steps []step) {
 }
 
 func tsv(fields ...string) string { return strings.Join(fields, "\t") }
+
+func withService(e *stackprint.Event, svc string) *stackprint.Event { e.Service = svc; return e }
 
 const (
 	sslFields  = "#fields\tts\tuid\tid.orig_h\tid.orig_p\tid.resp_h\tid.resp_p\tversion\tcipher\tserver_name\tcert_chain_fps\testablished"
@@ -162,7 +164,11 @@ func TestZeekTSV(t *testing.T) {
 		}},
 		{"conn service filter", concat(zeekHeader("conn", connFields), []step{
 			{line: tsv(ts, "C1", "10.0.0.1", "5", "10.0.0.2", "443", "tcp", "ssl", "1.0", "SF", "-"), event: true, want: conn("C1", "10.0.0.1:5", "10.0.0.2:443")},
-			{line: tsv(ts, "C2", "10.0.0.1", "5", "10.0.0.2", "443", "tcp", "http,ssl", "1.0", "RSTO", "(empty)"), event: true, want: conn("C2", "10.0.0.1:5", "10.0.0.2:443")},
+			{line: tsv(ts, "C2", "10.0.0.1", "5", "10.0.0.2", "443", "tcp", "http,ssl", "1.0", "RSTO", "(empty)"), event: true,
+				want: withService(conn("C2", "10.0.0.1:5", "10.0.0.2:443"), "http")},
+			// STARTTLS: the protocol TLS started from is kept.
+			{line: tsv(ts, "C2s", "10.0.0.1", "5", "10.0.0.2", "587", "tcp", "SMTP,ssl", "1.0", "SF", "-"), event: true,
+				want: withService(conn("C2s", "10.0.0.1:5", "10.0.0.2:587"), "smtp")},
 			{line: tsv(ts, "C3", "10.0.0.1", "5", "10.0.0.2", "443", "udp", "quic,ssl", "1.0", "SF", "-")},            // UDP (QUIC)
 			{line: tsv(ts, "C4", "10.0.0.1", "5", "10.0.0.2", "443", "tcp", "ssl,-ssl", "1.0", "SF", "-")},            // removed
 			{line: tsv(ts, "C5", "10.0.0.1", "5", "10.0.0.2", "443", "tcp", "-", "1.0", "SF", "-")},                   // unset
@@ -383,6 +389,9 @@ func TestEve(t *testing.T) {
 		}()},
 		{line: `{"timestamp":"2018-07-05T15:07:20.910626-0400","flow_id":904992230150281,"event_type":"alert","src_ip":"192.168.86.85","src_port":55641,"dest_ip":"192.168.156.70","dest_port":443,"proto":"TCP","alert":{"signature_id":2024833},"app_proto":"tls","flow":{"start":"2018-07-05T15:07:19.659593-0400"}}`, event: true,
 			want: &E{TS: tsISO(t, "2018-07-05T15:07:19.659593-04:00"), FlowID: 904992230150281, Orig: ap("192.168.86.85:55641"), Resp: ap("192.168.156.70:443"), Kind: KindEveAlert}},
+		// STARTTLS: an alert on a TLS session of an SMTP flow keeps its app_proto.
+		{line: strings.Replace(alert(`,"app_proto":"SMTP"`), `"src_port":443`, `"src_port":587`, 1), event: true,
+			want: with(alertEv("10.31.64.240:47592", "81.2.69.143:587"), func(e *E) { e.Service = "smtp" })},
 		{line: `{"timestamp":"2021-01-27T01:28:11.488362+0100","flow_id":1,"event_type":"alert","src_ip":"81.2.69.143","src_port":80,"dest_ip":"10.31.64.240","dest_port":47592,"proto":"TCP","alert":{},"http":{"hostname":"x"},"app_proto":"http"}`},
 		// other event types are skipped, even when broken after event_type
 		{line: `{"timestamp":"2018-07-05T15:51:20.213418-0400","event_type":"dns","src_ip":"192.168.86.1","proto":"UDP","dns":{"type":"answer"}}`},

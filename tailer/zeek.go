@@ -504,9 +504,11 @@ func (p *ZeekParser) record(kind logKind, v *[numSlots][]byte, tsv bool) (stackp
 		return b, true, nil
 	}
 
+	var svc []byte
 	if kind == logConn {
 		// Filter first: most conn records are not TLS.
-		svc, _, err := p.service(v[slotService], tsv)
+		var err error
+		svc, _, err = p.service(v[slotService], tsv)
 		if err != nil {
 			return stackprint.Event{}, classSkip, fieldErr(name(slotService), v[slotService], err)
 		}
@@ -535,6 +537,7 @@ func (p *ZeekParser) record(kind logKind, v *[numSlots][]byte, tsv bool) (stackp
 	ev := stackprint.Event{Source: p.source, Kind: KindZeekSSL}
 	if kind == logConn {
 		ev.Kind = KindZeekConn
+		ev.Service = serviceName(svc)
 	}
 	for _, s := range requiredSlots() {
 		if v[s] == nil || (tsv && bytes.Equal(v[s], p.unset)) {
@@ -642,6 +645,20 @@ func (p *ZeekParser) service(raw []byte, tsv bool) ([]byte, bool, error) {
 		}
 	}
 	return nil, false, errNotString
+}
+
+// serviceName is the service list without the ssl entries, lower case
+// ("smtp,ssl" → "smtp"): the protocol TLS was started from, if any.
+func serviceName(svc []byte) string {
+	var out []string
+	for e := range bytes.SplitSeq(svc, []byte{','}) {
+		e = bytes.ToLower(bytes.TrimSpace(e))
+		if len(e) == 0 || bytes.Equal(e, []byte("ssl")) || bytes.Equal(e, []byte("-ssl")) {
+			continue
+		}
+		out = append(out, string(e))
+	}
+	return strings.Join(out, ",")
 }
 
 // hasSSLService reports whether the comma-separated service list names the

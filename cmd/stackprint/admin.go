@@ -17,7 +17,7 @@ package main
 //	→ {"v":1,"op":"frobnicate"}
 //	← {"ok":false,"error":"admin: unknown op \"frobnicate\""}
 //
-// Operations: ping, add, rm, list, import, export, stats, learn_finished,
+// Operations: ping, add, rm, list, import, export, stats, check, backup, learn_finished,
 // learn_record, learn_scores, learn_reset, learn_promote. add, import and
 // learn_promote run a retro-hunt for the fingerprints they wrote.
 //
@@ -96,24 +96,27 @@ type adminRequest struct {
 	Role    string             `json:"role,omitempty"`    // learn_finished
 	Learn   *db.LearnResult    `json:"learn,omitempty"`   // learn_record
 	Promote *db.PromoteOptions `json:"promote,omitempty"` // learn_promote
+	Path    string             `json:"path,omitempty"`    // backup: absolute file to write
 }
 
 // adminResponse is one line from the daemon.
 type adminResponse struct {
-	OK      bool             `json:"ok"`
-	Error   string           `json:"error,omitempty"`
-	Daemon  *adminHello      `json:"daemon,omitempty"`  // ping
-	Record  *db.Record       `json:"record,omitempty"`  // add
-	Records []db.Record      `json:"records,omitempty"` // list, learn_promote
-	Found   bool             `json:"found,omitempty"`   // rm
-	Report  *db.ImportReport `json:"report,omitempty"`  // import
-	Data    []byte           `json:"data,omitempty"`    // export
-	Count   int              `json:"count,omitempty"`   // export: items written
-	Stats   *db.Stats        `json:"stats,omitempty"`   // stats
-	Entries []string         `json:"entries,omitempty"` // learn_finished
-	Counted bool             `json:"counted,omitempty"` // learn_record
-	Scores  []db.LearnStats  `json:"scores,omitempty"`  // learn_scores
-	Retro   int              `json:"retro_alerts,omitempty"`
+	OK       bool             `json:"ok"`
+	Error    string           `json:"error,omitempty"`
+	Daemon   *adminHello      `json:"daemon,omitempty"`  // ping
+	Record   *db.Record       `json:"record,omitempty"`  // add
+	Records  []db.Record      `json:"records,omitempty"` // list, learn_promote
+	Found    bool             `json:"found,omitempty"`   // rm
+	Report   *db.ImportReport `json:"report,omitempty"`  // import
+	Data     []byte           `json:"data,omitempty"`    // export
+	Count    int              `json:"count,omitempty"`   // export: items written
+	Stats    *db.Stats        `json:"stats,omitempty"`   // stats
+	Entries  []string         `json:"entries,omitempty"` // learn_finished
+	Counted  bool             `json:"counted,omitempty"` // learn_record
+	Scores   []db.LearnStats  `json:"scores,omitempty"`  // learn_scores
+	Retro    int              `json:"retro_alerts,omitempty"`
+	Problems []string         `json:"problems,omitempty"` // check
+	Size     int64            `json:"size,omitempty"`     // backup: bytes written
 }
 
 // adminHello identifies the daemon answering a ping.
@@ -420,6 +423,21 @@ func (s *adminServer) run(ctx context.Context, req adminRequest) (adminResponse,
 			return resp, err
 		}
 		resp.Data, resp.Count = data, n
+	case "check":
+		problems, err := st.Check(ctx)
+		if err != nil {
+			return resp, err
+		}
+		resp.Problems = problems
+	case "backup":
+		if err := need(filepath.IsAbs(req.Path), "an absolute path"); err != nil {
+			return resp, err
+		}
+		n, err := st.Backup(ctx, req.Path)
+		if err != nil {
+			return resp, err
+		}
+		resp.Size = n
 	case "stats":
 		sts, err := st.Stats(ctx)
 		if err != nil {
@@ -556,7 +574,7 @@ func retroAlerts(judge enrich.Judge, rec db.Record, s db.Sighting, now time.Time
 	m := stackprint.Match{Kind: rec.Kind, Value: rec.Value, Label: rec.Label, Source: rec.Source, Confidence: rec.Confidence,
 		Category: rec.Category, BlockCount: rec.BlockCount, TopCount: rec.TopCount}
 	var out []stackprint.Alert
-	for _, v := range judge.Judge(ev, res, []stackprint.Match{m}) {
+	for _, v := range judge.JudgeRest(ev, res, []stackprint.Match{m}, nil) {
 		a := stackprint.NewAlert(v, ev, res, now)
 		a.ID = stackprint.AlertID(v.Rule, ev, rec.Value) // the fingerprint that matched, not only the JARM
 		a.Retro = true
@@ -680,6 +698,16 @@ func (c *adminClient) Import(ctx context.Context, name string, data []byte, o db
 func (c *adminClient) Export(ctx context.Context, o db.ExportOptions) ([]byte, int, error) {
 	resp, err := c.call(ctx, adminRequest{Op: "export", Export: &o})
 	return resp.Data, resp.Count, err
+}
+
+func (c *adminClient) Check(ctx context.Context) ([]string, error) {
+	resp, err := c.call(ctx, adminRequest{Op: "check"})
+	return resp.Problems, err
+}
+
+func (c *adminClient) Backup(ctx context.Context, path string) (int64, error) {
+	resp, err := c.call(ctx, adminRequest{Op: "backup", Path: path})
+	return resp.Size, err
 }
 
 func (c *adminClient) Stats(ctx context.Context) (db.Stats, error) {

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/stackprint/stackprint"
 	"github.com/stackprint/stackprint/configs"
 	"github.com/stackprint/stackprint/enrich"
 	"github.com/stackprint/stackprint/probe"
@@ -79,6 +80,9 @@ type SchedulerConfig struct {
 	MaxInFlight     int     `yaml:"max_in_flight"`
 	ProbesPerSecond float64 `yaml:"probes_per_second"`
 	Burst           int     `yaml:"burst"`
+	// Added with the fair scheduler; 0 means the default.
+	BacklogMax int           `yaml:"backlog_max"`
+	MaxWait    time.Duration `yaml:"max_wait"`
 }
 
 type ProbeConfig struct {
@@ -92,8 +96,12 @@ type ProbeConfig struct {
 	ConnsPerIPBurst     int      `yaml:"conns_per_ip_burst"`
 	MaxConnsPerTarget   int      `yaml:"max_conns_per_target"`
 	ReadCap             int      `yaml:"read_cap"`
+	ATSFPerName         bool     `yaml:"atsf_per_name"`
 	// Wait for the HTTP answer's head after GET /; 0 = the probe default.
 	HTTPWait time.Duration `yaml:"http_wait"`
+	// Ports whose connections are upgraded with STARTTLS before every
+	// handshake (port: protocol); absent = the standard ports, {} = none.
+	StartTLSPorts map[uint16]string `yaml:"starttls_ports"`
 }
 
 // OutputsConfig: each output is off when its path is "" (validate in
@@ -283,7 +291,13 @@ func (c *Config) validate() []error {
 		bad("dedup.capacity", c.Dedup.Capacity, fmt.Sprintf("must be 1..%d", maxDedupCapacity))
 	}
 	if c.Scheduler.QueueSize < 1 || c.Scheduler.QueueSize > maxQueueSize {
-		bad("scheduler.queue_size", c.Scheduler.QueueSize, fmt.Sprintf("must be 1..%d (the queue is allocated at start)", maxQueueSize))
+		bad("scheduler.queue_size", c.Scheduler.QueueSize, fmt.Sprintf("must be 1..%d (events held in memory; the rest wait in the DB file)", maxQueueSize))
+	}
+	if c.Scheduler.BacklogMax < 0 {
+		bad("scheduler.backlog_max", c.Scheduler.BacklogMax, "must not be negative (0 = default)")
+	}
+	if c.Scheduler.MaxWait < 0 {
+		bad("scheduler.max_wait", c.Scheduler.MaxWait, "must not be negative (0 = default)")
 	}
 	if c.Scheduler.MaxInFlight < 1 || c.Scheduler.MaxInFlight > 1024 {
 		bad("scheduler.max_in_flight", c.Scheduler.MaxInFlight, "must be 1..1024")
@@ -293,6 +307,11 @@ func (c *Config) validate() []error {
 	}
 	if c.Scheduler.Burst < 1 {
 		bad("scheduler.burst", c.Scheduler.Burst, "must be >= 1")
+	}
+	for port, p := range c.Probe.StartTLSPorts {
+		if !stackprint.IsStartTLSProtocol(p) {
+			bad(fmt.Sprintf("probe.starttls_ports.%d", port), p, "want one of "+strings.Join(stackprint.StartTLSProtocols(), ", "))
+		}
 	}
 	if c.Probe.HTTPWait < 0 {
 		bad("probe.http_wait", c.Probe.HTTPWait, "must not be negative (0 = default)")
@@ -396,6 +415,8 @@ func (c *Config) probeEngineConfig() probe.EngineConfig {
 		MaxConns:  c.Probe.MaxConnsPerTarget,
 		ReadCap:   c.Probe.ReadCap,
 		HTTPWait:  c.Probe.HTTPWait,
+		// nil (absent) means the standard ports.
+		StartTLSPorts: c.Probe.StartTLSPorts,
 	}
 }
 

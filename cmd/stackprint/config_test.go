@@ -55,11 +55,11 @@ func TestConfigErrors(t *testing.T) {
 	}{
 		{"unknown key", func(s string) string { return strings.Replace(s, "  ttl: 24h", "  ttl: 24h\n  tll: 1h", 1) }, []string{`unknown key "dedup.tll"`, "config:"}},
 		{"bad duration", func(s string) string { return strings.Replace(s, "io_timeout: 5s", "io_timeout: fast", 1) }, []string{`"fast" is not a duration with a unit`, ": probe.io_timeout: "}},
-		{"bad number", func(s string) string { return strings.Replace(s, "queue_size: 10000", "queue_size: ten", 1) }, []string{`"ten" is not a whole number`}},
+		{"bad number", func(s string) string { return strings.Replace(s, "queue_size: 100000", "queue_size: ten", 1) }, []string{`"ten" is not a whole number`}},
 		{"bad format", func(s string) string { return strings.Replace(s, "format: eve", "format: syslog", 1) }, []string{"inputs[2].format", "syslog"}},
 		{"bad prefix", func(s string) string { return strings.Replace(s, "allow: []", "allow: [10.0.0.0/33]", 1) }, []string{"scope.allow[0]", "10.0.0.0/33"}},
 		{"several at once", func(s string) string {
-			s = strings.Replace(s, "max_in_flight: 8", "max_in_flight: 0", 1)
+			s = strings.Replace(s, "max_in_flight: 256", "max_in_flight: 0", 1)
 			return strings.Replace(s, "jarm_sni: ip", "jarm_sni: sometimes", 1)
 		}, []string{"scheduler.max_in_flight", "probe.jarm_sni", "sometimes"}},
 		{"zero lock timeout", func(s string) string { return strings.Replace(s, "lock_timeout: 2s", "lock_timeout: 0s", 1) }, []string{"db.lock_timeout", "wait forever"}},

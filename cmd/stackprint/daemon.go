@@ -1,12 +1,14 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net/netip"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -73,35 +75,73 @@ func newDaemon(cfg *Config, log *slog.Logger, hooks daemonHooks) (_ *daemon, err
 	}
 	pcfg := cfg.probeEngineConfig()
 	pcfg.Dialer = hooks.dialer
+	pcfg.ConnRate = -1 // the scheduler keeps the per-IP budget, so waiting costs no probe slot
 	prober, err := probe.NewEngine(pcfg)
 	if err != nil {
 		return nil, fmt.Errorf("probe engine: %w", err)
 	}
 	d.metrics = newMetrics(d)
+	d.sink.onWriteErr = func(name string, err error) {
+		if err == nil {
+			d.log.Warn("output writes recovered; checkpoints resume")
+			_ = sdNotify("STATUS=following " + fmt.Sprint(len(cfg.Inputs)) + " inputs")
+			return
+		}
+		d.metrics.outputErrors.WithLabelValues(name).Inc()
+		d.log.Error("output write failed; rolled back to the last whole record, retrying (checkpoints wait)", "output", name, "err", err)
+		_ = sdNotify("STATUS=degraded: output " + name + " failing, retrying: " + err.Error())
+	}
 	if d.rules, err = newRulesEngine(cfg.Rules, log); err != nil {
 		return nil, err
+	}
+	// Events parked by the previous run wait in the backlog; the
+	// scheduler loads them back in turn, client by client.
+	backlog, err := d.db.RebuildBacklog()
+	if err != nil {
+		return nil, err
+	}
+	d.ledger = enrich.NewLedger(d.db, encodePosition, log)
+	d.ledger.BeforeCommit = d.sink.Sync
+	serverKinds, nameKinds := splitKinds(prober.Kinds(), cfg.Probe.ATSFPerName)
+	burst := cfg.Probe.ConnsPerIPBurst
+	if burst == 0 {
+		burst = probe.DefaultConnBurst
 	}
 	d.pipe, err = enrich.New(enrich.Config{
 		Scope:           enrich.NewScope(parsePrefixes(cfg.Scope.Allow), parsePrefixes(cfg.Scope.Deny), ports),
 		TTL:             cfg.Dedup.TTL,
 		NegativeTTL:     cfg.Dedup.NegativeTTL,
 		Capacity:        cfg.Dedup.Capacity,
-		QueueSize:       cfg.Scheduler.QueueSize,
+		ServerKinds:     serverKinds,
+		NameKinds:       nameKinds,
+		ServerCost:      prober.Conns(nil),
+		NameCost:        prober.Conns(nameKinds),
 		MaxInFlight:     cfg.Scheduler.MaxInFlight,
 		ProbesPerSecond: cfg.Scheduler.ProbesPerSecond,
 		Burst:           cfg.Scheduler.Burst,
+		ConnsPerIP:      cmp.Or(cfg.Probe.ConnsPerIPPerSecond, probe.DefaultConnRate),
+		ConnsPerIPBurst: burst,
 		Deadline:        cfg.Probe.Deadline,
 		JARMSNIObserved: cfg.Probe.JARMSNI == "observed",
+		MemEvents:       cfg.Scheduler.QueueSize,
+		BacklogMax:      cfg.Scheduler.BacklogMax,
+		MaxWait:         cfg.Scheduler.MaxWait,
+		Spill:           d.ledger.Spill,
+		Load:            d.loadBacklog,
+		Backlog:         backlog,
 		Logger:          log,
-		OnSettled:       func(ev stackprint.Event) { d.ledger.Settled(ev) },
+		OnSettled:       d.ledger.Settled,
 		DrainTimeout:    cfg.Daemon.ShutdownTimeout,
 	}, measuredProber{prober, d.metrics}, d.db, d.rules, measuredSink{observingSink{d.sink, d.db}, d.metrics})
 	if err != nil {
 		return nil, err
 	}
-	d.ledger = enrich.NewLedger(d.db, encodePosition, log)
-	d.ledger.BeforeCommit = d.sink.Sync
 	track := func(ctx context.Context, ev stackprint.Event) error {
+		// While the backlog is full the inputs wait here, before the
+		// ledger tracks the line.
+		if err := d.pipe.WaitRoom(ctx); err != nil {
+			return err
+		}
 		return d.pipe.Handle(ctx, d.ledger.Track(ev))
 	}
 	opts := tailer.Options{
@@ -158,24 +198,9 @@ func (d *daemon) run(ctx context.Context) error {
 			errc <- fmt.Errorf("pipeline: %w", err)
 		}
 	}()
-	// Events parked by the previous run go first: their lines are behind
-	// the committed checkpoints and will not be read again.
-	pending, err := d.db.Pending()
-	for _, p := range pending {
-		if err != nil {
-			break
-		}
-		if herr := d.pipe.Handle(ctx, d.ledger.Resume(p.Event, p.Key)); herr != nil {
-			err = fmt.Errorf("resume pending event: %w", herr)
-		}
-	}
-	if err != nil {
-		stopPipe() // the workers must be done before the outputs close
-		<-pipeDone
-		return err
-	}
-	if len(pending) > 0 {
-		d.log.Info("resumed pending events from the previous run", "count", len(pending))
+	var err error
+	if st := d.pipe.Stats(); st.Spilled > 0 {
+		d.log.Info("resuming events parked by the previous run", "count", st.Spilled)
 	}
 	lctx, stopLedger := context.WithCancel(context.Background())
 	defer stopLedger()
@@ -228,6 +253,7 @@ wait:
 		}
 	}
 	d.running.Store(false)
+	d.sink.abortRetries() // a write waiting for disk space gives up: its event is replayed at the next start
 	_ = sdNotify("STOPPING=1")
 	stopTailers()
 	wg.Wait()
@@ -239,9 +265,38 @@ wait:
 		err = errors.Join(err, fmt.Errorf("final checkpoint commit: %w", cerr))
 	}
 	st := d.pipe.Stats()
-	d.log.Info("stackprint stopped", "events", st.Events, "probed", st.Probed, "alerts", st.Alerts,
-		"abandoned_in_queue", st.Pending)
+	d.log.Info("stackprint stopped", "events", st.Events, "settled", st.Deduped+st.Probed+st.OutOfScope+st.Invalid+st.Expired,
+		"server_probes", st.ServerProbes, "name_probes", st.NameProbes, "alerts", st.Alerts, "parked_for_next_start", st.Waiting+st.Spilled)
 	return err
+}
+
+// loadBacklog hands the scheduler up to n parked events of client, each
+// resumed in the ledger so settling it unparks it.
+func (d *daemon) loadBacklog(client netip.Addr, n int) ([]stackprint.Event, error) {
+	pend, err := d.db.LoadBacklog(client, n)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]stackprint.Event, len(pend))
+	for i, p := range pend {
+		out[i] = d.ledger.Resume(p.Event, p.Key)
+	}
+	return out, nil
+}
+
+// splitKinds divides the probe kinds into those probed once per server
+// (JARM with the IP literal; ATSF with the first name unless perName) and
+// those fetched per name (certificate, HTTP Server).
+func splitKinds(kinds []string, atsfPerName bool) (server, name []string) {
+	for _, k := range kinds {
+		switch {
+		case k == stackprint.KindJARM, k == stackprint.KindATSF && !atsfPerName:
+			server = append(server, k)
+		default:
+			name = append(name, k)
+		}
+	}
+	return server, name
 }
 
 // observingSink keeps the DB's observations (latest result per target and

@@ -24,9 +24,12 @@ const dbUsage = `Usage:
   stackprint db add --kind K --value V --label L [--source S] [--confidence low|medium|high] [--category C] [--notes N]
   stackprint db rm --kind K --value V
   stackprint db list [--kind K] [--json]
-  stackprint db import [--format csv|jsonl|jarm|sslbl] [--partial] [--source S] [--confidence C] [--category C] FILE...
+  stackprint db import [--format csv|jsonl|jarm|sslbl|goscanner|jarmpy|tlsx] [--partial] [--source S] [--confidence C] [--category C] [--label L] FILE...
   stackprint db export --format jsonl|csv|zeek-intel|suricata-dataset [-o FILE] [--kind K] [--min-confidence C] [--since D]
   stackprint db stats [--json]
+  stackprint db check                      consistency check (through the daemon when it runs)
+  stackprint db backup FILE                consistent snapshot into FILE (online through the daemon)
+  stackprint db recover NEWFILE            copy what is readable of a damaged DB into NEWFILE (daemon stopped)
   stackprint db learn --blocklist FILE --toplist FILE [--label L] [--threshold 1.0] [--min-block 2] [--restart]
 Common flags: -c FILE (config naming db.path and db.admin_socket) or --db PATH [--socket PATH].
 While ` + "`stackprint run`" + ` owns the DB, these commands go through its admin socket
@@ -49,7 +52,8 @@ func dbExamples(sub string) string {
 	case "import":
 		return `  stackprint db import configs/seeds/jarm-intel.csv          # stackprint CSV with a header
   stackprint db import --format sslbl sslblacklist.csv        # abuse.ch SSLBL certificate SHA1s
-  stackprint db import --source my-intel jarms.txt            # hash,label[,source] lines`
+  stackprint db import --source my-intel jarms.txt            # hash,label[,source] lines
+  stackprint db import --label "c2 scan" --category c2 fingerprints.csv   # goscanner ATSF scan (also jarm.py -o CSV, tlsx -json)`
 	}
 	return ""
 }
@@ -70,6 +74,8 @@ type dbStore interface {
 	LearnScores(ctx context.Context) ([]db.LearnStats, error)
 	ResetLearn(ctx context.Context) error
 	Promote(ctx context.Context, o db.PromoteOptions) ([]db.Record, int, error)
+	Check(ctx context.Context) ([]string, error)
+	Backup(ctx context.Context, path string) (int64, error)
 	// Via names where changes go, for messages; Live is true for a daemon.
 	Via() string
 	Live() bool
@@ -145,6 +151,16 @@ func (s *localStore) Promote(_ context.Context, o db.PromoteOptions) ([]db.Recor
 	recs, err := s.db.PromoteLearned(o)
 	return recs, 0, err
 }
+
+func (s *localStore) Check(context.Context) ([]string, error) {
+	var out []string
+	for _, e := range s.db.Check() {
+		out = append(out, e.Error())
+	}
+	return out, nil
+}
+
+func (s *localStore) Backup(_ context.Context, path string) (int64, error) { return s.db.Backup(path) }
 
 // dbTarget are the flags every db subcommand takes to find the DB.
 type dbTarget struct {
@@ -250,6 +266,12 @@ func cmdDB(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return cmdDBStats(ctx, args, stdout, stderr)
 	case "learn":
 		return cmdDBLearn(ctx, args, stdout, stderr)
+	case "check":
+		return cmdDBCheck(ctx, args, stdout, stderr)
+	case "backup":
+		return cmdDBBackup(ctx, args, stdout, stderr)
+	case "recover":
+		return cmdDBRecover(ctx, args, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprintln(stdout, dbUsage)
 		return nil
@@ -375,7 +397,8 @@ func dash(s string) string {
 func cmdDBImport(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := dbFlagSet("import", "stackprint db import [flags] FILE...", stderr)
 	t := addTargetFlags(fs)
-	format := fs.String("format", "", "csv (ours, with a header), jsonl, jarm (hash,label[,source]) or sslbl (abuse.ch SSLBL CSV); default: detected")
+	format := fs.String("format", "", "csv (ours, with a header), jsonl, jarm (hash,label[,source]), sslbl (abuse.ch SSLBL CSV), goscanner (fingerprints.csv), jarmpy (jarm.py -o CSV) or tlsx (JSON lines with jarm_hash); default: detected")
+	label := fs.String("label", "", "label for lines that have none (scan outputs; default: scan: and the first server seen with the fingerprint)")
 	partial := fs.Bool("partial", false, "import the valid lines of a file that has invalid ones (default: all or nothing per file)")
 	source := fs.String("source", "", "source for lines that name none (default: the feed's name, or import:FILE)")
 	confidence := fs.String("confidence", "", "confidence for lines that set none (default: medium; low for default stacks; high for SSLBL)")
@@ -389,7 +412,7 @@ func cmdDBImport(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		fs.Usage()
 		return fmt.Errorf("db import: want at least one FILE")
 	}
-	o := db.ImportOptions{Format: *format, Partial: *partial, Source: *source, Confidence: *confidence, Category: *category, Replace: *replace}
+	o := db.ImportOptions{Format: *format, Partial: *partial, Source: *source, Confidence: *confidence, Category: *category, Label: *label, Replace: *replace}
 	st, _, err := openStore(ctx, t, true, stderr)
 	if err != nil {
 		return err
@@ -571,4 +594,116 @@ func humanBytes(n int64) string {
 		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
 	}
 	return fmt.Sprintf("%d bytes", n)
+}
+
+func cmdDBCheck(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := dbFlagSet("check", "stackprint db check [flags]", stderr)
+	t := addTargetFlags(fs)
+	if _, err := parseInterleaved(fs, args); err != nil {
+		return err
+	}
+	st, _, err := openStoreReadOnly(ctx, t, stderr)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	problems, err := st.Check(ctx)
+	if err != nil {
+		return fmt.Errorf("db check: %w", err)
+	}
+	for _, p := range problems {
+		fmt.Fprintln(stdout, "problem:", p)
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("db check: %d problems in %s; restore a backup, or stop the daemon and run `stackprint db recover NEWFILE`", len(problems), st.Via())
+	}
+	fmt.Fprintf(stdout, "db ok: %s\n", st.Via())
+	return nil
+}
+
+func cmdDBBackup(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := dbFlagSet("backup", "stackprint db backup [flags] FILE", stderr)
+	t := addTargetFlags(fs)
+	pos, err := parseInterleaved(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return fmt.Errorf("db backup: want one FILE to write")
+	}
+	// The daemon writes the file itself: the path must not depend on its
+	// working directory.
+	out, err := filepath.Abs(pos[0])
+	if err != nil {
+		return err
+	}
+	st, _, err := openStoreReadOnly(ctx, t, stderr)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	n, err := st.Backup(ctx, out)
+	if err != nil {
+		return fmt.Errorf("db backup: %w", err)
+	}
+	fmt.Fprintf(stdout, "backed up %s to %s (%s)\n", st.Via(), out, humanBytes(n))
+	return nil
+}
+
+func cmdDBRecover(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := dbFlagSet("recover", "stackprint db recover [flags] NEWFILE", stderr)
+	t := addTargetFlags(fs)
+	pos, err := parseInterleaved(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return fmt.Errorf("db recover: want the NEWFILE to write")
+	}
+	path, socket, _, _, err := t.resolve()
+	if err != nil {
+		return err
+	}
+	if c, err := dialAdmin(ctx, socket); err == nil {
+		c.Close()
+		return fmt.Errorf("db recover: a daemon runs on %s: stop it first (recover reads the file directly)", socket)
+	}
+	rep, err := db.Recover(path, pos[0])
+	for _, p := range rep.Problems {
+		fmt.Fprintln(stderr, "recover:", p)
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "recovered %d keys in %d buckets of %s into %s (%d fingerprints salvaged from pages); %s is unchanged: "+
+		"check %s with `stackprint db check --db %s`, then point db.path at it\n",
+		rep.Keys, rep.Buckets, path, pos[0], rep.Salvaged, path, pos[0], pos[0])
+	return nil
+}
+
+// openStoreReadOnly is openStore for commands that only read: without a
+// daemon the file is opened with a shared lock and never created.
+func openStoreReadOnly(ctx context.Context, t dbTarget, stderr io.Writer) (dbStore, *Config, error) {
+	path, socket, timeout, cfg, err := t.resolve()
+	if err != nil {
+		return nil, nil, err
+	}
+	c, err := dialAdmin(ctx, socket)
+	if err == nil {
+		return c, cfg, nil
+	}
+	if !errors.Is(err, errNoDaemon) {
+		return nil, nil, err
+	}
+	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+		return nil, nil, fmt.Errorf("no fingerprint DB at %s", path)
+	}
+	d, err := db.Open(path, db.Options{Timeout: timeout, ReadOnly: true})
+	if errors.Is(err, bolterrors.ErrTimeout) {
+		return nil, nil, fmt.Errorf("%w; and no daemon answered on the admin socket %s", err, socket)
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	return &localStore{db: d, owned: true}, cfg, nil
 }

@@ -385,16 +385,7 @@ func shortErr(err error, def string) string {
 // newLearnProber is the daemon's probe engine, configured as newDaemon
 // configures it: kinds, timeouts, per-IP connection limit, caps.
 func newLearnProber(cfg *Config) (learnProber, error) {
-	return probe.NewEngine(probe.EngineConfig{
-		Kinds:     cfg.Probe.Kinds,
-		IOTimeout: cfg.Probe.IOTimeout,
-		Deadline:  cfg.Probe.Deadline,
-		ConnRate:  cfg.Probe.ConnsPerIPPerSecond,
-		ConnBurst: cfg.Probe.ConnsPerIPBurst,
-		MaxConns:  cfg.Probe.MaxConnsPerTarget,
-		ReadCap:   cfg.Probe.ReadCap,
-		HTTPWait:  cfg.Probe.HTTPWait,
-	})
+	return probe.NewEngine(cfg.probeEngineConfig())
 }
 
 func cmdDBLearn(ctx context.Context, args []string, stdout, stderr io.Writer) error {

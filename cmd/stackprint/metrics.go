@@ -30,6 +30,7 @@ type metrics struct {
 	matches       *prometheus.CounterVec
 	alerts        *prometheus.CounterVec
 	reloads       *prometheus.CounterVec
+	outputErrors  *prometheus.CounterVec
 }
 
 func newMetrics(d *daemon) *metrics {
@@ -56,6 +57,13 @@ func newMetrics(d *daemon) *metrics {
 			Name: "stackprint_config_reloads_total", Help: "SIGHUP reloads, by result (ok or error).",
 		}, []string{"result"}),
 	}
+	m.outputErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "stackprint_output_write_errors_total", Help: "Failed output writes (each rolled back and retried), by output.",
+	}, []string{"output"})
+	for _, o := range []string{"alerts", "alert_log", "eve", "fingerprints", "feed"} {
+		m.outputErrors.WithLabelValues(o)
+	}
+	m.reg.MustRegister(m.outputErrors)
 	m.reg.MustRegister(m.probes, m.probeDuration, m.probeConns, m.matches, m.alerts, m.reloads,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		&daemonCollector{d: d})
@@ -70,8 +78,8 @@ type measuredProber struct {
 	m     *metrics
 }
 
-func (p measuredProber) Probe(ctx context.Context, t stackprint.Target, sni string) stackprint.Result {
-	r := p.inner.Probe(ctx, t, sni)
+func (p measuredProber) ProbeWith(ctx context.Context, t stackprint.Target, sni string, o stackprint.ProbeOptions) stackprint.Result {
+	r := p.inner.ProbeWith(ctx, t, sni, o)
 	p.m.probes.WithLabelValues(string(r.Status)).Inc()
 	p.m.probeDuration.Observe(r.Duration.Seconds())
 	p.m.probeConns.Observe(float64(r.Conns))
@@ -112,8 +120,12 @@ var (
 	descLongLines   = prometheus.NewDesc("stackprint_long_lines_total", "Lines over tailer.max_line_bytes skipped, by input.", []string{"input"}, nil)
 	descInvalidSNI  = prometheus.NewDesc("stackprint_invalid_sni_total", "Events whose server name was not a host name (RFC 6066), kept without it, by input.", []string{"input"}, nil)
 	descRotations   = prometheus.NewDesc("stackprint_rotations_total", "Rotations followed, by input.", []string{"input"}, nil)
-	descEvents      = prometheus.NewDesc("stackprint_events_total", "TLS events by outcome.", []string{"outcome"}, nil)
-	descQueue       = prometheus.NewDesc("stackprint_queue_depth", "Targets waiting for a probe.", nil, nil)
+	descEvents      = prometheus.NewDesc("stackprint_events_total", "TLS events by final outcome: deduped (judged from the cache), probed (judged with the probe it waited for), out_of_scope, invalid, expired (waited past scheduler.max_wait).", []string{"outcome"}, nil)
+	descWaiting     = prometheus.NewDesc("stackprint_events_waiting", "Events waiting for a probe, in memory or in the backlog on disk.", []string{"where"}, nil)
+	descSpilled     = prometheus.NewDesc("stackprint_events_spilled_total", "Events moved to the backlog on disk because memory was full.", nil, nil)
+	descBacklogFull = prometheus.NewDesc("stackprint_backlog_full", "1 while the backlog is at scheduler.backlog_max and the inputs are paused.", nil, nil)
+	descUnits       = prometheus.NewDesc("stackprint_probes_started_total", "Probes started, by level: server (JARM, ATSF and the first name) or name (certificate and HTTP of one more SNI).", []string{"level"}, nil)
+	descQueue       = prometheus.NewDesc("stackprint_queue_depth", "Probes waiting for their turn.", nil, nil)
 	descInFlight    = prometheus.NewDesc("stackprint_probes_in_flight", "Targets being probed now.", nil, nil)
 	descCacheSize   = prometheus.NewDesc("stackprint_dedup_cache_size", "Targets in the dedup LRU.", nil, nil)
 	descCacheHits   = prometheus.NewDesc("stackprint_dedup_cache_hits_total", "Events judged from the dedup cache.", nil, nil)
@@ -122,14 +134,16 @@ var (
 	descAbandoned   = prometheus.NewDesc("stackprint_probes_abandoned_total", "Probes cut short by shutdown (their events resume after restart).", nil, nil)
 	descUnsettled   = prometheus.NewDesc("stackprint_events_unsettled", "Events read but neither judged nor parked.", nil, nil)
 	descCkptLag     = prometheus.NewDesc("stackprint_checkpoint_lag_bytes", "Bytes of an input's current file past its committed checkpoint.", []string{"input"}, nil)
+	descDegraded    = prometheus.NewDesc("stackprint_output_degraded", "1 while a failed output write is being retried (checkpoints wait), else 0.", nil, nil)
 	descDBSize      = prometheus.NewDesc("stackprint_db_size_bytes", "Size of the bbolt file.", nil, nil)
 	descBuild       = prometheus.NewDesc("stackprint_build_info", "Build information.", []string{"version", "commit", "goversion"}, nil)
 )
 
 func (c *daemonCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descLines, descParseErrors, descLongLines, descInvalidSNI, descRotations, descEvents, descQueue,
+	for _, d := range []*prometheus.Desc{descLines, descParseErrors, descLongLines, descInvalidSNI, descRotations, descEvents, descWaiting,
+		descSpilled, descBacklogFull, descUnits, descQueue,
 		descInFlight, descCacheSize, descCacheHits, descCacheEvict, descHitRatio, descAbandoned, descUnsettled,
-		descCkptLag, descDBSize, descBuild} {
+		descCkptLag, descDBSize, descBuild, descDegraded} {
 		ch <- d
 	}
 }
@@ -153,11 +167,21 @@ func (c *daemonCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ps := d.pipe.Stats()
 	for outcome, v := range map[string]uint64{
-		"deduped": ps.Deduped, "out_of_scope": ps.OutOfScope, "queued": ps.Queued,
-		"dropped_queue_full": ps.DroppedQueueFull, "rate_limited": ps.RateLimited, "invalid": ps.Invalid,
+		"deduped": ps.Deduped, "probed": ps.Probed, "out_of_scope": ps.OutOfScope,
+		"invalid": ps.Invalid, "expired": ps.Expired,
 	} {
 		counter(descEvents, v, outcome)
 	}
+	gauge(descWaiting, float64(ps.Waiting), "memory")
+	gauge(descWaiting, float64(ps.Spilled), "disk")
+	counter(descSpilled, ps.SpilledTotal)
+	full := 0.0
+	if ps.BacklogFull {
+		full = 1
+	}
+	gauge(descBacklogFull, full)
+	counter(descUnits, ps.ServerProbes, "server")
+	counter(descUnits, ps.NameProbes, "name")
 	gauge(descQueue, float64(ps.QueueDepth))
 	gauge(descInFlight, float64(ps.InFlight))
 	gauge(descCacheSize, float64(ps.CacheLen))
@@ -179,6 +203,11 @@ func (c *daemonCollector) Collect(ch chan<- prometheus.Metric) {
 	for in, v := range lag {
 		gauge(descCkptLag, float64(v), in)
 	}
+	degraded := 0.0
+	if d.sink.degraded() != nil {
+		degraded = 1
+	}
+	gauge(descDegraded, degraded)
 	if fi, err := os.Stat(d.cfg.DB.Path); err == nil {
 		gauge(descDBSize, float64(fi.Size()))
 	}
@@ -216,6 +245,12 @@ func (d *daemon) serveHTTP(ctx context.Context, addr string, log *slog.Logger) e
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
 		if err := d.ready(); err != nil {
 			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		// Degraded is not unready for the watchdog (a restart would not free
+		// the disk), but a probe should see it.
+		if err := d.sink.degraded(); err != nil {
+			http.Error(w, "degraded: an output write is failing and being retried, checkpoints wait: "+err.Error(), http.StatusServiceUnavailable)
 			return
 		}
 		fmt.Fprintln(w, "ready")

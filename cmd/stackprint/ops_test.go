@@ -181,7 +181,7 @@ func TestConfigCheckCommand(t *testing.T) {
 	if out, errOut, err := runBin(t, "config", "check", "-c", cfgPath); err != nil || !strings.Contains(out, "config ok") {
 		t.Fatalf("good config: %v %s %s", err, out, errOut)
 	}
-	writeConfig(t, cfgPath, strings.Replace(string(mustRead(t, cfgPath)), "max_in_flight: 8", "max_in_flight: -1", 1))
+	writeConfig(t, cfgPath, strings.Replace(string(mustRead(t, cfgPath)), "max_in_flight: 256", "max_in_flight: -1", 1))
 	_, errOut, err := runBin(t, "config", "check", "-c", cfgPath)
 	if err == nil || !strings.Contains(errOut, "scheduler.max_in_flight") {
 		t.Fatalf("bad config accepted or error lacks the field path: %v %s", err, errOut)

@@ -2,11 +2,13 @@ package main
 
 import (
 	"context"
+	"encoding/csv"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -23,6 +25,7 @@ type probeJSON struct {
 	Port          uint16                `json:"port"`
 	SNI           string                `json:"sni"`          // what JARM sent as server_name
 	ObservedSNI   string                `json:"observed_sni"` // what ATSF, cert and HTTP sent ("" = none)
+	StartTLS      string                `json:"starttls"`     // STARTTLS protocol used before every handshake ("" = direct TLS)
 	Status        string                `json:"status"`
 	JARM          string                `json:"jarm"`
 	JARMRaw       string                `json:"jarm_raw"`
@@ -44,13 +47,15 @@ type kindJSON struct {
 }
 
 func cmdProbe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("probe", "stackprint probe [--json] [--sni NAME] [--kinds LIST] [--timeout D] [--deadline D] [--http-wait D] HOST:PORT", stderr)
-	asJSON := fs.Bool("json", false, "print one JSON object")
+	fs := newFlagSet("probe", "stackprint probe [--json | --format text|json|goscanner] [--sni NAME] [--kinds LIST] [--timeout D] [--deadline D] [--http-wait D] [--starttls PROTO] HOST:PORT", stderr)
+	asJSON := fs.Bool("json", false, "print one JSON object (same as --format json)")
+	format := fs.String("format", "text", "text, json, or goscanner (the columns of goscanner's fingerprints.csv, with a header)")
 	sni := fs.String("sni", "", "server name to send (default: the host as given; for an IP, JARM sends the IP literal as jarm.py does and the other kinds send none)")
 	kinds := fs.String("kinds", strings.Join(probe.AllKinds(), ","), "comma-separated fingerprint kinds: jarm, cert, http, atsf")
 	ioTimeout := fs.Duration("timeout", probe.DefaultIOTimeout, "timeout of each connect, write and read")
 	deadline := fs.Duration("deadline", probe.DefaultDeadline, "hard deadline for the whole target")
 	httpWait := fs.Duration("http-wait", probe.DefaultHTTPWait, "longest wait for the HTTP answer's head after GET /")
+	startTLS := fs.String("starttls", "", "upgrade every connection with this STARTTLS protocol first ("+strings.Join(stackprint.StartTLSProtocols(), ", ")+"); \"none\": direct TLS on any port (default: by port: 21, 25, 110, 143, 389, 587, 5222, 5269, 5432)")
 	pos, err := parseInterleaved(fs, args)
 	if err != nil {
 		return err
@@ -70,6 +75,18 @@ func cmdProbe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	kindList, err := probe.ParseKinds(strings.Split(*kinds, ","))
 	if err != nil {
 		return fmt.Errorf("probe: --kinds: %w", err)
+	}
+	if *asJSON {
+		*format = "json"
+	}
+	switch *format {
+	case "text", "json":
+	case "goscanner":
+		if !slices.Contains(kindList, stackprint.KindATSF) {
+			return fmt.Errorf("probe: --format goscanner needs the atsf kind (--kinds %s)", strings.Join(kindList, ","))
+		}
+	default:
+		return fmt.Errorf("probe: --format %q: want text, json or goscanner", *format)
 	}
 	ip, err := netip.ParseAddr(host)
 	name := *sni
@@ -91,17 +108,31 @@ func cmdProbe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		name = ip.String()
 	}
 	t := stackprint.Target{IP: ip, Port: uint16(port), SNI: stackprint.CanonicalSNI(name)}
-	eng, err := probe.NewEngine(probe.EngineConfig{Kinds: kindList, IOTimeout: *ioTimeout, Deadline: *deadline, HTTPWait: *httpWait})
+	ecfg := probe.EngineConfig{Kinds: kindList, IOTimeout: *ioTimeout, Deadline: *deadline, HTTPWait: *httpWait}
+	switch *startTLS {
+	case "":
+	case "none":
+		ecfg.StartTLSPorts = map[uint16]string{}
+	default:
+		if !stackprint.IsStartTLSProtocol(*startTLS) {
+			return fmt.Errorf("probe: --starttls %q: want none or one of %s", *startTLS, strings.Join(stackprint.StartTLSProtocols(), ", "))
+		}
+		t.StartTLS = *startTLS
+	}
+	eng, err := probe.NewEngine(ecfg)
 	if err != nil {
 		return err
 	}
 	pctx, cancel := context.WithTimeout(ctx, *deadline)
 	defer cancel()
 	res := eng.Probe(pctx, t, name)
-	if *asJSON {
+	if *format == "goscanner" {
+		return printGoscanner(stdout, t, res)
+	}
+	if *format == "json" {
 		out := probeJSON{
 			SchemaVersion: stackprint.SchemaVersion, Target: t.Addr().String(), IP: ip.String(), Port: t.Port,
-			SNI: name, ObservedSNI: t.SNI, Status: string(res.Status), JARM: res.JARM, JARMRaw: res.JARMRaw,
+			SNI: name, ObservedSNI: t.SNI, StartTLS: res.StartTLS, Status: string(res.Status), JARM: res.JARM, JARMRaw: res.JARMRaw,
 			ATSF: res.ATSF, Cert: res.Cert, HTTP: res.HTTP, Kinds: []kindJSON{},
 			Conns: res.Conns, DurationMS: res.Duration.Milliseconds(), Error: res.Error,
 		}
@@ -116,9 +147,44 @@ func cmdProbe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	return nil
 }
 
+// printGoscanner writes the columns of goscanner's fingerprints.csv (ip,
+// port, server_name, one raw string per ClientHello, the combined
+// fingerprint) with a header, so the line can be compared with or imported
+// next to the reference scanner's output (db import --format goscanner).
+// server_name is the name ATSF sent (empty without SNI); fingerprint is
+// empty when not every ClientHello answered (goscanner drops such a
+// target).
+func printGoscanner(w io.Writer, t stackprint.Target, res stackprint.Result) error {
+	names := probe.ATSFHelloNames()
+	cw := csv.NewWriter(w)
+	if err := cw.Write(append(append([]string{"ip", "port", "server_name"}, names...), "fingerprint")); err != nil {
+		return err
+	}
+	row := []string{t.IP.String(), strconv.Itoa(int(t.Port)), t.SNI}
+	raw := map[string]string{}
+	fp := ""
+	if res.ATSF != nil {
+		for _, h := range res.ATSF.Hellos {
+			raw[h.Name] = h.Raw
+		}
+		fp = res.ATSF.Fingerprint
+	}
+	for _, n := range names {
+		row = append(row, raw[n])
+	}
+	if err := cw.Write(append(row, fp)); err != nil {
+		return err
+	}
+	cw.Flush()
+	return cw.Error()
+}
+
 // printProbeText is the human-readable form: one fact per line.
 func printProbeText(w io.Writer, t stackprint.Target, name string, res stackprint.Result) {
 	fmt.Fprintf(w, "target:   %s (sni %s)\nstatus:   %s\n", t.Addr(), name, res.Status)
+	if res.StartTLS != "" {
+		fmt.Fprintf(w, "starttls: %s\n", res.StartTLS)
+	}
 	if res.JARM != "" {
 		fmt.Fprintf(w, "jarm:     %s\n", res.JARM)
 	}

@@ -6,9 +6,11 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/stackprint/stackprint"
+	"github.com/stackprint/stackprint/enrich"
 	"github.com/stackprint/stackprint/output"
 )
 
@@ -32,6 +34,76 @@ type fileSink struct {
 
 	stop chan struct{} // ends the rotation ticker
 	done chan struct{}
+
+	// A failed write (a full disk) is rolled back and retried with backoff
+	// while the caller waits, so the outputs hold only whole records and
+	// nothing is skipped; meanwhile Sync waits too, so no checkpoint is
+	// committed. quit ends the retries (shutdown): the records stay
+	// unwritten, their events unsettled, and they are replayed at the next
+	// start.
+	quit        chan struct{}
+	quitOnce    sync.Once
+	retryMin    time.Duration
+	retryMax    time.Duration
+	onWriteErr  func(output string, err error) // metrics and log; may be nil
+	degradedErr atomic.Pointer[error]          // the failing write while retrying
+}
+
+// errSinkStopped ends a retry at shutdown.
+var errSinkStopped = errors.New("outputs stopped while retrying a failed write")
+
+// abortRetries makes a retrying write give up (shutdown).
+func (s *fileSink) abortRetries() { s.quitOnce.Do(func() { close(s.quit) }) }
+
+// degraded returns the write error being retried, or nil.
+func (s *fileSink) degraded() error {
+	if p := s.degradedErr.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// rollbacker is an output whose failed write can be undone.
+type rollbacker interface{ Rollback() error }
+
+type noRollback struct{}
+
+func (noRollback) Rollback() error { return nil }
+
+// retry runs step until it succeeds, rolling back out after each failure
+// and waiting with backoff, until abortRetries. Callers hold s.mu; it is
+// released while waiting, so Sync, Reopen and the metrics do not wait for
+// the disk.
+func (s *fileSink) retry(name string, out rollbacker, step func() error) error {
+	wait := s.retryMin
+	for {
+		err := step()
+		if err == nil {
+			if s.degradedErr.Load() != nil {
+				s.degradedErr.Store(nil)
+				if s.onWriteErr != nil {
+					s.onWriteErr(name, nil)
+				}
+			}
+			return nil
+		}
+		if rerr := out.Rollback(); rerr != nil {
+			err = errors.Join(err, rerr)
+		}
+		s.degradedErr.Store(&err)
+		if s.onWriteErr != nil {
+			s.onWriteErr(name, err)
+		}
+		s.mu.Unlock()
+		select {
+		case <-s.quit:
+			s.mu.Lock()
+			return fmt.Errorf("%w: %w", errSinkStopped, err)
+		case <-time.After(wait):
+		}
+		s.mu.Lock()
+		wait = min(2*wait, s.retryMax)
+	}
 }
 
 // validate checks the outputs keys; every path may be "" (off) but alerts
@@ -93,7 +165,7 @@ func openSink(cfg OutputsConfig, hooks daemonHooks) (s *fileSink, err error) {
 			}
 		}
 	}
-	s = &fileSink{hooks: hooks}
+	s = &fileSink{hooks: hooks, quit: make(chan struct{}), retryMin: 50 * time.Millisecond, retryMax: 5 * time.Second}
 	defer func() {
 		if err != nil {
 			s.closeOutputs()
@@ -178,10 +250,13 @@ func (s *fileSink) Record(ev stackprint.Event, r stackprint.Result, m []stackpri
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.fp != nil {
-		if err := s.fp.Write(ev, r, m); err != nil {
-			return err
-		}
-		if err := s.fp.FlushBuffer(); err != nil {
+		err := s.retry("fingerprints", s.fp, func() error {
+			if err := s.fp.Write(ev, r, m); err != nil {
+				return err
+			}
+			return s.fp.FlushBuffer()
+		})
+		if err != nil {
 			return err
 		}
 	}
@@ -199,29 +274,38 @@ func (s *fileSink) Alert(a stackprint.Alert) error {
 	type writer interface {
 		Write(stackprint.Alert) error
 		FlushBuffer() error
+		rollbacker
 	}
-	var ws []writer
+	type named struct {
+		name string
+		w    writer
+	}
+	var ws []named
 	if s.alerts != nil {
-		ws = append(ws, s.alerts)
+		ws = append(ws, named{"alerts", s.alerts})
 	}
 	if s.alertLog != nil {
-		ws = append(ws, s.alertLog)
+		ws = append(ws, named{"alert_log", s.alertLog})
 	}
 	if s.eve != nil {
-		ws = append(ws, s.eve)
+		ws = append(ws, named{"eve", s.eve})
 	}
-	for _, w := range ws {
-		if err := w.Write(a); err != nil {
-			return err
-		}
-	}
-	for _, w := range ws {
-		if err := w.FlushBuffer(); err != nil {
+	// One output at a time, each retried until it has the whole alert: a
+	// retry never writes it twice to an output that already has it.
+	for _, o := range ws {
+		err := s.retry(o.name, o.w, func() error {
+			if err := o.w.Write(a); err != nil {
+				return err
+			}
+			return o.w.FlushBuffer()
+		})
+		if err != nil {
 			return err
 		}
 	}
 	for _, f := range s.feeds {
-		if _, err := f.Add(a); err != nil {
+		// A feed replaces its file atomically: nothing to roll back.
+		if err := s.retry("feed", noRollback{}, func() error { _, err := f.Add(a); return err }); err != nil {
 			return err
 		}
 	}
@@ -231,8 +315,13 @@ func (s *fileSink) Alert(a stackprint.Alert) error {
 	return nil
 }
 
-// Sync fsyncs every output file (called before a checkpoint commit).
+// Sync fsyncs every output file (called before a checkpoint commit). While
+// a failed write is being retried it does nothing and asks the ledger to
+// commit later: no checkpoint moves while an output is failing.
 func (s *fileSink) Sync() error {
+	if err := s.degraded(); err != nil {
+		return fmt.Errorf("%w: %w", enrich.ErrCommitLater, err)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	errs := []error{s.rotErr}

@@ -1,0 +1,41 @@
+// Package enrich turns sensor events into judged probe results: the scope
+// filter, the dedup cache, the probe scheduler and the delivery ledger,
+// and the hand-off to the DB matcher, the rules and the outputs. (The name
+// predates the scheduler; "enrich" is what happens to an event here: it
+// gains a verdict.)
+//
+// It declares what it needs from those as small interfaces (Prober,
+// Matcher, Judge, Sink, StateStore); the daemon wires the real ones.
+//
+// # Scheduling rules
+//
+// Every event gets a verdict; only Config.MaxWait may end one unjudged
+// (status expired, counted and recorded).
+//
+//   - Units. A server (ip, port) is probed once for the server-level kinds
+//     (JARM with the IP literal, ATSF with the first name seen) plus the
+//     name-level kinds of that first name; every further name (ip, port,
+//     sni) gets a name probe (certificate and HTTP, one connection).
+//     Events for a unit in flight wait for it (coalescing).
+//   - Two-phase verdicts. An event whose server is known but whose name
+//     probe is not done is judged at once with the server-level result;
+//     when the name completes it, only the rules that did not fire are
+//     run again (Judge.JudgeRest).
+//   - Fair order. fairQueue: round-robin over client hosts, within a
+//     client over destination IPs, FIFO per IP. An IP whose connection
+//     bucket cannot pay for its head unit sleeps in a heap until it can:
+//     it costs neither turns nor global budget.
+//   - Budgets in connections. Per IP: the whole unit's cost is taken at
+//     dispatch. Globally: a server probe pays one connection at dispatch
+//     and the rest when its first ClientHello is answered (payRest, with
+//     priority over new probes); while no answer is due for longer than
+//     AnswerGrace it counts its full cost as owed. Unused connections are
+//     refunded. So a tarpit costs one connection and one probe slot for an
+//     I/O timeout, and its IP is remembered and retried with a short
+//     deadline.
+//   - Memory and disk. At most MemEvents events wait in memory; past it,
+//     the events of clients holding more than their share are spilled
+//     (the ledger writes them to the DB backlog at its next commit and
+//     forgets them) and loaded back round-robin by client as room frees.
+//     At BacklogMax, Handle blocks: the inputs pause, nothing is lost.
+package enrich
