@@ -12,6 +12,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"maps"
 	"math/big"
 	"net"
 	"net/http"
@@ -44,6 +45,7 @@ import (
 type promRef struct {
 	metric string
 	labels []string
+	equal  map[string]string // label="value" matchers
 }
 
 var promKeywords = map[string]bool{
@@ -147,15 +149,24 @@ func promqlRefs(expr string) (refs []promRef, groupLabels []string, err error) {
 						}
 						ref.labels = append(ref.labels, l)
 						j = skipSpace(j)
+						opStart := j
 						for j < len(expr) && strings.IndexByte("=!~", expr[j]) >= 0 {
 							j++
 						}
+						op := expr[opStart:j]
 						j = skipSpace(j)
 						if j >= len(expr) || (expr[j] != '"' && expr[j] != '\'' && expr[j] != '`') {
 							return nil, nil, fmt.Errorf("matcher %s.%s: no quoted value", name, l)
 						}
+						valStart := j
 						if j, err = skipString(j); err != nil {
 							return nil, nil, err
+						}
+						if op == "=" && !strings.Contains(expr[valStart:j], "$") {
+							if ref.equal == nil {
+								ref.equal = map[string]string{}
+							}
+							ref.equal[l] = expr[valStart+1 : j-1]
 						}
 						j = skipSpace(j)
 						if j < len(expr) && expr[j] == ',' {
@@ -178,21 +189,21 @@ func TestPromqlLexer(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := fmt.Sprint(refs, groups)
-	want := `[{a_total [status input]} {b [instance]} {c_bucket []}] [instance instance le]`
+	want := `[{a_total [status input] map[]} {b [instance] map[]} {c_bucket [] map[]}] [instance instance le]`
 	if got != want {
 		t.Fatalf("lexer: %s, want %s", got, want)
 	}
 }
 
-// scrape is the metric families of a /metrics answer: sample name ->
-// label names seen on it.
-type scrape map[string]map[string]bool
+// scrape is the samples of a /metrics answer: sample name -> label name ->
+// the values seen.
+type scrape map[string]map[string]map[string]bool
 
 func parseScrape(t *testing.T, body string) scrape {
 	t.Helper()
 	s := scrape{}
 	sample := regexp.MustCompile(`^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})? `)
-	label := regexp.MustCompile(`([a-zA-Z_][a-zA-Z0-9_]*)="(?:\\.|[^"\\])*"`)
+	label := regexp.MustCompile(`([a-zA-Z_][a-zA-Z0-9_]*)="((?:\\.|[^"\\])*)"`)
 	for line := range strings.Lines(body) {
 		if strings.HasPrefix(line, "#") || strings.TrimSpace(line) == "" {
 			continue
@@ -202,10 +213,13 @@ func parseScrape(t *testing.T, body string) scrape {
 			t.Fatalf("/metrics line %q", line)
 		}
 		if s[m[1]] == nil {
-			s[m[1]] = map[string]bool{}
+			s[m[1]] = map[string]map[string]bool{}
 		}
 		for _, l := range label.FindAllStringSubmatch(m[3], -1) {
-			s[m[1]][l[1]] = true
+			if s[m[1]][l[1]] == nil {
+				s[m[1]][l[1]] = map[string]bool{}
+			}
+			s[m[1]][l[1]][l[2]] = true
 		}
 	}
 	return s
@@ -239,8 +253,15 @@ func checkExpr(t *testing.T, where, expr string, sc scrape) {
 			all[l] = true
 		}
 		for _, l := range r.labels {
-			if !labels[l] && !targetLabels[l] {
+			if labels[l] == nil && !targetLabels[l] {
 				t.Errorf("%s: %s has no label %q in /metrics", where, r.metric, l)
+			}
+		}
+		// An exact value must be one the daemon exports (the counters of
+		// an enumeration are exported at 0 too).
+		for l, v := range r.equal {
+			if labels[l] != nil && !labels[l][v] {
+				t.Errorf("%s: %s{%s=%q}: the daemon exports %s values %v", where, r.metric, l, v, l, slices.Sorted(maps.Keys(labels[l])))
 			}
 		}
 	}
