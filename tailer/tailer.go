@@ -193,7 +193,8 @@ type Tailer struct {
 	st      counters
 	running atomic.Bool
 
-	noWatch bool // tests: behave as if fsnotify could not start
+	noWatch  bool               // tests: behave as if fsnotify could not start
+	testHook func(where string) // tests: called by the follower at fixed points, to run a race deterministically
 }
 
 // New validates the input and returns a Tailer; Run starts it.
