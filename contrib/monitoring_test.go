@@ -515,7 +515,8 @@ func TestMonitoringAgainstMetrics(t *testing.T) {
 	}
 	// The conditions the alerting rules must cover.
 	for _, want := range []string{"StackprintQueueBacklogGrowing", "StackprintParseErrors", "StackprintCheckpointLag",
-		"StackprintReloadFailed", "StackprintProbeErrorRatio", "StackprintOutputStalled", "StackprintInputSilent"} {
+		"StackprintReloadFailed", "StackprintProbeErrorRatio", "StackprintOutputStalled", "StackprintInputSilent",
+		"StackprintOutputWriteErrors"} {
 		if !seen[want] {
 			t.Errorf("no alerting rule %s", want)
 		}

@@ -59,10 +59,10 @@ conffiles=$(dpkg-query -W -f='${Conffiles}\n' stackprint | awk 'NF {print $1}' |
 [[ "$conffiles" == "/etc/logrotate.d/stackprint /etc/stackprint/stackprint.yaml " ]] || fail "conffiles: $conffiles"
 readelf -l /usr/bin/stackprint | grep -q INTERP && fail "/usr/bin/stackprint is not static"
 
-say "stackprint version; config check"
-stackprint version
-stackprint config check -c /etc/stackprint/stackprint.yaml
-runuser -u stackprint -- stackprint config check -c /etc/stackprint/stackprint.yaml
+say "stackprint version; config check (the installed /usr/bin/stackprint)"
+/usr/bin/stackprint version
+/usr/bin/stackprint config check -c /etc/stackprint/stackprint.yaml
+runuser -u stackprint -- /usr/bin/stackprint config check -c /etc/stackprint/stackprint.yaml
 
 say "systemd-analyze verify /usr/lib/systemd/system/stackprint.service"
 out=$(systemd-analyze verify /usr/lib/systemd/system/stackprint.service 2>&1) || fail "systemd-analyze verify: $out"
@@ -91,6 +91,7 @@ expand() { # a systemd syscall group, recursively, one name per line
 denied=$(expand @privileged | sort -u)
 [[ $(wc -l <<<"$denied") -gt 20 ]] || fail "could not expand @privileged: $denied"
 work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
 chown stackprint:stackprint "$work"
 sed -e "s#/var/lib/stackprint/stackprint.db#$work/stackprint.db#" \
 	-e "s#/opt/zeek/logs/current/ssl.log#$work/ssl.log#" -e "s#/opt/zeek/logs/current/conn.log#$work/conn.log#" \
@@ -107,7 +108,7 @@ unshare -n -- bash -c '
 	srv=$!
 	printf "#separator \\\\x09\n#set_separator\t,\n#empty_field\t(empty)\n#unset_field\t-\n#path\tssl\n#open\t2026-12-06-00-00-00\n#fields\tts\tuid\tid.orig_h\tid.orig_p\tid.resp_h\tid.resp_p\tserver_name\n#types\ttime\tstring\taddr\tport\taddr\tport\tstring\n1765000000.000000\tCtest\t127.0.0.2\t40000\t127.0.0.1\t8443\tlocalhost\n" >"$work/ssl.log"
 	chown stackprint "$work/ssl.log"
-	strace -f -qq -u stackprint -o "$work/trace" stackprint run -c "$work/c.yaml" 2>"$work/daemon.log" &
+	strace -f -qq -u stackprint -o "$work/trace" /usr/bin/stackprint run -c "$work/c.yaml" 2>"$work/daemon.log" &
 	tracer=$!
 	for _ in $(seq 150); do grep -qP "\t127\.0\.0\.1\t8443\t" "$work/stackprint.log" 2>/dev/null && break; sleep 0.2; done
 	daemon=$(pgrep -P "$tracer" || true)
@@ -123,7 +124,7 @@ bad=$(comm -12 <(echo "$denied") <(echo "$used"))
 rm -rf "$work"
 
 # State the daemon would leave: a DB and logs, owned by its user.
-runuser -u stackprint -- stackprint db import -c /etc/stackprint/stackprint.yaml /usr/share/stackprint/seeds/jarm-intel.csv
+runuser -u stackprint -- /usr/bin/stackprint db import -c /etc/stackprint/stackprint.yaml /usr/share/stackprint/seeds/jarm-intel.csv
 runuser -u stackprint -- sh -c 'echo "{}" >/var/log/stackprint/alerts.ndjson'
 echo "# edited by the operator" >>/etc/stackprint/stackprint.yaml
 
