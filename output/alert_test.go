@@ -262,10 +262,10 @@ func TestMarshalEVEFields(t *testing.T) {
 	}
 	for k, w := range map[string]any{
 		"event_type": "alert", "src_ip": "10.0.0.5", "dest_ip": "203.0.113.7", "dest_port": float64(443), "proto": "TCP",
-		"alert.signature_id": float64(9700001), "alert.signature": "STACKPRINT TLS server fingerprint in the fingerprint DB",
+		"alert.signature_id": float64(1900001), "alert.signature": "STACKPRINT TLS server fingerprint in the fingerprint DB",
 		"alert.category": "A Network Trojan was detected", "alert.severity": float64(1), "alert.gid": float64(1),
 		"tls.sni": "evil.example", "tls.fingerprint": "6a:ff:ac:1f:c1:bc:9b:8b:d5:a8:ca:3e:6b:5b:5c:e4:e2:a5:fd:0b",
-		"tls.notafter": "2026-01-01T00:00:00", "stackprint.alert_id": as[0].ID,
+		"tls.notafter": "2026-01-01T00:00:00", "flow.dest_ip": "203.0.113.7", "flow.src_port": float64(51234),
 	} {
 		if g := get(zeek, k); g != w {
 			t.Errorf("%s = %v, want %v", k, g, w)
@@ -273,6 +273,21 @@ func TestMarshalEVEFields(t *testing.T) {
 	}
 	if _, ok := zeek["flow_id"]; ok {
 		t.Error("flow_id for a Zeek event")
+	}
+	// stackprint's own fields are flowvars (the schema's place for named values).
+	vars := map[string]any{}
+	for _, v := range get(zeek, "metadata.flowvars").([]any) {
+		kv := v.(map[string]any)
+		vars[kv["key"].(string)] = kv["value"]
+	}
+	for k, w := range map[string]any{"stackprint.alert_id": as[0].ID, "stackprint.rule": "db_match", "stackprint.match.label": "cobalt-strike",
+		"stackprint.uid": "CHhAvVGS1DHFjwGM9", "stackprint.simulated": "false", "stackprint.retro": "false"} {
+		if vars[k] != w {
+			t.Errorf("flowvar %s = %v, want %v", k, vars[k], w)
+		}
+	}
+	if fam := fmt.Sprint(get(zeek, "alert.metadata.malware_family")); fam != "[cobalt-strike]" {
+		t.Errorf("alert.metadata.malware_family = %s", fam)
 	}
 	// Suricata's own timestamp form: local time, microseconds, offset
 	// without a colon.

@@ -1,6 +1,7 @@
 package output
 
 import (
+	"strconv"
 	"strings"
 	"time"
 
@@ -11,32 +12,45 @@ import (
 // offset without a colon.
 const eveTimeLayout = "2006-01-02T15:04:05.000000-0700"
 
-// EVE alert record, in the field order Suricata writes.
+// EVE alert record, in the field order Suricata writes. Every key is one
+// Suricata's EVE schema (etc/schema.json) declares, which refuses unknown
+// keys at the top level and in alert, alert.metadata, tls and flow: what
+// EVE has no field for goes in metadata.flowvars (eveVar), the one place
+// of the schema that takes named values.
 type eveAlert struct {
-	Timestamp string    `json:"timestamp"`
-	FlowID    uint64    `json:"flow_id,omitempty"`
-	EventType string    `json:"event_type"`
-	SrcIP     string    `json:"src_ip,omitempty"`
-	SrcPort   int       `json:"src_port,omitempty"`
-	DestIP    string    `json:"dest_ip,omitempty"`
-	DestPort  int       `json:"dest_port,omitempty"`
-	Proto     string    `json:"proto"`
-	Direction string    `json:"direction"`
-	AppProto  string    `json:"app_proto"`
-	Alert     eveBody   `json:"alert"`
-	TLS       *eveTLS   `json:"tls,omitempty"`
-	Stack     eveExtras `json:"stackprint"`
+	Timestamp string      `json:"timestamp"`
+	FlowID    uint64      `json:"flow_id,omitempty"`
+	EventType string      `json:"event_type"`
+	SrcIP     string      `json:"src_ip,omitempty"`
+	SrcPort   int         `json:"src_port,omitempty"`
+	DestIP    string      `json:"dest_ip,omitempty"`
+	DestPort  int         `json:"dest_port,omitempty"`
+	Proto     string      `json:"proto"`
+	Direction string      `json:"direction"`
+	AppProto  string      `json:"app_proto"`
+	Alert     eveBody     `json:"alert"`
+	TLS       *eveTLS     `json:"tls,omitempty"`
+	Flow      eveFlow     `json:"flow"`
+	Metadata  eveMetadata `json:"metadata"`
 }
 
 type eveBody struct {
-	Action      string              `json:"action"`
-	GID         int                 `json:"gid"`
-	SignatureID int                 `json:"signature_id"`
-	Rev         int                 `json:"rev"`
-	Signature   string              `json:"signature"`
-	Category    string              `json:"category"`
-	Severity    int                 `json:"severity"`
-	Metadata    map[string][]string `json:"metadata,omitempty"`
+	Action      string      `json:"action"`
+	GID         int         `json:"gid"`
+	SignatureID int         `json:"signature_id"`
+	Rev         int         `json:"rev"`
+	Signature   string      `json:"signature"`
+	Category    string      `json:"category"`
+	Severity    int         `json:"severity"`
+	Metadata    eveRuleMeta `json:"metadata"`
+}
+
+// eveRuleMeta is alert.metadata: the schema allows only these keys (the
+// ET conventions), each a list of strings.
+type eveRuleMeta struct {
+	SignatureSeverity []string `json:"signature_severity"`
+	Tag               []string `json:"tag,omitempty"`
+	MalwareFamily     []string `json:"malware_family,omitempty"`
 }
 
 type eveTLS struct {
@@ -49,21 +63,26 @@ type eveTLS struct {
 	NotAfter    string `json:"notafter,omitempty"`
 }
 
-// eveExtras carries what an analyst pivots on that EVE has no field for;
-// EVE consumers keep unknown objects as they are.
-type eveExtras struct {
-	AlertID    string   `json:"alert_id"`
-	Rule       string   `json:"rule"`
-	UID        string   `json:"uid,omitempty"`
-	Input      string   `json:"input,omitempty"`
-	JARM       string   `json:"jarm,omitempty"`
-	ATSF       string   `json:"atsf,omitempty"`
-	HTTPServer *string  `json:"http_server,omitempty"`
-	StartTLS   string   `json:"starttls,omitempty"` // protocol the probe upgraded with
-	Match      *spMatch `json:"match,omitempty"`
-	Simulated  bool     `json:"simulated"`
-	Suppressed int      `json:"suppressed"`
-	Retro      bool     `json:"retro"`
+// eveFlow is the connection the alert is about, as Suricata's alert
+// records carry it (start is when the sensor saw it).
+type eveFlow struct {
+	SrcIP    string `json:"src_ip,omitempty"`
+	SrcPort  int    `json:"src_port,omitempty"`
+	DestIP   string `json:"dest_ip,omitempty"`
+	DestPort int    `json:"dest_port,omitempty"`
+	Start    string `json:"start,omitempty"`
+}
+
+// eveMetadata is the top-level metadata object; stackprint's own fields
+// are flowvars named stackprint.*.
+type eveMetadata struct {
+	FlowVars []eveVar `json:"flowvars"`
+}
+
+// eveVar is one flowvar: a name and a string value.
+type eveVar struct {
+	Key   string `json:"key"`
+	Value string `json:"value"`
 }
 
 // EVESeverity is alert.severity for a severity name: Suricata's priority,
@@ -98,28 +117,17 @@ func eveSignatureSeverity(s string) string {
 // to_server), flow_id when the event came from Suricata, the certificate
 // in Suricata's tls form (SHA-1 fingerprint as lower-case colon hex). The
 // signature is constant per rule ("STACKPRINT " + rule name) so SIEMs group
-// by it; what matched is in alert.metadata and stackprint.*.
+// by it; the matched label is alert.metadata.malware_family and the rest
+// (alert id, rule, JARM, ATSF, match, …) metadata.flowvars stackprint.*.
 func MarshalEVE(a stackprint.Alert) ([]byte, error) {
 	ev, r := a.Event, a.Result
 	name := a.RuleName
 	if name == "" {
 		name = a.Rule
 	}
-	md := map[string][]string{
-		"stackprint_rule":    {a.Rule},
-		"signature_severity": {eveSignatureSeverity(a.Severity)},
-	}
-	if len(a.Tags) > 0 {
-		md["tag"] = a.Tags
-	}
+	rm := eveRuleMeta{SignatureSeverity: []string{eveSignatureSeverity(a.Severity)}, Tag: a.Tags}
 	if a.Match.Label != "" {
-		md["stackprint_match"] = []string{a.Match.Label}
-	}
-	if a.Simulated {
-		md["stackprint_simulated"] = []string{"true"}
-	}
-	if a.Retro {
-		md["stackprint_retro"] = []string{"true"}
+		rm.MalwareFamily = []string{a.Match.Label}
 	}
 	cat := a.Category
 	if cat == "" {
@@ -144,30 +152,37 @@ func MarshalEVE(a stackprint.Alert) ([]byte, error) {
 			Signature:   "STACKPRINT " + name,
 			Category:    cat,
 			Severity:    EVESeverity(a.Severity),
-			Metadata:    md,
+			Metadata:    rm,
 		},
-		Stack: eveExtras{
-			AlertID:    a.ID,
-			Rule:       a.Rule,
-			UID:        ev.UID,
-			Input:      ev.Source,
-			JARM:       r.JARM,
-			StartTLS:   r.StartTLS,
-			Simulated:  a.Simulated,
-			Suppressed: a.Suppressed,
-			Retro:      a.Retro,
-		},
+		Flow: eveFlow{SrcIP: addrOnly(ev.Orig), SrcPort: int(ev.Orig.Port()), DestIP: addrOnly(ev.Resp), DestPort: int(ev.Resp.Port()), Start: eveTime(ev.TS)},
 	}
+	vars := []eveVar{{"stackprint.alert_id", a.ID}, {"stackprint.rule", a.Rule}}
+	add := func(k, v string) {
+		if v != "" {
+			vars = append(vars, eveVar{"stackprint." + k, v})
+		}
+	}
+	add("uid", ev.UID)
+	add("input", ev.Source)
+	add("jarm", r.JARM)
 	if r.ATSF != nil {
-		v.Stack.ATSF = r.ATSF.ID
+		add("atsf", r.ATSF.ID)
 	}
 	if r.HTTP != nil {
-		s := r.HTTP.Server
-		v.Stack.HTTPServer = &s
+		// Present even when empty: the server answered without a Server header.
+		vars = append(vars, eveVar{"stackprint.http_server", r.HTTP.Server})
 	}
+	add("starttls", r.StartTLS)
 	if m := a.Match; hasMatch(m) {
-		v.Stack.Match = &spMatch{Kind: m.Kind, Value: m.Value, Label: m.Label, Source: m.Source, Confidence: m.Confidence}
+		add("match.kind", m.Kind)
+		add("match.value", m.Value)
+		add("match.label", m.Label)
+		add("match.source", m.Source)
+		add("match.confidence", m.Confidence)
 	}
+	vars = append(vars, eveVar{"stackprint.simulated", strconv.FormatBool(a.Simulated)},
+		eveVar{"stackprint.suppressed", strconv.Itoa(a.Suppressed)}, eveVar{"stackprint.retro", strconv.FormatBool(a.Retro)})
+	v.Metadata.FlowVars = vars
 	if ev.SNI != "" || r.Cert != nil {
 		t := &eveTLS{SNI: ev.SNI}
 		if c := r.Cert; c != nil {

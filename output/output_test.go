@@ -119,14 +119,14 @@ func fixtureAlerts() []stackprint.Alert {
 			Description: "Why " + rule + " fired.", Category: "A Network Trojan was detected", SignatureID: sid, Tags: tags}
 		return stackprint.NewAlert(v, evs[i], rs[i], rs[i].Started.Add(rs[i].Duration).In(testZone))
 	}
-	a := mk(0, ms[0][0], "db_match", "TLS server fingerprint in the fingerprint DB", "high", 9700001, []string{"fingerprint-db"})
-	b := mk(0, ms[0][1], "sslbl_cert", "Server certificate on a C2 certificate block list", "high", 9700003, []string{"certificate", "sslbl"})
+	a := mk(0, ms[0][0], "db_match", "TLS server fingerprint in the fingerprint DB", "high", 1900001, []string{"fingerprint-db"})
+	b := mk(0, ms[0][1], "sslbl_cert", "Server certificate on a C2 certificate block list", "high", 1900003, []string{"certificate", "sslbl"})
 	b.Simulated, b.Suppressed = true, 3
-	c := mk(1, ms[1][0], "db_match", "TLS server fingerprint in the fingerprint DB", "low", 9700001, []string{"fingerprint-db"})
+	c := mk(1, ms[1][0], "db_match", "TLS server fingerprint in the fingerprint DB", "low", 1900001, []string{"fingerprint-db"})
 	// A retro-hunt alert: a DB entry added later matched a target probed
 	// earlier; there is no connection, only the target.
 	retro := stackprint.Event{TS: evs[0].TS, Resp: evs[0].Resp, SNI: evs[0].SNI, Source: "retro-hunt", Kind: "retro_hunt"}
-	v := stackprint.Verdict{Rule: "db_match", Severity: "high", Match: ms[0][0], RuleName: "TLS server fingerprint in the fingerprint DB", SignatureID: 9700001}
+	v := stackprint.Verdict{Rule: "db_match", Severity: "high", Match: ms[0][0], RuleName: "TLS server fingerprint in the fingerprint DB", SignatureID: 1900001}
 	d := stackprint.NewAlert(v, retro, rs[0], rs[0].Started.Add(48*time.Hour).In(testZone))
 	d.Retro = true
 	return []stackprint.Alert{a, b, c, d}

@@ -13,7 +13,7 @@
 //	    severity: medium            # info, low, medium, high, critical
 //	    severity_expr: 'match.confidence == "high" ? "high" : "medium"'   # optional
 //	    category: A Network Trojan was detected   # EVE alert.category, ECS rule.category
-//	    sid: 9700001                # EVE alert.signature_id; derived from the id when absent
+//	    sid: 1900001                # EVE alert.signature_id; derived from the id when absent
 //	    tags: [fingerprint-db]
 //	    each_match: true            # run once per DB match, match bound to it
 //	    params: {min_weight: 0.6}   # constants, overridable from the config

@@ -78,11 +78,12 @@ func (e *Error) Error() string {
 // DefaultCategory is the EVE alert.category of a rule that names none.
 const DefaultCategory = "A Network Trojan was detected"
 
-// sidBase and sidSpan place derived signature ids in a block of their own
-// (Suricata reserves nothing; 9.7M is clear of the ET and Snort ranges).
+// sidBase and sidSpan place derived signature ids in the range Suricata
+// and Snort keep for local rules (1000000-1999999), clear of the dataset
+// rules in contrib/suricata (1970001-1970099).
 const (
-	sidBase = 9_700_000
-	sidSpan = 100_000
+	sidBase = 1_900_000
+	sidSpan = 60_000
 )
 
 var ruleIDPattern = regexp.MustCompile(`^[a-z][a-z0-9_]{0,63}$`)

@@ -569,3 +569,31 @@ func TestParseBaseline(t *testing.T) {
 		t.Fatalf("ParseBaseline: %+v %v", b, err)
 	}
 }
+
+// Default signature ids (the built-in rules' and those derived from a rule
+// id) are in the range Suricata and Snort keep for local rules, and clear
+// of the dataset rules in contrib/suricata (1970001-1970099).
+func TestDefaultSIDsAreLocal(t *testing.T) {
+	local := func(sid int) bool {
+		return sid >= 1_000_000 && sid <= 1_999_999 && (sid < 1_970_001 || sid > 1_970_099)
+	}
+	rs, err := Load(Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rs.Rules {
+		if !local(r.SignatureID) {
+			t.Errorf("built-in rule %s: sid %d", r.ID, r.SignatureID)
+		}
+	}
+	for _, id := range []string{"a", "my_rule", "zz_9", strings.Repeat("x", 64)} {
+		if sid := derivedSID(id); !local(sid) {
+			t.Errorf("derived sid of %s: %d", id, sid)
+		}
+	}
+	for i := range sidSpan {
+		if !local(sidBase + i) {
+			t.Fatalf("sid %d of the derived range is not local", sidBase+i)
+		}
+	}
+}

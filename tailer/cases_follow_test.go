@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -395,31 +396,77 @@ func TestR06_CopyTruncate(t *testing.T) {
 	}
 }
 
+// TestR07_CopyTruncateNonAppendWriter: copytruncate, and a writer that
+// keeps its offset, so its next write leaves a hole of NULs before it. The
+// truncation and the write happen at two fixed points of the follower's
+// loop (its test hook), so each interleaving is run every time instead of
+// when the machine's load happens to produce it:
+//   - "idle": while the tailer waits, before it checks the file;
+//   - "between check and read": after the check of the first bytes passed
+//     and before the read. The read then returns the new lines past the
+//     old offset as if appended; they were delivered, and delivered again
+//     after the restart (16 events, not 13).
 func TestR07_CopyTruncateNonAppendWriter(t *testing.T) {
 	t.Parallel()
-	p := filepath.Join(t.TempDir(), "eve.json")
-	writeFile(t, p, lines(0, 10))
-	c := newCollector()
-	tl := run(t, Input{Path: p, Format: FormatZeek}, Options{}, c.handle)
-	c.waitN(t, 10, 5*time.Second)
-	// The writer keeps its offset: after the truncation its next write
-	// leaves a hole of NULs before it.
-	f, err := os.OpenFile(p, os.O_WRONLY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	size := int64(len(lines(0, 10)))
-	if err := f.Truncate(0); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := f.WriteAt([]byte(lines(10, 13)), size); err != nil {
-		t.Fatal(err)
-	}
-	f.Close()
-	checkRange(t, c.waitN(t, 13, 5*time.Second), 0, 13)
-	c.quiet(t, 13, 100*time.Millisecond)
-	if st := tl.Stats(); st.ParseErrors != 0 || st.LongLines != 0 || st.NULBytes != uint64(size) || st.Truncations != 1 {
-		t.Errorf("%+v (want %d NUL bytes)", st, size)
+	for _, at := range []string{"idle", "between check and read"} {
+		t.Run(at, func(t *testing.T) {
+			t.Parallel()
+			p := filepath.Join(t.TempDir(), "eve.json")
+			writeFile(t, p, lines(0, 10))
+			size := int64(len(lines(0, 10)))
+			copytruncate := func() {
+				f, err := os.OpenFile(p, os.O_WRONLY, 0)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				defer f.Close()
+				if err := f.Truncate(0); err != nil {
+					t.Error(err)
+				}
+				if _, err := f.WriteAt([]byte(lines(10, 13)), size); err != nil {
+					t.Error(err)
+				}
+			}
+			c := newCollector()
+			tl, err := New(Input{Path: p, Format: FormatZeek}, Options{Logger: testLogger(t), RotateWait: 100 * time.Millisecond, PollInterval: 20 * time.Millisecond}, c.handle)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var armed atomic.Bool
+			hooked := make(chan struct{})
+			tl.testHook = func(where string) {
+				if where == "before drain" && armed.CompareAndSwap(true, false) {
+					copytruncate()
+					close(hooked)
+				}
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() { done <- tl.Run(ctx) }()
+			defer func() {
+				cancel()
+				if err := <-done; err != nil {
+					t.Errorf("Run: %v", err)
+				}
+			}()
+			c.waitN(t, 10, 5*time.Second)
+			if at == "idle" {
+				copytruncate()
+			} else {
+				armed.Store(true)
+				select {
+				case <-hooked:
+				case <-time.After(5 * time.Second):
+					t.Fatal("the follower did not reach its read")
+				}
+			}
+			checkRange(t, c.waitN(t, 13, 5*time.Second), 0, 13)
+			c.quiet(t, 13, 200*time.Millisecond)
+			if st := tl.Stats(); st.ParseErrors != 0 || st.LongLines != 0 || st.NULBytes != uint64(size) || st.Truncations != 1 {
+				t.Errorf("%+v (want %d NUL bytes, 1 truncation)", st, size)
+			}
+		})
 	}
 }
 

@@ -142,6 +142,7 @@ type openFile struct {
 	readErr  string
 	progress int64 // offset last reported to Options.Progress
 	parked   bool
+	changed  bool // a read found other first bytes: restart before anything else
 }
 
 func (of *openFile) position(path string) Position {
@@ -452,8 +453,15 @@ func (f *follower) stepLane(ctx context.Context, ln *lane) (done bool, err error
 				continue
 			}
 		}
+		if f.t.testHook != nil {
+			f.t.testHook("before drain")
+		}
 		if err := f.drain(ctx, of); err != nil {
 			return false, err
+		}
+		if of.changed {
+			f.restart(ln, of, errHeadChanged.Error())
+			continue
 		}
 		f.report(ln, of)
 		fi, err := os.Stat(ln.path)
@@ -625,6 +633,7 @@ func (f *follower) restart(ln *lane, of *openFile, why string) {
 	of.fc = fileCtx{path: ln.path, p: ln.p, lineKnown: true, ident: of.position(ln.path).Ident()}
 	of.chkSize, of.chkMod = 0, time.Time{}
 	of.progress = -1
+	of.changed = false
 }
 
 // drain delivers every complete line available in of.
@@ -643,6 +652,9 @@ func (f *follower) drain(ctx context.Context, of *openFile) error {
 		if errors.Is(err, io.EOF) {
 			of.readErr = ""
 			return nil
+		}
+		if errors.Is(err, errHeadChanged) {
+			return nil // the caller restarts (of.changed)
 		}
 		if err != nil {
 			if msg := err.Error(); msg != of.readErr {
@@ -885,7 +897,37 @@ func (f *follower) newOpenFile(ln *lane, fh *os.File, fi os.FileInfo, name strin
 	}
 	of.lr = newLineReader(r, f.opts.MaxLineBytes, 0)
 	of.lr.nul = &f.t.st.nulBytes
+	if gz == nil {
+		of.lr.cr.verify = func() error { return f.verifyHead(of) }
+	}
 	return of
+}
+
+// errHeadChanged discards data read from a file whose first bytes are no
+// longer those it was opened with.
+var errHeadChanged = errors.New("the first bytes changed while reading")
+
+// verifyHead runs after every read of a followed file, before its lines are
+// delivered. truncated checks the first bytes before a read, but a
+// copytruncate with a writer that keeps its offset can happen between that
+// check and the read: the read then returns the new content past the old
+// offset as if it were appended, and the restart that follows reads it
+// again. Checking after the read closes that window: data read after the
+// truncation is dropped here and read once, from the start.
+func (f *follower) verifyHead(of *openFile) error {
+	n := len(of.fp.prefix)
+	if of.catchUp || n == 0 {
+		return nil
+	}
+	if cap(f.scratch) < n {
+		f.scratch = make([]byte, maxFPLen)
+	}
+	buf := f.scratch[:n]
+	if k, _ := of.f.ReadAt(buf, 0); k < n || !bytes.Equal(buf, of.fp.prefix) {
+		of.changed = true
+		return errHeadChanged
+	}
+	return nil
 }
 
 // seekTo positions a freshly opened file at off, a line boundary. The Zeek

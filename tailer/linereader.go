@@ -15,10 +15,19 @@ const readBufSize = 64 << 10
 type countingReader struct {
 	r io.Reader
 	n int64
+	// verify, when set, runs after every read that returned data and
+	// before any of it is used: an error discards the data and is returned
+	// instead (the file changed under the reader, see follower.verifyHead).
+	verify func() error
 }
 
 func (c *countingReader) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
+	if n > 0 && c.verify != nil {
+		if verr := c.verify(); verr != nil {
+			return 0, verr
+		}
+	}
 	c.n += int64(n)
 	return n, err
 }
@@ -54,7 +63,7 @@ func newLineReader(r io.Reader, max int, start int64) *lineReader {
 
 // reset restarts reading from r at offset start, forgetting any partial line.
 func (lr *lineReader) reset(r io.Reader, start int64) {
-	lr.cr = countingReader{r: r, n: start}
+	lr.cr = countingReader{r: r, n: start, verify: lr.cr.verify}
 	lr.br.Reset(&lr.cr)
 	lr.buf, lr.returned, lr.skipping, lr.longSkip, lr.pending = lr.buf[:0], false, false, false, 0
 	lr.pos = start

@@ -124,6 +124,7 @@ type Stats struct {
 type counters struct {
 	lines, events, parseErrors, skipped, longLines, rotations, truncations atomic.Uint64
 	catchUp, resumeFallbacks, partialLines, nulBytes, invalidSNI           atomic.Uint64
+	lastEvent                                                              atomic.Int64 // unix nanoseconds
 }
 
 func (c *counters) snapshot() Stats {
@@ -142,6 +143,13 @@ func (c *counters) snapshot() Stats {
 		NULBytes:        c.nulBytes.Load(),
 		InvalidSNI:      c.invalidSNI.Load(),
 	}
+}
+
+func unixNanoTime(ns int64) time.Time {
+	if ns == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, ns)
 }
 
 // lineParser is what ZeekParser and EveParser share.
@@ -185,7 +193,8 @@ type Tailer struct {
 	st      counters
 	running atomic.Bool
 
-	noWatch bool // tests: behave as if fsnotify could not start
+	noWatch  bool               // tests: behave as if fsnotify could not start
+	testHook func(where string) // tests: called by the follower at fixed points, to run a race deterministically
 }
 
 // New validates the input and returns a Tailer; Run starts it.
@@ -219,6 +228,10 @@ func New(in Input, opts Options, h Handler) (*Tailer, error) {
 
 // Stats returns the counters so far. It is safe for concurrent use.
 func (t *Tailer) Stats() Stats { return t.st.snapshot() }
+
+// LastEvent returns when the last event was handed to the handler, zero
+// before the first. It is safe for concurrent use.
+func (t *Tailer) LastEvent() time.Time { return unixNanoTime(t.st.lastEvent.Load()) }
 
 // fileCtx is the per-file state of line processing.
 type fileCtx struct {
@@ -291,6 +304,7 @@ func (s *sink) line(ctx context.Context, fc *fileCtx, line []byte, long bool, en
 		ev.Offset = end
 		ev.Ident = fc.ident
 		s.st.events.Add(1)
+		s.st.lastEvent.Store(time.Now().UnixNano())
 		if err := s.h(ctx, ev); err != nil {
 			return fmt.Errorf("%s: handler: %w", fc.where(end), err)
 		}

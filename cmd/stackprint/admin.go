@@ -522,6 +522,7 @@ func (d *daemon) retroHunt(window time.Duration, keys []db.Key) (int, error) {
 				if err := d.sink.Alert(a); err != nil {
 					return n, fmt.Errorf("retro-hunt %s: write alert for %s: %w", k, s.Target(), err)
 				}
+				d.metrics.countAlert(a)
 				n++
 			}
 		}

@@ -285,6 +285,23 @@ func TestRetroHunt(t *testing.T) {
 	if err != nil || rep.Accepted != 1 || retro3 != 2 { // .12 now, .13 since 2 minutes
 		t.Fatalf("import: %+v retro %d %v", rep, retro3, err)
 	}
+	// Retro-hunt alerts count in stackprint_alerts_total like the others
+	// (they were written and not counted).
+	var counted float64
+	mfs, err := p.d.metrics.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == "stackprint_alerts_total" {
+			for _, m := range mf.GetMetric() {
+				counted += m.GetCounter().GetValue()
+			}
+		}
+	}
+	if written := len(p.Alerts()); counted != float64(written) {
+		t.Errorf("stackprint_alerts_total = %v, %d alerts written", counted, written)
+	}
 }
 
 // TestAdminProtocol speaks the JSON-lines protocol by hand.

@@ -365,12 +365,12 @@ func (d *daemon) ready() error {
 func (d *daemon) reload() {
 	cfg, err := LoadConfig(d.cfgPath)
 	if err != nil {
-		d.metrics.reloads.WithLabelValues("error").Inc()
+		d.metrics.reloaded(false)
 		d.log.Error("config reload refused; keeping the running config", "err", err)
 		return
 	}
 	if err := reloadRules(d.rules, cfg.Rules, d.log); err != nil {
-		d.metrics.reloads.WithLabelValues("error").Inc()
+		d.metrics.reloaded(false)
 		d.log.Error("config reload refused: rules do not load; keeping the running config", "err", err)
 		return
 	}
@@ -389,7 +389,7 @@ func (d *daemon) reload() {
 		d.log.Warn("config reload: scope and rules apply live; restart for the other changes")
 	}
 	d.cfg.Scope, d.cfg.Rules = cfg.Scope, cfg.Rules
-	d.metrics.reloads.WithLabelValues("ok").Inc()
+	d.metrics.reloaded(true)
 	d.log.Info("config reloaded", "scope_allow", cfg.Scope.Allow, "scope_deny", cfg.Scope.Deny)
 }
 

@@ -7,6 +7,7 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"fmt"
+	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 	"io"
 	"net/http"
 	"net/netip"
@@ -393,16 +394,37 @@ func checkMetrics(t *testing.T, stderr *syncBuffer, jarm string) {
 		`stackprint_events_total{outcome="out_of_scope"} 1`,
 		`stackprint_probes_total{status="ok"}`,
 		`stackprint_alerts_total{rule="db_match",severity="high"}`,
-		`stackprint_matches_total{kind="jarm",label="e2e-c2"}`,
+		`stackprint_matches_total{confidence="high",kind="jarm"}`,
+		`stackprint_input_last_event_timestamp_seconds{input="zeek-ssl"}`,
+		`stackprint_config_last_reload_successful 1`,
+		`stackprint_config_last_reload_success_timestamp_seconds`,
+		`stackprint_pipeline_sink_errors_total 0`,
+		`stackprint_output_degraded 0`,
+		`stackprint_output_write_errors_total{output="alerts"} 0`,
 		`stackprint_probe_duration_seconds_bucket`,
 		`stackprint_dedup_cache_size`,
 		`stackprint_checkpoint_lag_bytes{input="zeek-ssl"}`,
 		`stackprint_db_size_bytes`,
-		`stackprint_build_info{`,
+		`stackprint_build_info{branch=`,
+		`revision="`,
 		`go_goroutines`,
 	} {
 		if !strings.Contains(body, want) {
 			t.Errorf("/metrics lacks %s", want)
 		}
+	}
+	// Unbounded or derived series are gone: a label per imported entry,
+	// a ratio that belongs in PromQL, build_info's non-standard commit.
+	for _, gone := range []string{`label="e2e-c2"`, "stackprint_dedup_cache_hit_ratio", `commit="`} {
+		if strings.Contains(body, gone) {
+			t.Errorf("/metrics still has %s", gone)
+		}
+	}
+	problems, err := promlint.New(strings.NewReader(body)).Lint()
+	if err != nil {
+		t.Fatalf("promlint: %v", err)
+	}
+	for _, p := range problems {
+		t.Errorf("promlint: %s: %s", p.Metric, p.Text)
 	}
 }

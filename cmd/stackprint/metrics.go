@@ -31,6 +31,7 @@ type metrics struct {
 	alerts        *prometheus.CounterVec
 	reloads       *prometheus.CounterVec
 	outputErrors  *prometheus.CounterVec
+	reload        reloadState // the config loaded at start counts as a successful load
 }
 
 func newMetrics(d *daemon) *metrics {
@@ -47,9 +48,10 @@ func newMetrics(d *daemon) *metrics {
 			Name: "stackprint_probe_connections", Help: "TCP connections opened per target.",
 			Buckets: []float64{0, 1, 2, 5, 10, 11, 12, 15, 21, 22, 25},
 		}),
+		// Not by label: every imported label would be a series.
 		matches: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "stackprint_matches_total", Help: "Fingerprint DB matches, by kind and label.",
-		}, []string{"kind", "label"}),
+			Name: "stackprint_matches_total", Help: "Fingerprint DB matches, by fingerprint kind and entry confidence.",
+		}, []string{"kind", "confidence"}),
 		alerts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "stackprint_alerts_total", Help: "Alerts written, by rule and severity.",
 		}, []string{"rule", "severity"}),
@@ -66,9 +68,10 @@ func newMetrics(d *daemon) *metrics {
 	m.reg.MustRegister(m.outputErrors)
 	m.reg.MustRegister(m.probes, m.probeDuration, m.probeConns, m.matches, m.alerts, m.reloads,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		&daemonCollector{d: d})
+		&daemonCollector{d: d}, buildInfoCollector(), &healthCollector{d: d})
 	m.reloads.WithLabelValues("ok")
 	m.reloads.WithLabelValues("error")
+	m.reload.ok, m.reload.success = true, time.Now()
 	return m
 }
 
@@ -97,7 +100,7 @@ func (s measuredSink) Record(ev stackprint.Event, r stackprint.Result, ms []stac
 		return err
 	}
 	for _, x := range ms {
-		s.m.matches.WithLabelValues(x.Kind, x.Label).Inc()
+		s.m.matches.WithLabelValues(x.Kind, x.Confidence).Inc()
 	}
 	return nil
 }
@@ -106,9 +109,12 @@ func (s measuredSink) Alert(a stackprint.Alert) error {
 	if err := s.inner.Alert(a); err != nil {
 		return err
 	}
-	s.m.alerts.WithLabelValues(a.Rule, a.Severity).Inc()
+	s.m.countAlert(a)
 	return nil
 }
+
+// countAlert counts one alert written, by any path (pipeline or retro-hunt).
+func (m *metrics) countAlert(a stackprint.Alert) { m.alerts.WithLabelValues(a.Rule, a.Severity).Inc() }
 
 // daemonCollector turns the components' counters into metrics at scrape
 // time.
@@ -130,20 +136,18 @@ var (
 	descCacheSize   = prometheus.NewDesc("stackprint_dedup_cache_size", "Targets in the dedup LRU.", nil, nil)
 	descCacheHits   = prometheus.NewDesc("stackprint_dedup_cache_hits_total", "Events judged from the dedup cache.", nil, nil)
 	descCacheEvict  = prometheus.NewDesc("stackprint_dedup_cache_evictions_total", "Targets evicted from the dedup LRU (capacity or TTL).", nil, nil)
-	descHitRatio    = prometheus.NewDesc("stackprint_dedup_cache_hit_ratio", "Share of events judged from the cache.", nil, nil)
 	descAbandoned   = prometheus.NewDesc("stackprint_probes_abandoned_total", "Probes cut short by shutdown (their events resume after restart).", nil, nil)
 	descUnsettled   = prometheus.NewDesc("stackprint_events_unsettled", "Events read but neither judged nor parked.", nil, nil)
 	descCkptLag     = prometheus.NewDesc("stackprint_checkpoint_lag_bytes", "Bytes of an input's current file past its committed checkpoint.", []string{"input"}, nil)
 	descDegraded    = prometheus.NewDesc("stackprint_output_degraded", "1 while a failed output write is being retried (checkpoints wait), else 0.", nil, nil)
 	descDBSize      = prometheus.NewDesc("stackprint_db_size_bytes", "Size of the bbolt file.", nil, nil)
-	descBuild       = prometheus.NewDesc("stackprint_build_info", "Build information.", []string{"version", "commit", "goversion"}, nil)
 )
 
 func (c *daemonCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descLines, descParseErrors, descLongLines, descInvalidSNI, descRotations, descEvents, descWaiting,
 		descSpilled, descBacklogFull, descUnits, descQueue,
-		descInFlight, descCacheSize, descCacheHits, descCacheEvict, descHitRatio, descAbandoned, descUnsettled,
-		descCkptLag, descDBSize, descBuild, descDegraded} {
+		descInFlight, descCacheSize, descCacheHits, descCacheEvict, descAbandoned, descUnsettled,
+		descCkptLag, descDBSize, descDegraded} {
 		ch <- d
 	}
 }
@@ -187,11 +191,6 @@ func (c *daemonCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge(descCacheSize, float64(ps.CacheLen))
 	counter(descCacheHits, ps.Deduped)
 	counter(descCacheEvict, ps.Evictions)
-	ratio := 0.0
-	if ps.Events > 0 {
-		ratio = float64(ps.Deduped) / float64(ps.Events)
-	}
-	gauge(descHitRatio, ratio)
 	counter(descAbandoned, ps.Abandoned)
 	gauge(descUnsettled, float64(d.ledger.Unsettled()))
 	lag := map[string]int64{}
@@ -211,8 +210,6 @@ func (c *daemonCollector) Collect(ch chan<- prometheus.Metric) {
 	if fi, err := os.Stat(d.cfg.DB.Path); err == nil {
 		gauge(descDBSize, float64(fi.Size()))
 	}
-	v, commit, gov := buildInfo()
-	gauge(descBuild, 1, v, commit, gov)
 }
 
 func buildInfo() (version, commit, goVersion string) {

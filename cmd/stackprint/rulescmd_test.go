@@ -59,7 +59,7 @@ func TestRulesCheck(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, w := range []string{"ID", "db_match", "9700001", "1h0m0s", "jarm_http_server", "disabled", "mine"} {
+	for _, w := range []string{"ID", "db_match", "1900001", "1h0m0s", "jarm_http_server", "disabled", "mine"} {
 		if !strings.Contains(out, w) {
 			t.Errorf("list lacks %q:\n%s", w, out)
 		}

@@ -38,7 +38,7 @@ func TestSinkWritesEveryOutput(t *testing.T) {
 	if err := s.Record(ev, r, []stackprint.Match{m}); err != nil {
 		t.Fatal(err)
 	}
-	v := stackprint.Verdict{Rule: "db_match", Severity: "high", Match: m, RuleName: "DB", SignatureID: 9700001}
+	v := stackprint.Verdict{Rule: "db_match", Severity: "high", Match: m, RuleName: "DB", SignatureID: 1900001}
 	if err := s.Alert(stackprint.NewAlert(v, ev, r, time.Now())); err != nil {
 		t.Fatal(err)
 	}
@@ -61,7 +61,7 @@ func TestSinkWritesEveryOutput(t *testing.T) {
 		"alerts.ecs.ndjson":    {`"event":{"id":`, `"kind":"alert"`, `"simulated":true`},
 		"stackprint.log":       {`"uid":"Csink1"`, `"match_label":"c2"`},
 		"stackprint_alert.log": {`"rule":"db_match"`, `"simulated":true`},
-		"eve.json":             {`"event_type":"alert"`, `"signature_id":9700001`},
+		"eve.json":             {`"event_type":"alert"`, `"signature_id":1900001`},
 		"stackprint.intel":     {"203.0.113.7\tIntel::ADDR\tstackprint\t"},
 		"stackprint.lst":       {"203.0.113.7\n"},
 	} {
