@@ -44,7 +44,10 @@ type Ledger struct {
 	bySeq     map[uint64]*ledgerEntry
 	unpark    []uint64
 	commits   uint64
-	syncErr   error // a failed BeforeCommit: nothing may be committed after it
+	spilling  int           // events spilled but not yet written
+	kick      chan struct{} // asks Run for an early commit
+	written   chan struct{} // closed after each commit that wrote spills
+	syncErr   error         // a failed BeforeCommit: nothing may be committed after it
 	committed map[string]Committed
 }
 
@@ -76,7 +79,8 @@ func NewLedger(store StateStore, pos func(stackprint.Event) ([]byte, error), log
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Ledger{store: store, pos: pos, log: log, inputs: map[string][]*ledgerEntry{}, bySeq: map[uint64]*ledgerEntry{}, committed: map[string]Committed{}}
+	return &Ledger{store: store, pos: pos, log: log, inputs: map[string][]*ledgerEntry{}, bySeq: map[uint64]*ledgerEntry{}, committed: map[string]Committed{},
+		kick: make(chan struct{}, 1), written: make(chan struct{})}
 }
 
 // CheckpointKey is the key an event's position is committed under: one per
@@ -129,7 +133,40 @@ func (l *Ledger) Spill(ev stackprint.Event) bool {
 		return false
 	}
 	e.ev, e.spill = ev, true
+	l.spilling++
+	if l.spilling >= spillFlush {
+		select {
+		case l.kick <- struct{}{}:
+		default:
+		}
+	}
 	return true
+}
+
+// spillFlush is how many spilled events make Run commit before its
+// interval: a burst of lines is on disk, and out of memory, sooner.
+const spillFlush = 5000
+
+// WaitSpills blocks while more spilled events wait for their commit than
+// memory should hold (the inputs call it before reading on), or ctx ends.
+func (l *Ledger) WaitSpills(ctx context.Context) error {
+	for {
+		l.mu.Lock()
+		n, ch := l.spilling, l.written
+		l.mu.Unlock()
+		if n < 4*spillFlush {
+			return nil
+		}
+		select {
+		case l.kick <- struct{}{}:
+		default:
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-ch:
+		}
+	}
 }
 
 // Settled is the pipeline's OnSettled callback.
@@ -248,6 +285,11 @@ func (l *Ledger) commit(final bool) error {
 	for i, e := range park {
 		e.parked, e.key = true, keys[i]
 	}
+	if len(spill) > 0 {
+		l.spilling -= len(spill)
+		close(l.written)
+		l.written = make(chan struct{})
+	}
 	for _, e := range spill {
 		// On disk now; the pipeline loads it back through Resume.
 		e.parked, e.spill = true, false
@@ -278,9 +320,10 @@ func (l *Ledger) Run(ctx context.Context, interval time.Duration) error {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
-			if err := l.Commit(); err != nil {
-				return err
-			}
+		case <-l.kick:
+		}
+		if err := l.Commit(); err != nil {
+			return err
 		}
 	}
 }

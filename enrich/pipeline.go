@@ -1089,6 +1089,9 @@ func (p *Pipeline) outcome(c *atomic.Uint64, waited bool) {
 	c.Add(1)
 	if waited {
 		p.waiting--
+		if p.nSpilled > 0 && p.waiting < p.cfg.MemEvents*3/4 {
+			p.signal() // room for the backlog: the dispatcher loads it
+		}
 	}
 	p.mu.Unlock()
 }

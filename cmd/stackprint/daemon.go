@@ -142,6 +142,9 @@ func newDaemon(cfg *Config, log *slog.Logger, hooks daemonHooks) (_ *daemon, err
 		if err := d.pipe.WaitRoom(ctx); err != nil {
 			return err
 		}
+		if err := d.ledger.WaitSpills(ctx); err != nil {
+			return err
+		}
 		return d.pipe.Handle(ctx, d.ledger.Track(ev))
 	}
 	opts := tailer.Options{
