@@ -478,3 +478,43 @@ func TestReloadedScopeAppliesToQueuedTargetsAndKeepsProbesSingle(t *testing.T) {
 		t.Fatalf("queued target denied by the reload not recorded out_of_scope: %+v", recs)
 	}
 }
+
+// A reload (a daily logrotate HUP) keeps every cached verdict its new
+// scope does not change: only targets it now denies are forgotten.
+func TestReloadKeepsTheCacheExceptWhatTheNewScopeDenies(t *testing.T) {
+	pr := &scriptedProber{jarm: map[netip.Addr]string{netip.MustParseAddr("127.0.0.73"): badJARM, netip.MustParseAddr("127.0.0.74"): badJARM}}
+	sink := &memSink{}
+	p := start(t, testConfig(), pr, mapMatcher{}, sink)
+	ctx := context.Background()
+	for _, a := range []string{"127.0.0.73:443", "127.0.0.74:443"} {
+		if err := p.Handle(ctx, event("C1", a)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitIdle(t, p)
+	// Same scope again, then one that denies .74.
+	p.SetScope(NewScope([]netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}, nil, nil))
+	for _, a := range []string{"127.0.0.73:443", "127.0.0.74:443"} {
+		if err := p.Handle(ctx, event("C2", a)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitIdle(t, p)
+	if n := pr.count(); n != 2 {
+		t.Fatalf("%d probes after a reload with the same scope, want 2 (the cache kept)", n)
+	}
+	p.SetScope(NewScope([]netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}, []netip.Prefix{netip.MustParsePrefix("127.0.0.74/32")}, nil))
+	for _, a := range []string{"127.0.0.73:443", "127.0.0.74:443"} {
+		if err := p.Handle(ctx, event("C3", a)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitIdle(t, p)
+	if n := pr.count(); n != 2 {
+		t.Fatalf("%d probes, want still 2", n)
+	}
+	recs, _ := sink.snapshot()
+	if last := recs[len(recs)-1]; last.Target.IP != netip.MustParseAddr("127.0.0.74") || last.Status != stackprint.StatusOutOfScope {
+		t.Fatalf("last record %+v, want 127.0.0.74 out_of_scope after the reload denied it", last)
+	}
+}
