@@ -317,8 +317,12 @@ func TestAdversarialBusyIP(t *testing.T) {
 	span := (window - max(firstOther, 0)).Seconds()
 	// The global budget is 5 full fingerprints of 21 connections a second.
 	share := float64(otherConns) / span / (5 * 21)
+	first := firstOther.Round(time.Millisecond).String()
+	if firstOther < 0 {
+		first = "never"
+	}
 	t.Logf("shape busy-ip: first other server probed after %s; %d other servers probed in %s (%.2f/s), %d connections to them = %.0f%% of the global budget of 105/s; busy IP %d connections (%.1f/s, at most %d in any second); events judged %.0f, waiting %.0f+%.0f; peak RSS %d MB",
-		firstOther.Round(time.Millisecond), started, window, float64(started)/span, otherConns, share*100, busyConns, float64(busyConns)/window.Seconds(), busyMax,
+		first, started, window, float64(started)/span, otherConns, share*100, busyConns, float64(busyConns)/window.Seconds(), busyMax,
 		sumOutcomes(m), m[`stackprint_events_waiting{where="memory"}`], m[`stackprint_events_waiting{where="disk"}`], d.rssMB())
 	d.stop()
 	if measureOnly {
@@ -436,8 +440,12 @@ func TestAdversarialFloodThenC2(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = d.cmd.Wait()
+	lat := latency.Round(time.Millisecond).String()
+	if latency < 0 {
+		lat = "never (60s)"
+	}
 	t.Logf("shape flood-then-c2: C2 alert %s after its line behind %d decoys; %.0f events judged before SIGKILL, %.0f waiting (memory %.0f, disk %.0f); decoys drain at %.1f server probes/s at default limits (%.1f h for all); peak RSS %d MB",
-		latency.Round(time.Millisecond), decoys, judged, m[`stackprint_events_waiting{where="memory"}`]+m[`stackprint_events_waiting{where="disk"}`],
+		lat, decoys, judged, m[`stackprint_events_waiting{where="memory"}`]+m[`stackprint_events_waiting{where="disk"}`],
 		m[`stackprint_events_waiting{where="memory"}`], m[`stackprint_events_waiting{where="disk"}`], rate, float64(decoys)/max(rate, 0.01)/3600, rss)
 	if measureOnly {
 		return
