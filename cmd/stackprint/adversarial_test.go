@@ -75,6 +75,8 @@ func (d *advDaemon) start() {
 	t := d.t
 	t.Helper()
 	d.cmd = exec.Command(d.bin, "run", "-c", d.cfg)
+	// If the test binary dies (a go test timeout), so does the daemon.
+	d.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	d.stderr = &syncBuffer{}
 	d.cmd.Stderr = d.stderr
 	if err := d.cmd.Start(); err != nil {
