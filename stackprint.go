@@ -153,6 +153,21 @@ func CanonicalSNI(name string) string {
 	return name
 }
 
+// ClientBuckets is how many groups the backlog of waiting events is kept
+// in, by client host: fair loading without per-client state (a million
+// clients cost the same as a few), as fq_codel hashes flows.
+const ClientBuckets = 1024
+
+// ClientBucket is the backlog group of a client host (FNV-1a of its
+// 16-byte form, stable across runs and builds).
+func ClientBucket(a netip.Addr) uint16 {
+	h := uint32(2166136261)
+	for _, b := range a.As16() {
+		h = (h ^ uint32(b)) * 16777619
+	}
+	return uint16(h % ClientBuckets)
+}
+
 // CanonicalAddr unmaps IPv4-mapped IPv6 addresses and drops zones.
 func CanonicalAddr(a netip.Addr) netip.Addr { return a.Unmap().WithZone("") }
 

@@ -32,11 +32,11 @@ unshare -n -- env WORK="$work" TLS="$tls" bash -c '
 	"$WORK/stackprint" run -c "$WORK/stackprint.yaml" 2>"$WORK/stderr" &
 	pid=$!
 	t0=$(date +%s.%N)
-	m() { curl -s 127.0.0.1:19464/metrics | awk -v k="$1" "index(\$0, k\" \")==1 {print \$2}"; }
+	m() { curl -s 127.0.0.1:19464/metrics | awk -v k="$1" "index(\$0, k\" \")==1 {printf \"%d\n\", \$2}"; }
 	for _ in $(seq 1 1200); do
 		sleep 0.5
 		n=$(m "stackprint_lines_read_total{input=\"conn\"}" || true)
-		[[ -n "$n" ]] && (( ${n%.*} >= $(wc -l <"$WORK/conn.log") - 10 )) && break
+		[[ -n "$n" ]] && (( n >= $(wc -l <"$WORK/conn.log") - 10 )) && break
 	done
 	t1=$(date +%s.%N)
 	sleep 2
@@ -45,5 +45,5 @@ unshare -n -- env WORK="$work" TLS="$tls" bash -c '
 	hwm=$(awk "/VmHWM/ {print \$2}" /proc/$pid/status)
 	kill -TERM $pid; wait $pid || true
 	printf "lines read in %.1fs; TLS events %s; waiting: %s in memory, %s on disk; peak RSS %d MiB; heap in use %d MiB; DB file %d MiB (load %s)\n" \
-		"$(awk -v a="$t0" -v b="$t1" "BEGIN{print b-a}")" "$TLS" "$mem" "$disk" $((hwm/1024)) $((${heap%.*}/1048576)) $(( $(stat -c %s "$WORK/state.db") / 1048576 )) "$(cut -d" " -f1 /proc/loadavg)"
+		"$(awk -v a="$t0" -v b="$t1" "BEGIN{print b-a}")" "$TLS" "$mem" "$disk" $((hwm/1024)) $((heap/1048576)) $(( $(stat -c %s "$WORK/state.db") / 1048576 )) "$(cut -d" " -f1 /proc/loadavg)"
 '

@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
-	"net/netip"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -20,9 +19,9 @@ import (
 const (
 	bucketCheckpoints = "checkpoints"
 	bucketPending     = "pending"
-	// backlog: client address (16 bytes) + pending key → nothing; the
-	// parked events the daemon does not hold in memory, by client so
-	// they are loaded back fairly.
+	// backlog: client bucket (2 bytes, stackprint.ClientBucket) + pending
+	// key → nothing; the parked events the daemon does not hold in
+	// memory, grouped by client so they are loaded back fairly.
 	bucketBacklog = "backlog"
 )
 
@@ -85,7 +84,7 @@ func (d *DB) CommitStateSpill(checkpoints map[string][]byte, park, spill []stack
 			}
 			keys[i] = seq
 			if i >= nPark {
-				if err := bb.Put(backlogKey(ev.Orig.Addr(), seq), nil); err != nil {
+				if err := bb.Put(backlogKey(stackprint.ClientBucket(ev.Orig.Addr()), seq), nil); err != nil {
 					return err
 				}
 			}
@@ -173,15 +172,15 @@ func (d *DB) Checkpoints(prefix string) (map[string][]byte, error) {
 	return out, nil
 }
 
-func backlogKey(client netip.Addr, seq uint64) []byte {
-	a := client.As16()
-	return binary.BigEndian.AppendUint64(a[:], seq)
+func backlogKey(bucket uint16, seq uint64) []byte {
+	return binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint16(nil, bucket), seq)
 }
 
 // RebuildBacklog lists every parked event in the backlog (at start, no
-// event is in memory) and returns how many each client has.
-func (d *DB) RebuildBacklog() (map[netip.Addr]int, error) {
-	out := map[netip.Addr]int{}
+// event is in memory) and returns how many each client bucket
+// (stackprint.ClientBucket) has.
+func (d *DB) RebuildBacklog() (map[uint16]int, error) {
+	out := map[uint16]int{}
 	err := d.bolt.Update(func(tx *bolt.Tx) error {
 		if tx.Bucket([]byte(bucketBacklog)) != nil {
 			if err := tx.DeleteBucket([]byte(bucketBacklog)); err != nil {
@@ -204,7 +203,7 @@ func (d *DB) RebuildBacklog() (map[netip.Addr]int, error) {
 			if err := json.Unmarshal(v, &ev); err != nil {
 				return fmt.Errorf("pending event %d: %w", binary.BigEndian.Uint64(k), err)
 			}
-			c := ev.Orig.Addr()
+			c := stackprint.ClientBucket(ev.Orig.Addr())
 			out[c]++
 			return bb.Put(backlogKey(c, binary.BigEndian.Uint64(k)), nil)
 		})
@@ -215,11 +214,12 @@ func (d *DB) RebuildBacklog() (map[netip.Addr]int, error) {
 	return out, nil
 }
 
-// LoadBacklog takes up to n of client's oldest events off the backlog
-// (they stay parked until unparked) for the daemon to hold in memory.
-func (d *DB) LoadBacklog(client netip.Addr, n int) ([]PendingEvent, error) {
+// LoadBacklog takes up to n of a client bucket's oldest events off the
+// backlog (they stay parked until unparked) for the daemon to hold in
+// memory.
+func (d *DB) LoadBacklog(bucket uint16, n int) ([]PendingEvent, error) {
 	var out []PendingEvent
-	prefix := client.As16()
+	prefix := binary.BigEndian.AppendUint16(nil, bucket)
 	err := d.bolt.Update(func(tx *bolt.Tx) error {
 		bb, pb := tx.Bucket([]byte(bucketBacklog)), tx.Bucket([]byte(bucketPending))
 		if bb == nil || pb == nil {
@@ -227,9 +227,9 @@ func (d *DB) LoadBacklog(client netip.Addr, n int) ([]PendingEvent, error) {
 		}
 		var done [][]byte
 		c := bb.Cursor()
-		for k, _ := c.Seek(prefix[:]); k != nil && bytes.HasPrefix(k, prefix[:]) && len(out) < n; k, _ = c.Next() {
+		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix) && len(out) < n; k, _ = c.Next() {
 			done = append(done, append([]byte(nil), k...))
-			seq := binary.BigEndian.Uint64(k[16:])
+			seq := binary.BigEndian.Uint64(k[2:])
 			v := pb.Get(pendingKey(seq))
 			if v == nil {
 				continue // settled meanwhile
@@ -248,7 +248,7 @@ func (d *DB) LoadBacklog(client netip.Addr, n int) ([]PendingEvent, error) {
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("load the backlog of %s from %q: %w", client, d.path, err)
+		return nil, fmt.Errorf("load backlog group %d from %q: %w", bucket, d.path, err)
 	}
 	return out, nil
 }

@@ -92,12 +92,13 @@ type Config struct {
 	// recorded). 0 → 24h.
 	MaxWait time.Duration
 	// Spill persists ev in the backlog and reports whether it took it;
-	// Load returns up to n spilled events of client (resumed in the
-	// ledger) and backlog counts per client at start come from Backlog.
+	// Load returns up to n spilled events of a client bucket
+	// (stackprint.ClientBucket; resumed in the ledger); the backlog
+	// counts per bucket at start come from Backlog.
 	// All nil: nothing spills.
 	Spill   func(stackprint.Event) bool
-	Load    func(client netip.Addr, n int) ([]stackprint.Event, error)
-	Backlog map[netip.Addr]int
+	Load    func(bucket uint16, n int) ([]stackprint.Event, error)
+	Backlog map[uint16]int
 
 	// OnSettled is called once per event when it is fully judged: its
 	// record and alerts are written (or it expired). The delivery ledger
@@ -210,12 +211,12 @@ type Pipeline struct {
 	held     []*unit // server probes not answered yet, within AnswerGrace
 	restWait int     // connections wanted by answered probes waiting to pay
 	tarpits  *expirable.LRU[netip.Addr, time.Time]
-	waiting  int                // events in memory without a verdict
-	perCli   map[netip.Addr]int // of those, per client
-	spilled  map[netip.Addr]int // events in the backlog per client
+	waiting  int                           // events in memory without a verdict
+	perCli   map[netip.Addr]int            // of those, per client
+	spilled  [stackprint.ClientBuckets]int // events in the backlog per client bucket
 	nSpilled int
-	loadRR   []netip.Addr // clients with a backlog, round-robin for loading
-	pending  int          // units queued or probing
+	loadRR   []uint16 // client buckets with a backlog, round-robin for loading
+	pending  int      // units queued or probing
 	wake     chan struct{}
 	roomed   chan struct{} // backlog below its bound again
 
@@ -306,7 +307,6 @@ func New(cfg Config, prober Prober, matcher Matcher, judge Judge, sink Sink) (*P
 			max(cfg.NameCost, int(cfg.NameShare*float64(cfg.Burst*cfg.ServerCost))), now),
 		perIP:      map[netip.Addr]*bucket{},
 		perCli:     map[netip.Addr]int{},
-		spilled:    map[netip.Addr]int{},
 		wake:       make(chan struct{}, 1),
 		roomed:     make(chan struct{}),
 		idle:       make(chan struct{}, 1),
@@ -552,10 +552,11 @@ func (p *Pipeline) mustSpill(ev stackprint.Event) bool {
 	if !p.cfg.Spill(ev) {
 		return false
 	}
-	if p.spilled[c] == 0 {
-		p.loadRR = append(p.loadRR, c)
+	b := stackprint.ClientBucket(c)
+	if p.spilled[b] == 0 {
+		p.loadRR = append(p.loadRR, b)
 	}
-	p.spilled[c]++
+	p.spilled[b]++
 	p.nSpilled++
 	p.spilledTotal.Add(1)
 	return true
@@ -1240,7 +1241,6 @@ func (p *Pipeline) loadBacklog() error {
 			}
 			p.loadRR = append(p.loadRR, c)
 		} else {
-			delete(p.spilled, c)
 		}
 		if p.nSpilled < p.cfg.BacklogMax {
 			close(p.roomed)

@@ -167,17 +167,18 @@ func (s *scriptedProber) snapshotCalls() []stackprint.Target {
 // memBacklog stands in for the ledger and the DB backlog.
 type memBacklog struct {
 	mu  sync.Mutex
-	evs map[netip.Addr][]stackprint.Event
+	evs map[uint16][]stackprint.Event
 }
 
 func (b *memBacklog) spill(ev stackprint.Event) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.evs[ev.Orig.Addr()] = append(b.evs[ev.Orig.Addr()], ev)
+	c := stackprint.ClientBucket(ev.Orig.Addr())
+	b.evs[c] = append(b.evs[c], ev)
 	return true
 }
 
-func (b *memBacklog) load(c netip.Addr, n int) ([]stackprint.Event, error) {
+func (b *memBacklog) load(c uint16, n int) ([]stackprint.Event, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	q := b.evs[c]
@@ -191,7 +192,7 @@ func TestFullMemorySpillsTheFloodingClientAndEveryEventGetsAVerdict(t *testing.T
 	pr := &scriptedProber{block: make(chan struct{})}
 	var mu sync.Mutex
 	settled := map[string]bool{}
-	bl := &memBacklog{evs: map[netip.Addr][]stackprint.Event{}}
+	bl := &memBacklog{evs: map[uint16][]stackprint.Event{}}
 	cfg := testConfig()
 	cfg.MemEvents, cfg.Spill, cfg.Load = 50, bl.spill, bl.load
 	cfg.OnSettled = func(ev stackprint.Event) { mu.Lock(); settled[ev.UID] = true; mu.Unlock() }

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/netip"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -273,10 +272,10 @@ wait:
 	return err
 }
 
-// loadBacklog hands the scheduler up to n parked events of client, each
-// resumed in the ledger so settling it unparks it.
-func (d *daemon) loadBacklog(client netip.Addr, n int) ([]stackprint.Event, error) {
-	pend, err := d.db.LoadBacklog(client, n)
+// loadBacklog hands the scheduler up to n parked events of a client
+// bucket, each resumed in the ledger so settling it unparks it.
+func (d *daemon) loadBacklog(bucket uint16, n int) ([]stackprint.Event, error) {
+	pend, err := d.db.LoadBacklog(bucket, n)
 	if err != nil {
 		return nil, err
 	}
