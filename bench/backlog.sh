@@ -43,7 +43,8 @@ unshare -n -- env WORK="$work" TLS="$tls" bash -c '
 	mem=$(m "stackprint_events_waiting{where=\"memory\"}"); disk=$(m "stackprint_events_waiting{where=\"disk\"}")
 	heap=$(m go_memstats_heap_inuse_bytes)
 	hwm=$(awk "/VmHWM/ {print \$2}" /proc/$pid/status)
+	anon=$(awk "/RssAnon/ {print \$2}" /proc/$pid/status); file=$(awk "/RssFile/ {print \$2}" /proc/$pid/status)
 	kill -TERM $pid; wait $pid || true
-	printf "lines read in %.1fs; TLS events %s; waiting: %s in memory, %s on disk; peak RSS %d MiB; heap in use %d MiB; DB file %d MiB (load %s)\n" \
-		"$(awk -v a="$t0" -v b="$t1" "BEGIN{print b-a}")" "$TLS" "$mem" "$disk" $((hwm/1024)) $((heap/1048576)) $(( $(stat -c %s "$WORK/state.db") / 1048576 )) "$(cut -d" " -f1 /proc/loadavg)"
+	printf "lines read in %.1fs; TLS events %s; waiting: %s in memory, %s on disk; peak RSS %d MiB (now: anonymous %d MiB, file-backed %d MiB, the DB map); heap in use %d MiB; DB file %d MiB (load %s)\n" \
+		"$(awk -v a="$t0" -v b="$t1" "BEGIN{print b-a}")" "$TLS" "$mem" "$disk" $((hwm/1024)) $((anon/1024)) $((file/1024)) $((heap/1048576)) $(( $(stat -c %s "$WORK/state.db") / 1048576 )) "$(cut -d" " -f1 /proc/loadavg)"
 '

@@ -60,6 +60,9 @@ func (d *DB) CommitStateSpill(checkpoints map[string][]byte, park, spill []stack
 		if err != nil {
 			return err
 		}
+		// Keys only grow (NextSequence): full pages instead of bbolt's
+		// half-full splits keep a million parked events in half the file.
+		pb.FillPercent = 0.95
 		for src, pos := range checkpoints {
 			if err := cb.Put([]byte(src), pos); err != nil {
 				return fmt.Errorf("checkpoint %q: %w", src, err)

@@ -145,7 +145,7 @@ func (l *Ledger) Spill(ev stackprint.Event) bool {
 
 // spillFlush is how many spilled events make Run commit before its
 // interval: a burst of lines is on disk, and out of memory, sooner.
-const spillFlush = 5000
+const spillFlush = 2000
 
 // WaitSpills blocks while more spilled events wait for their commit than
 // memory should hold (the inputs call it before reading on), or ctx ends.

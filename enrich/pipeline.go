@@ -81,7 +81,7 @@ type Config struct {
 
 	// MemEvents bounds the events waiting in memory; past it, events of
 	// the clients holding the most are spilled to the backlog (Spill) and
-	// loaded back (Load) as room frees, fairly across clients. 0 → 20000.
+	// loaded back (Load) as room frees, fairly across clients. 0 → 10000.
 	MemEvents int
 	// BacklogMax bounds the spilled events; at the bound Handle waits
 	// (the inputs stop reading: nothing is lost) and the alarm is raised.
@@ -274,7 +274,7 @@ func New(cfg Config, prober Prober, matcher Matcher, judge Judge, sink Sink) (*P
 		cfg.TarpitDeadline = min(cfg.Deadline, 3*time.Second)
 	}
 	if cfg.MemEvents <= 0 {
-		cfg.MemEvents = 20000
+		cfg.MemEvents = 10000
 	}
 	if cfg.BacklogMax <= 0 {
 		cfg.BacklogMax = 10_000_000

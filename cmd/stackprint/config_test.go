@@ -55,7 +55,7 @@ func TestConfigErrors(t *testing.T) {
 	}{
 		{"unknown key", func(s string) string { return strings.Replace(s, "  ttl: 24h", "  ttl: 24h\n  tll: 1h", 1) }, []string{`unknown key "dedup.tll"`, "config:"}},
 		{"bad duration", func(s string) string { return strings.Replace(s, "io_timeout: 5s", "io_timeout: fast", 1) }, []string{`"fast" is not a duration with a unit`, ": probe.io_timeout: "}},
-		{"bad number", func(s string) string { return strings.Replace(s, "queue_size: 20000", "queue_size: ten", 1) }, []string{`"ten" is not a whole number`}},
+		{"bad number", func(s string) string { return strings.Replace(s, "queue_size: 10000", "queue_size: ten", 1) }, []string{`"ten" is not a whole number`}},
 		{"bad format", func(s string) string { return strings.Replace(s, "format: eve", "format: syslog", 1) }, []string{"inputs[2].format", "syslog"}},
 		{"bad prefix", func(s string) string { return strings.Replace(s, "allow: []", "allow: [10.0.0.0/33]", 1) }, []string{"scope.allow[0]", "10.0.0.0/33"}},
 		{"several at once", func(s string) string {

@@ -158,7 +158,7 @@ func TestLoadLimitsHold(t *testing.T) {
 	p.SSL = sslLog
 	cfg := configText(t, p,
 		"allow: []", "allow: [127.0.0.0/8]",
-		"queue_size: 20000", fmt.Sprintf("queue_size: %d", queueSize),
+		"queue_size: 10000", fmt.Sprintf("queue_size: %d", queueSize),
 		"probes_per_second: 5", fmt.Sprintf("probes_per_second: %d", probeRate),
 		"burst: 5", fmt.Sprintf("burst: %d", burst),
 		"io_timeout: 5s", "io_timeout: 500ms",
