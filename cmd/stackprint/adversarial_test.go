@@ -133,9 +133,13 @@ func (d *advDaemon) feed(lines []advLine) {
 	}
 }
 
-func (d *advDaemon) scrape() map[string]float64 {
+func (d *advDaemon) scrape() map[string]float64 { return scrapeMetrics(d.metrics) }
+
+// scrapeMetrics reads a /metrics page into series → value (nothing when
+// it does not answer).
+func scrapeMetrics(addr string) map[string]float64 {
 	out := map[string]float64{}
-	resp, err := http.Get("http://" + d.metrics + "/metrics")
+	resp, err := http.Get("http://" + addr + "/metrics")
 	if err != nil {
 		return out
 	}

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
-	"net/http"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -196,25 +195,11 @@ func TestLoadLimitsHold(t *testing.T) {
 		return metricsAddr != ""
 	})
 	scrape := func() map[string]float64 {
-		resp, err := http.Get("http://" + metricsAddr + "/metrics")
-		if err != nil {
-			t.Fatalf("scrape: %v", err)
+		m := scrapeMetrics(metricsAddr)
+		if len(m) == 0 {
+			t.Fatalf("scrape %s: no metrics", metricsAddr)
 		}
-		defer resp.Body.Close()
-		out := map[string]float64{}
-		sc := bufio.NewScanner(resp.Body)
-		sc.Buffer(make([]byte, 1<<20), 1<<20)
-		for sc.Scan() {
-			l := sc.Text()
-			if strings.HasPrefix(l, "#") {
-				continue
-			}
-			i := strings.LastIndexByte(l, ' ')
-			if v, err := strconv.ParseFloat(l[i+1:], 64); err == nil {
-				out[l[:i]] = v
-			}
-		}
-		return out
+		return m
 	}
 
 	// Feed at ~50,000 lines/s in 10 ms slices.
