@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/stackprint/stackprint/output"
+	"github.com/stackprint/stackprint/zeeklog"
 )
 
 // Neither Zeek nor Suricata is packaged in Debian 12, so CI cannot load the
@@ -95,7 +96,7 @@ func zeekRecord(t *testing.T, script, name string) [][2]string {
 // the id.* columns.
 func TestZeekAlertLogRecord(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "stackprint_alert.log")
-	l, err := output.OpenAlertLog(path, output.ZeekLogOptions{Format: output.ZeekTSV})
+	l, err := output.OpenAlertLog(path, zeeklog.Options{Format: zeeklog.TSV})
 	if err != nil {
 		t.Fatal(err)
 	}

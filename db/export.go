@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -260,44 +258,4 @@ func (d *DB) exportDataset(w io.Writer, o ExportOptions) (int, error) {
 		n++
 	}
 	return n, nil
-}
-
-// WriteFileAtomic writes a file the way Zeek and Suricata need to see it
-// change: into a temporary file in the same directory, fsynced, renamed
-// over path, and the directory fsynced. A reader sees the old file or the
-// new one, never a partial one. perm applies to the new file.
-func WriteFileAtomic(path string, perm os.FileMode, write func(io.Writer) error) (err error) {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	tmp := f.Name()
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(tmp)
-		}
-	}()
-	if err := write(f); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := f.Chmod(perm); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("write %s: fsync: %w", path, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if dh, derr := os.Open(dir); derr == nil {
-		// Make the rename durable; not every file system supports it.
-		_ = dh.Sync()
-		dh.Close()
-	}
-	return nil
 }

@@ -2,9 +2,6 @@ package db
 
 import (
 	"bytes"
-	"io"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -246,34 +243,6 @@ func TestExportZeekIntelAndDataset(t *testing.T) {
 	buf.Reset()
 	if n, _ := d.Export(&buf, ExportOptions{Format: ExportSuricataDataset, Since: c.t.Add(time.Hour)}); n != 0 {
 		t.Errorf("window ignored: %s", buf.String())
-	}
-}
-
-func TestWriteFileAtomic(t *testing.T) {
-	dir := t.TempDir()
-	path := filepath.Join(dir, "intel.dat")
-	if err := os.WriteFile(path, []byte("old\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	before, _ := os.Stat(path)
-	err := WriteFileAtomic(path, 0o640, func(w io.Writer) error { _, err := io.WriteString(w, "new\n"); return err })
-	if err != nil {
-		t.Fatal(err)
-	}
-	after, _ := os.Stat(path)
-	if b, _ := os.ReadFile(path); string(b) != "new\n" || os.SameFile(before, after) || after.Mode().Perm() != 0o640 {
-		t.Errorf("content %q, same inode %v, mode %v", b, os.SameFile(before, after), after.Mode())
-	}
-	// A failed write leaves the old file and no temporary behind.
-	err = WriteFileAtomic(path, 0o640, func(w io.Writer) error { io.WriteString(w, "partial"); return os.ErrClosed })
-	if err == nil {
-		t.Fatal("error lost")
-	}
-	if b, _ := os.ReadFile(path); string(b) != "new\n" {
-		t.Errorf("failed write changed the file: %q", b)
-	}
-	if ents, _ := os.ReadDir(dir); len(ents) != 1 {
-		t.Errorf("leftovers: %v", ents)
 	}
 }
 

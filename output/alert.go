@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/stackprint/stackprint"
+	"github.com/stackprint/stackprint/internal/fileio"
 )
 
 // AlertFormat is the JSON shape of an alert line.
@@ -187,7 +188,7 @@ func (w *AlertWriter) open() error {
 	}
 	w.f, w.w = f, bufio.NewWriter(f)
 	// A crash can leave half a line; end it so the next alert is parseable.
-	torn, err := endsTorn(f)
+	torn, err := fileio.EndsTorn(f)
 	if err != nil {
 		f.Close()
 		return fmt.Errorf("open alert file %q: %w", w.name, err)
@@ -220,7 +221,7 @@ func (w *AlertWriter) Write(a stackprint.Alert) error {
 }
 
 // FlushBuffer hands buffered alerts to the OS without an fsync (see
-// ZeekLog.FlushBuffer); Flush also fsyncs.
+// zeeklog.Log.FlushBuffer); Flush also fsyncs.
 func (w *AlertWriter) FlushBuffer() error { return w.flush(false) }
 
 // Flush writes buffered alerts and fsyncs the file.
@@ -265,7 +266,7 @@ func (w *AlertWriter) Rollback() error {
 		return nil
 	}
 	w.w.Reset(w.f)
-	_, torn, err := truncateTorn(w.f)
+	_, torn, err := fileio.TruncateTorn(w.f)
 	if err != nil {
 		return fmt.Errorf("roll back %s: %w", w.name, err)
 	}

@@ -2,56 +2,57 @@ package output
 
 import (
 	"github.com/stackprint/stackprint"
+	"github.com/stackprint/stackprint/zeeklog"
 )
 
 // alertSchema is stackprint_alert.log: one record per alert, in the
 // conventions of Zeek's notice.log (flat names, the connection's uid and
 // id.* so analysts join it with conn.log and ssl.log).
-func alertSchema() ZeekSchema {
-	return ZeekSchema{Path: "stackprint_alert", Fields: []ZeekField{
-		{"ts", "time"},
-		{"alert_id", "string"},
-		{"uid", "string"},
-		{"id.orig_h", "addr"},
-		{"id.orig_p", "port"},
-		{"id.resp_h", "addr"},
-		{"id.resp_p", "port"},
-		{"server_name", "string"},
-		{"rule", "string"},
-		{"rule_name", "string"},
-		{"severity", "string"},
-		{"signature_id", "count"},
-		{"category", "string"},
-		{"msg", "string"},
-		{"tags", "set[string]"},
-		{"simulated", "bool"},
-		{"retro", "bool"},
-		{"suppressed", "count"},
-		{"probe_ts", "time"},
-		{"status", "string"},
-		{"jarm", "string"},
-		{"atsf", "string"},
-		{"cert_sha256", "string"},
-		{"cert_sha1", "string"},
-		{"http_server", "string"},
-		{"match_kind", "string"},
-		{"match_value", "string"},
-		{"match_label", "string"},
-		{"match_source", "string"},
-		{"match_confidence", "string"},
-		{"input", "string"},
-		{"event_ts", "time"},
+func alertSchema() zeeklog.Schema {
+	return zeeklog.Schema{Path: "stackprint_alert", Fields: []zeeklog.Field{
+		{Name: "ts", Type: "time"},
+		{Name: "alert_id", Type: "string"},
+		{Name: "uid", Type: "string"},
+		{Name: "id.orig_h", Type: "addr"},
+		{Name: "id.orig_p", Type: "port"},
+		{Name: "id.resp_h", Type: "addr"},
+		{Name: "id.resp_p", Type: "port"},
+		{Name: "server_name", Type: "string"},
+		{Name: "rule", Type: "string"},
+		{Name: "rule_name", Type: "string"},
+		{Name: "severity", Type: "string"},
+		{Name: "signature_id", Type: "count"},
+		{Name: "category", Type: "string"},
+		{Name: "msg", Type: "string"},
+		{Name: "tags", Type: "set[string]"},
+		{Name: "simulated", Type: "bool"},
+		{Name: "retro", Type: "bool"},
+		{Name: "suppressed", Type: "count"},
+		{Name: "probe_ts", Type: "time"},
+		{Name: "status", Type: "string"},
+		{Name: "jarm", Type: "string"},
+		{Name: "atsf", Type: "string"},
+		{Name: "cert_sha256", Type: "string"},
+		{Name: "cert_sha1", Type: "string"},
+		{Name: "http_server", Type: "string"},
+		{Name: "match_kind", Type: "string"},
+		{Name: "match_value", Type: "string"},
+		{Name: "match_label", Type: "string"},
+		{Name: "match_source", Type: "string"},
+		{Name: "match_confidence", Type: "string"},
+		{Name: "input", Type: "string"},
+		{Name: "event_ts", Type: "time"},
 	}}
 }
 
 // AlertLog writes stackprint_alert.log. It is safe for concurrent use.
 type AlertLog struct {
-	l *ZeekLog
+	l *zeeklog.Log
 }
 
-// OpenAlertLog opens stackprint_alert.log; see OpenZeekLog.
-func OpenAlertLog(path string, opts ZeekLogOptions) (*AlertLog, error) {
-	l, err := OpenZeekLog(path, alertSchema(), opts)
+// OpenAlertLog opens stackprint_alert.log; see zeeklog.Open.
+func OpenAlertLog(path string, opts zeeklog.Options) (*AlertLog, error) {
+	l, err := zeeklog.Open(path, alertSchema(), opts)
 	if err != nil {
 		return nil, err
 	}
@@ -76,7 +77,7 @@ func (a *AlertLog) Rotate() error { return a.l.Rotate() }
 // Close writes #close, flushes and closes the file.
 func (a *AlertLog) Close() error { return a.l.Close() }
 
-// Rollback undoes a failed write (ZeekLog.Rollback).
+// Rollback undoes a failed write (zeeklog.Log.Rollback).
 func (a *AlertLog) Rollback() error { return a.l.Rollback() }
 
 func alertRecord(a stackprint.Alert) []any {

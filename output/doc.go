@@ -3,7 +3,7 @@
 //
 //   - stackprint.log (FingerprintLog): one record per probed target;
 //     stackprint_alert.log (AlertLog): one record per alert. Both are Zeek
-//     logs (ZeekLog) written as Zeek's ASCII writer does, TSV with the
+//     logs (zeeklog.Log) written as Zeek's ASCII writer does, TSV with the
 //     exact header and escaping or JSON lines, so zeek-cut, Zeek's input
 //     framework and SIEM Zeek parsers read them like any Zeek log; each
 //     rotates on its own (interval and/or size: #close, rename, new file);
@@ -15,8 +15,8 @@
 //     connections to them itself;
 //   - a short text block per alert for a terminal (FormatAlertText).
 //
-// ReadZeekTSV and ReadZeekJSON read Zeek logs back (any Zeek log, header
-// driven); the tests use them to check that every record round-trips.
+// The Zeek format itself (header, escaping, the writer and its rotation) is
+// package zeeklog; the tests read every log back with internal/zeekread.
 //
 // # Delivery
 //
@@ -27,7 +27,7 @@
 //
 // # Reopening and rotating Zeek logs
 //
-// OpenZeekLog appends. If the file is non-empty, does not end with a
+// zeeklog.Open appends. If the file is non-empty, does not end with a
 // #close line and its last #fields line is the one this version writes,
 // the header is already there and only data lines are appended (a last line
 // cut short by a crash is terminated first so the next record starts on
@@ -47,7 +47,7 @@
 // the probe started, or the event time when no probe ran; in
 // stackprint_alert.log ts is when the alert was made. uid is the sensor's
 // connection id: the Zeek uid, or the Suricata flow_id in decimal. TSV
-// escaping follows ZeekEscape; JSON strings follow Zeek's HEX escape
+// escaping follows zeeklog.Escape; JSON strings follow Zeek's HEX escape
 // policy (control bytes other than TAB, LF, CR, BS, FF and invalid UTF-8
 // become the text \xHH, which does not read back unambiguously, as in
 // Zeek).

@@ -8,13 +8,13 @@ import (
 	"io/fs"
 	"net/netip"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
-	"unicode/utf8"
 
 	"github.com/stackprint/stackprint"
+	"github.com/stackprint/stackprint/internal/fileio"
+	"github.com/stackprint/stackprint/zeeklog"
 )
 
 // FeedKind is the format of a server feed file.
@@ -144,7 +144,7 @@ func (f *ServerFeed) Add(a stackprint.Alert) (added bool, err error) {
 	if _, ok := f.entries[ip]; ok {
 		return false, nil
 	}
-	f.entries[ip] = intelEscape(feedDesc(a))
+	f.entries[ip] = zeeklog.EscapeInput(feedDesc(a))
 	if err := f.writeLocked(); err != nil {
 		delete(f.entries, ip) // retried with the next alert for it
 		return false, err
@@ -172,44 +172,6 @@ func feedDesc(a stackprint.Alert) string {
 	return d
 }
 
-// intelEscape makes s one Intel file field: Zeek's input reader decodes
-// \xHH (and nothing else), so control bytes, backslashes and invalid UTF-8
-// are written that way; whole values "-" and "(empty)" are escaped so they
-// do not read as unset or empty.
-func intelEscape(s string) string {
-	switch s {
-	case "":
-		return emptyField
-	case unsetField:
-		return `\x2d`
-	case emptyField:
-		return `\x28empty)`
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < 0x20 || c == 0x7f || c == '\\' {
-			hexByte(&b, c)
-			i++
-			continue
-		}
-		if c < 0x80 {
-			b.WriteByte(c)
-			i++
-			continue
-		}
-		r, n := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && n <= 1 {
-			hexByte(&b, c)
-			i++
-			continue
-		}
-		b.WriteString(s[i : i+n])
-		i += n
-	}
-	return b.String()
-}
-
 func (f *ServerFeed) render() []byte {
 	ips := make([]netip.Addr, 0, len(f.entries))
 	for ip := range f.entries {
@@ -228,11 +190,11 @@ func (f *ServerFeed) render() []byte {
 		b.WriteString("\tmeta.do_notice")
 	}
 	b.WriteByte('\n')
-	src := intelEscape(f.opts.Source)
+	src := zeeklog.EscapeInput(f.opts.Source)
 	for _, ip := range ips {
 		desc := f.entries[ip]
 		if desc == "" {
-			desc = unsetField
+			desc = zeeklog.UnsetField
 		}
 		fmt.Fprintf(&b, "%s\tIntel::ADDR\t%s\t%s\t-", ip, src, desc)
 		if f.opts.DoNotice {
@@ -244,45 +206,8 @@ func (f *ServerFeed) render() []byte {
 }
 
 func (f *ServerFeed) writeLocked() error {
-	if err := WriteFileAtomic(f.path, f.render(), 0o644); err != nil {
+	if err := fileio.WriteFileAtomic(f.path, f.render(), 0o644); err != nil {
 		return fmt.Errorf("write feed: %w", err)
 	}
 	return nil
-}
-
-// WriteFileAtomic replaces path with data so that readers see the old or
-// the new file, never a mix, and the new one survives a crash: write a
-// temp file in the same directory, fsync it, rename it over path, fsync
-// the directory. The mode is 0644 by default because another daemon (Zeek,
-// Suricata) reads the feed.
-func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	name := tmp.Name()
-	fail := func(err error) error {
-		tmp.Close()
-		os.Remove(name)
-		return err
-	}
-	if _, err := tmp.Write(data); err != nil {
-		return fail(err)
-	}
-	if err := tmp.Chmod(perm); err != nil {
-		return fail(err)
-	}
-	if err := tmp.Sync(); err != nil {
-		return fail(err)
-	}
-	if err := tmp.Close(); err != nil {
-		os.Remove(name)
-		return err
-	}
-	if err := os.Rename(name, path); err != nil {
-		os.Remove(name)
-		return err
-	}
-	return syncDir(dir)
 }

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/stackprint/stackprint"
+	"github.com/stackprint/stackprint/zeeklog"
 )
 
 func TestServerFeeds(t *testing.T) {
@@ -109,12 +110,12 @@ func TestIntelEscape(t *testing.T) {
 		"ünï":         "ünï",
 		"bad\xffbyte": `bad\xffbyte`,
 	} {
-		got := intelEscape(in)
+		got := zeeklog.EscapeInput(in)
 		if got != want {
-			t.Errorf("intelEscape(%q) = %q, want %q", in, got, want)
+			t.Errorf("zeeklog.EscapeInput(%q) = %q, want %q", in, got, want)
 		}
 		// Zeek's input reader decodes \xHH only; that must give the input.
-		if in != "" && zeekUnescape(strings.ReplaceAll(got, `\\`, `\x5c`)) != in {
+		if in != "" && zeeklog.Unescape(strings.ReplaceAll(got, `\\`, `\x5c`)) != in {
 			t.Errorf("%q does not decode back", got)
 		}
 	}

@@ -5,37 +5,38 @@ import (
 	"time"
 
 	"github.com/stackprint/stackprint"
+	"github.com/stackprint/stackprint/zeeklog"
 )
 
 // fingerprintSchema is stackprint.log. Changing a name or type makes
 // OpenFingerprintLog move an existing file aside instead of appending.
-func fingerprintSchema() ZeekSchema {
-	return ZeekSchema{Path: "stackprint", Fields: []ZeekField{
-		{"ts", "time"},
-		{"uid", "string"},
-		{"id.orig_h", "addr"},
-		{"id.orig_p", "port"},
-		{"id.resp_h", "addr"},
-		{"id.resp_p", "port"},
-		{"server_name", "string"},
-		{"status", "string"},
-		{"jarm", "string"},
-		{"atsf", "string"},
-		{"cert_sha256", "string"},
-		{"cert_sha1", "string"},
-		{"cert_subject", "string"},
-		{"cert_issuer", "string"},
-		{"cert_not_after", "time"},
-		{"http_server", "string"},
-		{"conns", "count"},
-		{"duration", "interval"},
-		{"error", "string"},
-		{"matched", "bool"},
-		{"match_kind", "string"},
-		{"match_label", "string"},
-		{"match_source", "string"},
-		{"match_confidence", "string"},
-		{"starttls", "string"},
+func fingerprintSchema() zeeklog.Schema {
+	return zeeklog.Schema{Path: "stackprint", Fields: []zeeklog.Field{
+		{Name: "ts", Type: "time"},
+		{Name: "uid", Type: "string"},
+		{Name: "id.orig_h", Type: "addr"},
+		{Name: "id.orig_p", Type: "port"},
+		{Name: "id.resp_h", Type: "addr"},
+		{Name: "id.resp_p", Type: "port"},
+		{Name: "server_name", Type: "string"},
+		{Name: "status", Type: "string"},
+		{Name: "jarm", Type: "string"},
+		{Name: "atsf", Type: "string"},
+		{Name: "cert_sha256", Type: "string"},
+		{Name: "cert_sha1", Type: "string"},
+		{Name: "cert_subject", Type: "string"},
+		{Name: "cert_issuer", Type: "string"},
+		{Name: "cert_not_after", Type: "time"},
+		{Name: "http_server", Type: "string"},
+		{Name: "conns", Type: "count"},
+		{Name: "duration", Type: "interval"},
+		{Name: "error", Type: "string"},
+		{Name: "matched", Type: "bool"},
+		{Name: "match_kind", Type: "string"},
+		{Name: "match_label", Type: "string"},
+		{Name: "match_source", Type: "string"},
+		{Name: "match_confidence", Type: "string"},
+		{Name: "starttls", Type: "string"},
 	}}
 }
 
@@ -43,12 +44,12 @@ func fingerprintSchema() ZeekSchema {
 // the package doc for the field conventions). It is safe for concurrent
 // use.
 type FingerprintLog struct {
-	l *ZeekLog
+	l *zeeklog.Log
 }
 
-// OpenFingerprintLog opens stackprint.log; see OpenZeekLog.
-func OpenFingerprintLog(path string, opts ZeekLogOptions) (*FingerprintLog, error) {
-	l, err := OpenZeekLog(path, fingerprintSchema(), opts)
+// OpenFingerprintLog opens stackprint.log; see zeeklog.Open.
+func OpenFingerprintLog(path string, opts zeeklog.Options) (*FingerprintLog, error) {
+	l, err := zeeklog.Open(path, fingerprintSchema(), opts)
 	if err != nil {
 		return nil, err
 	}
@@ -77,7 +78,7 @@ func (f *FingerprintLog) Rotate() error { return f.l.Rotate() }
 // Close writes #close, flushes and closes the file.
 func (f *FingerprintLog) Close() error { return f.l.Close() }
 
-// Rollback undoes a failed write (ZeekLog.Rollback).
+// Rollback undoes a failed write (zeeklog.Log.Rollback).
 func (f *FingerprintLog) Rollback() error { return f.l.Rollback() }
 
 func fingerprintRecord(ev stackprint.Event, r stackprint.Result, m []stackprint.Match) []any {

@@ -4,52 +4,23 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
-	"unicode/utf8"
+
+	"github.com/stackprint/stackprint/internal/zeekread"
+	"github.com/stackprint/stackprint/zeeklog"
 )
 
-// FuzzZeekEscape checks what readers of stackprint.log rely on: an escaped
-// value is one TSV field on one line, valid UTF-8, never mistaken for the
-// unset or empty marker, and decodes back to the input.
-func FuzzZeekEscape(f *testing.F) {
-	for _, s := range []string{"", "-", "(empty)", "a\tb\\c\n", "ñ\xc0\x81", "😄\x07", "\xee\x8b\xa0", "\\x41"} {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, in string) {
-		out := ZeekEscape(in)
-		if i := strings.IndexFunc(out, func(r rune) bool { return r < 0x20 || r == 0x7f }); i >= 0 {
-			t.Fatalf("ZeekEscape(%q) = %q: raw control byte at %d", in, out, i)
-		}
-		if !utf8.ValidString(out) {
-			t.Fatalf("ZeekEscape(%q) = %q: invalid UTF-8", in, out)
-		}
-		if out == "-" {
-			t.Fatalf("ZeekEscape(%q) is the unset marker", in)
-		}
-		if out == "(empty)" {
-			if in != "" {
-				t.Fatalf("ZeekEscape(%q) is the empty marker", in)
-			}
-			return
-		}
-		if back := zeekUnescape(out); back != in {
-			t.Fatalf("ZeekEscape(%q) = %q decodes to %q", in, out, back)
-		}
-	})
-}
-
 // FuzzZeekTSVRoundTrip writes any string as a string and a set element
-// and reads it back with ReadZeekTSV.
+// and reads it back with zeekread.ReadTSV.
 func FuzzZeekTSVRoundTrip(f *testing.F) {
 	for _, s := range awkward {
 		f.Add(s)
 	}
-	schema := ZeekSchema{Path: "fuzz", Fields: []ZeekField{{"s", "string"}, {"set", "set[string]"}}}
+	schema := zeeklog.Schema{Path: "fuzz", Fields: []zeeklog.Field{{Name: "s", Type: "string"}, {Name: "set", Type: "set[string]"}}}
 	f.Fuzz(func(t *testing.T, in string) {
 		path := filepath.Join(t.TempDir(), "f.log")
-		l, err := OpenZeekLog(path, schema, ZeekLogOptions{Now: func() time.Time { return fixedOpen }})
+		l, err := zeeklog.Open(path, schema, zeeklog.Options{Now: func() time.Time { return fixedOpen }})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -61,7 +32,7 @@ func FuzzZeekTSVRoundTrip(f *testing.F) {
 		}
 		fh, _ := os.Open(path)
 		defer fh.Close()
-		z, err := ReadZeekTSV(fh)
+		z, err := zeekread.ReadTSV(fh)
 		if err != nil {
 			t.Fatalf("%q: %v", in, err)
 		}
@@ -84,7 +55,7 @@ func FuzzReadZeekTSV(f *testing.F) {
 		f.Add(b)
 	}
 	f.Fuzz(func(t *testing.T, in []byte) {
-		_, _ = ReadZeekTSV(bytes.NewReader(in))
-		_, _ = ReadZeekJSON(bytes.NewReader(in), roundTripSchema())
+		_, _ = zeekread.ReadTSV(bytes.NewReader(in))
+		_, _ = zeekread.ReadJSON(bytes.NewReader(in), roundTripSchema())
 	})
 }

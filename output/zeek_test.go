@@ -1,7 +1,6 @@
 package output
 
 import (
-	"bytes"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -11,47 +10,9 @@ import (
 	"time"
 
 	"github.com/stackprint/stackprint"
+	"github.com/stackprint/stackprint/internal/zeekread"
+	"github.com/stackprint/stackprint/zeeklog"
 )
-
-func TestZeekEscape(t *testing.T) {
-	tests := []struct {
-		name, in, want string
-	}{
-		{"plain", "evil.example", "evil.example"},
-		{"empty", "", "(empty)"},
-		{"unset marker", "-", `\x2d`},
-		{"empty marker", "(empty)", `\x28empty)`},
-		{"dash inside", "a-b", "a-b"},
-		{"dash prefix", "--", "--"},
-		{"empty marker inside", "x(empty)", "x(empty)"},
-		{"tab", "a\tb", `a\x09b`},
-		{"newline", "a\nb", `a\x0ab`},
-		{"carriage return", "a\r\n", `a\x0d\x0a`},
-		{"backslash", `a\b`, `a\\b`},
-		{"literal escape text", `\x07`, `\\x07`},
-		{"bell", "non_printable_\x07", `non_printable_\x07`},
-		{"nul and esc", "\x00\x1b[31m", `\x00\x1b[31m`},
-		{"del", "a\x7f", `a\x7f`},
-		{"space and hash", "# not a header", "# not a header"},
-		{"valid utf-8 passes", "printable_😄 ünï", "printable_😄 ünï"},
-		{"invalid byte", "string\x82", `string\x82`},
-		{"truncated sequence", "\xf0", `\xf0`},
-		{"overlong", "\xc0\x81", `\xc0\x81`},
-		{"surrogate", "\xed\xa0\xa1", `\xed\xa0\xa1`},
-		{"private use", "\xee\x8b\xa0", `\xee\x8b\xa0`},
-		{"C1 control", "a\xc2\x85b", `a\xc2\x85b`},
-		{"valid then invalid escapes the chunk", "ñ\xc0\x81", `\xc3\xb1\xc0\x81`},
-		{"invalid only taints its chunk", "ñ\t\x82", "ñ" + `\x09\x82`},
-		{"control does not taint utf-8", "ñ\x07", `ñ\x07`},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			if got := ZeekEscape(tt.in); got != tt.want {
-				t.Errorf("ZeekEscape(%q) = %q, want %q", tt.in, got, tt.want)
-			}
-		})
-	}
-}
 
 var fixedOpen = time.Date(2025, 3, 4, 6, 0, 0, 0, testZone)
 
@@ -62,15 +23,15 @@ func (c *clock) now() time.Time { return c.t }
 
 // writeFixtureLog writes the fixtures to a new stackprint.log in format
 // and returns its path; close adds #close an hour later.
-func writeFixtureLog(t *testing.T, dir string, format ZeekFormat, close bool) string {
+func writeFixtureLog(t *testing.T, dir string, format zeeklog.Format, close bool) string {
 	t.Helper()
 	name := "stackprint.log"
-	if format == ZeekJSON {
+	if format == zeeklog.JSON {
 		name = "stackprint.json.log"
 	}
 	path := filepath.Join(dir, name)
 	c := &clock{fixedOpen}
-	l, err := OpenFingerprintLog(path, ZeekLogOptions{Format: format, Now: c.now})
+	l, err := OpenFingerprintLog(path, zeeklog.Options{Format: format, Now: c.now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -93,7 +54,7 @@ func writeFixtureLog(t *testing.T, dir string, format ZeekFormat, close bool) st
 }
 
 func TestFingerprintLogGolden(t *testing.T) {
-	for _, f := range []ZeekFormat{ZeekTSV, ZeekJSON} {
+	for _, f := range []zeeklog.Format{zeeklog.TSV, zeeklog.JSON} {
 		path := writeFixtureLog(t, t.TempDir(), f, true)
 		got, err := os.ReadFile(path)
 		if err != nil {
@@ -104,10 +65,10 @@ func TestFingerprintLogGolden(t *testing.T) {
 }
 
 func TestAlertLogGolden(t *testing.T) {
-	for _, f := range []ZeekFormat{ZeekTSV, ZeekJSON} {
+	for _, f := range []zeeklog.Format{zeeklog.TSV, zeeklog.JSON} {
 		path := filepath.Join(t.TempDir(), "stackprint_alert.log")
 		c := &clock{fixedOpen}
-		l, err := OpenAlertLog(path, ZeekLogOptions{Format: f, Now: c.now})
+		l, err := OpenAlertLog(path, zeeklog.Options{Format: f, Now: c.now})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -126,14 +87,14 @@ func TestAlertLogGolden(t *testing.T) {
 }
 
 // readTSV parses path with the package's own reader.
-func readTSV(t *testing.T, path string) *ZeekTSVFile {
+func readTSV(t *testing.T, path string) *zeekread.TSVFile {
 	t.Helper()
 	f, err := os.Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	z, err := ReadZeekTSV(f)
+	z, err := zeekread.ReadTSV(f)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -143,13 +104,13 @@ func readTSV(t *testing.T, path string) *ZeekTSVFile {
 // wantRecords is what a reader must get back for recs: the same values,
 // unset (nil, zero time, invalid address) left out, ints as the reader's
 // Zeek types, times in UTC.
-func wantRecords(schema ZeekSchema, recs [][]any) []ZeekRecord {
-	var out []ZeekRecord
+func wantRecords(schema zeeklog.Schema, recs [][]any) []zeekread.Record {
+	var out []zeekread.Record
 	for _, rec := range recs {
-		r := ZeekRecord{}
+		r := zeekread.Record{}
 		for i, f := range schema.Fields {
 			v := rec[i]
-			if isUnset(v) {
+			if unset(v) {
 				continue
 			}
 			switch x := v.(type) {
@@ -177,7 +138,7 @@ func wantRecords(schema ZeekSchema, recs [][]any) []ZeekRecord {
 }
 
 func TestFingerprintLogReadBack(t *testing.T) {
-	path := writeFixtureLog(t, t.TempDir(), ZeekTSV, true)
+	path := writeFixtureLog(t, t.TempDir(), zeeklog.TSV, true)
 	z := readTSV(t, path)
 	if len(z.Headers) != 1 {
 		t.Fatalf("%d header blocks, want 1", len(z.Headers))
@@ -219,10 +180,10 @@ func TestFingerprintLogReadBack(t *testing.T) {
 }
 
 func TestFingerprintLogReadBackJSON(t *testing.T) {
-	path := writeFixtureLog(t, t.TempDir(), ZeekJSON, true)
+	path := writeFixtureLog(t, t.TempDir(), zeeklog.JSON, true)
 	f, _ := os.Open(path)
 	defer f.Close()
-	got, err := ReadZeekJSON(f, fingerprintSchema())
+	got, err := zeekread.ReadJSON(f, fingerprintSchema())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -237,11 +198,11 @@ func TestFingerprintLogReadBackJSON(t *testing.T) {
 }
 
 // roundTripSchema covers every Zeek type the writer supports.
-func roundTripSchema() ZeekSchema {
-	return ZeekSchema{Path: "roundtrip", Fields: []ZeekField{
-		{"ts", "time"}, {"s", "string"}, {"e", "enum"}, {"a", "addr"}, {"p", "port"},
-		{"c", "count"}, {"i", "int"}, {"d", "double"}, {"b", "bool"}, {"iv", "interval"},
-		{"set", "set[string]"}, {"vec", "vector[string]"},
+func roundTripSchema() zeeklog.Schema {
+	return zeeklog.Schema{Path: "roundtrip", Fields: []zeeklog.Field{
+		{Name: "ts", Type: "time"}, {Name: "s", Type: "string"}, {Name: "e", Type: "enum"}, {Name: "a", Type: "addr"}, {Name: "p", Type: "port"},
+		{Name: "c", Type: "count"}, {Name: "i", Type: "int"}, {Name: "d", Type: "double"}, {Name: "b", Type: "bool"}, {Name: "iv", Type: "interval"},
+		{Name: "set", Type: "set[string]"}, {Name: "vec", Type: "vector[string]"},
 	}}
 }
 
@@ -268,10 +229,10 @@ func roundTripRecords() [][]any {
 	return recs
 }
 
-func writeRoundTrip(t *testing.T, format ZeekFormat, schema ZeekSchema, recs [][]any) string {
+func writeRoundTrip(t *testing.T, format zeeklog.Format, schema zeeklog.Schema, recs [][]any) string {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "roundtrip.log")
-	l, err := OpenZeekLog(path, schema, ZeekLogOptions{Format: format, Now: func() time.Time { return fixedOpen }})
+	l, err := zeeklog.Open(path, schema, zeeklog.Options{Format: format, Now: func() time.Time { return fixedOpen }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -288,7 +249,7 @@ func writeRoundTrip(t *testing.T, format ZeekFormat, schema ZeekSchema, recs [][
 
 func TestZeekTSVRoundTrip(t *testing.T) {
 	recs := roundTripRecords()
-	path := writeRoundTrip(t, ZeekTSV, roundTripSchema(), recs)
+	path := writeRoundTrip(t, zeeklog.TSV, roundTripSchema(), recs)
 	z := readTSV(t, path)
 	if want := wantRecords(roundTripSchema(), recs); !reflect.DeepEqual(z.Records, want) {
 		for i := range want {
@@ -301,8 +262,8 @@ func TestZeekTSVRoundTrip(t *testing.T) {
 	b, _ := os.ReadFile(path)
 	golden(t, "roundtrip.tsv.log", b)
 	// A string column first: a value starting with # must not start a line.
-	schema := ZeekSchema{Path: "hash", Fields: []ZeekField{{"s", "string"}}}
-	path = writeRoundTrip(t, ZeekTSV, schema, [][]any{{"#fields\tx"}})
+	schema := zeeklog.Schema{Path: "hash", Fields: []zeeklog.Field{{Name: "s", Type: "string"}}}
+	path = writeRoundTrip(t, zeeklog.TSV, schema, [][]any{{"#fields\tx"}})
 	b, _ = os.ReadFile(path)
 	if !strings.Contains(string(b), "\n\\x23fields\\x09x\n") {
 		t.Errorf("leading # not escaped:\n%s", b)
@@ -314,10 +275,10 @@ func TestZeekTSVRoundTrip(t *testing.T) {
 
 func TestZeekJSONRoundTrip(t *testing.T) {
 	recs := roundTripRecords()
-	path := writeRoundTrip(t, ZeekJSON, roundTripSchema(), recs)
+	path := writeRoundTrip(t, zeeklog.JSON, roundTripSchema(), recs)
 	f, _ := os.Open(path)
 	defer f.Close()
-	got, err := ReadZeekJSON(f, roundTripSchema())
+	got, err := zeekread.ReadJSON(f, roundTripSchema())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -325,7 +286,7 @@ func TestZeekJSONRoundTrip(t *testing.T) {
 	// Zeek's JSON escaping is one way for control bytes other than TAB,
 	// LF, CR and for invalid UTF-8: the reader sees the \xHH text.
 	for i, s := range awkward {
-		if e := zeekJSONEscape(s); e != s {
+		if e := zeeklog.EscapeJSON(s); e != s {
 			want[i]["s"] = e
 			want[i]["set"] = []string{e, "x"}
 		}
@@ -342,33 +303,9 @@ func TestZeekJSONRoundTrip(t *testing.T) {
 	golden(t, "roundtrip.json.log", b)
 }
 
-func TestZeekJSONEscape(t *testing.T) {
-	// Pairs from Zeek's own btest baseline (json-non-printable-escaping):
-	// a raw 0x07 and the literal text \x07 both come out as "\\x07".
-	tests := []struct{ in, want string }{
-		{"/non_printable_\x07", `"/non_printable_\\x07"`},
-		{`/non_printable_literal_\x07`, `"/non_printable_literal_\\x07"`},
-		{"/printable_😄", `"/printable_😄"`},
-		{"tab\tnl\ncr\r", `"tab\tnl\ncr\r"`},
-		{`quote" back\`, `"quote\" back\\"`},
-		{"bad\xffbyte", `"bad\\xffbyte"`},
-		{"del\x7f", `"del\\x7f"`},
-		{"-", `"-"`},
-		{"", `""`},
-		{"<&>", `"<&>"`},
-	}
-	for _, tt := range tests {
-		var b bytes.Buffer
-		writeJSONString(&b, zeekJSONEscape(tt.in))
-		if b.String() != tt.want {
-			t.Errorf("%q → %s, want %s", tt.in, b.String(), tt.want)
-		}
-	}
-}
-
 func TestZeekJSONNumbers(t *testing.T) {
-	schema := ZeekSchema{Path: "n", Fields: []ZeekField{{"ts", "time"}, {"iv", "interval"}, {"d", "double"}, {"p", "port"}}}
-	path := writeRoundTrip(t, ZeekJSON, schema, [][]any{
+	schema := zeeklog.Schema{Path: "n", Fields: []zeeklog.Field{{Name: "ts", Type: "time"}, {Name: "iv", Type: "interval"}, {Name: "d", Type: "double"}, {Name: "p", Type: "port"}}}
+	path := writeRoundTrip(t, zeeklog.JSON, schema, [][]any{
 		{time.Unix(1332008617, 0), 3600 * time.Second, 2.0, uint16(443)},
 		{time.Unix(1332008619, 800000000), 1500 * time.Microsecond, 0.1234, 80},
 	})
@@ -381,7 +318,7 @@ func TestZeekJSONNumbers(t *testing.T) {
 
 func TestZeekLogWriteTypeErrors(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "x.log")
-	l, err := OpenZeekLog(path, roundTripSchema(), ZeekLogOptions{})
+	l, err := zeeklog.Open(path, roundTripSchema(), zeeklog.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -402,9 +339,9 @@ func TestZeekLogWriteTypeErrors(t *testing.T) {
 
 func TestFingerprintLogReopenAppends(t *testing.T) {
 	dir := t.TempDir()
-	path := writeFixtureLog(t, dir, ZeekTSV, false) // no #close: as after a crash
+	path := writeFixtureLog(t, dir, zeeklog.TSV, false) // no #close: as after a crash
 	evs, rs, ms := fixtures()
-	l, err := OpenFingerprintLog(path, ZeekLogOptions{Now: func() time.Time { return fixedOpen.Add(time.Hour) }})
+	l, err := OpenFingerprintLog(path, zeeklog.Options{Now: func() time.Time { return fixedOpen.Add(time.Hour) }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -426,9 +363,9 @@ func TestFingerprintLogReopenAppends(t *testing.T) {
 
 func TestFingerprintLogReopenAfterClose(t *testing.T) {
 	dir := t.TempDir()
-	path := writeFixtureLog(t, dir, ZeekTSV, true)
+	path := writeFixtureLog(t, dir, zeeklog.TSV, true)
 	evs, rs, ms := fixtures()
-	l, err := OpenFingerprintLog(path, ZeekLogOptions{Now: func() time.Time { return fixedOpen.Add(2 * time.Hour) }})
+	l, err := OpenFingerprintLog(path, zeeklog.Options{Now: func() time.Time { return fixedOpen.Add(2 * time.Hour) }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -469,14 +406,14 @@ func TestFingerprintLogReopenTornAndForeign(t *testing.T) {
 			dir := t.TempDir()
 			path := filepath.Join(dir, "stackprint.log")
 			if tt.content == "" {
-				path = writeFixtureLog(t, dir, ZeekTSV, false)
+				path = writeFixtureLog(t, dir, zeeklog.TSV, false)
 				f, _ := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
 				f.WriteString("1741064767.000000\tCtorn\t10.0")
 				f.Close()
 			} else if err := os.WriteFile(path, []byte(tt.content), 0o640); err != nil {
 				t.Fatal(err)
 			}
-			l, err := OpenFingerprintLog(path, ZeekLogOptions{Now: now})
+			l, err := OpenFingerprintLog(path, zeeklog.Options{Now: now})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -507,7 +444,7 @@ func TestFingerprintLogReopenTornAndForeign(t *testing.T) {
 
 func TestFingerprintLogCloseAndAfter(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "stackprint.log")
-	l, err := OpenFingerprintLog(path, ZeekLogOptions{Now: func() time.Time { return fixedOpen }})
+	l, err := OpenFingerprintLog(path, zeeklog.Options{Now: func() time.Time { return fixedOpen }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -540,7 +477,7 @@ func TestZeekLogRotation(t *testing.T) {
 		dir := t.TempDir()
 		path := filepath.Join(dir, "stackprint.log")
 		c := &clock{fixedOpen.Add(20 * time.Minute)}
-		l, err := OpenFingerprintLog(path, ZeekLogOptions{RotateInterval: time.Hour, Now: c.now})
+		l, err := OpenFingerprintLog(path, zeeklog.Options{RotateInterval: time.Hour, Now: c.now})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -583,7 +520,7 @@ func TestZeekLogRotation(t *testing.T) {
 		dir := t.TempDir()
 		path := filepath.Join(dir, "alerts.log")
 		c := &clock{fixedOpen}
-		l, err := OpenAlertLog(path, ZeekLogOptions{Format: ZeekJSON, RotateSize: 1500, Now: c.now})
+		l, err := OpenAlertLog(path, zeeklog.Options{Format: zeeklog.JSON, RotateSize: 1500, Now: c.now})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -612,26 +549,16 @@ func TestZeekLogRotation(t *testing.T) {
 	})
 }
 
-func TestZeekTimeFormat(t *testing.T) {
-	tests := []struct {
-		t    time.Time
-		want string
-	}{
-		{time.Unix(1521911720, 615923000), "1521911720.615923"},
-		{time.Unix(1521911720, 0), "1521911720.000000"},
-		{time.Unix(1521911720, 999999600), "1521911721.000000"},
-		{time.Unix(1, 5000).In(testZone), "1.000005"},
-		{time.Time{}, "-"},
+// unset is what the writer leaves unset: nil, the zero time, an invalid
+// address.
+func unset(v any) bool {
+	switch x := v.(type) {
+	case nil:
+		return true
+	case time.Time:
+		return x.IsZero()
+	case netip.Addr:
+		return !x.IsValid()
 	}
-	for _, tt := range tests {
-		if got := zeekTime(tt.t); got != tt.want {
-			t.Errorf("zeekTime(%v) = %s, want %s", tt.t, got, tt.want)
-		}
-	}
-	if got := zeekInterval(3600 * time.Second); got != "3600.000000" {
-		t.Errorf("zeekInterval(1h) = %s", got)
-	}
-	if got := zeekInterval(-1500 * time.Millisecond); got != "-1.500000" {
-		t.Errorf("zeekInterval(-1.5s) = %s", got)
-	}
+	return false
 }

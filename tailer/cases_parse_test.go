@@ -40,22 +40,22 @@ func headerOf(t *testing.T, b []byte) (*ZeekParser, [][]byte) {
 // column returns the raw value of a named field of a TSV data line.
 func column(t *testing.T, p *ZeekParser, line []byte, name string) []byte {
 	t.Helper()
-	i := slices.IndexFunc(p.fields, func(f []byte) bool { return string(f) == name })
+	i := slices.IndexFunc(p.hdr.Fields, func(f []byte) bool { return string(f) == name })
 	if i < 0 {
-		t.Fatalf("no field %q in %q", name, p.fields)
+		t.Fatalf("no field %q in %q", name, p.hdr.Fields)
 	}
-	return bytes.Split(line, p.sep)[i]
+	return bytes.Split(line, p.hdr.Separator)[i]
 }
 
 func hasField(p *ZeekParser, name string) bool {
-	return slices.ContainsFunc(p.fields, func(f []byte) bool { return string(f) == name })
+	return slices.ContainsFunc(p.hdr.Fields, func(f []byte) bool { return string(f) == name })
 }
 
 func TestP01_HeaderDrivenColumns(t *testing.T) {
 	a, _ := headerOf(t, sampleBytes(t, "zeek-tsv-conn.brimdata-zed.no-close.log"))
 	b, _ := headerOf(t, sampleBytes(t, "zeek-btest-conn-teredo.log"))
-	if hasField(a, "ip_proto") || !hasField(b, "ip_proto") || len(a.fields) != 21 || len(b.fields) != 22 {
-		t.Errorf("fields: %d %q / %d %q", len(a.fields), a.fields, len(b.fields), b.fields)
+	if hasField(a, "ip_proto") || !hasField(b, "ip_proto") || len(a.hdr.Fields) != 21 || len(b.hdr.Fields) != 22 {
+		t.Errorf("fields: %d %q / %d %q", len(a.hdr.Fields), a.hdr.Fields, len(b.hdr.Fields), b.hdr.Fields)
 	}
 	for _, name := range []string{"zeek-tsv-conn.brimdata-zed.no-close.log", "zeek-btest-conn-teredo.log"} {
 		_, st := readAll(t, Input{Path: samplePath(t, name), Format: FormatZeek}, Options{})
@@ -198,8 +198,8 @@ func TestP09_MultipleHeaderBlocks(t *testing.T) {
 	for l := range bytes.SplitSeq(b.Bytes(), []byte{'\n'}) {
 		p.ParseLine(l)
 	}
-	if string(p.path) != "conn" {
-		t.Errorf("_path after the last block %q", p.path)
+	if string(p.hdr.Path) != "conn" {
+		t.Errorf("_path after the last block %q", p.hdr.Path)
 	}
 }
 

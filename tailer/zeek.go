@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/stackprint/stackprint"
+	"github.com/stackprint/stackprint/zeeklog"
 )
 
 // Event kinds produced by this package.
@@ -132,11 +133,7 @@ type ZeekParser struct {
 
 	mode byte // 0 undecided, 't' TSV, 'j' JSON: decided by the first line of a file
 
-	// TSV header state.
-	sep, setSep, empty, unset []byte
-	path                      []byte
-	pathSet                   bool
-	fields                    [][]byte
+	hdr zeeklog.Header // TSV header state
 
 	// Derived from the header, recomputed lazily after it changes.
 	dirty     bool
@@ -180,17 +177,7 @@ func NewZeekParser(source string) *ZeekParser {
 // starts (rotation, truncation).
 func (p *ZeekParser) Reset() {
 	p.mode = 0
-	p.resetHeader()
-	p.sep = append(p.sep[:0], '\t')
-}
-
-func (p *ZeekParser) resetHeader() {
-	p.setSep = append(p.setSep[:0], ',')
-	p.empty = append(p.empty[:0], "(empty)"...)
-	p.unset = append(p.unset[:0], '-')
-	p.path = p.path[:0]
-	p.pathSet = false
-	p.fields = p.fields[:0]
+	p.hdr.Reset()
 	p.dirty = true
 }
 
@@ -254,119 +241,41 @@ func (p *ZeekParser) plainHeader(line []byte) bool {
 	if !hasTS || !hasResp {
 		return false
 	}
-	p.resetHeader()
-	p.sep = append(p.sep[:0], '\t')
-	for f := range bytes.SplitSeq(line, []byte{'\t'}) {
-		p.fields = append(p.fields, bytes.Clone(f))
-	}
+	p.hdr.SetPlainFields(line)
+	p.dirty = true
 	return true
 }
 
 // noTSVBrace reports whether a TSV record under the current header cannot
 // start with '{': there is no #fields yet, or the first column is ts.
 func (p *ZeekParser) noTSVBrace() bool {
-	return len(p.fields) == 0 || p.slot(p.fields[0]) == slotTS
+	return len(p.hdr.Fields) == 0 || p.slot(p.hdr.Fields[0]) == slotTS
 }
 
 // ---- TSV ----
 
-// header processes one '#' line.
+// header processes one '#' line. Any of them may change what the columns
+// mean, so the schema is worked out again before the next record.
 func (p *ZeekParser) header(line []byte) error {
-	body := line[1:]
-	// "#separator" always uses a space after the key.
-	if v, ok := bytes.CutPrefix(body, []byte("separator ")); ok {
-		sep := unescapeMeta(bytes.TrimSpace(v))
-		if len(sep) == 0 {
-			return fieldErr("#separator", v, errors.New("empty separator"))
+	p.dirty = true
+	if _, err := p.hdr.Line(line); err != nil {
+		if he, ok := errors.AsType[*zeeklog.HeaderError](err); ok {
+			return fieldErr(he.Key, he.Value, he.Err)
 		}
-		p.resetHeader()
-		p.sep = append(p.sep[:0], sep...)
-		return nil
-	}
-	var key, val []byte
-	if k, v, ok := bytes.Cut(body, p.sep); ok {
-		key, val = k, v
-	} else {
-		// btest baselines write "#open XXXX" with a space; comments have
-		// any shape. Neither carries anything we use.
-		key, _, _ = bytes.Cut(body, []byte{' '})
-	}
-	switch string(key) {
-	case "set_separator":
-		p.setSep = append(p.setSep[:0], unescapeMeta(val)...)
-	case "empty_field":
-		p.empty = append(p.empty[:0], unescapeMeta(val)...)
-	case "unset_field":
-		p.unset = append(p.unset[:0], unescapeMeta(val)...)
-	case "path":
-		p.path = append(p.path[:0], val...)
-		p.pathSet = true
-		p.dirty = true
-	case "fields":
-		p.fields = p.fields[:0]
-		for f := range bytes.SplitSeq(val, p.sep) {
-			p.fields = append(p.fields, bytes.Clone(f))
-		}
-		p.dirty = true
+		return err
 	}
 	return nil
 }
 
-// unescapeMeta decodes \xHH and \\ in a header value.
-func unescapeMeta(v []byte) []byte {
-	if bytes.IndexByte(v, '\\') < 0 {
-		return v
-	}
-	return appendUnescaped(nil, v)
-}
-
-func unhex(c byte) (byte, bool) {
-	switch {
-	case c >= '0' && c <= '9':
-		return c - '0', true
-	case c >= 'a' && c <= 'f':
-		return c - 'a' + 10, true
-	case c >= 'A' && c <= 'F':
-		return c - 'A' + 10, true
-	}
-	return 0, false
-}
-
-// appendUnescaped decodes Zeek's TSV escapes (\xHH and \\) of v onto dst.
-// Other backslash sequences are kept as they are.
-func appendUnescaped(dst, v []byte) []byte {
-	for i := 0; i < len(v); i++ {
-		c := v[i]
-		if c == '\\' && i+1 < len(v) {
-			if v[i+1] == '\\' {
-				dst = append(dst, '\\')
-				i++
-				continue
-			}
-			if v[i+1] == 'x' && i+3 < len(v) {
-				hi, ok1 := unhex(v[i+2])
-				lo, ok2 := unhex(v[i+3])
-				if ok1 && ok2 {
-					dst = append(dst, hi<<4|lo)
-					i += 3
-					continue
-				}
-			}
-		}
-		dst = append(dst, c)
-	}
-	return dst
-}
-
 // tsvString decodes a TSV string value; unset and empty both give "".
 func (p *ZeekParser) tsvString(raw []byte) string {
-	if bytes.Equal(raw, p.unset) || bytes.Equal(raw, p.empty) {
+	if bytes.Equal(raw, p.hdr.Unset) || bytes.Equal(raw, p.hdr.Empty) {
 		return ""
 	}
 	if bytes.IndexByte(raw, '\\') < 0 {
 		return string(raw)
 	}
-	return string(appendUnescaped(nil, raw))
+	return string(zeeklog.AppendUnescaped(nil, raw))
 }
 
 func (p *ZeekParser) finishSchema() {
@@ -378,7 +287,7 @@ func (p *ZeekParser) finishSchema() {
 	p.maxCol = -1
 	p.colSlot = p.colSlot[:0]
 	sslish := false
-	for i, f := range p.fields {
+	for i, f := range p.hdr.Fields {
 		s := p.slot(f)
 		if s >= 0 && p.col[s] < 0 {
 			p.col[s] = i
@@ -391,8 +300,8 @@ func (p *ZeekParser) finishSchema() {
 		}
 	}
 	switch {
-	case p.pathSet:
-		p.kind = kindFromPath(p.path)
+	case p.hdr.PathSet:
+		p.kind = kindFromPath(p.hdr.Path)
 	case sslish:
 		p.kind = logSSL
 	case p.col[slotConnState] >= 0:
@@ -419,7 +328,7 @@ func (p *ZeekParser) finishSchema() {
 }
 
 func (p *ZeekParser) tsvLine(line []byte) (stackprint.Event, lineClass, error) {
-	if len(p.fields) == 0 {
+	if len(p.hdr.Fields) == 0 {
 		return stackprint.Event{}, classSkip, errNoHeader
 	}
 	if p.dirty {
@@ -440,14 +349,14 @@ func (p *ZeekParser) tsvLine(line []byte) (stackprint.Event, lineClass, error) {
 	n := 0
 	for c := 0; c <= p.maxCol && more; c++ {
 		var f []byte
-		if len(p.sep) == 1 {
-			if j := bytes.IndexByte(rest, p.sep[0]); j >= 0 {
+		if len(p.hdr.Separator) == 1 {
+			if j := bytes.IndexByte(rest, p.hdr.Separator[0]); j >= 0 {
 				f, rest = rest[:j], rest[j+1:]
 			} else {
 				f, rest, more = rest, nil, false
 			}
 		} else {
-			f, rest, more = bytes.Cut(rest, p.sep)
+			f, rest, more = bytes.Cut(rest, p.hdr.Separator)
 		}
 		n++
 		if s := p.colSlot[c]; s >= 0 {
@@ -455,14 +364,14 @@ func (p *ZeekParser) tsvLine(line []byte) (stackprint.Event, lineClass, error) {
 		}
 	}
 	if more {
-		n += bytes.Count(rest, p.sep) + 1
+		n += bytes.Count(rest, p.hdr.Separator) + 1
 	}
-	if n != len(p.fields) {
-		if n < len(p.fields) {
-			return stackprint.Event{}, classSkip, &FieldError{Field: string(p.fields[n]),
-				Err: fmt.Errorf("%w: line has %d of the %d #fields columns", ErrMissingField, n, len(p.fields))}
+	if n != len(p.hdr.Fields) {
+		if n < len(p.hdr.Fields) {
+			return stackprint.Event{}, classSkip, &FieldError{Field: string(p.hdr.Fields[n]),
+				Err: fmt.Errorf("%w: line has %d of the %d #fields columns", ErrMissingField, n, len(p.hdr.Fields))}
 		}
-		return stackprint.Event{}, classSkip, fmt.Errorf("%w: line has %d columns, #fields declares %d", errFieldCount, n, len(p.fields))
+		return stackprint.Event{}, classSkip, fmt.Errorf("%w: line has %d columns, #fields declares %d", errFieldCount, n, len(p.hdr.Fields))
 	}
 	return p.record(p.kind, &p.vals, true)
 }
@@ -473,7 +382,7 @@ func (p *ZeekParser) tsvLine(line []byte) (stackprint.Event, lineClass, error) {
 func (p *ZeekParser) record(kind logKind, v *[numSlots][]byte, tsv bool) (stackprint.Event, lineClass, error) {
 	name := func(s int) string {
 		if tsv && p.col[s] >= 0 {
-			return string(p.fields[p.col[s]])
+			return string(p.hdr.Fields[p.col[s]])
 		}
 		return slotName(s)
 	}
@@ -483,14 +392,14 @@ func (p *ZeekParser) record(kind logKind, v *[numSlots][]byte, tsv bool) (stackp
 			return nil, false, nil
 		}
 		if tsv {
-			if bytes.Equal(raw, p.unset) {
+			if bytes.Equal(raw, p.hdr.Unset) {
 				return nil, false, nil
 			}
-			if bytes.Equal(raw, p.empty) {
+			if bytes.Equal(raw, p.hdr.Empty) {
 				return nil, true, nil
 			}
 			if bytes.IndexByte(raw, '\\') >= 0 {
-				return appendUnescaped(nil, raw), true, nil
+				return zeeklog.AppendUnescaped(nil, raw), true, nil
 			}
 			return raw, true, nil
 		}
@@ -540,7 +449,7 @@ func (p *ZeekParser) record(kind logKind, v *[numSlots][]byte, tsv bool) (stackp
 		ev.Service = serviceName(svc)
 	}
 	for _, s := range requiredSlots() {
-		if v[s] == nil || (tsv && bytes.Equal(v[s], p.unset)) {
+		if v[s] == nil || (tsv && bytes.Equal(v[s], p.hdr.Unset)) {
 			return stackprint.Event{}, classSkip, fieldErr(name(s), nil, ErrMissingField)
 		}
 	}
@@ -599,11 +508,11 @@ func (p *ZeekParser) service(raw []byte, tsv bool) ([]byte, bool, error) {
 		return nil, false, nil
 	}
 	if tsv {
-		if bytes.Equal(raw, p.unset) || bytes.Equal(raw, p.empty) {
+		if bytes.Equal(raw, p.hdr.Unset) || bytes.Equal(raw, p.hdr.Empty) {
 			return nil, false, nil
 		}
 		if bytes.IndexByte(raw, '\\') >= 0 {
-			return appendUnescaped(nil, raw), true, nil
+			return zeeklog.AppendUnescaped(nil, raw), true, nil
 		}
 		return raw, true, nil
 	}
@@ -769,19 +678,19 @@ func (p *ZeekParser) jsonLine(line []byte) (stackprint.Event, lineClass, error) 
 // first, then unescape each element (so \x2c inside an element is a literal
 // comma). It returns nil for unset and an empty non-nil slice for empty.
 func (p *ZeekParser) tsvSet(raw []byte) []string {
-	if bytes.Equal(raw, p.unset) {
+	if bytes.Equal(raw, p.hdr.Unset) {
 		return nil
 	}
-	if bytes.Equal(raw, p.empty) {
+	if bytes.Equal(raw, p.hdr.Empty) {
 		return []string{}
 	}
 	var out []string
-	for e := range bytes.SplitSeq(raw, p.setSep) {
-		if bytes.Equal(e, p.unset) {
+	for e := range bytes.SplitSeq(raw, p.hdr.SetSeparator) {
+		if bytes.Equal(e, p.hdr.Unset) {
 			out = append(out, "") // an unset element of a vector
 			continue
 		}
-		out = append(out, string(appendUnescaped(nil, e)))
+		out = append(out, string(zeeklog.AppendUnescaped(nil, e)))
 	}
 	return out
 }

@@ -18,6 +18,7 @@ import (
 	bolterrors "go.etcd.io/bbolt/errors"
 
 	"github.com/stackprint/stackprint/db"
+	"github.com/stackprint/stackprint/internal/fileio"
 )
 
 const dbUsage = `Usage:
@@ -515,10 +516,7 @@ func cmdDBExport(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		_, err := stdout.Write(data)
 		return err
 	}
-	err = db.WriteFileAtomic(*out, 0o644, func(w io.Writer) error {
-		_, err := w.Write(data)
-		return err
-	})
+	err = fileio.WriteFileAtomic(*out, data, 0o644)
 	if err != nil {
 		return fmt.Errorf("db export: %w", err)
 	}

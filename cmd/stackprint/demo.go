@@ -20,6 +20,7 @@ import (
 	"github.com/stackprint/stackprint/db"
 	"github.com/stackprint/stackprint/output"
 	"github.com/stackprint/stackprint/probe"
+	"github.com/stackprint/stackprint/zeeklog"
 )
 
 // demoConn is one line of the demo's Zeek ssl.log.
@@ -252,29 +253,44 @@ func seedDemoDB(path, jarm string) error {
 const zeekSSLFields = "ts\tuid\tid.orig_h\tid.orig_p\tid.resp_h\tid.resp_p\tversion\tcipher\tcurve\tserver_name\tresumed\tlast_alert\tnext_protocol\testablished\tssl_history\tcert_chain_fps\tclient_cert_chain_fps\tsni_matches_cert"
 const zeekSSLTypes = "time\tstring\taddr\tport\taddr\tport\tstring\tstring\tstring\tstring\tbool\tstring\tstring\tbool\tstring\tvector[string]\tvector[string]\tbool"
 
+// zeekSSLSchema is zeekSSLFields and zeekSSLTypes as a zeeklog schema.
+func zeekSSLSchema() zeeklog.Schema {
+	names, types := strings.Split(zeekSSLFields, "\t"), strings.Split(zeekSSLTypes, "\t")
+	s := zeeklog.Schema{Path: "ssl", Fields: make([]zeeklog.Field, len(names))}
+	for i := range names {
+		s.Fields[i] = zeeklog.Field{Name: names[i], Type: types[i]}
+	}
+	return s
+}
+
 // writeZeekSSL appends conns as Zeek TSV ssl.log lines, with the header
-// first when header is set.
+// first when header is set. It is one append per call rather than a
+// zeeklog.Log, because the demo and the tests add lines to a file the
+// daemon is following, between (and during) its restarts.
 func writeZeekSSL(path string, conns []demoConn, header bool) error {
-	var b strings.Builder
+	schema := zeekSSLSchema()
+	var b []byte
 	if header {
-		fmt.Fprintf(&b, "#separator \\x09\n#set_separator\t,\n#empty_field\t(empty)\n#unset_field\t-\n#path\tssl\n#open\t%s\n#fields\t%s\n#types\t%s\n",
-			time.Now().Format("2006-01-02-15-04-05"), zeekSSLFields, zeekSSLTypes)
+		b = schema.AppendHeader(b, time.Now())
 	}
 	for _, c := range conns {
 		orig := netip.MustParseAddrPort(c.orig)
-		sni := c.sni
-		if sni == "" {
-			sni = "-"
+		var sni any // unset when the client sent none
+		if c.sni != "" {
+			sni = c.sni
 		}
-		ts := float64(time.Now().UnixMicro()) / 1e6
-		fmt.Fprintf(&b, "%.6f\t%s\t%s\t%d\t%s\t%d\tTLSv13\tTLS_AES_128_GCM_SHA256\tx25519\t%s\tF\t-\t-\tT\tCsiI\t-\t-\t-\n",
-			ts, c.uid, orig.Addr(), orig.Port(), c.resp.Addr(), c.resp.Port(), sni)
+		var err error
+		b, err = schema.AppendRecord(b, zeeklog.TSV, []any{time.Now(), c.uid, orig.Addr(), orig.Port(), c.resp.Addr(), c.resp.Port(),
+			"TLSv13", "TLS_AES_128_GCM_SHA256", "x25519", sni, false, nil, nil, true, "CsiI", nil, nil, nil})
+		if err != nil {
+			return fmt.Errorf("write zeek log %q: %w", path, err)
+		}
 	}
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
 	if err != nil {
 		return fmt.Errorf("write zeek log: %w", err)
 	}
-	if _, err := f.WriteString(b.String()); err != nil {
+	if _, err := f.Write(b); err != nil {
 		f.Close()
 		return fmt.Errorf("write zeek log %q: %w", path, err)
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/stackprint/stackprint"
 	"github.com/stackprint/stackprint/enrich"
 	"github.com/stackprint/stackprint/output"
+	"github.com/stackprint/stackprint/zeeklog"
 )
 
 // fileSink writes fingerprint records and alerts to every configured
@@ -121,8 +122,8 @@ func (o OutputsConfig) validate() []error {
 	default:
 		bad("outputs.alerts_format", o.AlertsFormat, `must be "ecs", "ndjson" or "eve"`)
 	}
-	switch output.ZeekFormat(o.ZeekFormat) {
-	case "", output.ZeekTSV, output.ZeekJSON:
+	switch zeeklog.Format(o.ZeekFormat) {
+	case "", zeeklog.TSV, zeeklog.JSON:
 	default:
 		bad("outputs.zeek_format", o.ZeekFormat, `must be "tsv" or "json"`)
 	}
@@ -171,8 +172,8 @@ func openSink(cfg OutputsConfig, hooks daemonHooks) (s *fileSink, err error) {
 			s.closeOutputs()
 		}
 	}()
-	zopts := output.ZeekLogOptions{
-		Format:         output.ZeekFormat(cfg.ZeekFormat),
+	zopts := zeeklog.Options{
+		Format:         zeeklog.Format(cfg.ZeekFormat),
 		RotateInterval: cfg.RotateInterval,
 		RotateSize:     cfg.RotateSize,
 	}

@@ -9,7 +9,8 @@ import (
 	"time"
 
 	"github.com/stackprint/stackprint"
-	"github.com/stackprint/stackprint/output"
+	"github.com/stackprint/stackprint/internal/zeekread"
+	"github.com/stackprint/stackprint/zeeklog"
 )
 
 func TestSinkWritesEveryOutput(t *testing.T) {
@@ -100,7 +101,7 @@ func TestSinkWritesEveryOutput(t *testing.T) {
 	// The Zeek TSV/JSON readers see the records written.
 	f, _ := os.Open(p("stackprint_alert.log"))
 	defer f.Close()
-	recs, err := output.ReadZeekJSON(f, output.ZeekSchema{})
+	recs, err := zeekread.ReadJSON(f, zeeklog.Schema{})
 	if err != nil || len(recs) != 3 {
 		t.Fatalf("alert log: %d records, %v", len(recs), err)
 	}

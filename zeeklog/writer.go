@@ -1,4 +1,4 @@
-package output
+package zeeklog
 
 import (
 	"bufio"
@@ -12,32 +12,34 @@ import (
 	"sync"
 	"time"
 	"unicode/utf8"
+
+	"github.com/stackprint/stackprint/internal/fileio"
 )
 
-// ZeekFormat is the writer mode of a Zeek log: LogAscii with or without
+// Format is the writer mode of a Zeek log: LogAscii with or without
 // use_json.
-type ZeekFormat string
+type Format string
 
 // The Zeek log formats.
 const (
-	ZeekTSV  ZeekFormat = "tsv"
-	ZeekJSON ZeekFormat = "json"
+	TSV  Format = "tsv"
+	JSON Format = "json"
 )
 
-// ZeekField is one column: its flattened name (id.orig_h) and Zeek type
+// Field is one column: its flattened name (id.orig_h) and Zeek type
 // (time, interval, string, enum, addr, port, count, int, double, bool,
 // set[string], vector[string]).
-type ZeekField struct {
+type Field struct {
 	Name, Type string
 }
 
-// ZeekSchema is a log stream: its #path and its columns.
-type ZeekSchema struct {
+// Schema is a log stream: its #path and its columns.
+type Schema struct {
 	Path   string
-	Fields []ZeekField
+	Fields []Field
 }
 
-func (s ZeekSchema) fieldsLine() string {
+func (s Schema) fieldsLine() string {
 	var b strings.Builder
 	b.WriteString("#fields")
 	for _, f := range s.Fields {
@@ -46,7 +48,7 @@ func (s ZeekSchema) fieldsLine() string {
 	return b.String()
 }
 
-func (s ZeekSchema) typesLine() string {
+func (s Schema) typesLine() string {
 	var b strings.Builder
 	b.WriteString("#types")
 	for _, f := range s.Fields {
@@ -55,9 +57,9 @@ func (s ZeekSchema) typesLine() string {
 	return b.String()
 }
 
-// ZeekLogOptions configures a ZeekLog.
-type ZeekLogOptions struct {
-	Format ZeekFormat // default ZeekTSV
+// Options configures a Log.
+type Options struct {
+	Format Format // default TSV
 	// RotateInterval rotates at multiples of the interval since local
 	// midnight (1h rotates on the hour), like Zeek's rotation_interval.
 	// 0 never rotates by time.
@@ -70,7 +72,7 @@ type ZeekLogOptions struct {
 	Now func() time.Time
 }
 
-// ZeekLog writes one Zeek log file (TSV with Zeek's exact header, or JSON
+// Log writes one Zeek log file (TSV with Zeek's exact header, or JSON
 // lines) and rotates it the way Zeek does: #close, rename to
 // PATH-BASE.YYYY-MM-DD-HH-MM-SS.EXT (the file's open time), and a new file
 // begun on the next record. It is safe for concurrent use.
@@ -88,11 +90,11 @@ type ZeekLogOptions struct {
 //	double     float64
 //	bool       bool
 //	set[string], vector[string]  []string; empty is "(empty)" / []
-type ZeekLog struct {
+type Log struct {
 	mu         sync.Mutex
 	path       string
-	schema     ZeekSchema
-	opts       ZeekLogOptions
+	schema     Schema
+	opts       Options
 	f          *os.File // nil between a rotation and the next record
 	w          *bufio.Writer
 	size       int64 // bytes in the current file, buffered ones included
@@ -102,23 +104,23 @@ type ZeekLog struct {
 	closed     bool
 }
 
-// OpenZeekLog opens path for appending, creating it (mode 0640) with a
+// Open opens path for appending, creating it (mode 0640) with a
 // header. An existing TSV file is appended to only when it is still open
 // (no #close) and its last #fields line is this schema's; otherwise it is
 // moved aside under Zeek's rotated name, since Zeek never appends after
 // #close and readers stop there. A torn last line (a crash mid-write) is
 // ended first so the next record starts on its own line.
-func OpenZeekLog(path string, schema ZeekSchema, opts ZeekLogOptions) (*ZeekLog, error) {
+func Open(path string, schema Schema, opts Options) (*Log, error) {
 	if opts.Format == "" {
-		opts.Format = ZeekTSV
+		opts.Format = TSV
 	}
-	if opts.Format != ZeekTSV && opts.Format != ZeekJSON {
+	if opts.Format != TSV && opts.Format != JSON {
 		return nil, fmt.Errorf("zeek log %s: unknown format %q (want tsv or json)", path, opts.Format)
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	l := &ZeekLog{path: path, schema: schema, opts: opts}
+	l := &Log{path: path, schema: schema, opts: opts}
 	if err := l.open(true); err != nil {
 		return nil, fmt.Errorf("open zeek log %s: %w", path, err)
 	}
@@ -127,7 +129,7 @@ func OpenZeekLog(path string, schema ZeekSchema, opts ZeekLogOptions) (*ZeekLog,
 
 // open opens or creates the file; resume allows appending to an existing
 // one.
-func (l *ZeekLog) open(resume bool) error {
+func (l *Log) open(resume bool) error {
 	f, err := os.OpenFile(l.path, os.O_RDWR|os.O_APPEND|os.O_CREATE, 0o640)
 	if err != nil {
 		return err
@@ -155,7 +157,7 @@ func (l *ZeekLog) open(resume bool) error {
 			}
 			return l.open(false)
 		}
-		if torn, err := endsTorn(f); err != nil {
+		if torn, err := fileio.EndsTorn(f); err != nil {
 			f.Close()
 			l.f = nil
 			return err
@@ -166,7 +168,7 @@ func (l *ZeekLog) open(resume bool) error {
 		if !opened.IsZero() {
 			l.opened = opened
 		}
-	} else if l.opts.Format == ZeekTSV {
+	} else if l.opts.Format == TSV {
 		l.writeHeader(now)
 	}
 	l.scheduleRotation(now)
@@ -177,21 +179,21 @@ func (l *ZeekLog) open(resume bool) error {
 
 // inspect decides whether an existing file can be appended to, and returns
 // its #open time when it has one.
-func (l *ZeekLog) inspect(size int64) (appendable bool, opened time.Time, err error) {
-	if l.opts.Format == ZeekJSON {
+func (l *Log) inspect(size int64) (appendable bool, opened time.Time, err error) {
+	if l.opts.Format == JSON {
 		// JSON logs have no header or #close; lines carry their own names.
 		return true, time.Time{}, nil
 	}
-	last, err := lastLine(l.f, size)
+	last, err := fileio.LastLine(l.f, size)
 	if err != nil {
 		return false, time.Time{}, err
 	}
-	fields, err := lastLineWithPrefix(l.f, size, "#fields\t")
+	fields, err := fileio.LastLineWithPrefix(l.f, size, "#fields\t")
 	if err != nil {
 		return false, time.Time{}, err
 	}
-	if open, err := lastLineWithPrefix(l.f, size, "#open\t"); err == nil && open != nil {
-		if t, err := time.ParseInLocation(zeekTimeLayout, string(bytes.TrimPrefix(open, []byte("#open\t"))), l.opts.Now().Location()); err == nil {
+	if open, err := fileio.LastLineWithPrefix(l.f, size, "#open\t"); err == nil && open != nil {
+		if t, err := time.ParseInLocation(TimeLayout, string(bytes.TrimPrefix(open, []byte("#open\t"))), l.opts.Now().Location()); err == nil {
 			opened = t
 		}
 	}
@@ -199,15 +201,21 @@ func (l *ZeekLog) inspect(size int64) (appendable bool, opened time.Time, err er
 	return ok, opened, nil
 }
 
-func (l *ZeekLog) writeHeader(now time.Time) {
-	n, _ := fmt.Fprintf(l.w, "#separator \\x09\n#set_separator\t,\n#empty_field\t%s\n#unset_field\t%s\n#path\t%s\n#open\t%s\n%s\n%s\n",
-		emptyField, unsetField, l.schema.Path, now.Format(zeekTimeLayout), l.schema.fieldsLine(), l.schema.typesLine())
+func (l *Log) writeHeader(now time.Time) {
+	n, _ := l.w.Write(l.schema.AppendHeader(nil, now))
 	l.size += int64(n)
 	l.hdr = int64(n)
 }
 
+// AppendHeader appends the TSV header block Zeek's ASCII writer begins a
+// log with, stamped #open at open.
+func (s Schema) AppendHeader(b []byte, open time.Time) []byte {
+	return fmt.Appendf(b, "#separator \\x09\n#set_separator\t,\n#empty_field\t%s\n#unset_field\t%s\n#path\t%s\n#open\t%s\n%s\n%s\n",
+		EmptyField, UnsetField, s.Path, open.Format(TimeLayout), s.fieldsLine(), s.typesLine())
+}
+
 // scheduleRotation sets the next interval boundary after now.
-func (l *ZeekLog) scheduleRotation(now time.Time) {
+func (l *Log) scheduleRotation(now time.Time) {
 	l.nextRotate = time.Time{}
 	if iv := l.opts.RotateInterval; iv > 0 {
 		y, m, d := now.Date()
@@ -224,7 +232,7 @@ func rotateAside(path string, opened time.Time) error {
 	if err := os.Rename(path, aside); err != nil {
 		return fmt.Errorf("rotate %s: %w", path, err)
 	}
-	return syncDir(filepath.Dir(path))
+	return fileio.SyncDir(filepath.Dir(path))
 }
 
 // rotatedName is path with the time inserted before the extension, like
@@ -232,31 +240,19 @@ func rotateAside(path string, opened time.Time) error {
 func rotatedName(path string, t time.Time) string {
 	ext := filepath.Ext(path)
 	base := strings.TrimSuffix(path, ext)
-	name := base + "." + t.Format(zeekTimeLayout) + ext
+	name := base + "." + t.Format(TimeLayout) + ext
 	for i := 1; ; i++ {
 		if _, err := os.Lstat(name); os.IsNotExist(err) {
 			return name
 		}
-		name = fmt.Sprintf("%s.%s-%d%s", base, t.Format(zeekTimeLayout), i, ext)
+		name = fmt.Sprintf("%s.%s-%d%s", base, t.Format(TimeLayout), i, ext)
 	}
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("fsync directory %s: %w", dir, err)
-	}
-	return nil
 }
 
 // Write buffers one record (values in column order); it is durable only
 // after Flush. A record that would cross a rotation boundary goes to the
 // next file.
-func (l *ZeekLog) Write(rec []any) error {
+func (l *Log) Write(rec []any) error {
 	line, err := l.format(rec)
 	if err != nil {
 		return fmt.Errorf("write %s: %w", l.path, err)
@@ -285,7 +281,7 @@ func (l *ZeekLog) Write(rec []any) error {
 	return nil
 }
 
-func (l *ZeekLog) rotationDue(now time.Time, next int64) bool {
+func (l *Log) rotationDue(now time.Time, next int64) bool {
 	if !l.nextRotate.IsZero() && !now.Before(l.nextRotate) {
 		return true
 	}
@@ -296,7 +292,7 @@ func (l *ZeekLog) rotationDue(now time.Time, next int64) bool {
 
 // MaybeRotate rotates when the rotation interval has passed; the daemon
 // calls it from a ticker so a quiet log still rotates on time.
-func (l *ZeekLog) MaybeRotate() error {
+func (l *Log) MaybeRotate() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.closed || l.f == nil {
@@ -311,7 +307,7 @@ func (l *ZeekLog) MaybeRotate() error {
 
 // Rotate closes the current file (TSV: with #close), renames it to its
 // rotated name and begins a new file with the next record.
-func (l *ZeekLog) Rotate() error {
+func (l *Log) Rotate() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.closed {
@@ -323,7 +319,7 @@ func (l *ZeekLog) Rotate() error {
 	return l.rotateLocked(l.opts.Now())
 }
 
-func (l *ZeekLog) rotateLocked(now time.Time) error {
+func (l *Log) rotateLocked(now time.Time) error {
 	if err := l.closeFileLocked(now); err != nil {
 		return err
 	}
@@ -335,9 +331,9 @@ func (l *ZeekLog) rotateLocked(now time.Time) error {
 }
 
 // closeFileLocked writes #close (TSV), flushes, fsyncs and closes.
-func (l *ZeekLog) closeFileLocked(now time.Time) error {
-	if l.opts.Format == ZeekTSV {
-		fmt.Fprintf(l.w, "#close\t%s\n", now.Format(zeekTimeLayout))
+func (l *Log) closeFileLocked(now time.Time) error {
+	if l.opts.Format == TSV {
+		fmt.Fprintf(l.w, "#close\t%s\n", now.Format(TimeLayout))
 	}
 	err := l.flushLocked()
 	if cerr := l.f.Close(); cerr != nil && err == nil {
@@ -351,14 +347,14 @@ func (l *ZeekLog) closeFileLocked(now time.Time) error {
 // file is cut back to its last whole line (a TSV file that lost its header
 // gets it again), so a write that ran out of space leaves no partial
 // record. The caller writes the dropped records again.
-func (l *ZeekLog) Rollback() error {
+func (l *Log) Rollback() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.closed || l.f == nil {
 		return nil
 	}
 	l.w.Reset(l.f)
-	size, torn, err := truncateTorn(l.f)
+	size, torn, err := fileio.TruncateTorn(l.f)
 	if err != nil {
 		return fmt.Errorf("roll back %s: %w", l.path, err)
 	}
@@ -373,7 +369,7 @@ func (l *ZeekLog) Rollback() error {
 	case torn:
 		l.w.WriteByte('\n')
 		l.size++
-	case size == 0 && l.opts.Format == ZeekTSV:
+	case size == 0 && l.opts.Format == TSV:
 		l.writeHeader(l.opened)
 	}
 	return nil
@@ -382,12 +378,12 @@ func (l *ZeekLog) Rollback() error {
 // FlushBuffer hands buffered records to the OS without an fsync: readers
 // see them at once and they survive a crash of this process; Flush (at a
 // checkpoint) makes them durable against power loss too.
-func (l *ZeekLog) FlushBuffer() error { return l.flush(false) }
+func (l *Log) FlushBuffer() error { return l.flush(false) }
 
 // Flush writes buffered records and fsyncs the file.
-func (l *ZeekLog) Flush() error { return l.flush(true) }
+func (l *Log) Flush() error { return l.flush(true) }
 
-func (l *ZeekLog) flush(sync bool) error {
+func (l *Log) flush(sync bool) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.closed {
@@ -405,7 +401,7 @@ func (l *ZeekLog) flush(sync bool) error {
 	return l.flushLocked()
 }
 
-func (l *ZeekLog) flushLocked() error {
+func (l *Log) flushLocked() error {
 	if err := l.w.Flush(); err != nil {
 		return fmt.Errorf("flush %s: %w", l.path, err)
 	}
@@ -417,7 +413,7 @@ func (l *ZeekLog) flushLocked() error {
 
 // Close writes #close (TSV), flushes and closes the file. Closing twice
 // is a no-op.
-func (l *ZeekLog) Close() error {
+func (l *Log) Close() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.closed {
@@ -431,15 +427,29 @@ func (l *ZeekLog) Close() error {
 }
 
 // format renders one record as a line, newline included.
-func (l *ZeekLog) format(rec []any) ([]byte, error) {
-	if len(rec) != len(l.schema.Fields) {
-		return nil, fmt.Errorf("%d values for %d fields", len(rec), len(l.schema.Fields))
+func (l *Log) format(rec []any) ([]byte, error) {
+	return l.schema.format(l.opts.Format, rec)
+}
+
+// AppendRecord appends one record (values in column order, typed as Log.Write
+// takes them) as a line in format f, newline included.
+func (s Schema) AppendRecord(b []byte, f Format, rec []any) ([]byte, error) {
+	line, err := s.format(f, rec)
+	if err != nil {
+		return b, err
+	}
+	return append(b, line...), nil
+}
+
+func (s Schema) format(format Format, rec []any) ([]byte, error) {
+	if len(rec) != len(s.Fields) {
+		return nil, fmt.Errorf("%d values for %d fields", len(rec), len(s.Fields))
 	}
 	var b bytes.Buffer
-	if l.opts.Format == ZeekJSON {
+	if format == JSON {
 		b.WriteByte('{')
 		n := 0
-		for i, f := range l.schema.Fields {
+		for i, f := range s.Fields {
 			if isUnset(rec[i]) {
 				continue // json_include_unset_fields=F
 			}
@@ -456,7 +466,7 @@ func (l *ZeekLog) format(rec []any) ([]byte, error) {
 		b.WriteString("}\n")
 		return b.Bytes(), nil
 	}
-	for i, f := range l.schema.Fields {
+	for i, f := range s.Fields {
 		if i > 0 {
 			b.WriteByte('\t')
 		}
@@ -489,7 +499,7 @@ func isUnset(v any) bool {
 
 func tsvValue(typ string, v any) (string, error) {
 	if isUnset(v) {
-		return unsetField, nil
+		return UnsetField, nil
 	}
 	switch typ {
 	case "time":
@@ -509,7 +519,7 @@ func tsvValue(typ string, v any) (string, error) {
 		if !ok {
 			return "", typeErr(typ, v)
 		}
-		return ZeekEscape(s), nil
+		return Escape(s), nil
 	case "addr":
 		a, ok := v.(netip.Addr)
 		if !ok {
@@ -543,13 +553,13 @@ func tsvValue(typ string, v any) (string, error) {
 			return "", typeErr(typ, v)
 		}
 		if len(ss) == 0 {
-			return emptyField, nil
+			return EmptyField, nil
 		}
 		parts := make([]string, len(ss))
 		for i, s := range ss {
-			// set_separator inside an element is \x2c; ZeekEscape never
+			// set_separator inside an element is \x2c; Escape never
 			// produces a comma itself.
-			parts[i] = strings.ReplaceAll(ZeekEscape(s), ",", `\x2c`)
+			parts[i] = strings.ReplaceAll(Escape(s), ",", `\x2c`)
 		}
 		return strings.Join(parts, ","), nil
 	}
@@ -621,7 +631,7 @@ func jsonValue(b *bytes.Buffer, typ string, v any) error {
 		if !ok {
 			return typeErr(typ, v)
 		}
-		writeJSONString(b, zeekJSONEscape(s))
+		writeJSONString(b, EscapeJSON(s))
 	case "addr":
 		a, ok := v.(netip.Addr)
 		if !ok {
@@ -660,7 +670,7 @@ func jsonValue(b *bytes.Buffer, typ string, v any) error {
 			if i > 0 {
 				b.WriteByte(',')
 			}
-			writeJSONString(b, zeekJSONEscape(s))
+			writeJSONString(b, EscapeJSON(s))
 		}
 		b.WriteByte(']')
 	default:
@@ -669,13 +679,13 @@ func jsonValue(b *bytes.Buffer, typ string, v any) error {
 	return nil
 }
 
-// zeekJSONEscape applies what Zeek's JSON writer (default
+// EscapeJSON applies what Zeek's JSON writer (default
 // json_string_escape_policy HEX) does to a string before JSON encoding:
 // valid UTF-8 and TAB, LF, CR, BS, FF pass (JSON then escapes those five);
 // other control bytes and every byte of an invalid sequence become the
 // text \xHH. A backslash is not doubled, so the text \x07 and the byte
 // 0x07 look the same: Zeek's JSON strings cannot always be decoded back.
-func zeekJSONEscape(s string) string {
+func EscapeJSON(s string) string {
 	clean := true
 	for i := 0; i < len(s); i++ {
 		if c := s[i]; c < 0x20 && !jsonShort(c) || c == 0x7f || c >= 0x80 {

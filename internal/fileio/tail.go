@@ -1,4 +1,4 @@
-package output
+package fileio
 
 import (
 	"bytes"
@@ -8,12 +8,12 @@ import (
 )
 
 // tailChunk is how much of a file is read per step when looking backwards
-// for a line; stackprint.log lines are far shorter.
+// for a line; Zeek log lines are far shorter.
 const tailChunk = 64 << 10
 
-// endsTorn reports whether f is non-empty and its last byte is not a
+// EndsTorn reports whether f is non-empty and its last byte is not a
 // newline, i.e. a writer died in the middle of a line.
-func endsTorn(f *os.File) (bool, error) {
+func EndsTorn(f *os.File) (bool, error) {
 	st, err := f.Stat()
 	if err != nil {
 		return false, err
@@ -28,10 +28,10 @@ func endsTorn(f *os.File) (bool, error) {
 	return b[0] != '\n', nil
 }
 
-// lastLine returns the last complete or partial line of f (without its
+// LastLine returns the last complete or partial line of f (without its
 // newline), looking back at most tailChunk bytes; a longer line is
 // returned truncated to its end, which is enough to test for "#close".
-func lastLine(f *os.File, size int64) ([]byte, error) {
+func LastLine(f *os.File, size int64) ([]byte, error) {
 	start := max(0, size-tailChunk)
 	buf := make([]byte, size-start)
 	if _, err := f.ReadAt(buf, start); err != nil && err != io.EOF {
@@ -47,9 +47,9 @@ func lastLine(f *os.File, size int64) ([]byte, error) {
 	return buf, nil
 }
 
-// lastLineWithPrefix returns the last line of f that starts with prefix, or
+// LastLineWithPrefix returns the last line of f that starts with prefix, or
 // nil. It reads backwards so reopening a large log stays cheap.
-func lastLineWithPrefix(f *os.File, size int64, prefix string) ([]byte, error) {
+func LastLineWithPrefix(f *os.File, size int64, prefix string) ([]byte, error) {
 	needle := []byte("\n" + prefix)
 	var carry []byte // head of the later chunk, so a match across chunks is found
 	for end := size; end > 0; {
@@ -95,12 +95,12 @@ func readLineAt(f *os.File, off int64) ([]byte, error) {
 	}
 }
 
-// truncateTorn cuts f back to just past its last newline, dropping a
+// TruncateTorn cuts f back to just past its last newline, dropping a
 // partial record a failed write left (a full disk writes what fits). It
 // looks back at most tailChunk bytes; a file whose last newline is further
 // back keeps its tail and reports torn, so the next record starts on its
 // own line. It returns the new size.
-func truncateTorn(f *os.File) (size int64, torn bool, err error) {
+func TruncateTorn(f *os.File) (size int64, torn bool, err error) {
 	st, err := f.Stat()
 	if err != nil {
 		return 0, false, err

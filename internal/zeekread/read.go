@@ -1,4 +1,4 @@
-package output
+package zeekread
 
 import (
 	"bufio"
@@ -11,78 +11,66 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/stackprint/stackprint/zeeklog"
 )
 
-// ZeekRecord is one record read back from a Zeek log: column name → value,
-// in the Go types ZeekLog.Write takes (time.Time in UTC, time.Duration,
+// Record is one record read back from a Zeek log: column name → value,
+// in the Go types zeeklog.Log.Write takes (time.Time in UTC, time.Duration,
 // string, netip.Addr, uint16 for port, uint64 for count, int64, float64,
 // bool, []string). Unset columns are absent.
-type ZeekRecord map[string]any
+type Record map[string]any
 
-// ZeekTSVHeader is one header block of a TSV log.
-type ZeekTSVHeader struct {
+// Header is one header block of a TSV log.
+type Header struct {
 	Separator, SetSeparator, EmptyField, UnsetField string
 	Path, Open, Close                               string
-	Fields                                          []ZeekField
+	Fields                                          []zeeklog.Field
 }
 
-// ZeekTSVFile is a TSV Zeek log read back: its header blocks (a file can
+// TSVFile is a TSV Zeek log read back: its header blocks (a file can
 // hold several) and every record.
-type ZeekTSVFile struct {
-	Headers []ZeekTSVHeader
-	Records []ZeekRecord
+type TSVFile struct {
+	Headers []Header
+	Records []Record
 }
 
-// ReadZeekTSV parses a Zeek ASCII log driven by its own header, as Zeek's
-// input framework and zeek-cut do: separators and markers from the header,
-// columns by #fields and #types, "-" unset, "(empty)" an empty string or
-// set, \xHH and \\ decoded. It reads any Zeek TSV log whose types it knows,
-// not only stackprint's.
-func ReadZeekTSV(r io.Reader) (*ZeekTSVFile, error) {
-	out := &ZeekTSVFile{}
-	var h *ZeekTSVHeader
+// ReadTSV parses a Zeek ASCII log driven by its own header, as Zeek's
+// input framework and zeek-cut do: separators and markers from the header
+// (zeeklog.Header, as the tailer reads them), columns by #fields and
+// #types, "-" unset, "(empty)" an empty string or set, \xHH and \\
+// decoded. It reads any Zeek TSV log whose types it knows, not only
+// stackprint's.
+func ReadTSV(r io.Reader) (*TSVFile, error) {
+	out := &TSVFile{}
+	var zh zeeklog.Header
+	var h *Header
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 16<<20)
 	for n := 1; sc.Scan(); n++ {
 		line := sc.Text()
-		if v, ok := strings.CutPrefix(line, "#separator "); ok {
-			out.Headers = append(out.Headers, ZeekTSVHeader{Separator: zeekUnescape(v), SetSeparator: ",", EmptyField: emptyField, UnsetField: unsetField})
+		if strings.HasPrefix(line, "#separator ") {
+			zh.Reset()
+			if _, err := zh.Line([]byte(line)); err != nil {
+				return nil, fmt.Errorf("line %d: %w", n, err)
+			}
+			out.Headers = append(out.Headers, Header{})
 			h = &out.Headers[len(out.Headers)-1]
+			h.set(&zh)
 			continue
 		}
 		if h == nil {
 			return nil, fmt.Errorf("line %d: no #separator header", n)
 		}
 		if strings.HasPrefix(line, "#") {
-			k, v, _ := strings.Cut(line[1:], h.Separator)
-			switch k {
-			case "set_separator":
-				h.SetSeparator = zeekUnescape(v)
-			case "empty_field":
-				h.EmptyField = v
-			case "unset_field":
-				h.UnsetField = v
-			case "path":
-				h.Path = v
-			case "open":
-				h.Open = v
-			case "close":
-				h.Close = v
-			case "fields":
-				names := strings.Split(v, h.Separator)
-				h.Fields = make([]ZeekField, len(names))
-				for i, nm := range names {
-					h.Fields[i].Name = nm
-				}
-			case "types":
-				types := strings.Split(v, h.Separator)
-				if len(types) != len(h.Fields) {
-					return nil, fmt.Errorf("line %d: %d types for %d fields", n, len(types), len(h.Fields))
-				}
-				for i, t := range types {
-					h.Fields[i].Type = t
-				}
+			key, err := zh.Line([]byte(line))
+			if err != nil {
+				return nil, fmt.Errorf("line %d: %w", n, err)
 			}
+			if key == "types" && len(zh.Types) != len(zh.Fields) {
+				return nil, fmt.Errorf("line %d: %d types for %d fields", n, len(zh.Types), len(zh.Fields))
+			}
+			h.set(&zh)
 			continue
 		}
 		if len(h.Fields) == 0 {
@@ -92,7 +80,7 @@ func ReadZeekTSV(r io.Reader) (*ZeekTSVFile, error) {
 		if len(vals) != len(h.Fields) {
 			return nil, fmt.Errorf("line %d: %d values for %d fields", n, len(vals), len(h.Fields))
 		}
-		rec := ZeekRecord{}
+		rec := Record{}
 		for i, f := range h.Fields {
 			raw := vals[i]
 			if raw == h.UnsetField {
@@ -112,7 +100,24 @@ func ReadZeekTSV(r io.Reader) (*ZeekTSVFile, error) {
 	return out, nil
 }
 
-func tsvParse(typ, raw string, h *ZeekTSVHeader) (any, error) {
+// set copies the header state into h's strings.
+func (h *Header) set(z *zeeklog.Header) {
+	h.Separator, h.SetSeparator = string(z.Separator), string(z.SetSeparator)
+	h.EmptyField, h.UnsetField = string(z.Empty), string(z.Unset)
+	h.Path, h.Open, h.Close = string(z.Path), string(z.Open), string(z.Close)
+	h.Fields = nil
+	if len(z.Fields) > 0 {
+		h.Fields = make([]zeeklog.Field, len(z.Fields))
+		for i, f := range z.Fields {
+			h.Fields[i].Name = string(f)
+			if len(z.Types) == len(z.Fields) {
+				h.Fields[i].Type = string(z.Types[i])
+			}
+		}
+	}
+}
+
+func tsvParse(typ, raw string, h *Header) (any, error) {
 	if strings.HasPrefix(typ, "set[") || strings.HasPrefix(typ, "vector[") {
 		if raw == h.EmptyField {
 			return []string{}, nil
@@ -124,7 +129,7 @@ func tsvParse(typ, raw string, h *ZeekTSVHeader) (any, error) {
 			if p == h.EmptyField {
 				parts[i] = ""
 			} else {
-				parts[i] = zeekUnescape(p)
+				parts[i] = zeeklog.Unescape(p)
 			}
 		}
 		return parts, nil
@@ -134,7 +139,7 @@ func tsvParse(typ, raw string, h *ZeekTSVHeader) (any, error) {
 		if raw == h.EmptyField {
 			return "", nil
 		}
-		return zeekUnescape(raw), nil
+		return zeeklog.Unescape(raw), nil
 	case "time":
 		us, err := parseMicros(raw)
 		if err != nil {
@@ -209,42 +214,16 @@ func parseMicros(s string) (int64, error) {
 	return v, nil
 }
 
-// zeekUnescape decodes \xHH and \\ like Zeek's get_unescaped_string.
-func zeekUnescape(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+1 < len(s) {
-			if s[i+1] == '\\' {
-				b.WriteByte('\\')
-				i++
-				continue
-			}
-			if s[i+1] == 'x' && i+3 < len(s) {
-				if v, err := strconv.ParseUint(s[i+2:i+4], 16, 8); err == nil {
-					b.WriteByte(byte(v))
-					i += 3
-					continue
-				}
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
-}
-
-// ReadZeekJSON parses a Zeek JSON log (one object per line, flat dotted
+// ReadJSON parses a Zeek JSON log (one object per line, flat dotted
 // names), typing values by schema; names not in the schema are kept as
 // decoded. Strings are returned as written: Zeek's JSON \xHH escaping is
 // not reversible (the text \x07 and the byte 0x07 look the same).
-func ReadZeekJSON(r io.Reader, schema ZeekSchema) ([]ZeekRecord, error) {
+func ReadJSON(r io.Reader, schema zeeklog.Schema) ([]Record, error) {
 	types := map[string]string{}
 	for _, f := range schema.Fields {
 		types[f.Name] = f.Type
 	}
-	var out []ZeekRecord
+	var out []Record
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 16<<20)
 	for n := 1; sc.Scan(); n++ {
@@ -258,7 +237,7 @@ func ReadZeekJSON(r io.Reader, schema ZeekSchema) ([]ZeekRecord, error) {
 		if err := dec.Decode(&raw); err != nil {
 			return nil, fmt.Errorf("line %d: %w", n, err)
 		}
-		rec := ZeekRecord{}
+		rec := Record{}
 		for k, v := range raw {
 			if v == nil {
 				continue // json_include_unset_fields=T writes null

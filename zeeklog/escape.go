@@ -1,4 +1,4 @@
-package output
+package zeeklog
 
 import (
 	"fmt"
@@ -7,17 +7,19 @@ import (
 	"unicode/utf8"
 )
 
+// The markers and layouts of Zeek's ASCII writer with its defaults.
 const (
-	zeekTimeLayout = "2006-01-02-15-04-05" // #open and #close, like Zeek's strftime %Y-%m-%d-%H-%M-%S
-	unsetField     = "-"
-	emptyField     = "(empty)"
+	TimeLayout          = "2006-01-02-15-04-05" // #open and #close, like Zeek's strftime %Y-%m-%d-%H-%M-%S
+	UnsetField          = "-"
+	EmptyField          = "(empty)"
+	DefaultSetSeparator = ","
 )
 
 // zeekTime renders seconds since the epoch with exactly six decimals, as
 // Zeek's ASCII writer does.
 func zeekTime(t time.Time) string {
 	if t.IsZero() {
-		return unsetField
+		return UnsetField
 	}
 	return micros(t.Round(time.Microsecond).UnixMicro())
 }
@@ -34,7 +36,7 @@ func micros(us int64) string {
 	return fmt.Sprintf("%s%d.%06d", sign, us/1e6, us%1e6)
 }
 
-// ZeekEscape renders s as the value of a Zeek TSV string field, byte for
+// Escape renders s as the value of a Zeek TSV string field, byte for
 // byte as Zeek's ASCII writer (with its default enable_utf_8=T) does:
 //
 //   - "" is "(empty)"; a whole value "-" is "\x2d" and "(empty)" is
@@ -49,13 +51,13 @@ func micros(us int64) string {
 //
 // It does not escape ',' (set_separator): that applies only inside sets and
 // vectors, which stackprint.log does not have.
-func ZeekEscape(s string) string {
+func Escape(s string) string {
 	switch s {
 	case "":
-		return emptyField
-	case unsetField:
+		return EmptyField
+	case UnsetField:
 		return `\x2d`
-	case emptyField:
+	case EmptyField:
 		return `\x28empty)`
 	}
 	if plainASCII(s) {
@@ -135,4 +137,42 @@ func hexByte(b *strings.Builder, c byte) {
 	b.WriteString(`\x`)
 	b.WriteByte(digits[c>>4])
 	b.WriteByte(digits[c&0xf])
+}
+
+// EscapeInput makes s one field of a file for Zeek's input framework (an
+// Intel file): its reader decodes \xHH (and nothing else), so control
+// bytes, backslashes and invalid UTF-8 are written that way; whole values
+// "-" and "(empty)" are escaped so they do not read as unset or empty.
+func EscapeInput(s string) string {
+	switch s {
+	case "":
+		return EmptyField
+	case UnsetField:
+		return `\x2d`
+	case EmptyField:
+		return `\x28empty)`
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < 0x20 || c == 0x7f || c == '\\' {
+			hexByte(&b, c)
+			i++
+			continue
+		}
+		if c < 0x80 {
+			b.WriteByte(c)
+			i++
+			continue
+		}
+		r, n := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && n <= 1 {
+			hexByte(&b, c)
+			i++
+			continue
+		}
+		b.WriteString(s[i : i+n])
+		i += n
+	}
+	return b.String()
 }
