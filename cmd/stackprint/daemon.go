@@ -447,7 +447,7 @@ func (d *daemon) close() {
 }
 
 func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("run", "stackprint run [-c FILE]", stderr)
+	fs := newFlagSet("run", stdout, stderr)
 	path := fs.String("c", "", "config file (default: the embedded default, configs/stackprint.yaml)")
 	if _, err := parseInterleaved(fs, args); err != nil {
 		return err

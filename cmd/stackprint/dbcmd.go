@@ -21,44 +21,6 @@ import (
 	"github.com/stackprint/stackprint/internal/fileio"
 )
 
-const dbUsage = `Usage:
-  stackprint db add --kind K --value V --label L [--source S] [--confidence low|medium|high] [--category C] [--notes N]
-  stackprint db rm --kind K --value V
-  stackprint db list [--kind K] [--json]
-  stackprint db import [--format csv|jsonl|jarm|sslbl|goscanner|jarmpy|tlsx] [--partial] [--source S] [--confidence C] [--category C] [--label L] FILE...
-  stackprint db export --format jsonl|csv|zeek-intel|suricata-dataset [-o FILE] [--kind K] [--min-confidence C] [--since D]
-  stackprint db stats [--json]
-  stackprint db check                      consistency check (through the daemon when it runs)
-  stackprint db backup FILE                consistent snapshot into FILE (online through the daemon)
-  stackprint db recover NEWFILE            copy what is readable of a damaged DB into NEWFILE (daemon stopped)
-  stackprint db learn --blocklist FILE --toplist FILE [--label L] [--threshold 1.0] [--min-block 2] [--restart]
-Common flags: -c FILE (config naming db.path and db.admin_socket) or --db PATH [--socket PATH].
-While ` + "`stackprint run`" + ` owns the DB, these commands go through its admin socket
-and apply at once; otherwise they open the file (waiting at most db.lock_timeout).`
-
-// dbExamples are shown by -h of the db subcommands that main's examples
-// table does not cover.
-func dbExamples(sub string) string {
-	switch sub {
-	case "export":
-		return `  stackprint db export --format zeek-intel -o /opt/zeek/share/stackprint.intel
-  stackprint db export --format suricata-dataset -o /etc/suricata/stackprint-bad.lst --since 168h
-  stackprint db export --format jsonl -o fingerprints.jsonl   # for another sensor: db import fingerprints.jsonl`
-	case "stats":
-		return `  stackprint db stats
-  stackprint db stats --json -c /etc/stackprint/stackprint.yaml`
-	case "learn":
-		return `  stackprint db learn --blocklist ipblocklist.csv --toplist tranco.csv --label feodo-c2
-  stackprint db learn --blocklist c2.txt --toplist top.txt          # ip[:port] or host[:port] lines; scores only`
-	case "import":
-		return `  stackprint db import configs/seeds/jarm-intel.csv          # stackprint CSV with a header
-  stackprint db import --format sslbl sslblacklist.csv        # abuse.ch SSLBL certificate SHA1s
-  stackprint db import --source my-intel jarms.txt            # hash,label[,source] lines
-  stackprint db import --label "c2 scan" --category c2 fingerprints.csv   # goscanner ATSF scan (also jarm.py -o CSV, tlsx -json)`
-	}
-	return ""
-}
-
 // dbStore is what the db subcommands need from the fingerprint DB. The
 // admin client (a daemon runs and owns the file) and localStore (the
 // file, opened directly) both provide it; retro counts the retroactive
@@ -231,58 +193,8 @@ func openStore(ctx context.Context, t dbTarget, write bool, stderr io.Writer) (d
 	return &localStore{db: d, owned: true}, cfg, nil
 }
 
-// dbFlagSet is newFlagSet with the db subcommands' examples.
-func dbFlagSet(sub, synopsis string, stderr io.Writer) *flag.FlagSet {
-	fs := newFlagSet("db "+sub, synopsis, stderr)
-	if examples["db "+sub] == "" {
-		if ex := dbExamples(sub); ex != "" {
-			fs.Usage = func() {
-				fmt.Fprintf(stderr, "Usage: %s\n\nFlags:\n", synopsis)
-				fs.PrintDefaults()
-				fmt.Fprintf(stderr, "\nExamples:\n%s\n", ex)
-			}
-		}
-	}
-	return fs
-}
-
-func cmdDB(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 {
-		fmt.Fprintln(stderr, dbUsage)
-		return fmt.Errorf("db: missing subcommand")
-	}
-	sub, args := args[0], args[1:]
-	switch sub {
-	case "add":
-		return cmdDBAdd(ctx, args, stdout, stderr)
-	case "rm":
-		return cmdDBRemove(ctx, args, stdout, stderr)
-	case "list":
-		return cmdDBList(ctx, args, stdout, stderr)
-	case "import":
-		return cmdDBImport(ctx, args, stdout, stderr)
-	case "export":
-		return cmdDBExport(ctx, args, stdout, stderr)
-	case "stats":
-		return cmdDBStats(ctx, args, stdout, stderr)
-	case "learn":
-		return cmdDBLearn(ctx, args, stdout, stderr)
-	case "check":
-		return cmdDBCheck(ctx, args, stdout, stderr)
-	case "backup":
-		return cmdDBBackup(ctx, args, stdout, stderr)
-	case "recover":
-		return cmdDBRecover(ctx, args, stdout, stderr)
-	case "help", "-h", "--help":
-		fmt.Fprintln(stdout, dbUsage)
-		return nil
-	}
-	fmt.Fprintln(stderr, dbUsage)
-	return fmt.Errorf("db: unknown subcommand %q", sub)
-}
-
 func cmdDBAdd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := dbFlagSet("add", "stackprint db add --kind K --value V --label L [flags]", stderr)
+	fs := newFlagSet("db add", stdout, stderr)
 	t := addTargetFlags(fs)
 	kind := fs.String("kind", "", "fingerprint kind: jarm, atsf, cert_sha256, cert_sha1")
 	value := fs.String("value", "", "fingerprint value (hex; certificate hashes may have colons)")
@@ -318,7 +230,7 @@ func cmdDBAdd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 }
 
 func cmdDBRemove(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := dbFlagSet("rm", "stackprint db rm --kind K --value V [flags]", stderr)
+	fs := newFlagSet("db rm", stdout, stderr)
 	t := addTargetFlags(fs)
 	kind := fs.String("kind", "", "fingerprint kind: jarm, atsf, cert_sha256, cert_sha1")
 	value := fs.String("value", "", "fingerprint value")
@@ -346,7 +258,7 @@ func cmdDBRemove(ctx context.Context, args []string, stdout, stderr io.Writer) e
 }
 
 func cmdDBList(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := dbFlagSet("list", "stackprint db list [--kind K] [--json] [flags]", stderr)
+	fs := newFlagSet("db list", stdout, stderr)
 	t := addTargetFlags(fs)
 	kind := fs.String("kind", "", "only this kind: jarm, atsf, cert_sha256, cert_sha1")
 	asJSON := fs.Bool("json", false, "one JSON record per line (what db import reads)")
@@ -396,7 +308,7 @@ func dash(s string) string {
 }
 
 func cmdDBImport(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := dbFlagSet("import", "stackprint db import [flags] FILE...", stderr)
+	fs := newFlagSet("db import", stdout, stderr)
 	t := addTargetFlags(fs)
 	format := fs.String("format", "", "csv (ours, with a header), jsonl, jarm (hash,label[,source]), sslbl (abuse.ch SSLBL CSV), goscanner (fingerprints.csv), jarmpy (jarm.py -o CSV) or tlsx (JSON lines with jarm_hash); default: detected")
 	label := fs.String("label", "", "label for lines that have none (scan outputs; default: scan: and the first server seen with the fingerprint)")
@@ -484,7 +396,7 @@ func readImportFile(name string) ([]byte, error) {
 }
 
 func cmdDBExport(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := dbFlagSet("export", "stackprint db export --format F [-o FILE] [flags]", stderr)
+	fs := newFlagSet("db export", stdout, stderr)
 	t := addTargetFlags(fs)
 	format := fs.String("format", "", "jsonl, csv, zeek-intel (Intel::ADDR of matched servers, Intel::CERT_HASH of SHA-1s) or suricata-dataset (type ip)")
 	out := fs.String("o", "-", "output file, replaced atomically (temp file, fsync, rename); - = standard output")
@@ -525,7 +437,7 @@ func cmdDBExport(ctx context.Context, args []string, stdout, stderr io.Writer) e
 }
 
 func cmdDBStats(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := dbFlagSet("stats", "stackprint db stats [--json] [flags]", stderr)
+	fs := newFlagSet("db stats", stdout, stderr)
 	t := addTargetFlags(fs)
 	asJSON := fs.Bool("json", false, "one JSON object")
 	if _, err := parseInterleaved(fs, args); err != nil {
@@ -595,7 +507,7 @@ func humanBytes(n int64) string {
 }
 
 func cmdDBCheck(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := dbFlagSet("check", "stackprint db check [flags]", stderr)
+	fs := newFlagSet("db check", stdout, stderr)
 	t := addTargetFlags(fs)
 	if _, err := parseInterleaved(fs, args); err != nil {
 		return err
@@ -620,7 +532,7 @@ func cmdDBCheck(ctx context.Context, args []string, stdout, stderr io.Writer) er
 }
 
 func cmdDBBackup(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := dbFlagSet("backup", "stackprint db backup [flags] FILE", stderr)
+	fs := newFlagSet("db backup", stdout, stderr)
 	t := addTargetFlags(fs)
 	pos, err := parseInterleaved(fs, args)
 	if err != nil {
@@ -649,7 +561,7 @@ func cmdDBBackup(ctx context.Context, args []string, stdout, stderr io.Writer) e
 }
 
 func cmdDBRecover(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := dbFlagSet("recover", "stackprint db recover [flags] NEWFILE", stderr)
+	fs := newFlagSet("db recover", stdout, stderr)
 	t := addTargetFlags(fs)
 	pos, err := parseInterleaved(fs, args)
 	if err != nil {

@@ -32,7 +32,7 @@ type demoConn struct {
 }
 
 func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("demo", "stackprint demo [--keep] [-v]", stderr)
+	fs := newFlagSet("demo", stdout, stderr)
 	keep := fs.Bool("keep", false, "keep the temporary directory (logs, DB, outputs) and print its path")
 	verbose := fs.Bool("v", false, "show the daemon's own log")
 	if _, err := parseInterleaved(fs, args); err != nil {

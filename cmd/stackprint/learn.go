@@ -389,7 +389,7 @@ func newLearnProber(cfg *Config) (learnProber, error) {
 }
 
 func cmdDBLearn(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := dbFlagSet("learn", "stackprint db learn --blocklist FILE --toplist FILE [--label L] [flags]", stderr)
+	fs := newFlagSet("db learn", stdout, stderr)
 	t := addTargetFlags(fs)
 	blockPath := fs.String("blocklist", "", "block list: abuse.ch Feodo Tracker CSV, or ip[:port] / host[:port] lines")
 	topPath := fs.String("toplist", "", "top list (assumed benign): Tranco rank,domain CSV, or ip[:port] / host[:port] lines")

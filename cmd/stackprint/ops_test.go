@@ -192,12 +192,11 @@ func TestHelpOnEveryCommand(t *testing.T) {
 	for _, args := range [][]string{
 		{"--help"}, {"run", "-h"}, {"demo", "-h"}, {"probe", "-h"}, {"db", "add", "-h"}, {"db", "list", "-h"},
 		{"db", "rm", "-h"}, {"db", "import", "-h"}, {"db", "export", "-h"}, {"db", "stats", "-h"}, {"db", "learn", "-h"},
-		{"config", "check", "-h"}, {"scan", "-h"}, {"rules", "check", "-h"},
+		{"config", "check", "-h"}, {"scan", "-h"}, {"rules", "check", "-h"}, {"help", "db", "add"},
 	} {
-		out, errOut, _ := runBin(t, args...)
-		text := out + errOut
-		if !strings.Contains(text, "Usage") || !strings.Contains(text, "Example") {
-			t.Errorf("stackprint %s: no usage with examples:\n%s", strings.Join(args, " "), text)
+		out, errOut, err := runBin(t, args...)
+		if err != nil || !strings.Contains(out, "Usage") || !strings.Contains(out, "Example") {
+			t.Errorf("stackprint %s: want usage with examples on stdout and exit 0: %v\n%s%s", strings.Join(args, " "), err, out, errOut)
 		}
 	}
 	out, _, err := runBin(t, "version")

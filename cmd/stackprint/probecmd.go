@@ -47,7 +47,7 @@ type kindJSON struct {
 }
 
 func cmdProbe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("probe", "stackprint probe [--json | --format text|json|goscanner] [--sni NAME] [--kinds LIST] [--timeout D] [--deadline D] [--http-wait D] [--starttls PROTO] HOST:PORT", stderr)
+	fs := newFlagSet("probe", stdout, stderr)
 	asJSON := fs.Bool("json", false, "print one JSON object (same as --format json)")
 	format := fs.String("format", "text", "text, json, or goscanner (the columns of goscanner's fingerprints.csv, with a header)")
 	sni := fs.String("sni", "", "server name to send (default: the host as given; for an IP, JARM sends the IP literal as jarm.py does and the other kinds send none)")

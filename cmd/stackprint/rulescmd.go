@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -14,40 +13,8 @@ import (
 	"github.com/stackprint/stackprint/rules"
 )
 
-const rulesUsage = `Usage:
-  stackprint rules check [-c CONFIG] [FILE...]
-      Parse and type-check rule files; problems are printed as FILE:LINE:COL.
-      With no FILE, checks the rules the config loads (built-in rules,
-      rules.files, rules.disabled and rules.params).
-  stackprint rules list [-c CONFIG]
-      The rules the config runs: id, severity, signature id, suppression.
-
-Examples:
-  stackprint rules check /etc/stackprint/rules/*.yaml
-  stackprint rules check -c /etc/stackprint/stackprint.yaml
-`
-
-// cmdRules is `stackprint rules check|list`.
-func cmdRules(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 {
-		fmt.Fprint(stderr, rulesUsage)
-		return fmt.Errorf("rules: want a subcommand: check or list")
-	}
-	switch args[0] {
-	case "check":
-		return rulesCheck(args[1:], stdout, stderr)
-	case "list":
-		return rulesList(args[1:], stdout, stderr)
-	case "-h", "--help", "help":
-		fmt.Fprint(stdout, rulesUsage)
-		return nil
-	}
-	fmt.Fprint(stderr, rulesUsage)
-	return fmt.Errorf("rules: unknown subcommand %q", args[0])
-}
-
 func rulesCheck(args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("rules check", "stackprint rules check [-c CONFIG] [FILE...]", stderr)
+	fs := newFlagSet("rules check", stdout, stderr)
 	cfgPath := fs.String("c", "", "config whose rules to check when no FILE is given (default: the embedded default)")
 	files, err := parseInterleaved(fs, args)
 	if err != nil {
@@ -94,7 +61,7 @@ func rulesCheck(args []string, stdout, stderr io.Writer) error {
 }
 
 func rulesList(args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("rules list", "stackprint rules list [-c CONFIG]", stderr)
+	fs := newFlagSet("rules list", stdout, stderr)
 	cfgPath := fs.String("c", "", "config file (default: the embedded default)")
 	if _, err := parseInterleaved(fs, args); err != nil {
 		return err

@@ -23,7 +23,7 @@ func TestRulesCheck(t *testing.T) {
 	}
 	run := func(args ...string) (string, string, error) {
 		var out, errb bytes.Buffer
-		err := cmdRules(context.Background(), args, &out, &errb)
+		err := run(context.Background(), append([]string{"rules"}, args...), &out, &errb)
 		return out.String(), errb.String(), err
 	}
 

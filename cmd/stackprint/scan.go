@@ -37,7 +37,7 @@ const scanSynopsis = "stackprint scan --no-probe [-c FILE] [--format zeek|eve] [
 // or allows: what the daemon would record or probe), wall seconds, lines
 // per wall second, CPU seconds and the peak RSS.
 func cmdScan(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("scan", scanSynopsis, stderr)
+	fs := newFlagSet("scan", stdout, stderr)
 	noProbe := fs.Bool("no-probe", false, "only parse, scope and dedup: no network (required for now)")
 	cfgPath := fs.String("c", "", "config file for scope, dedup and tailer limits (default: the embedded default)")
 	format := fs.String("format", "", "zeek or eve (default: detected per file from its first line)")
