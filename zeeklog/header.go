@@ -28,12 +28,17 @@ func (e *HeaderError) Unwrap() error { return e.Err }
 // Zeek begins every header block with #separator; a block replaces the
 // previous one whole.
 type Header struct {
-	Separator, SetSeparator []byte
-	Empty, Unset            []byte // the empty_field and unset_field markers
-	Path                    []byte
-	PathSet                 bool // a #path line was seen (Path may be empty)
-	Open, Close             []byte
-	Fields, Types           [][]byte
+	// What every data line needs first, so that it shares cache lines with
+	// the state a parser keeps after its Header.
+	Separator    []byte
+	Empty, Unset []byte // the empty_field and unset_field markers
+	Fields       [][]byte
+
+	SetSeparator []byte
+	Types        [][]byte
+	Path         []byte
+	PathSet      bool // a #path line was seen (Path may be empty)
+	Open, Close  []byte
 }
 
 // Reset returns h to the state before any header: TAB separator, Zeek's
