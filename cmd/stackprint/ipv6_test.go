@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -40,21 +39,7 @@ func TestEndToEndIPv6(t *testing.T) {
 	cfgPath := filepath.Join(dir, "stackprint.yaml")
 	writeConfig(t, cfgPath, configText(t, p, "allow: []", `allow: ["::1/128"]`))
 
-	daemon := exec.Command(binPath, "run", "-c", cfgPath)
-	stderr := &syncBuffer{}
-	daemon.Stderr = stderr
-	if err := daemon.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- daemon.Wait() }()
-	t.Cleanup(func() {
-		_ = daemon.Process.Kill()
-		<-exited
-		if t.Failed() {
-			t.Logf("daemon stderr:\n%s", stderr.String())
-		}
-	})
+	startDaemon(t, cfgPath)
 	time.Sleep(300 * time.Millisecond)
 
 	writeZeekSSLT(t, p.SSL, []demoConn{{"CV6a1", "[::1]:40001", srv.Addr, "v6.e2e.test"}}, true)

@@ -167,25 +167,10 @@ func TestLoadLimitsHold(t *testing.T) {
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	daemon := exec.Command(binPath, "run", "-c", cfgPath)
 	// As the shipped unit does (Environment=GOMEMLIMIT): the spill path
 	// makes garbage at the ingest rate, and without a soft limit the Go
 	// heap grows to twice the live data between collections.
-	daemon.Env = append(os.Environ(), "GOMEMLIMIT=120MiB")
-	stderr := &syncBuffer{}
-	daemon.Stderr = stderr
-	if err := daemon.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		if daemon.ProcessState == nil {
-			_ = daemon.Process.Kill()
-			_ = daemon.Wait()
-		}
-		if t.Failed() {
-			t.Logf("daemon stderr (tail):\n%s", tail(stderr.String(), 3000))
-		}
-	}()
+	daemon, stderr := startDaemon(t, cfgPath, "GOMEMLIMIT=120MiB")
 	re := regexp.MustCompile(`metrics and health listening" addr=(\S+)`)
 	var metricsAddr string
 	waitFor(t, "metrics listener", 10*time.Second, func() bool {

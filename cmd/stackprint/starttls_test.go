@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -84,21 +83,7 @@ func TestEndToEndSTARTTLS(t *testing.T) {
 		t.Fatalf("db add: %v\n%s%s", err, out, errOut)
 	}
 	cfgPath, _, _ := labConfig(t, dir, "allow: []", "allow: [127.0.0.0/8]")
-	daemon := exec.Command(binPath, "run", "-c", cfgPath)
-	stderr := &syncBuffer{}
-	daemon.Stderr = stderr
-	if err := daemon.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- daemon.Wait() }()
-	t.Cleanup(func() {
-		_ = daemon.Process.Kill()
-		<-exited
-		if t.Failed() {
-			t.Logf("daemon stderr:\n%s", stderr.String())
-		}
-	})
+	startDaemon(t, cfgPath)
 	time.Sleep(300 * time.Millisecond)
 	conn := "#separator \\x09\n#set_separator\t,\n#empty_field\t(empty)\n#unset_field\t-\n#path\tconn\n" +
 		"#fields\tts\tuid\tid.orig_h\tid.orig_p\tid.resp_h\tid.resp_p\tproto\tservice\tconn_state\n" +
