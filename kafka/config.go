@@ -257,4 +257,3 @@ func connOpts(brokers []string, clientID string, t *TLSConfig, s *SASLConfig) ([
 	}
 	return opts, nil
 }
-

@@ -174,7 +174,7 @@ func TestInputCommitsOnlyPastSettled(t *testing.T) {
 		rs = append(rs, &kgo.Record{Topic: "zeek", Partition: int32(i % 3), Value: zeekSSL(i, i%2 == 0)})
 	}
 	rs = append(rs, &kgo.Record{Topic: "zeek", Partition: 1, Value: []byte(`{"dns": {"ts": 1.0, "query": "x"}}`)}) // no event
-	rs = append(rs, &kgo.Record{Topic: "zeek", Partition: 2, Value: []byte(`{"ssl": {"ts": "bad"}}`)})         // malformed
+	rs = append(rs, &kgo.Record{Topic: "zeek", Partition: 2, Value: []byte(`{"ssl": {"ts": "bad"}}`)})             // malformed
 	produce(t, brokers, rs...)
 
 	// Hold event 31 (partition 1) and 44 (partition 2): their partitions
