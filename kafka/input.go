@@ -111,7 +111,9 @@ func (in *Input) Ready() error { return in.c.ready() }
 func (in *Input) Stats() []PartitionStats { return in.c.stats() }
 
 // Counts returns the records read and the malformed ones.
-func (in *Input) Counts() (records, rejected uint64) { return in.c.records.Load(), in.c.rejected.Load() }
+func (in *Input) Counts() (records, rejected uint64) {
+	return in.c.records.Load(), in.c.rejected.Load()
+}
 
 func (in *Input) decode(key tp, r *kgo.Record) (any, bool, error) {
 	in.pmu.Lock()
@@ -233,4 +235,3 @@ func withPath(rec []byte, path string) []byte {
 	}
 	return append(out, rest...)
 }
-
