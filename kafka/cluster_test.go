@@ -103,11 +103,22 @@ kafka:
 	return in
 }
 
+// start runs the daemon; STACKPRINT_CLUSTER_LOGS=DIR keeps each
+// instance's log in DIR/<name>.log.
 func (in *instance) start(t *testing.T, bin string) {
 	t.Helper()
 	in.log = &bytes.Buffer{}
 	in.cmd = exec.Command(bin, "run", "-c", in.cfg)
-	in.cmd.Stdout, in.cmd.Stderr = in.log, in.log
+	if p := os.Getenv("STACKPRINT_CLUSTER_LOGS"); p != "" {
+		f, err := os.OpenFile(filepath.Join(p, in.name+".log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { f.Close() })
+		in.cmd.Stdout, in.cmd.Stderr = io.MultiWriter(in.log, f), io.MultiWriter(in.log, f)
+	} else {
+		in.cmd.Stdout, in.cmd.Stderr = in.log, in.log
+	}
 	in.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := in.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -327,6 +338,8 @@ func TestClusterOfProcesses(t *testing.T) {
 			dups += n - 1
 		}
 	}
+	// Duplicates: what B had settled since its last offset commit (every
+	// 500ms) when it was killed, replayed by the partitions' next owner.
 	t.Logf("events %d; alerted %d; alerts %d (replayed duplicates with the same alert_id: %d); owned probes a=%v b(restarted)=%v c=%v",
 		next, len(alerts), total, dups, owned["a"], owned["b"], owned["c"])
 	mu.Unlock()
