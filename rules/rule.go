@@ -35,6 +35,7 @@ type Rule struct {
 	SignatureID int
 	Tags        []string
 	EachMatch   bool // evaluate once per DB match, with match bound to it
+	EachNear    bool // evaluate once per near match, with nearest bound to it
 	Params      map[string]any
 	When        string
 	SeverityExr string
@@ -204,6 +205,8 @@ func (p *parser) rule(n *yaml.Node) *Rule {
 			err = v.Decode(&r.Tags)
 		case "each_match":
 			err = scalar(v, &r.EachMatch)
+		case "each_near":
+			err = scalar(v, &r.EachNear)
 		case "params":
 			r.Params, err = decodeParams(v)
 		case "when":
@@ -222,7 +225,7 @@ func (p *parser) rule(n *yaml.Node) *Rule {
 		case "disabled":
 			err = scalar(v, &r.Disabled)
 		default:
-			p.fail(k, r.ID, fmt.Sprintf("unknown key %q (want id, name, description, severity, severity_expr, category, sid, tags, each_match, params, when, suppress, simulate, disabled)", k.Value))
+			p.fail(k, r.ID, fmt.Sprintf("unknown key %q (want id, name, description, severity, severity_expr, category, sid, tags, each_match, each_near, params, when, suppress, simulate, disabled)", k.Value))
 			continue
 		}
 		if err != nil {
@@ -260,6 +263,9 @@ func (p *parser) rule(n *yaml.Node) *Rule {
 		if strings.ContainsAny(s.v, "\x00\r") {
 			p.fail(valueOf(n, s.key), r.ID, s.key+": control characters are not allowed")
 		}
+	}
+	if r.EachMatch && r.EachNear {
+		p.fail(valueOf(n, "each_near"), r.ID, "each_match and each_near: a rule runs over the exact matches or over the near ones, not both")
 	}
 	if len(p.errs) > nerr {
 		return nil
