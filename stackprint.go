@@ -42,6 +42,9 @@ type Event struct {
 	// connection, lower case, as logged (Zeek conn service without "ssl",
 	// e.g. "smtp"; EVE app_proto other than tls); "" when not logged.
 	Service string
+	// Backfill marks a connection read by `stackprint scan` from an old
+	// log: its records and alerts are marked so.
+	Backfill bool `json:",omitempty"`
 }
 
 // Target returns the dedup and probe key of e.
@@ -499,6 +502,9 @@ type Verdict struct {
 	// Suppressed counts the events of the same (orig ip, target, rule)
 	// that were not alerted since the previous alert.
 	Suppressed int
+	// Values are the facts the rule's expression read, by name
+	// ("match.kind", "nearest.agree"), formatted as text.
+	Values map[string]string
 }
 
 // Alert is a verdict on one event: its target carried a fingerprint that a
@@ -524,7 +530,11 @@ type Alert struct {
 	// the DB matched a target probed earlier; Event is that target, not a
 	// connection.
 	Retro bool
+	// Values are what the rule's expression read when it fired (copied
+	// from the Verdict), for explain.
+	Values map[string]string
 }
+
 
 // NewAlert is the alert for verdict v on ev, whose target's probe result is
 // r, made at ts. Building alerts here keeps every Verdict field flowing to
@@ -545,6 +555,7 @@ func NewAlert(v Verdict, ev Event, r Result, ts time.Time) Alert {
 		Tags:        v.Tags,
 		Simulated:   v.Simulated,
 		Suppressed:  v.Suppressed,
+		Values:      v.Values,
 	}
 }
 

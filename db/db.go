@@ -30,6 +30,9 @@ const (
 	bucketObsIndex     = "obs_index"
 	bucketLearnTargets = "learn_targets"
 	bucketLearned      = "learned"
+	bucketProbeLog     = "probe_log"
+	bucketAlerts       = "alerts"
+	bucketAlertIndex   = "alert_index"
 	keySchemaVersion   = "schema_version"
 	keyLastImport      = "last_import"
 	keyMigrations      = "migrations"
@@ -42,7 +45,7 @@ func schemaBuckets() []string {
 	return []string{
 		bucketMeta, bucketFingerprints, bucketObservations, bucketObsIndex,
 		bucketLearnTargets, bucketLearned, bucketCheckpoints, bucketPending,
-		bucketNearATSF, bucketNearJARM,
+		bucketNearATSF, bucketNearJARM, bucketProbeLog, bucketAlerts, bucketAlertIndex,
 	}
 }
 

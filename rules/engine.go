@@ -424,8 +424,10 @@ func (e Engine) JudgeRest(ev stackprint.Event, r stackprint.Result, m []stackpri
 		}
 		fired, which := e.eval(rule, &env)
 		sev := ""
+		var values map[string]string
 		if fired {
 			sev = e.severity(rule, &env)
+			values = factValues(rule, &env)
 		}
 		env.Match, env.Nearest = match0, nearest0
 		if !fired {
@@ -440,6 +442,7 @@ func (e Engine) JudgeRest(ev stackprint.Event, r stackprint.Result, m []stackpri
 			SignatureID: rule.SignatureID,
 			Tags:        rule.Tags,
 			Simulated:   set.opts.Simulation || rule.Simulate,
+			Values:      values,
 		}
 		switch {
 		case which >= 0 && rule.EachNear:
@@ -559,4 +562,31 @@ func Severity(confidence string) string {
 	default:
 		return "medium"
 	}
+}
+
+// maxValueLen bounds one formatted value in Verdict.Values.
+const maxValueLen = 256
+
+// factValues evaluates the facts rule's condition read, with the match
+// under test still bound.
+func factValues(rule *Rule, env *Env) map[string]string {
+	if len(rule.values) == 0 {
+		return nil
+	}
+	out := make(map[string]string, len(rule.values))
+	for _, v := range rule.values {
+		x, err := vm.Run(v.prog, env)
+		if err != nil {
+			continue
+		}
+		s := fmt.Sprintf("%v", x)
+		if t, ok := x.(time.Time); ok {
+			s = t.UTC().Format(time.RFC3339)
+		}
+		if len(s) > maxValueLen {
+			s = s[:maxValueLen] + "…"
+		}
+		out[v.name] = s
+	}
+	return out
 }
