@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"strings"
@@ -142,8 +143,12 @@ func (c *collector) handle(_ context.Context, ev stackprint.Event) error {
 
 func newTestInput(t *testing.T, brokers []string, topic string, c *collector) *Input {
 	t.Helper()
-	in, err := NewInput(InputConfig{Brokers: brokers, Topics: []string{topic}, Group: "g", SessionTimeout: time.Second, RevokeWait: 3 * time.Second},
-		InputOptions{Name: "k", Format: FormatZeekJSON, Durable: func() error { return nil }, Handler: c.handle, CommitInterval: 100 * time.Millisecond})
+	var log *slog.Logger
+	if os.Getenv("KAFKA_TEST_LOG") != "" {
+		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	in, err := NewInput(InputConfig{Brokers: brokers, Topics: []string{topic}, Group: "g", SessionTimeout: 6 * time.Second, RevokeWait: 3 * time.Second},
+		InputOptions{Name: "k", Format: FormatZeekJSON, Durable: func() error { return nil }, Handler: c.handle, CommitInterval: 100 * time.Millisecond, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -77,7 +77,7 @@ func TestSharedProbesEachServerOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	cost := eng.Conns(nil)
-	cfg := ClusterConfig{Brokers: brokers, RequestsTopic: "reqs", ObservationsTopic: "obs", SessionTimeout: time.Second, Wait: 60 * time.Second}
+	cfg := ClusterConfig{Brokers: brokers, RequestsTopic: "reqs", ObservationsTopic: "obs", SessionTimeout: 6 * time.Second, Wait: 60 * time.Second}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var shs []*Shared
