@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -36,14 +37,21 @@ func (d *DB) WatchAdd(entries []watch.Entry, replace bool) ([]watch.Entry, error
 		}
 		var errs []error
 		for _, e := range entries {
+			// An imported entry's errors name its file and line.
+			where, _ := strings.CutPrefix(e.Origin, "import ")
+			if where == e.Origin {
+				where = ""
+			} else {
+				where += ": "
+			}
 			if err := e.Validate(); err != nil {
-				errs = append(errs, err)
+				errs = append(errs, fmt.Errorf("%s%w", where, err))
 				continue
 			}
 			k := []byte(e.Key())
 			if raw := b.Get(k); raw != nil {
 				if !replace {
-					errs = append(errs, fmt.Errorf("watch add %s: %w (watch rm it first, or import with --replace)", e.Key(), ErrWatchExists))
+					errs = append(errs, fmt.Errorf("%s%s: %w (watch rm it first, or import with --replace)", where, e.Key(), ErrWatchExists))
 					continue
 				}
 				var old watch.Entry

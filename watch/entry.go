@@ -213,3 +213,46 @@ func complete(base *Fingerprints, cur Fingerprints) {
 		base.HTTP, base.HTTPServer = cur.HTTP, cur.HTTPServer
 	}
 }
+
+// Find picks the entry a command names: addr with sni when sniGiven (""
+// for none), else the only entry on addr whatever its name.
+func Find(entries []Entry, addr netip.AddrPort, sni string, sniGiven bool) (Entry, error) {
+	var cands []Entry
+	for _, e := range entries {
+		if e.Addr != addr {
+			continue
+		}
+		if e.SNI == sni {
+			return e, nil
+		}
+		cands = append(cands, e)
+	}
+	switch {
+	case sniGiven || len(cands) == 0:
+		return Entry{}, fmt.Errorf("%s: not watched", stackprint.Target{IP: addr.Addr(), Port: addr.Port(), SNI: sni})
+	case len(cands) == 1:
+		return cands[0], nil
+	}
+	keys := make([]string, len(cands))
+	for i, c := range cands {
+		keys[i] = c.Key()
+	}
+	return Entry{}, fmt.Errorf("%s is watched under %d names (%s): name one, as ip:port/sni or with --sni", addr, len(cands), strings.Join(keys, ", "))
+}
+
+// Status is a one-word summary of an entry for `watch list`.
+func (e Entry) Status() string {
+	switch {
+	case e.State.Unreachable:
+		return "unreachable"
+	case e.State.Drift != nil:
+		return "drift"
+	case e.Baseline == nil && e.State.LastProbe.IsZero():
+		return "new"
+	case e.Baseline == nil:
+		return "no-baseline"
+	case e.State.Failures > 0:
+		return "failing"
+	}
+	return "ok"
+}
