@@ -42,6 +42,7 @@ func schemaBuckets() []string {
 	return []string{
 		bucketMeta, bucketFingerprints, bucketObservations, bucketObsIndex,
 		bucketLearnTargets, bucketLearned, bucketCheckpoints, bucketPending,
+		bucketWatch,
 	}
 }
 

@@ -79,6 +79,25 @@ func NewScope(allow, deny []netip.Prefix, ports []uint16) *Scope {
 	return s
 }
 
+// CheckDenied is Check for a server the operator listed explicitly (the
+// watch list): only scope.deny applies; scope.allow, scope.ports and the
+// built-in deny list of non-public ranges do not.
+func (s *Scope) CheckDenied(ap netip.AddrPort) (bool, string) {
+	ip := ap.Addr().Unmap().WithZone("")
+	if !ip.IsValid() {
+		return false, "invalid address"
+	}
+	if ap.Port() == 0 {
+		return false, "port 0"
+	}
+	for _, p := range s.deny {
+		if p.Contains(ip) {
+			return false, "denied by scope.deny " + p.String()
+		}
+	}
+	return true, ""
+}
+
 // Check reports whether ip:port may be probed, and why not.
 func (s *Scope) Check(ap netip.AddrPort) (bool, string) {
 	// Zones go too: Prefix.Contains never matches a zoned address.

@@ -134,8 +134,8 @@ func tagsOf(a stackprint.Alert) []string {
 	return a.Tags
 }
 
-// alertMsg is the one line an analyst reads first: the rule's name and
-// what matched.
+// alertMsg is the one line an analyst reads first: the rule's name, what
+// matched and the alert's detail (for the watch list: what changed).
 func alertMsg(a stackprint.Alert) string {
 	msg := a.RuleName
 	if msg == "" {
@@ -143,6 +143,9 @@ func alertMsg(a stackprint.Alert) string {
 	}
 	if a.Match.Label != "" {
 		msg += ": " + a.Match.Label
+	}
+	if a.Detail != "" {
+		msg += ": " + a.Detail
 	}
 	return msg
 }
