@@ -16,7 +16,8 @@
 //	← {"ok":false,"error":"admin: unknown op \"frobnicate\""}
 //
 // Operations: ping, add, rm, list, import, export, stats, check, backup, learn_finished,
-// learn_record, learn_scores, learn_reset, learn_promote. add, import and
+// learn_record, learn_scores, learn_reset, learn_promote, and the watch
+// list's watch_add, watch_list, watch_rm, watch_accept (watch.go). add, import and
 // learn_promote run a retro-hunt for the fingerprints they wrote.
 //
 // The socket is created under a temporary name, chmod 0600, then renamed
@@ -37,11 +38,13 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
 
 	"github.com/stackprint/stackprint/db"
+	"github.com/stackprint/stackprint/watch"
 )
 
 const (
@@ -84,6 +87,9 @@ type adminRequest struct {
 	Learn   *db.LearnResult    `json:"learn,omitempty"`   // learn_record
 	Promote *db.PromoteOptions `json:"promote,omitempty"` // learn_promote
 	Path    string             `json:"path,omitempty"`    // backup: absolute file to write
+	Watch   []watch.Entry      `json:"watch,omitempty"`   // watch_add
+	Replace bool               `json:"replace,omitempty"` // watch_add
+	Key     string             `json:"key,omitempty"`     // watch_rm, watch_accept
 }
 
 // adminResponse is one line from the daemon.
@@ -104,6 +110,7 @@ type adminResponse struct {
 	Retro    int              `json:"retro_alerts,omitempty"`
 	Problems []string         `json:"problems,omitempty"` // check
 	Size     int64            `json:"size,omitempty"`     // backup: bytes written
+	Watch    []watch.Entry    `json:"watch,omitempty"`    // watch_add, watch_list, watch_accept
 }
 
 // adminHello identifies the daemon answering a ping.
@@ -124,6 +131,9 @@ type ServerConfig struct {
 	Socket string
 	DB     *db.DB
 	Hunter Hunter // nil: no retro-hunts
+	// Watch is told when the watch list changed, so the daemon probes
+	// new entries at once; nil: nobody to tell.
+	Watch  WatchNotifier
 	Logger *slog.Logger
 }
 
@@ -132,6 +142,7 @@ type Server struct {
 	db     *db.DB
 	store  *Local
 	hunter Hunter
+	watch  WatchNotifier
 	log    *slog.Logger
 	path   string
 	ln     *net.UnixListener
@@ -147,7 +158,7 @@ type Server struct {
 // and runs on: the CLI then reports the locked file and that no daemon
 // answered.
 func Listen(cfg ServerConfig) (*Server, error) {
-	s := &Server{db: cfg.DB, store: NewLocal(cfg.DB, false), hunter: cfg.Hunter, log: cfg.Logger,
+	s := &Server{db: cfg.DB, store: NewLocal(cfg.DB, false), hunter: cfg.Hunter, watch: cfg.Watch, log: cfg.Logger,
 		path: cfg.Socket, conns: map[net.Conn]struct{}{}}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -494,6 +505,9 @@ func (s *Server) run(ctx context.Context, req adminRequest) (adminResponse, erro
 		resp.Retro, err = s.retroHunt(keys)
 		return resp, err
 	default:
+		if strings.HasPrefix(req.Op, "watch_") {
+			return s.runWatch(ctx, req) // watch.go
+		}
 		return resp, fmt.Errorf("admin: unknown op %q", req.Op)
 	}
 	return resp, nil

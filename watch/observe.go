@@ -138,7 +138,11 @@ func expiry(e Entry, r stackprint.Result, cur Fingerprints, now time.Time, p Pol
 	if left <= 0 {
 		msg = fmt.Sprintf("certificate expired %s (not after %s)", ago(-left), c.NotAfter.UTC().Format(time.RFC3339))
 	} else {
-		msg = fmt.Sprintf("certificate expires in %d days (not after %s; warning at %d days)", days,
+		in := fmt.Sprintf("%d days", days)
+		if left < 48*time.Hour {
+			in = left.Round(time.Minute).String()
+		}
+		msg = fmt.Sprintf("certificate expires in %s (not after %s; warning at %d days)", in,
 			c.NotAfter.UTC().Format(time.RFC3339), int(p.ExpiryWarn.Hours()/24))
 	}
 	if c.Subject != "" {

@@ -40,32 +40,6 @@ func openWatchStore(ctx context.Context, t dbTarget, write bool, stderr io.Write
 	return ws, nil
 }
 
-func (s *localStore) WatchAdd(_ context.Context, entries []watch.Entry, replace bool) ([]watch.Entry, error) {
-	return s.db.WatchAdd(entries, replace)
-}
-
-func (s *localStore) WatchList(context.Context) ([]watch.Entry, error) { return s.db.WatchList() }
-
-func (s *localStore) WatchRemove(_ context.Context, key string) (bool, error) {
-	return s.db.WatchRemove(key)
-}
-
-func (s *localStore) WatchAccept(_ context.Context, key string) (watch.Entry, error) {
-	var out watch.Entry
-	found, err := s.db.WatchUpdate(key, func(e *watch.Entry) error {
-		next, err := watch.Accept(*e, time.Now().UTC())
-		if err != nil {
-			return err
-		}
-		*e, out = next, next
-		return nil
-	})
-	if err == nil && !found {
-		err = fmt.Errorf("%s: not watched", key)
-	}
-	return out, err
-}
-
 func cmdWatchAdd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("watch add", stdout, stderr)
 	t := addTargetFlags(fs)
