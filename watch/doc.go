@@ -19,9 +19,12 @@
 // Alerts (Observe):
 //
 //   - watch_drift: the stack changed. One alert per new set of fingerprints,
-//     saying exactly what changed; it is not repeated while the server keeps
-//     answering the same way, and the baseline stays until `stackprint watch
-//     accept` takes the current fingerprints.
+//     saying exactly what changed, once a second probe (made within
+//     ConfirmAfter) answered the same way: a probe that ran while the
+//     server restarted mixes two configurations and is not alerted. It is
+//     not repeated while the server keeps answering the same way, and the
+//     baseline stays until `stackprint watch accept` takes the current
+//     fingerprints.
 //   - watch_cert_rotated: the certificate was re-issued with the same key and
 //     issuer (a rotation, not a stack change); the baseline follows it.
 //   - watch_unreachable: Policy.FailAfter probes in a row failed (refused,

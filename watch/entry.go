@@ -45,6 +45,10 @@ type State struct {
 	// Drift is the fingerprint set a watch_drift alert was raised for; nil
 	// while the server answers as its baseline.
 	Drift *Fingerprints `json:"drift,omitempty"`
+	// Pending is a changed set seen once and not confirmed yet: a drift is
+	// alerted when the next probe answers the same way (a probe that ran
+	// while the server restarted mixes two configurations).
+	Pending *Fingerprints `json:"pending,omitempty"`
 	// ExpiryWarned is the certificate (SHA-256) a watch_cert_expiry alert
 	// was raised for.
 	ExpiryWarned string `json:"expiry_warned,omitempty"`

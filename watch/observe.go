@@ -61,6 +61,7 @@ func Observe(e Entry, r stackprint.Result, now time.Time, p Policy) (Entry, []st
 	cur, measured := FromResult(r)
 	if failed(r) || !measured {
 		st.Failures++
+		st.Pending = nil // confirmed only by two answers in a row
 		if p.FailAfter > 0 && st.Failures >= p.FailAfter && !st.Unreachable {
 			st.Unreachable = true
 			why := string(r.Status)
@@ -90,15 +91,22 @@ func Observe(e Entry, r stackprint.Result, now time.Time, p Policy) (Entry, []st
 		}
 		switch {
 		case len(stack) > 0:
-			// Drift: alert once for this set of fingerprints; the
-			// baseline waits for `watch accept`.
-			if st.Drift == nil || stackChanged(*st.Drift, cur) {
+			// Drift: alert once for this set of fingerprints, when a
+			// second probe confirms it; the baseline waits for `watch
+			// accept`.
+			switch {
+			case st.Drift != nil && !stackChanged(*st.Drift, cur):
+				st.Pending = nil // alerted already
+			case st.Pending != nil && !stackChanged(*st.Pending, cur):
 				d := cur
-				st.Drift = &d
+				st.Drift, st.Pending = &d, nil
 				alerts = append(alerts, newAlert(e, r, now, RuleDrift, Describe(changes)))
+			default:
+				pend := cur
+				st.Pending = &pend
 			}
 		default:
-			st.Drift = nil
+			st.Drift, st.Pending = nil, nil
 			if len(rotation) > 0 {
 				alerts = append(alerts, newAlert(e, r, now, RuleRotated, Describe(rotation)))
 				e.Baseline.Cert = cur.Cert
@@ -213,6 +221,6 @@ func Accept(e Entry, now time.Time) (Entry, error) {
 	}
 	b := *e.State.Current
 	e.Baseline, e.BaselineAt = &b, now
-	e.State.Drift = nil
+	e.State.Drift, e.State.Pending = nil, nil
 	return e, nil
 }

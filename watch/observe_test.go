@@ -55,6 +55,10 @@ func TestDriftNamesChangedClientHellos(t *testing.T) {
 		CipherSuites:     []uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384},
 		CurvePreferences: []tls.CurveID{tls.CurveP384}}, "nginx")
 	e, as = watch.Observe(e, probeNow(t, p, s), now.Add(2*time.Minute), pol)
+	if len(as) != 0 || e.State.Pending == nil {
+		t.Fatalf("first probe after the restart: alerts %v; a change waits for a second probe to confirm it", rules(as))
+	}
+	e, as = watch.Observe(e, probeNow(t, p, s), now.Add(2*time.Minute+10*time.Second), pol)
 	if len(as) != 1 || as[0].Rule != watch.RuleDrift {
 		t.Fatalf("after the restart: alerts %v, want one %s", rules(as), watch.RuleDrift)
 	}
@@ -99,7 +103,8 @@ func TestDriftNamesChangedClientHellos(t *testing.T) {
 	}
 	// Back to the first configuration: that is a drift from the accepted one.
 	s.start(&tls.Config{Certificates: []tls.Certificate{cert}}, "Apache")
-	if _, as = watch.Observe(e, probeNow(t, p, s), now.Add(6*time.Minute), pol); len(as) != 1 || as[0].Rule != watch.RuleDrift ||
+	e, _ = watch.Observe(e, probeNow(t, p, s), now.Add(6*time.Minute), pol)
+	if _, as = watch.Observe(e, probeNow(t, p, s), now.Add(7*time.Minute), pol); len(as) != 1 || as[0].Rule != watch.RuleDrift ||
 		!strings.Contains(as[0].Detail, `HTTP Server header "nginx" -> "Apache"`) {
 		t.Fatalf("back to the old config: %v %v", rules(as), as)
 	}
@@ -141,7 +146,8 @@ func TestCertRotationIsNotDrift(t *testing.T) {
 	}
 
 	s.start(&tls.Config{Certificates: []tls.Certificate{certOf(t, newKey(t), 3, year)}}, "nginx")
-	_, as = watch.Observe(e, probeNow(t, p, s), now.Add(3*time.Minute), pol)
+	e, _ = watch.Observe(e, probeNow(t, p, s), now.Add(3*time.Minute), pol)
+	_, as = watch.Observe(e, probeNow(t, p, s), now.Add(4*time.Minute), pol)
 	if len(as) != 1 || as[0].Rule != watch.RuleDrift || !strings.Contains(as[0].Detail, "certificate replaced with a new key") ||
 		strings.Contains(as[0].Detail, "JARM") || strings.Contains(as[0].Detail, "ClientHello") {
 		t.Fatalf("new key: %v %v", rules(as), as)

@@ -183,11 +183,16 @@ func (r *Runner) Run(ctx context.Context) error {
 				sched.set(o.key, r.now().Add(min(time.Minute, r.interval(every[o.key]))))
 				continue
 			}
-			if err := r.file(o.key, o.res); err != nil {
+			pending, err := r.file(o.key, o.res)
+			if err != nil {
 				return err
 			}
 			if _, listed := every[o.key]; listed {
-				sched.set(o.key, r.now().Add(r.interval(every[o.key])))
+				next := r.interval(every[o.key])
+				if pending {
+					next = min(next, ConfirmAfter) // confirm a change soon
+				}
+				sched.set(o.key, r.now().Add(next))
 			}
 		}
 	}
@@ -200,10 +205,14 @@ func (r *Runner) interval(every time.Duration) time.Duration {
 	return r.policy.Load().Every
 }
 
+// ConfirmAfter is how soon a server whose fingerprints changed is probed
+// again to confirm the change before a drift alert (at most its interval).
+const ConfirmAfter = 10 * time.Second
+
 // file records one result and writes its alerts, inside the entry's
 // update: an alert that cannot be written leaves the state as it was, so
-// the next probe raises it again.
-func (r *Runner) file(key string, res stackprint.Result) error {
+// the next probe raises it again. pending reports a change to confirm.
+func (r *Runner) file(key string, res stackprint.Result) (pending bool, _ error) {
 	r.probes.Add(1)
 	if failed(res) {
 		r.failures.Add(1)
@@ -228,20 +237,21 @@ func (r *Runner) file(key string, res stackprint.Result) error {
 			r.log.Info("watch: baseline recorded", "target", key, "jarm", next.Baseline.JARM, "atsf", next.Baseline.ATSF)
 		}
 		*e, written = next, alerts
+		pending = next.State.Pending != nil
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("watch %s: %w", key, err)
+		return false, fmt.Errorf("watch %s: %w", key, err)
 	}
 	if !found {
-		return nil // removed while it was probed
+		return false, nil // removed while it was probed
 	}
 	for _, a := range written {
 		r.alerts.Add(1)
 		r.log.Warn("watch alert", "rule", a.Rule, "target", key, "detail", a.Detail)
 	}
-	r.log.Debug("watch probe filed", "target", key, "status", res.Status, "alerts", len(written))
-	return nil
+	r.log.Debug("watch probe filed", "target", key, "status", res.Status, "alerts", len(written), "unconfirmed_change", pending)
+	return pending, nil
 }
 
 // Stats returns the runner's counters.

@@ -89,6 +89,9 @@ func TestRunnerRecordsBaselineAndRaisesDrift(t *testing.T) {
 	if len(as) != 1 || as[0].Rule != watch.RuleDrift || !strings.Contains(as[0].Detail, "ClientHellos changed") {
 		t.Fatalf("alerts %v", as)
 	}
+	if st := r.Stats(); st.Watched != 1 || st.Probes < 3 {
+		t.Fatalf("runner stats %+v", st)
+	}
 	if st := stored().State; st.Drift == nil || st.LastStatus != "ok" {
 		t.Fatalf("state %+v", st)
 	}
