@@ -2,9 +2,14 @@ package admin
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net/http"
+	"net/url"
+	"strconv"
 	"time"
 
+	"github.com/stackprint/stackprint/db"
 	"github.com/stackprint/stackprint/watch"
 )
 
@@ -14,44 +19,110 @@ type WatchNotifier interface {
 	Changed()
 }
 
-// runWatch serves the watch_* operations.
-func (s *Server) runWatch(ctx context.Context, req adminRequest) (adminResponse, error) {
-	var resp adminResponse
-	var err error
-	changed := false
-	switch req.Op {
-	case "watch_add":
-		if len(req.Watch) == 0 {
-			return resp, fmt.Errorf("admin: op %s needs watch entries", req.Op)
-		}
-		resp.Watch, err = s.store.WatchAdd(ctx, req.Watch, req.Replace)
-		changed = err == nil
-		if changed {
-			s.log.Info("admin: watch list entries added", "count", len(resp.Watch), "replace", req.Replace)
-		}
-	case "watch_list":
-		resp.Watch, err = s.store.WatchList(ctx)
-	case "watch_rm":
-		resp.Found, err = s.store.WatchRemove(ctx, req.Key)
-		changed = resp.Found
-		if changed {
-			s.log.Info("admin: no longer watching", "target", req.Key)
-		}
-	case "watch_accept":
-		var e watch.Entry
-		e, err = s.store.WatchAccept(ctx, req.Key)
-		if err == nil {
-			resp.Watch = []watch.Entry{e}
-			changed = true
-			s.log.Info("admin: watch baseline accepted", "target", req.Key, "jarm", e.Baseline.JARM)
-		}
-	default:
-		return resp, fmt.Errorf("admin: unknown op %q", req.Op)
-	}
-	if changed && s.watch != nil {
+type watchList struct {
+	Watch []watch.Entry `json:"watch"`
+}
+
+type watchAdd struct {
+	Entries []watch.Entry `json:"entries"`
+}
+
+func (s *Server) watchRoutes(mux *http.ServeMux, v string) {
+	mux.HandleFunc("GET "+v+"/watch", s.watchList)
+	mux.HandleFunc("POST "+v+"/watch", s.watchAdd)
+	mux.HandleFunc("DELETE "+v+"/watch", s.watchRemove)
+	mux.HandleFunc("POST "+v+"/watch/accept", s.watchAccept)
+}
+
+func (s *Server) watchChanged() {
+	if s.watch != nil {
 		s.watch.Changed()
 	}
-	return resp, err
+}
+
+func (s *Server) watchList(w http.ResponseWriter, r *http.Request) {
+	list, err := s.store.WatchList(r.Context())
+	if err != nil {
+		s.fail(w, r, http.StatusInternalServerError, err)
+		return
+	}
+	reply(w, http.StatusOK, watchList{list})
+}
+
+func (s *Server) watchAdd(w http.ResponseWriter, r *http.Request) {
+	var req watchAdd
+	if err := decode(w, r, &req); err != nil {
+		s.fail(w, r, http.StatusBadRequest, err)
+		return
+	}
+	replace := false
+	if v := r.URL.Query().Get("replace"); v != "" {
+		var err error
+		if replace, err = strconv.ParseBool(v); err != nil {
+			s.fail(w, r, http.StatusBadRequest, fmt.Errorf("replace=%q: want true or false", v))
+			return
+		}
+	}
+	if len(req.Entries) == 0 {
+		s.fail(w, r, http.StatusBadRequest, errors.New("no entries"))
+		return
+	}
+	var bad []error
+	for i := range req.Entries {
+		if err := req.Entries[i].Validate(); err != nil {
+			bad = append(bad, err)
+		}
+	}
+	if len(bad) > 0 {
+		s.fail(w, r, http.StatusBadRequest, errors.Join(bad...))
+		return
+	}
+	added, err := s.store.WatchAdd(r.Context(), req.Entries, replace)
+	switch {
+	case errors.Is(err, db.ErrWatchExists):
+		s.fail(w, r, http.StatusConflict, err)
+		return
+	case err != nil:
+		s.fail(w, r, http.StatusInternalServerError, err)
+		return
+	}
+	s.log.Info("admin: watch list entries added", "count", len(added), "replace", replace)
+	s.watchChanged()
+	reply(w, http.StatusOK, watchList{added})
+}
+
+func (s *Server) watchRemove(w http.ResponseWriter, r *http.Request) {
+	key := r.URL.Query().Get("target")
+	found, err := s.store.WatchRemove(r.Context(), key)
+	switch {
+	case err != nil:
+		s.fail(w, r, http.StatusInternalServerError, err)
+	case !found:
+		s.fail(w, r, http.StatusNotFound, fmt.Errorf("%s: not watched", key))
+	default:
+		s.log.Info("admin: no longer watching", "target", key)
+		s.watchChanged()
+		reply(w, http.StatusOK, struct {
+			Found bool `json:"found"`
+		}{true})
+	}
+}
+
+func (s *Server) watchAccept(w http.ResponseWriter, r *http.Request) {
+	key := r.URL.Query().Get("target")
+	e, err := s.store.WatchAccept(r.Context(), key)
+	switch {
+	case errors.Is(err, db.ErrNotWatched):
+		s.fail(w, r, http.StatusNotFound, err)
+	case errors.Is(err, watch.ErrNoProbeYet):
+		s.fail(w, r, http.StatusConflict, err)
+	case err != nil:
+		s.fail(w, r, http.StatusInternalServerError, err)
+	default:
+		s.log.Info("admin: watch baseline accepted", "target", key, "jarm", e.Baseline.JARM)
+		s.watchChanged()
+		reply(w, http.StatusOK, watchList{[]watch.Entry{e}})
+	}
 }
 
 // WatchAdd stores entries, all or none (db.DB.WatchAdd).
@@ -79,7 +150,7 @@ func (s *Local) WatchAccept(_ context.Context, key string) (watch.Entry, error) 
 		return nil
 	})
 	if err == nil && !found {
-		err = fmt.Errorf("%s: not watched", key)
+		err = fmt.Errorf("%s: %w", key, db.ErrNotWatched)
 	}
 	return out, err
 }
@@ -87,30 +158,43 @@ func (s *Local) WatchAccept(_ context.Context, key string) (watch.Entry, error) 
 // WatchAdd is Local.WatchAdd run by the daemon, which probes the new
 // entries at once.
 func (c *Client) WatchAdd(ctx context.Context, entries []watch.Entry, replace bool) ([]watch.Entry, error) {
-	resp, err := c.call(ctx, adminRequest{Op: "watch_add", Watch: entries, Replace: replace})
+	body, err := jsonBody(watchAdd{entries})
+	if err != nil {
+		return nil, err
+	}
+	var resp watchList
+	q := url.Values{}
+	if replace {
+		q.Set("replace", "true")
+	}
+	err = c.call(ctx, http.MethodPost, "/watch", q, body, &resp)
 	return resp.Watch, err
 }
 
 // WatchList is Local.WatchList run by the daemon.
 func (c *Client) WatchList(ctx context.Context) ([]watch.Entry, error) {
-	resp, err := c.call(ctx, adminRequest{Op: "watch_list"})
+	var resp watchList
+	err := c.call(ctx, http.MethodGet, "/watch", nil, nil, &resp)
 	return resp.Watch, err
 }
 
 // WatchRemove is Local.WatchRemove run by the daemon.
 func (c *Client) WatchRemove(ctx context.Context, key string) (bool, error) {
-	resp, err := c.call(ctx, adminRequest{Op: "watch_rm", Key: key})
-	return resp.Found, err
+	err := c.call(ctx, http.MethodDelete, "/watch", url.Values{"target": {key}}, nil, nil)
+	if se, ok := errors.AsType[*StatusError](err); ok && se.Status == http.StatusNotFound {
+		return false, nil
+	}
+	return err == nil, err
 }
 
 // WatchAccept is Local.WatchAccept run by the daemon.
 func (c *Client) WatchAccept(ctx context.Context, key string) (watch.Entry, error) {
-	resp, err := c.call(ctx, adminRequest{Op: "watch_accept", Key: key})
-	if err != nil {
+	var resp watchList
+	if err := c.call(ctx, http.MethodPost, "/watch/accept", url.Values{"target": {key}}, nil, &resp); err != nil {
 		return watch.Entry{}, err
 	}
 	if len(resp.Watch) != 1 {
-		return watch.Entry{}, fmt.Errorf("admin: watch_accept: %d entries in the answer, want 1", len(resp.Watch))
+		return watch.Entry{}, fmt.Errorf("admin: watch accept: %d entries in the answer, want 1", len(resp.Watch))
 	}
 	return resp.Watch[0], nil
 }

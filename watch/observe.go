@@ -1,6 +1,7 @@
 package watch
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"net/netip"
@@ -214,10 +215,13 @@ func newAlert(e Entry, r stackprint.Result, now time.Time, rule, detail string) 
 	return a
 }
 
+// ErrNoProbeYet is Accept's error for a server never probed successfully.
+var ErrNoProbeYet = errors.New("no successful probe yet, nothing to accept")
+
 // Accept makes the last successful probe's fingerprints e's baseline.
 func Accept(e Entry, now time.Time) (Entry, error) {
 	if e.State.Current == nil {
-		return e, fmt.Errorf("watch accept %s: no successful probe yet, nothing to accept", e.Key())
+		return e, fmt.Errorf("watch accept %s: %w", e.Key(), ErrNoProbeYet)
 	}
 	b := *e.State.Current
 	e.Baseline, e.BaselineAt = &b, now
