@@ -13,12 +13,12 @@ func TestReadSpecsFormats(t *testing.T) {
 	in := strings.Join([]string{
 		"# a comment",
 		"",
-		"192.0.2.1",                                 // 2: address
-		"198.51.100.0/30",                           // 4: CIDR
-		"192.0.2.2:8443",                            // 5: ADDR:PORT
-		"[2001:db8::1]:443",                         // 6
-		"example.org:443",                           // 7: host
-		"open tcp 4443 192.0.2.3 1700000000",        // 8: masscan -oL
+		"192.0.2.1",                          // 2: address
+		"198.51.100.0/30",                    // 4: CIDR
+		"192.0.2.2:8443",                     // 5: ADDR:PORT
+		"[2001:db8::1]:443",                  // 6
+		"example.org:443",                    // 7: host
+		"open tcp 4443 192.0.2.3 1700000000", // 8: masscan -oL
 		"banner tcp 443 192.0.2.3 1700000000 ssl x", // 9: skipped
 		`{   "ip": "192.0.2.4",   "timestamp": "1700000000", "ports": [ {"port": 443, "proto": "tcp", "status": "open", "reason": "syn-ack", "ttl": 64} ] },`, // 10
 		"192.0.2.5,443,www.example.org", // 11: headerless CSV
@@ -114,7 +114,9 @@ func TestExpandPortsAndNames(t *testing.T) {
 	}
 }
 
-func itoa(p uint16) string { return netip.AddrPortFrom(netip.IPv4Unspecified(), p).String()[len("0.0.0.0:"):] }
+func itoa(p uint16) string {
+	return netip.AddrPortFrom(netip.IPv4Unspecified(), p).String()[len("0.0.0.0:"):]
+}
 
 func TestEncoders(t *testing.T) {
 	r := Record{IP: netip.MustParseAddr("192.0.2.1"), Port: 443, SNI: "a.example.org", JARMSNI: "192.0.2.1", Status: stackprint.StatusOK,
