@@ -15,7 +15,7 @@ import (
 
 	"golang.org/x/term"
 
-	"github.com/stackprint/stackprint/enrich"
+	"github.com/stackprint/stackprint/config"
 	"github.com/stackprint/stackprint/hunt"
 	"github.com/stackprint/stackprint/probe"
 )
@@ -71,13 +71,13 @@ func cmdHunt(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	for _, a := range allow {
-		p, err := parsePrefix(a)
-		if err != nil {
-			return fmt.Errorf("hunt: --allow %q: %w", a, err)
+		p := config.ParsePrefixes([]string{a})
+		if len(p) != 1 {
+			return fmt.Errorf("hunt: --allow %q: not an address or CIDR prefix", a)
 		}
-		cfg.Scope.Allow = append(cfg.Scope.Allow, p.String())
+		cfg.Scope.Allow = append(cfg.Scope.Allow, p[0].String())
 	}
-	pcfg := cfg.probeEngineConfig()
+	pcfg := cfg.ProbeEngineConfig()
 	if *kinds != "" {
 		pcfg.Kinds = strings.Split(*kinds, ",")
 	}
@@ -154,7 +154,7 @@ func cmdHunt(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	hcfg := hunt.Config{
 		Prober: eng, Matcher: matcher, Resolver: net.DefaultResolver, Ports: ports, Names: names,
-		Scope:           enrich.NewScope(parsePrefixes(cfg.Scope.Allow), parsePrefixes(cfg.Scope.Deny), scopePorts(cfg)),
+		Scope:           cfg.Scope.NewScope(),
 		JARMSNIObserved: cfg.Probe.JARMSNI == "observed",
 		Rate:            cmp.Or(*rateFlag, cfg.Scheduler.ProbesPerSecond),
 		Burst:           cmp.Or(*burst, cfg.Scheduler.Burst),
@@ -242,14 +242,6 @@ func parsePortList(s string) ([]uint16, error) {
 		return nil, errors.New("no port")
 	}
 	return out, nil
-}
-
-func scopePorts(cfg *Config) []uint16 {
-	out := make([]uint16, len(cfg.Scope.Ports))
-	for i, p := range cfg.Scope.Ports {
-		out[i] = uint16(p)
-	}
-	return out
 }
 
 func isTerminal(w io.Writer) bool {

@@ -19,6 +19,7 @@ import (
 	"github.com/hashicorp/golang-lru/v2/expirable"
 
 	"github.com/stackprint/stackprint"
+	"github.com/stackprint/stackprint/config"
 	"github.com/stackprint/stackprint/enrich"
 	"github.com/stackprint/stackprint/tailer"
 )
@@ -58,7 +59,7 @@ func cmdScan(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	default:
 		return fmt.Errorf("scan: --format %q: want %q or %q", *format, tailer.FormatZeek, tailer.FormatEve)
 	}
-	cfg, err := LoadConfig(*cfgPath)
+	cfg, err := config.Load(*cfgPath)
 	if err != nil {
 		return err
 	}
@@ -70,12 +71,8 @@ func cmdScan(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if *capacity <= 0 {
 		*capacity = cfg.Dedup.Capacity
 	}
-	ports := make([]uint16, len(cfg.Scope.Ports))
-	for i, p := range cfg.Scope.Ports {
-		ports[i] = uint16(p)
-	}
 	s := &scanner{
-		scope: enrich.NewScope(parsePrefixes(cfg.Scope.Allow), parsePrefixes(cfg.Scope.Deny), ports),
+		scope: cfg.Scope.NewScope(),
 		// Like the daemon's pipeline: the capacity bound only, no library
 		// TTL (its expiry buckets cost per insert and a goroutine; a pass
 		// over files takes seconds, far below dedup.ttl).
