@@ -228,7 +228,7 @@ func TestRunResumeFromState(t *testing.T) {
 	key := func(last byte) string {
 		return Key(stackprint.Target{IP: netip.AddrFrom4([4]byte{127, 0, 22, last}), Port: lab.port})
 	}
-	prev := stateMagic + "\nS " + key(0) + "\nD 10 " + key(0) + "\nS " + key(1) + "\nS " + key(2)[:5] // torn last line
+	prev := stateMagic + "\nO /runs/out.jsonl\nS " + key(0) + "\nD 10 " + key(0) + "\nS " + key(1) + "\nS " + key(2)[:5] // torn last line
 	if err := os.WriteFile(statePath, []byte(prev), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -236,8 +236,8 @@ func TestRunResumeFromState(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if fin, intr := st.Counts(); fin != 1 || intr != 1 || st.OutputSize() != 10 {
-		t.Fatalf("loaded %d finished, %d interrupted, size %d", fin, intr, st.OutputSize())
+	if fin, intr := st.Counts(); fin != 1 || intr != 1 || st.OutputSize("/runs/out.jsonl") != 10 || st.OutputSize("/runs/other.jsonl") != -1 {
+		t.Fatalf("loaded %d finished, %d interrupted, size %d", fin, intr, st.OutputSize("/runs/out.jsonl"))
 	}
 	var out bytes.Buffer
 	enc, _ := NewEncoder(FormatJSONL)

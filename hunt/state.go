@@ -22,9 +22,10 @@ const stateMagic = "#stackprint hunt state v1"
 // process); the fsync covers a crash of the machine.
 const stateSyncEvery = time.Second
 
-// State is the write-ahead log of a run: "S KEY" before a target's first
-// connection, "D OFFSET KEY" once its record is written (OFFSET: the
-// output file's size after it, -1 on a stream). A resumed run skips every
+// State is the write-ahead log of a run: "O PATH" names the output file
+// (empty: a stream), "S KEY" precedes a target's first connection, "D
+// OFFSET KEY" follows its record (OFFSET: the output file's size after it,
+// -1 on a stream). A resumed run skips every
 // target with a D line, reports every one with an S line only as
 // interrupted without probing it again, and cuts its output file back to
 // the last D offset, so the output holds exactly one record per target
@@ -36,6 +37,7 @@ type State struct {
 	path    string
 	done    map[string]bool // key → finished (D) or only started (S)
 	outSize int64           // output size at the last D line; -1 when unknown
+	outPath string          // output file of the last O line ("" = a stream)
 	dirty   bool
 	stop    chan struct{}
 	stopped chan struct{}
@@ -86,6 +88,8 @@ func (s *State) load() error {
 			if _, ok := s.done[rest]; !ok {
 				s.done[rest] = false
 			}
+		case "O":
+			s.outPath, s.outSize = rest, -1
 		case "D":
 			off, key, ok := strings.Cut(rest, " ")
 			n, err := strconv.ParseInt(off, 10, 64)
@@ -139,9 +143,25 @@ func (s *State) Counts() (finished, interrupted int) {
 	return
 }
 
-// OutputSize is the output file's size after the last finished record,
-// or -1 when no D line carries one.
-func (s *State) OutputSize() int64 { return s.outSize }
+// OutputSize is the size of the output file path after the last record
+// a previous run logged for it, or -1 when none is known (another file,
+// a stream): only then may the caller cut the file back to it.
+func (s *State) OutputSize(path string) int64 {
+	if path == "" || path != s.outPath {
+		return -1
+	}
+	return s.outSize
+}
+
+// SetOutput logs the output file the D lines that follow refer to
+// ("" for a stream); a resumed run only cuts back the file it names.
+func (s *State) SetOutput(path string) error {
+	if path == s.outPath {
+		return nil
+	}
+	s.outPath, s.outSize = path, -1
+	return s.append("O " + path + "\n")
+}
 
 // Started logs that key's first connection is about to be made.
 func (s *State) Started(key string) error { return s.append("S " + key + "\n") }

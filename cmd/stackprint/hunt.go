@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -144,6 +145,11 @@ func cmdHunt(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		}
 	}
 	out := hunt.Output{W: stdout, Size: -1}
+	if state != nil && *outPath == "" {
+		if err := state.SetOutput(""); err != nil {
+			return err
+		}
+	}
 	if *outPath != "" {
 		f, size, err := openHuntOutput(*outPath, state)
 		if err != nil {
@@ -195,9 +201,9 @@ func cmdHunt(ctx context.Context, args []string, stdout, stderr io.Writer) error
 }
 
 // openHuntOutput opens the record file for appending. With a state whose
-// last finished record ended at offset N, what lies past N was written by
-// a run that died before logging it: it is cut off (its target is
-// reported as interrupted instead).
+// last finished record in this same file ended at offset N, what lies
+// past N was written by a run that died before logging it: it is cut off
+// (its target is reported as interrupted instead).
 func openHuntOutput(path string, state *hunt.State) (*os.File, int64, error) {
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o640)
 	if err != nil {
@@ -210,7 +216,12 @@ func openHuntOutput(path string, state *hunt.State) (*os.File, int64, error) {
 	}
 	size := fi.Size()
 	if state != nil {
-		if n := state.OutputSize(); n >= 0 && n < size {
+		abs, err := filepath.Abs(path)
+		if err != nil {
+			f.Close()
+			return nil, 0, fmt.Errorf("hunt: --out: %w", err)
+		}
+		if n := state.OutputSize(abs); n >= 0 && n < size {
 			if err := f.Truncate(n); err != nil {
 				f.Close()
 				return nil, 0, fmt.Errorf("hunt: --out: cut records past the state's last one: %w", err)
@@ -221,6 +232,13 @@ func openHuntOutput(path string, state *hunt.State) (*os.File, int64, error) {
 	if _, err := f.Seek(size, io.SeekStart); err != nil {
 		f.Close()
 		return nil, 0, fmt.Errorf("hunt: --out: %w", err)
+	}
+	if state != nil {
+		abs, _ := filepath.Abs(path)
+		if err := state.SetOutput(abs); err != nil {
+			f.Close()
+			return nil, 0, err
+		}
 	}
 	return f, size, nil
 }

@@ -141,6 +141,30 @@ func TestHuntResumeAfterSIGKILL(t *testing.T) {
 		t.Errorf("%d interrupted targets: more than the 4 probes in flight", interrupted)
 	}
 	t.Logf("%d records before the kill, %d interrupted", bytes.Count(first, []byte("\n")), interrupted)
+
+	// Once more with the same state into another, longer file: nothing
+	// is probed and that file is neither cut nor appended to.
+	other := filepath.Join(dir, "other.jsonl")
+	keep := bytes.Repeat([]byte("an unrelated line\n"), 2000)
+	if err := os.WriteFile(other, keep, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	before := map[netip.Addr]int64{}
+	for ip, c := range conns {
+		before[ip] = c.Load()
+	}
+	args[len(args)-1] = other
+	if _, errOut, err := runBin(t, args...); err != nil || !bytes.Contains([]byte(errOut), []byte("probed=0 ")) {
+		t.Fatalf("third run: %v\n%s", err, errOut)
+	}
+	if got, _ := os.ReadFile(other); !bytes.Equal(got, keep) {
+		t.Errorf("another output file was changed by a resumed run (%d bytes, had %d)", len(got), len(keep))
+	}
+	for ip, c := range conns {
+		if c.Load() != before[ip] {
+			t.Errorf("%s probed again by the third run", ip)
+		}
+	}
 }
 
 // startCountingServers serves Go TLS on every address of prefix, all on
