@@ -105,6 +105,7 @@ func fixtures() (evs []stackprint.Event, rs []stackprint.Result, ms [][]stackpri
 
 const (
 	atsfHit    = "5f3c1e0b9a6d4c2e8f7a1b3c5d7e9f0a2b4c6d8e0f1a3b5c7d9e1f2a4b6c8d0e"
+	atsfNear   = "0c1e0b9a6d4c2e8f7a1b3c5d7e9f0a2b4c6d8e0f1a3b5c7d9e1f2a4b6c8d0e5f"
 	certSHA256 = "8b3f2a1c0d9e8f7a6b5c4d3e2f1a0b9c8d7e6f5a4b3c2d1e0f9a8b7c6d5e4f3a"
 	certSHA1   = "6affac1fc1bc9b8bd5a8ca3e6b5b5ce4e2a5fd0b"
 )
@@ -137,5 +138,10 @@ func fixtureAlerts() []stackprint.Alert {
 	w := stackprint.NewAlert(wv, watched, rs[0], watched.TS)
 	w.Detail = "[web-prod] JARM changed 2ad2ad0002ad2ad00042d42d00000069d641f34fe76acdc05c40262f8815e5 -> 28d28d28d00028d00028d28d28d28dc354372cf4e0f164e5808b722db3fafd; " +
 		"ATSF: the answers to 2 of 10 ClientHellos changed (random4520, random7225); HTTP Server header \"nginx\" -> \"Apache\""
-	return []stackprint.Alert{a, b, c, d, w}
+	// A near match: the server answers 9 of the 10 ATSF ClientHellos as a
+	// DB entry does.
+	near := stackprint.Match{Kind: "atsf", Value: atsfNear, Label: "sliver-default", Source: "lab", Confidence: "high",
+		Near: &stackprint.Near{Agree: 9, Of: 10, Differs: []string{"random6306"}, Details: []string{"ALPN"}}}
+	e := mk(0, near, "atsf_near", "TLS stack fingerprint one answer away from a DB entry", "medium", 1900010, []string{"atsf", "near-match"})
+	return []stackprint.Alert{a, b, c, d, e, w}
 }
