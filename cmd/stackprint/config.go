@@ -38,6 +38,9 @@ type DaemonConfig struct {
 
 type MetricsConfig struct {
 	Listen string `yaml:"listen"`
+	// Pprof serves net/http/pprof under /debug/pprof/ on the same listener
+	// (heap profiles for the memory benchmark).
+	Pprof bool `yaml:"pprof"`
 }
 
 type DBConfig struct {
