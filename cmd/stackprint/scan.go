@@ -7,7 +7,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/maphash"
 	"io"
 	"log/slog"
 	"os"
@@ -15,8 +14,6 @@ import (
 	"strings"
 	"syscall"
 	"time"
-
-	"github.com/hashicorp/golang-lru/v2/expirable"
 
 	"github.com/stackprint/stackprint"
 	"github.com/stackprint/stackprint/enrich"
@@ -76,11 +73,13 @@ func cmdScan(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	s := &scanner{
 		scope: enrich.NewScope(parsePrefixes(cfg.Scope.Allow), parsePrefixes(cfg.Scope.Deny), ports),
-		// Like the daemon's pipeline: the capacity bound only, no library
-		// TTL (its expiry buckets cost per insert and a goroutine; a pass
-		// over files takes seconds, far below dedup.ttl).
-		cache:    expirable.NewLRU[stackprint.Target, struct{}](*capacity, nil, 0),
-		seed:     maphash.MakeSeed(),
+		// The daemon's dedup index: 32 bytes per target, exact LRU. A pass
+		// over files takes seconds, far below dedup.ttl: entries are
+		// filed with the pass's start time.
+		cache:    enrich.NewIndex(*capacity, nil),
+		keyer:    enrich.NewKeyer(),
+		now:      time.Now(),
+		ttl:      cfg.Dedup.TTL,
 		distinct: newHashSet(),
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
@@ -134,8 +133,10 @@ func maxRSSMB() float64 {
 // scope and remembered either way.
 type scanner struct {
 	scope    *enrich.Scope
-	cache    *expirable.LRU[stackprint.Target, struct{}]
-	seed     maphash.Seed
+	cache    *enrich.Index
+	keyer    enrich.Keyer
+	now      time.Time
+	ttl      time.Duration
 	distinct *hashSet
 
 	deduped, outOfScope, toProbe uint64
@@ -143,17 +144,20 @@ type scanner struct {
 
 func (s *scanner) handle(_ context.Context, ev stackprint.Event) error {
 	t := ev.Target()
-	if _, ok := s.cache.Get(t); ok {
+	k := s.keyer.Key(t, false)
+	if _, ok := s.cache.Get(k, s.now); ok {
 		s.deduped++ // counted in distinct when it was added
 		return nil
 	}
-	s.distinct.add(maphash.Comparable(s.seed, t))
+	s.distinct.add(k.H1)
+	var flags uint8
 	if ok, _ := s.scope.Check(t.Addr()); ok {
 		s.toProbe++
 	} else {
 		s.outOfScope++
+		flags = enrich.FlagOutOfScope
 	}
-	s.cache.Add(t, struct{}{})
+	s.cache.Put(k, s.now.Add(s.ttl), flags)
 	return nil
 }
 
