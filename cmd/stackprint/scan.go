@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"runtime/debug"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 	"time"
@@ -39,6 +40,7 @@ func cmdScan(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	cfgPath := fs.String("c", "", "config file for scope, dedup and tailer limits (default: the embedded default)")
 	format := fs.String("format", "", "zeek or eve (default: detected per file from its first line)")
 	capacity := fs.Int("capacity", 0, "dedup LRU capacity (default: dedup.capacity of the config)")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the pass to this file (go tool pprof)")
 	files, err := parseInterleaved(fs, args)
 	if err != nil {
 		return err
@@ -84,6 +86,17 @@ func cmdScan(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	opts := tailer.Options{MaxLineBytes: cfg.Tailer.MaxLineBytes, Logger: log}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return fmt.Errorf("scan: %w", err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("scan: cpu profile: %w", err)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	var total tailer.Stats
 	start, cpu0 := time.Now(), cpuSeconds()
 	for _, path := range files {
