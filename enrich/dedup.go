@@ -87,15 +87,17 @@ func (e *dedupEntry) key() Key { return Key{e.h1, e.h2} }
 
 // Index is the dedup cache's index: a fixed-size entry per remembered key
 // in one slice, found through an open-addressing table (linear probing,
-// at most half full) of uint32 entry numbers, in exact least-recently-used
-// order by links inside the entries. About 40 bytes per key in all. Each
+// at most half full) whose slots hold the entry number and the low 32 bits
+// of the key's first hash (the slot is found, and moved on deletion,
+// without reading the entry), in exact least-recently-used order by links
+// inside the entries. About 48 bytes per key in all. Each
 // entry expires at its own time (a success and a failure live differently
 // long); at capacity the least recently used entry is evicted.
 //
 // Not safe for concurrent use.
 type Index struct {
 	ents       []dedupEntry // ents[0] is unused: 0 means none
-	slots      []uint32
+	slots      []uint64     // entry number << 32 | uint32(H1); 0: empty
 	mask       uint64
 	free       uint32 // head of the free entries (linked by next)
 	head, tail uint32 // most and least recently used
@@ -110,7 +112,7 @@ func NewIndex(capacity int, onDrop func(Key)) *Index {
 	capacity = max(capacity, 1)
 	x := &Index{cap: capacity, onDrop: onDrop}
 	x.ents = make([]dedupEntry, 1, 1+min(capacity, 1024))
-	x.slots = make([]uint32, tableSize(min(capacity, 1024)))
+	x.slots = make([]uint64, tableSize(min(capacity, 1024)))
 	x.mask = uint64(len(x.slots) - 1)
 	return x
 }
@@ -133,16 +135,22 @@ func (x *Index) Evictions() uint64 { return x.evictions }
 
 // find returns the entry number of k, or 0.
 func (x *Index) find(k Key) uint32 {
+	low := uint64(uint32(k.H1))
 	for i := k.H1 & x.mask; ; i = (i + 1) & x.mask {
 		s := x.slots[i]
 		if s == 0 {
 			return 0
 		}
-		if x.ents[s].h1 == k.H1 && x.ents[s].h2 == k.H2 {
-			return s
+		if s&0xffffffff != low {
+			continue
+		}
+		if e := uint32(s >> 32); x.ents[e].h1 == k.H1 && x.ents[e].h2 == k.H2 {
+			return e
 		}
 	}
 }
+
+func slot(e uint32, h1 uint64) uint64 { return uint64(e)<<32 | uint64(uint32(h1)) }
 
 // Get reports whether k is held and not expired at now, with its flags;
 // a hit becomes the most recently used. An expired entry is dropped.
@@ -204,7 +212,7 @@ func (x *Index) Put(k Key, expires time.Time, flags uint8) {
 	x.ents[e] = dedupEntry{h1: k.H1, h2: k.H2, flags: flags, expires: expires.UnixNano()}
 	for i := k.H1 & x.mask; ; i = (i + 1) & x.mask {
 		if x.slots[i] == 0 {
-			x.slots[i] = e
+			x.slots[i] = slot(e, k.H1)
 			break
 		}
 	}
@@ -246,15 +254,15 @@ func (x *Index) Range(f func(Key, uint8) bool) {
 
 func (x *Index) rehash(size int) {
 	old := x.slots
-	x.slots = make([]uint32, size)
+	x.slots = make([]uint64, size)
 	x.mask = uint64(size - 1)
-	for _, e := range old {
-		if e == 0 {
+	for _, s := range old {
+		if s == 0 {
 			continue
 		}
-		for i := x.ents[e].h1 & x.mask; ; i = (i + 1) & x.mask {
+		for i := s & x.mask; ; i = (i + 1) & x.mask {
 			if x.slots[i] == 0 {
-				x.slots[i] = e
+				x.slots[i] = s
 				break
 			}
 		}
@@ -265,8 +273,9 @@ func (x *Index) rehash(size int) {
 // (linear probing without tombstones: lookups stay short after many
 // evictions).
 func (x *Index) remove(e uint32) {
-	i := x.ents[e].h1 & x.mask
-	for x.slots[i] != e {
+	want := slot(e, x.ents[e].h1)
+	i := want & x.mask
+	for x.slots[i] != want {
 		i = (i + 1) & x.mask
 	}
 	j := i
@@ -276,7 +285,7 @@ func (x *Index) remove(e uint32) {
 		if s == 0 {
 			break
 		}
-		home := x.ents[s].h1 & x.mask
+		home := s & x.mask // mask < 2^32: the low bits of H1 are in the slot
 		// The entry at j may move to the hole at i unless its home lies
 		// cyclically in (i, j].
 		if (j > i && (home <= i || home > j)) || (j < i && home <= i && home > j) {

@@ -164,7 +164,7 @@ func (s *scanner) handle(_ context.Context, ev stackprint.Event) error {
 	}
 	s.distinct.add(k.H1)
 	var flags uint8
-	if ok, _ := s.scope.Check(t.Addr()); ok {
+	if s.scope.Allows(t.Addr()) {
 		s.toProbe++
 	} else {
 		s.outOfScope++
