@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/stackprint/stackprint/config"
 )
 
 func runCmd(t *testing.T, args ...string) (string, error) {
@@ -68,7 +70,7 @@ scope:
 	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	_, err := LoadConfig(path)
+	_, err := config.Load(path)
 	if err == nil {
 		t.Fatal("accepted")
 	}
@@ -96,7 +98,7 @@ func TestConfigEnvExpansionAndDropIns(t *testing.T) {
 	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.MkdirAll(dropInDir(path), 0o755); err != nil {
+	if err := os.MkdirAll(config.DropInDir(path), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	// Drop-ins apply after the file, in name order; a list replaces.
@@ -105,11 +107,11 @@ func TestConfigEnvExpansionAndDropIns(t *testing.T) {
 		"20-more.yaml":  "scope:\n  allow: [192.0.2.0/24]\n",
 		"ignored.txt":   "not: yaml: at all",
 	} {
-		if err := os.WriteFile(filepath.Join(dropInDir(path), name), []byte(body), 0o644); err != nil {
+		if err := os.WriteFile(filepath.Join(config.DropInDir(path), name), []byte(body), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
-	cfg, err := LoadConfig(path)
+	cfg, err := config.Load(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,7 +138,7 @@ func TestConfigEnvExpansionAndDropIns(t *testing.T) {
 	if strings.Contains(out, "ignored.txt") {
 		t.Error("config show lists a file that is not *.yaml")
 	}
-	again, err := ParseConfig([]byte(out))
+	again, err := config.Parse([]byte(out))
 	if err != nil {
 		t.Fatalf("config show output does not parse: %v", err)
 	}
@@ -147,12 +149,12 @@ func TestConfigEnvExpansionAndDropIns(t *testing.T) {
 
 	// An unset variable and an error in a drop-in name their file and line.
 	os.Unsetenv("SP_TEST_QUEUE")
-	if err := os.WriteFile(filepath.Join(dropInDir(path), "30-bad.yaml"), []byte("\nscheduler:\n  burst: 0\n"), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(config.DropInDir(path), "30-bad.yaml"), []byte("\nscheduler:\n  burst: 0\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	_, err = LoadConfig(path)
+	_, err = config.Load(path)
 	for _, want := range []string{path + ":4: scheduler.queue_size: environment variable SP_TEST_QUEUE is not set",
-		filepath.Join(dropInDir(path), "30-bad.yaml") + ":3: scheduler.burst: must be >= 1"} {
+		filepath.Join(config.DropInDir(path), "30-bad.yaml") + ":3: scheduler.burst: must be >= 1"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("error %v lacks %q", err, want)
 		}

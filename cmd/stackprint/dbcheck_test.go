@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/stackprint/stackprint/admin"
 	"github.com/stackprint/stackprint/db"
 )
 
@@ -57,7 +58,7 @@ func TestCorruptDBIsRefusedWithAWayOut(t *testing.T) {
 	// Online backup while the daemon runs, through the admin socket.
 	cmd, _ := startDaemon(t, cfgPath)
 	waitFor(t, "the admin socket", 10e9, func() bool {
-		c, err := dialAdmin(context.Background(), filepath.Join(dir, "admin.sock"))
+		c, err := admin.Dial(context.Background(), filepath.Join(dir, "admin.sock"))
 		if err == nil {
 			c.Close()
 		}

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -17,12 +16,14 @@ import (
 
 	bolterrors "go.etcd.io/bbolt/errors"
 
+	"github.com/stackprint/stackprint/admin"
+	"github.com/stackprint/stackprint/config"
 	"github.com/stackprint/stackprint/db"
 	"github.com/stackprint/stackprint/internal/fileio"
 )
 
 // dbStore is what the db subcommands need from the fingerprint DB. The
-// admin client (a daemon runs and owns the file) and localStore (the
+// admin client (a daemon runs and owns the file) and admin.Local (the
 // file, opened directly) both provide it; retro counts the retroactive
 // alerts a running daemon raised.
 type dbStore interface {
@@ -45,86 +46,6 @@ type dbStore interface {
 	Close() error
 }
 
-// localStore is a dbStore over an open DB: the CLI's when no daemon runs,
-// and the daemon's own behind the admin socket.
-type localStore struct {
-	db    *db.DB
-	owned bool // Close closes the DB
-}
-
-func (s *localStore) Via() string { return s.db.Path() }
-func (s *localStore) Live() bool  { return false }
-func (s *localStore) Close() error {
-	if s.owned {
-		return s.db.Close()
-	}
-	return nil
-}
-
-func (s *localStore) Add(_ context.Context, r db.Record) (db.Record, int, error) {
-	stored, err := s.db.AddRecord(r)
-	return stored, 0, err
-}
-
-func (s *localStore) Remove(_ context.Context, kind, value string) (bool, error) {
-	return s.db.Remove(kind, value)
-}
-
-func (s *localStore) List(_ context.Context, kind string) ([]db.Record, error) {
-	return s.db.List(kind)
-}
-
-func (s *localStore) Import(_ context.Context, name string, data []byte, o db.ImportOptions) (db.ImportReport, int, error) {
-	rep, err := s.db.ImportWith(bytes.NewReader(data), name, o)
-	return rep, 0, err
-}
-
-func (s *localStore) Export(_ context.Context, o db.ExportOptions) ([]byte, int, error) {
-	var buf bytes.Buffer
-	n, err := s.db.Export(&buf, o)
-	return buf.Bytes(), n, err
-}
-
-func (s *localStore) Stats(context.Context) (db.Stats, error) {
-	st, err := s.db.Stats()
-	if err != nil {
-		return st, err
-	}
-	if fi, err := os.Stat(s.db.Path()); err == nil {
-		st.FileSize = fi.Size()
-	}
-	return st, nil
-}
-
-func (s *localStore) LearnFinished(_ context.Context, role string) (map[string]bool, error) {
-	return s.db.LearnFinished(role)
-}
-
-func (s *localStore) RecordLearn(_ context.Context, lr db.LearnResult) (bool, error) {
-	return s.db.RecordLearn(lr)
-}
-
-func (s *localStore) LearnScores(context.Context) ([]db.LearnStats, error) {
-	return s.db.LearnScores()
-}
-
-func (s *localStore) ResetLearn(context.Context) error { return s.db.ResetLearn() }
-
-func (s *localStore) Promote(_ context.Context, o db.PromoteOptions) ([]db.Record, int, error) {
-	recs, err := s.db.PromoteLearned(o)
-	return recs, 0, err
-}
-
-func (s *localStore) Check(context.Context) ([]string, error) {
-	var out []string
-	for _, e := range s.db.Check() {
-		out = append(out, e.Error())
-	}
-	return out, nil
-}
-
-func (s *localStore) Backup(_ context.Context, path string) (int64, error) { return s.db.Backup(path) }
-
 // dbTarget are the flags every db subcommand takes to find the DB.
 type dbTarget struct {
 	cfgPath, dbPath, socket *string
@@ -139,8 +60,8 @@ func addTargetFlags(fs *flag.FlagSet) dbTarget {
 }
 
 // resolve returns the DB file, the admin socket and the lock timeout.
-func (t dbTarget) resolve() (path, socket string, timeout time.Duration, cfg *Config, err error) {
-	cfg, err = LoadConfig(*t.cfgPath)
+func (t dbTarget) resolve() (path, socket string, timeout time.Duration, cfg *config.Config, err error) {
+	cfg, err = config.Load(*t.cfgPath)
 	if err != nil {
 		return "", "", 0, nil, err
 	}
@@ -153,7 +74,7 @@ func (t dbTarget) resolve() (path, socket string, timeout time.Duration, cfg *Co
 	if *t.socket != "" {
 		dbc.AdminSocket = *t.socket
 	}
-	return dbc.Path, adminSocketPath(dbc), dbc.LockTimeout, cfg, nil
+	return dbc.Path, dbc.AdminSocketPath(), dbc.LockTimeout, cfg, nil
 }
 
 // openStore reaches the running daemon over its admin socket, or opens the
@@ -161,16 +82,16 @@ func (t dbTarget) resolve() (path, socket string, timeout time.Duration, cfg *Co
 // the file. The file lock wait is bounded by db.lock_timeout, so a daemon
 // that holds the file without answering on its socket gives a clear error,
 // never a hang.
-func openStore(ctx context.Context, t dbTarget, write bool, stderr io.Writer) (dbStore, *Config, error) {
+func openStore(ctx context.Context, t dbTarget, write bool, stderr io.Writer) (dbStore, *config.Config, error) {
 	path, socket, timeout, cfg, err := t.resolve()
 	if err != nil {
 		return nil, nil, err
 	}
-	c, err := dialAdmin(ctx, socket)
+	c, err := admin.Dial(ctx, socket)
 	if err == nil {
 		return c, cfg, nil
 	}
-	if !errors.Is(err, errNoDaemon) {
+	if !errors.Is(err, admin.ErrNoDaemon) {
 		return nil, nil, err
 	}
 	if write {
@@ -190,7 +111,7 @@ func openStore(ctx context.Context, t dbTarget, write bool, stderr io.Writer) (d
 	if from := d.MigratedFrom(); from != 0 {
 		fmt.Fprintf(stderr, "migrated %s from schema version %d to %d\n", path, from, db.SchemaVersion)
 	}
-	return &localStore{db: d, owned: true}, cfg, nil
+	return admin.NewLocal(d, true), cfg, nil
 }
 
 func cmdDBAdd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -574,7 +495,7 @@ func cmdDBRecover(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if err != nil {
 		return err
 	}
-	if c, err := dialAdmin(ctx, socket); err == nil {
+	if c, err := admin.Dial(ctx, socket); err == nil {
 		c.Close()
 		return fmt.Errorf("db recover: a daemon runs on %s: stop it first (recover reads the file directly)", socket)
 	}
@@ -593,16 +514,16 @@ func cmdDBRecover(ctx context.Context, args []string, stdout, stderr io.Writer) 
 
 // openStoreReadOnly is openStore for commands that only read: without a
 // daemon the file is opened with a shared lock and never created.
-func openStoreReadOnly(ctx context.Context, t dbTarget, stderr io.Writer) (dbStore, *Config, error) {
+func openStoreReadOnly(ctx context.Context, t dbTarget, stderr io.Writer) (dbStore, *config.Config, error) {
 	path, socket, timeout, cfg, err := t.resolve()
 	if err != nil {
 		return nil, nil, err
 	}
-	c, err := dialAdmin(ctx, socket)
+	c, err := admin.Dial(ctx, socket)
 	if err == nil {
 		return c, cfg, nil
 	}
-	if !errors.Is(err, errNoDaemon) {
+	if !errors.Is(err, admin.ErrNoDaemon) {
 		return nil, nil, err
 	}
 	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
@@ -615,5 +536,5 @@ func openStoreReadOnly(ctx context.Context, t dbTarget, stderr io.Writer) (dbSto
 	if err != nil {
 		return nil, nil, err
 	}
-	return &localStore{db: d, owned: true}, cfg, nil
+	return admin.NewLocal(d, true), cfg, nil
 }

@@ -16,7 +16,9 @@ import (
 	"time"
 
 	"github.com/stackprint/stackprint"
+	"github.com/stackprint/stackprint/config"
 	"github.com/stackprint/stackprint/configs"
+	"github.com/stackprint/stackprint/daemon"
 	"github.com/stackprint/stackprint/db"
 	"github.com/stackprint/stackprint/output"
 	"github.com/stackprint/stackprint/probe"
@@ -96,12 +98,12 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 
-	cfg, err := ParseConfig(configs.DefaultYAML)
+	cfg, err := config.Parse(configs.DefaultYAML)
 	if err != nil {
 		return fmt.Errorf("demo: embedded config: %w", err)
 	}
 	cfg.DB.Path = dbPath
-	cfg.Inputs = []InputConfig{{Name: "demo-zeek-ssl", Path: logPath, Format: "zeek"}}
+	cfg.Inputs = []config.InputConfig{{Name: "demo-zeek-ssl", Path: logPath, Format: "zeek"}}
 	cfg.Scope.Allow = []string{"127.0.0.0/8"} // the lab lives on loopback
 	cfg.Outputs.Alerts = filepath.Join(dir, "alerts.ndjson")
 	cfg.Outputs.Fingerprints = filepath.Join(dir, "stackprint.log")
@@ -119,9 +121,9 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	var mu sync.Mutex
 	var alerts []stackprint.Alert
 	var records []stackprint.Result
-	d, err := newDaemon(cfg, newLogger(cfg.Log, stderr), daemonHooks{
-		onAlert: func(a stackprint.Alert) { mu.Lock(); alerts = append(alerts, a); mu.Unlock() },
-		onRecord: func(_ stackprint.Event, r stackprint.Result, _ []stackprint.Match) {
+	d, err := daemon.New(cfg, newLogger(cfg.Log, stderr), daemon.Options{
+		OnAlert: func(a stackprint.Alert) { mu.Lock(); alerts = append(alerts, a); mu.Unlock() },
+		OnRecord: func(_ stackprint.Event, r stackprint.Result, _ []stackprint.Match) {
 			mu.Lock()
 			records = append(records, r)
 			mu.Unlock()
@@ -132,7 +134,7 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	runCtx, stopRun := context.WithCancel(ctx)
 	done := make(chan error, 1)
-	go func() { done <- d.run(runCtx) }()
+	go func() { done <- d.Run(runCtx) }()
 
 	// Append the rest while the daemon follows the file.
 	time.Sleep(300 * time.Millisecond)
@@ -141,10 +143,10 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		<-done
 		return err
 	}
-	for int(d.pipe.Stats().Events) < len(conns) && ctx.Err() == nil {
+	for int(d.Stats().Events) < len(conns) && ctx.Err() == nil {
 		time.Sleep(20 * time.Millisecond)
 	}
-	werr := d.pipe.WaitIdle(ctx)
+	werr := d.WaitIdle(ctx)
 	stopRun()
 	if err := <-done; err != nil {
 		return fmt.Errorf("demo pipeline: %w", err)
@@ -187,7 +189,7 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	for _, a := range alerts {
 		fmt.Fprintln(stdout, output.FormatAlertText(a))
 	}
-	st := d.pipe.Stats()
+	st := d.Stats()
 	fmt.Fprintf(stdout, "%d log lines → %d events: %d targets probed, %d out of scope, %d deduplicated; %d alerts in %.1fs\n",
 		len(conns), st.Events, st.Probed, st.OutOfScope, st.Deduped, len(alerts), time.Since(start).Seconds())
 	if len(alerts) == 0 {

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stackprint/stackprint/config"
+	"github.com/stackprint/stackprint/daemon"
 	"github.com/stackprint/stackprint/db"
 )
 
@@ -24,7 +26,7 @@ func TestNoGoroutinesLeftAfterShutdown(t *testing.T) {
 	counter := &loadCounter{first: map[string]time.Time{}, accepts: map[string][]time.Time{}}
 	tarpit := startTarpit(t, "127.0.0.92", counter)
 	cfgPath, sslLog, _ := labConfig(t, dir, "allow: []", "allow: [127.0.0.0/8]", "shutdown_timeout: 10s", "shutdown_timeout: 300ms")
-	cfg, err := LoadConfig(cfgPath)
+	cfg, err := config.Load(cfgPath)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -36,20 +38,19 @@ func TestNoGoroutinesLeftAfterShutdown(t *testing.T) {
 	time.Sleep(100 * time.Millisecond) // let servers' goroutines settle before the baseline
 	before := runtime.NumGoroutine()
 
-	d, err := newDaemon(cfg, slog.New(slog.DiscardHandler), daemonHooks{})
+	d, err := daemon.New(cfg, slog.New(slog.DiscardHandler), daemon.Options{ConfigPath: cfgPath})
 	if err != nil {
 		t.Fatal(err)
 	}
-	d.cfgPath = cfgPath
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- d.run(ctx) }()
+	go func() { done <- d.Run(ctx) }()
 	writeZeekSSLT(t, sslLog, []demoConn{
 		{"CLeak1", "127.0.0.1:31001", srv.Addr, "a.leak.test"},
 		{"CLeak2", "127.0.0.1:31002", tarpit, "b.leak.test"},
 	}, true)
-	waitFor(t, "both events read", 10*time.Second, func() bool { return d.pipe.Stats().Events == 2 })
-	waitFor(t, "the tarpit probe in flight", 10*time.Second, func() bool { return d.pipe.Stats().InFlight == 1 })
+	waitFor(t, "both events read", 10*time.Second, func() bool { return d.Stats().Events == 2 })
+	waitFor(t, "the tarpit probe in flight", 10*time.Second, func() bool { return d.Stats().InFlight == 1 })
 	cancel()
 	select {
 	case err := <-done:
@@ -79,7 +80,7 @@ func TestNoGoroutinesLeftAfterShutdown(t *testing.T) {
 		}
 		t.Fatalf("%d goroutines before, %d after shutdown; left over:\n%s", before, after, strings.Join(ours, "\n\n"))
 	}
-	if st := d.pipe.Stats(); st.Abandoned != 1 {
+	if st := d.Stats(); st.Abandoned != 1 {
 		t.Errorf("tarpit probe not abandoned at shutdown: %+v", st)
 	}
 	// The abandoned event was parked for the next run.

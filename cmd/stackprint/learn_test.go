@@ -15,60 +15,12 @@ import (
 	"time"
 
 	"github.com/stackprint/stackprint"
+	"github.com/stackprint/stackprint/admin"
+	"github.com/stackprint/stackprint/config"
 	"github.com/stackprint/stackprint/db"
+	"github.com/stackprint/stackprint/learn"
 	"github.com/stackprint/stackprint/probe"
 )
-
-func TestParseTargetList(t *testing.T) {
-	feodo := `################################################################
-# abuse.ch Feodo Tracker Botnet C2 IP Blocklist (CSV)          #
-################################################################
-#
-"first_seen_utc","dst_ip","dst_port","c2_status","last_online","malware"
-"2021-01-17 07:30:05","67.213.75.205","443","offline","2021-08-18","Dridex"
-"2021-01-17 07:44:46","51.178.161.32","4643","online","2021-08-18","Dridex"
-"2021-01-17 07:44:46","51.178.161.32","4643","online","2021-08-18","Dridex"
-"2026-01-01 00:00:00","::ffff:203.0.113.10","443","online","2026-09-21","QakBot"
-"2026-01-01 00:00:00","not-an-ip!","443","online","2026-09-21","QakBot"
-`
-	e, rej, format, err := parseTargetList([]byte(feodo), 443)
-	if err != nil || format != listFeodo {
-		t.Fatal(format, err)
-	}
-	if len(e) != 3 || e[0].Key != "67.213.75.205:443" || e[0].Hint != "Dridex" || e[1].Port != 4643 || e[2].Key != "203.0.113.10:443" || e[2].Hint != "QakBot" {
-		t.Errorf("feodo entries = %+v", e)
-	}
-	if len(rej) != 1 || rej[0].Line != 10 {
-		t.Errorf("feodo rejections = %+v", rej)
-	}
-	// The old Feodo header, as a comment.
-	e, _, format, _ = parseTargetList([]byte("# Firstseen,DstIP,DstPort,LastOnline,Malware\n2019-01-01 00:00:00,192.0.2.1,8080,2019-01-02,Emotet\n"), 443)
-	if format != listFeodo || len(e) != 1 || e[0].Key != "192.0.2.1:8080" || e[0].Hint != "Emotet" {
-		t.Errorf("old feodo: %s %+v", format, e)
-	}
-
-	e, rej, format, _ = parseTargetList([]byte("1,google.com\n2,Example.ORG.\n3,bad_host!\nx,y\n"), 8443)
-	if format != listTranco || len(e) != 2 || e[0].Key != "google.com:8443" || e[0].Hint != "rank 1" || e[1].Host != "example.org" {
-		t.Errorf("tranco: %s %+v", format, e)
-	}
-	if len(rej) != 2 || rej[0].Line != 3 || rej[1].Line != 4 {
-		t.Errorf("tranco rejections = %+v", rej)
-	}
-
-	e, rej, format, _ = parseTargetList([]byte("# c2s\n192.0.2.7\n192.0.2.8:8443 # note\n[2001:db8::1]:443\nc2.example:4443\nhost.example\n192.0.2.9:0\n"), 443)
-	if format != listPlain || len(e) != 5 {
-		t.Fatalf("plain: %s %+v %+v", format, e, rej)
-	}
-	want := []string{"192.0.2.7:443", "192.0.2.8:8443", "[2001:db8::1]:443", "c2.example:4443", "host.example:443"}
-	for i, w := range want {
-		if e[i].Key != w {
-			t.Errorf("plain entry %d = %q, want %q", i, e[i].Key, w)
-		}
-	}
-	if len(rej) != 1 || rej[0].Line != 7 || !strings.Contains(rej[0].Reason, "port") {
-		t.Errorf("plain rejections = %+v", rej)
-	}
-}
 
 // labResolver maps the lab's host names to loopback addresses.
 type labResolver map[string]netip.Addr
@@ -82,7 +34,7 @@ func (r labResolver) LookupNetIP(_ context.Context, _, host string) ([]netip.Add
 
 // countingProber records every target it probes.
 type countingProber struct {
-	p     learnProber
+	p     learn.Prober
 	mu    sync.Mutex
 	seen  map[string]int
 	total int
@@ -159,23 +111,23 @@ func TestLearnLoopbackLab(t *testing.T) {
 	}
 	top.WriteString("5,gone.lab\n") // does not resolve: recorded, not counted
 
-	blockEntries, _, bf, err := parseTargetList([]byte(block.String()), 443)
-	if err != nil || bf != listFeodo || len(blockEntries) != 6 {
+	blockEntries, _, bf, err := db.ParseTargetList([]byte(block.String()), 443)
+	if err != nil || bf != db.ListFeodo || len(blockEntries) != 6 {
 		t.Fatal(bf, err, blockEntries)
 	}
-	topEntries, _, tf, err := parseTargetList([]byte(top.String()), port)
-	if err != nil || tf != listTranco || len(topEntries) != 5 {
+	topEntries, _, tf, err := db.ParseTargetList([]byte(top.String()), port)
+	if err != nil || tf != db.ListTranco || len(topEntries) != 5 {
 		t.Fatal(tf, err, topEntries)
 	}
-	var jobs []learnJob
+	var jobs []learn.Job
 	for _, e := range blockEntries {
-		jobs = append(jobs, learnJob{db.RoleBlock, e})
+		jobs = append(jobs, learn.Job{Role: db.RoleBlock, Entry: e})
 	}
 	for _, e := range topEntries {
-		jobs = append(jobs, learnJob{db.RoleTop, e})
+		jobs = append(jobs, learn.Job{Role: db.RoleTop, Entry: e})
 	}
 
-	cfg, err := LoadConfig("")
+	cfg, err := config.Load("")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -191,7 +143,7 @@ func TestLearnLoopbackLab(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer d.Close()
-	st := &localStore{db: d}
+	st := admin.NewLocal(d, false)
 
 	// First run: interrupted after 4 recorded entries.
 	cp1 := &countingProber{p: engine, seen: map[string]int{}}
@@ -199,7 +151,7 @@ func TestLearnLoopbackLab(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var nmu sync.Mutex
 	finished := map[string]bool{} // targets of entries the first run recorded
-	l.onRecord = func(lr db.LearnResult) {
+	l.OnRecord = func(lr db.LearnResult) {
 		nmu.Lock()
 		defer nmu.Unlock()
 		if lr.Target.IP.IsValid() {
@@ -209,7 +161,7 @@ func TestLearnLoopbackLab(t *testing.T) {
 			cancel()
 		}
 	}
-	sum1, err := l.run(ctx, jobs)
+	sum1, err := l.Run(ctx, jobs)
 	if !errors.Is(err, context.Canceled) || sum1.Recorded < 4 || sum1.Recorded >= len(jobs) {
 		t.Fatalf("interrupted run: %+v %v", sum1, err)
 	}
@@ -226,18 +178,18 @@ func TestLearnLoopbackLab(t *testing.T) {
 	}
 
 	// Second run: only the unfinished entries, each probed once.
-	var rest []learnJob
+	var rest []learn.Job
 	for _, role := range []string{db.RoleBlock, db.RoleTop} {
 		f, _ := d.LearnFinished(role)
 		for _, j := range jobs {
-			if j.role == role && !f[j.e.Key] {
+			if j.Role == role && !f[j.Entry.Key] {
 				rest = append(rest, j)
 			}
 		}
 	}
 	cp2 := &countingProber{p: engine, seen: map[string]int{}}
 	l2 := newLearner(cfg, st, cp2, res)
-	sum2, err := l2.run(context.Background(), rest)
+	sum2, err := l2.Run(context.Background(), rest)
 	if err != nil || sum1.Recorded+sum2.Recorded != len(jobs) {
 		t.Fatalf("resumed run: %+v %v (first %+v)", sum2, err, sum1)
 	}

@@ -18,6 +18,9 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/stackprint/stackprint/config"
+	"github.com/stackprint/stackprint/daemon"
 )
 
 func main() {
@@ -49,11 +52,11 @@ func signalContext() (context.Context, func()) {
 }
 
 func versionString() string {
-	v, commit, gov := buildInfo()
+	v, commit, gov := daemon.BuildInfo()
 	return fmt.Sprintf("stackprint %s commit %s %s", v, commit, gov)
 }
 
-func newLogger(cfg LogConfig, w io.Writer) *slog.Logger {
+func newLogger(cfg config.LogConfig, w io.Writer) *slog.Logger {
 	var lvl slog.Level
 	switch cfg.Level {
 	case "debug":
@@ -80,11 +83,11 @@ func cmdConfig(sub string, args []string, stdout, stderr io.Writer) error {
 	if _, err := parseInterleaved(fs, args); err != nil {
 		return err
 	}
-	srcs, err := configSources(*path)
+	srcs, err := config.Sources(*path)
 	if err != nil {
 		return err
 	}
-	cfg, err := parseSources(srcs)
+	cfg, err := config.ParseSources(srcs)
 	if err != nil {
 		return err
 	}
@@ -94,17 +97,39 @@ func cmdConfig(sub string, args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintln(stdout, "# effective stackprint config, from:")
 	for _, s := range srcs {
-		fmt.Fprintln(stdout, "#  ", s.name)
+		fmt.Fprintln(stdout, "#  ", s.Name)
 	}
 	var doc yaml.Node
 	if err := doc.Encode(cfg); err != nil {
 		return fmt.Errorf("config show: %w", err)
 	}
-	escapeEnvRefs(&doc) // what is printed reads back as the same config
+	config.EscapeEnvRefs(&doc) // what is printed reads back as the same config
 	enc := yaml.NewEncoder(stdout)
 	enc.SetIndent(2)
 	if err := enc.Encode(&doc); err != nil {
 		return fmt.Errorf("config show: %w", err)
 	}
 	return enc.Close()
+}
+
+// cmdRun is `stackprint run`: the daemon until a signal stops it.
+func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("run", stdout, stderr)
+	path := fs.String("c", "", "config file (default: the embedded default, configs/stackprint.yaml)")
+	if _, err := parseInterleaved(fs, args); err != nil {
+		return err
+	}
+	cfg, err := config.Load(*path)
+	if err != nil {
+		return err
+	}
+	log := newLogger(cfg.Log, stderr)
+	if os.Geteuid() == 0 {
+		log.Warn("running as root; a dedicated unprivileged user is recommended")
+	}
+	d, err := daemon.New(cfg, log, daemon.Options{ConfigPath: *path})
+	if err != nil {
+		return err
+	}
+	return d.Run(ctx)
 }

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/stackprint/stackprint/config"
 	"github.com/stackprint/stackprint/configs"
 )
 
@@ -119,7 +120,7 @@ func TestRulesAndOutputsConfigErrors(t *testing.T) {
 			if edited == base {
 				t.Fatal("edit did not apply: the default config changed")
 			}
-			_, err := ParseConfig([]byte(edited))
+			_, err := config.Parse([]byte(edited))
 			if err == nil {
 				t.Fatal("accepted a bad config")
 			}
@@ -134,11 +135,11 @@ func TestRulesAndOutputsConfigErrors(t *testing.T) {
 	good := strings.Replace(base, "  baselines: []", "  baselines: [{server: \"[2001:db8::10]:443\", sni: WWW.Example.ORG., jarm: 2ad2ad0002ad2ad00042d42d00000069d641f34fe76acdc05c40262f8815e5}]", 1)
 	good = strings.Replace(good, "  suppress: {}", "  suppress: {\"*\": 0s, db_match: 15m}", 1)
 	good = strings.Replace(good, "  params: {}", "  params: {atsf_score: {threshold: 0.9, min_observations: 10}}", 1)
-	cfg, err := ParseConfig([]byte(good))
+	cfg, err := config.Parse([]byte(good))
 	if err != nil {
 		t.Fatal(err)
 	}
-	opts, err := cfg.Rules.options()
+	opts, err := cfg.Rules.Options()
 	if err != nil {
 		t.Fatal(err)
 	}

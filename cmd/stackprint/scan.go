@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/stackprint/stackprint"
+	"github.com/stackprint/stackprint/config"
 	"github.com/stackprint/stackprint/enrich"
 	"github.com/stackprint/stackprint/tailer"
 )
@@ -57,7 +58,7 @@ func cmdScan(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	default:
 		return fmt.Errorf("scan: --format %q: want %q or %q", *format, tailer.FormatZeek, tailer.FormatEve)
 	}
-	cfg, err := LoadConfig(*cfgPath)
+	cfg, err := config.Load(*cfgPath)
 	if err != nil {
 		return err
 	}
@@ -69,15 +70,11 @@ func cmdScan(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if *capacity <= 0 {
 		*capacity = cfg.Dedup.Capacity
 	}
-	ports := make([]uint16, len(cfg.Scope.Ports))
-	for i, p := range cfg.Scope.Ports {
-		ports[i] = uint16(p)
-	}
 	s := &scanner{
-		scope: enrich.NewScope(parsePrefixes(cfg.Scope.Allow), parsePrefixes(cfg.Scope.Deny), ports),
-		// The daemon's dedup index: 32 bytes per target, exact LRU. A pass
-		// over files takes seconds, far below dedup.ttl: entries are
-		// filed with the pass's start time.
+		scope: cfg.Scope.NewScope(),
+		// The daemon's dedup index: a fixed-size entry per target, exact
+		// LRU. A pass over files takes seconds, far below dedup.ttl:
+		// entries are filed with the pass's start time.
 		cache:    enrich.NewIndex(*capacity, nil),
 		keyer:    enrich.NewKeyer(),
 		now:      time.Now(),

@@ -1,4 +1,4 @@
-package main
+package daemon
 
 import (
 	"context"
@@ -18,6 +18,7 @@ import (
 
 	"github.com/stackprint/stackprint"
 	"github.com/stackprint/stackprint/enrich"
+	"github.com/stackprint/stackprint/observe"
 )
 
 // metrics holds the instruments updated as things happen; everything that
@@ -35,7 +36,7 @@ type metrics struct {
 	reload        reloadState // the config loaded at start counts as a successful load
 }
 
-func newMetrics(d *daemon) *metrics {
+func newMetrics(d *Daemon) *metrics {
 	m := &metrics{
 		reg: prometheus.NewRegistry(),
 		probes: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -90,11 +91,14 @@ func (p measuredProber) ProbeWith(ctx context.Context, t stackprint.Target, sni 
 	return r
 }
 
-// measuredSink counts matches and alerts as they are written.
+// measuredSink counts matches and alerts as they are written, by the
+// pipeline or a retro-hunt.
 type measuredSink struct {
-	inner enrich.Sink
+	inner observe.Sink
 	m     *metrics
 }
+
+func (s measuredSink) Sync() error { return s.inner.Sync() }
 
 func (s measuredSink) Record(ev stackprint.Event, r stackprint.Result, ms []stackprint.Match) error {
 	if err := s.inner.Record(ev, r, ms); err != nil {
@@ -110,16 +114,13 @@ func (s measuredSink) Alert(a stackprint.Alert) error {
 	if err := s.inner.Alert(a); err != nil {
 		return err
 	}
-	s.m.countAlert(a)
+	s.m.alerts.WithLabelValues(a.Rule, a.Severity).Inc()
 	return nil
 }
 
-// countAlert counts one alert written, by any path (pipeline or retro-hunt).
-func (m *metrics) countAlert(a stackprint.Alert) { m.alerts.WithLabelValues(a.Rule, a.Severity).Inc() }
-
 // daemonCollector turns the components' counters into metrics at scrape
 // time.
-type daemonCollector struct{ d *daemon }
+type daemonCollector struct{ d *Daemon }
 
 var (
 	descLines       = prometheus.NewDesc("stackprint_lines_read_total", "Log lines read, by input.", []string{"input"}, nil)
@@ -204,7 +205,7 @@ func (c *daemonCollector) Collect(ch chan<- prometheus.Metric) {
 		gauge(descCkptLag, float64(v), in)
 	}
 	degraded := 0.0
-	if d.sink.degraded() != nil {
+	if d.sink.Degraded() != nil {
 		degraded = 1
 	}
 	gauge(descDegraded, degraded)
@@ -213,7 +214,7 @@ func (c *daemonCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
-func buildInfo() (version, commit, goVersion string) {
+func BuildInfo() (version, commit, goVersion string) {
 	version, commit, goVersion = "(devel)", "unknown", "unknown"
 	if bi, ok := debug.ReadBuildInfo(); ok {
 		goVersion = bi.GoVersion
@@ -230,7 +231,7 @@ func buildInfo() (version, commit, goVersion string) {
 }
 
 // serveHTTP serves /metrics, /healthz and /readyz on addr until ctx ends.
-func (d *daemon) serveHTTP(ctx context.Context, addr string, log *slog.Logger) error {
+func (d *Daemon) serveHTTP(ctx context.Context, addr string, log *slog.Logger) error {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("metrics listener %s: %w", addr, err)
@@ -246,13 +247,13 @@ func (d *daemon) serveHTTP(ctx context.Context, addr string, log *slog.Logger) e
 		fmt.Fprintln(w, "ok")
 	})
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if err := d.ready(); err != nil {
+		if err := d.Ready(); err != nil {
 			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
 			return
 		}
 		// Degraded is not unready for the watchdog (a restart would not free
 		// the disk), but a probe should see it.
-		if err := d.sink.degraded(); err != nil {
+		if err := d.sink.Degraded(); err != nil {
 			http.Error(w, "degraded: an output write is failing and being retried, checkpoints wait: "+err.Error(), http.StatusServiceUnavailable)
 			return
 		}
@@ -271,3 +272,6 @@ func (d *daemon) serveHTTP(ctx context.Context, addr string, log *slog.Logger) e
 	}
 	return nil
 }
+
+// Metrics is the daemon's registry, as /metrics serves it.
+func (d *Daemon) Metrics() prometheus.Gatherer { return d.metrics.reg }

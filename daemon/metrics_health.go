@@ -1,4 +1,4 @@
-package main
+package daemon
 
 import (
 	"sync"
@@ -16,7 +16,7 @@ import (
 func buildInfoCollector() prometheus.Collector {
 	var opts []versioncollector.Option
 	if version.Version == "" {
-		v, _, _ := buildInfo()
+		v, _, _ := BuildInfo()
 		opts = append(opts, versioncollector.WithExtraConstLabels(prometheus.Labels{"version": v}))
 	}
 	return versioncollector.NewCollector("stackprint", opts...)
@@ -48,7 +48,7 @@ func (m *metrics) reloaded(ok bool) {
 // reloads that failed, writes the pipeline gave up on. (Events no longer
 // drop waiters since the scheduler rewrite: they wait or expire, counted in
 // stackprint_events_total.)
-type healthCollector struct{ d *daemon }
+type healthCollector struct{ d *Daemon }
 
 var (
 	descLastEvent  = prometheus.NewDesc("stackprint_input_last_event_timestamp_seconds", "When the input last handed an event to the pipeline (Unix time); absent before the first.", []string{"input"}, nil)

@@ -1,10 +1,11 @@
-package main
+package config
 
 import (
 	"errors"
 	"fmt"
 	"net"
 	"net/netip"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -46,7 +47,7 @@ type MetricsConfig struct {
 type DBConfig struct {
 	Path        string        `yaml:"path"`
 	LockTimeout time.Duration `yaml:"lock_timeout"`
-	AdminSocket string        `yaml:"admin_socket"` // "" = admin.sock next to Path (admin.go)
+	AdminSocket string        `yaml:"admin_socket"` // "" = admin.sock next to Path (AdminSocketPath)
 	RetroWindow time.Duration `yaml:"retro_window"` // 0 = no retro-hunts
 	// ObservationsMax bounds the observations kept (the most recently
 	// probed stay); 0 = no count bound, only the age bound.
@@ -114,7 +115,8 @@ type ProbeConfig struct {
 }
 
 // OutputsConfig: each output is off when its path is "" (validate in
-// sink.go).
+// outputs.go). It has the fields of output.SinkConfig, so the daemon
+// converts it with output.SinkConfig(cfg.Outputs).
 type OutputsConfig struct {
 	Alerts            string        `yaml:"alerts"`
 	AlertsFormat      string        `yaml:"alerts_format"`
@@ -129,8 +131,8 @@ type OutputsConfig struct {
 	SuricataDataset   string        `yaml:"suricata_dataset"`
 }
 
-// RulesConfig selects and tunes the alert rules (validate and options in
-// rulescmd.go).
+// RulesConfig selects and tunes the alert rules (validate and Options in
+// rules.go).
 type RulesConfig struct {
 	Files            []string                  `yaml:"files"`
 	DisableBuiltin   bool                      `yaml:"disable_builtin"`
@@ -173,22 +175,22 @@ func (e *FieldError) Error() string {
 	return msg
 }
 
-// LoadConfig reads the embedded default, then path and the drop-ins in
-// path's conf.d directory over it (configSources). An empty path means the
+// Load reads the embedded default, then path and the drop-ins in
+// path's conf.d directory over it (Sources). An empty path means the
 // embedded default alone. `run`, a reload and `config check` all load
 // through here, so what check accepts is what run accepts.
-func LoadConfig(path string) (*Config, error) {
-	srcs, err := configSources(path)
+func Load(path string) (*Config, error) {
+	srcs, err := Sources(path)
 	if err != nil {
 		return nil, err
 	}
-	return parseSources(srcs)
+	return ParseSources(srcs)
 }
 
-// ParseConfig decodes data over the embedded default, strictly (unknown
+// Parse decodes data over the embedded default, strictly (unknown
 // keys are errors), and validates.
-func ParseConfig(data []byte) (*Config, error) {
-	return parseSources([]configSource{{"embedded default config", configs.DefaultYAML}, {"config", data}})
+func Parse(data []byte) (*Config, error) {
+	return ParseSources([]Source{{"embedded default config", configs.DefaultYAML}, {"config", data}})
 }
 
 // yamlWants says what a value of a Go type looks like, for type errors.
@@ -206,7 +208,7 @@ func friendlyYAMLMessage(m string) string {
 		sub := reBadValue.FindStringSubmatch(s)
 		want := yamlWants[sub[2]]
 		if want == "" {
-			want = "a " + strings.TrimPrefix(sub[2], "main.")
+			want = "a " + strings.TrimPrefix(sub[2], "config.")
 		}
 		return fmt.Sprintf("%q is not %s", sub[1], want)
 	})
@@ -244,8 +246,8 @@ func (c *Config) validate() []error {
 	if c.DB.RetroWindow < 0 {
 		bad("db.retro_window", c.DB.RetroWindow, "must be >= 0 (0 turns retro-hunts off)")
 	}
-	if n := len(adminSocketPath(c.DB)); n > maxUnixPath {
-		bad("db.admin_socket", adminSocketPath(c.DB), fmt.Sprintf("%d bytes; unix socket paths are limited to %d", n, maxUnixPath))
+	if n := len(c.DB.AdminSocketPath()); n > MaxUnixPath {
+		bad("db.admin_socket", c.DB.AdminSocketPath(), fmt.Sprintf("%d bytes; unix socket paths are limited to %d", n, MaxUnixPath))
 	}
 	if len(c.Inputs) == 0 {
 		bad("inputs", "[]", "at least one input is required")
@@ -362,7 +364,7 @@ func (c *Config) validate() []error {
 	}
 	if kindsOK && c.Probe.ConnsPerIPBurst >= 0 && c.Probe.MaxConnsPerTarget >= 0 {
 		// The engine's own start-up checks (burst vs connections per target).
-		if _, err := probe.NewEngine(c.probeEngineConfig()); err != nil {
+		if _, err := probe.NewEngine(c.ProbeEngineConfig()); err != nil {
 			field := "probe"
 			if strings.Contains(err.Error(), "burst") {
 				field = "probe.conns_per_ip_burst"
@@ -417,10 +419,10 @@ func (c *Config) paths() []struct{ field, value string } {
 	return out
 }
 
-// probeEngineConfig is the probe engine's part of the config; validate
+// ProbeEngineConfig is the probe engine's part of the config; validate
 // builds the engine from it too, so every check the engine makes at start
 // is made by `config check`.
-func (c *Config) probeEngineConfig() probe.EngineConfig {
+func (c *Config) ProbeEngineConfig() probe.EngineConfig {
 	return probe.EngineConfig{
 		Kinds:     c.Probe.Kinds,
 		IOTimeout: c.Probe.IOTimeout,
@@ -458,7 +460,9 @@ func parsePrefix(s string) (netip.Prefix, error) {
 	return enrich.NormalizePrefix(p)
 }
 
-func parsePrefixes(ss []string) []netip.Prefix {
+// ParsePrefixes parses validated prefixes (invalid ones are left out:
+// Validate reports them).
+func ParsePrefixes(ss []string) []netip.Prefix {
 	out := make([]netip.Prefix, 0, len(ss))
 	for _, s := range ss {
 		if p, err := parsePrefix(s); err == nil { // validated already
@@ -466,4 +470,29 @@ func parsePrefixes(ss []string) []netip.Prefix {
 		}
 	}
 	return out
+}
+
+// NewScope is the probe scope the config selects; the daemon and `db
+// learn` both build it here.
+func (s ScopeConfig) NewScope() *enrich.Scope {
+	ports := make([]uint16, len(s.Ports))
+	for i, p := range s.Ports {
+		ports[i] = uint16(p)
+	}
+	return enrich.NewScope(ParsePrefixes(s.Allow), ParsePrefixes(s.Deny), ports)
+}
+
+const (
+	// adminSocketName is the admin socket's name next to the DB by default.
+	adminSocketName = "admin.sock"
+	// MaxUnixPath is the longest socket path Linux accepts (sun_path less NUL).
+	MaxUnixPath = 107
+)
+
+// AdminSocketPath is db.admin_socket, or admin.sock in db.path's directory.
+func (c DBConfig) AdminSocketPath() string {
+	if c.AdminSocket != "" {
+		return c.AdminSocket
+	}
+	return filepath.Join(filepath.Dir(c.Path), adminSocketName)
 }

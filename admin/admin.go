@@ -1,6 +1,4 @@
-package main
-
-// The admin socket: while `stackprint run` owns the bbolt file (bbolt locks
+// Package admin is the admin socket: while `stackprint run` owns the bbolt file (bbolt locks
 // it exclusively), `stackprint db …` sends its changes to the daemon over a
 // unix socket instead of opening the file, and they apply at once.
 //
@@ -24,6 +22,7 @@ package main
 // The socket is created under a temporary name, chmod 0600, then renamed
 // into place, so it is never reachable with looser permissions under its
 // real name; it is removed when the daemon stops.
+package admin
 
 import (
 	"bufio"
@@ -34,17 +33,15 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	"net"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"sync"
 	"syscall"
 	"time"
 
-	"github.com/stackprint/stackprint"
 	"github.com/stackprint/stackprint/db"
-	"github.com/stackprint/stackprint/enrich"
 )
 
 const (
@@ -68,19 +65,9 @@ const (
 	// adminCallTimeout bounds one request on the client side unless its
 	// context is shorter: imports with retro-hunts can take a while.
 	adminCallTimeout = 5 * time.Minute
-	// adminSocketName is the socket's name next to the DB by default.
-	adminSocketName = "admin.sock"
 	// maxUnixPath is the longest socket path Linux accepts (sun_path less NUL).
 	maxUnixPath = 107
 )
-
-// adminSocketPath is db.admin_socket, or admin.sock in db.path's directory.
-func adminSocketPath(c DBConfig) string {
-	if c.AdminSocket != "" {
-		return c.AdminSocket
-	}
-	return filepath.Join(filepath.Dir(c.Path), adminSocketName)
-}
 
 // adminRequest is one line from the client.
 type adminRequest struct {
@@ -126,14 +113,29 @@ type adminHello struct {
 	Socket string `json:"socket"`
 }
 
-// adminServer serves the admin socket of a running daemon.
-type adminServer struct {
-	d           *daemon
-	store       *localStore
-	path        string
-	retroWindow time.Duration
-	ln          *net.UnixListener
-	sock        os.FileInfo // the socket file we created, to remove only ours
+// Hunter runs a retro-hunt for fingerprints just written and returns
+// the number of alerts it raised.
+type Hunter interface {
+	RetroHunt(keys []db.Key) (int, error)
+}
+
+// ServerConfig is what the admin server serves.
+type ServerConfig struct {
+	Socket string
+	DB     *db.DB
+	Hunter Hunter // nil: no retro-hunts
+	Logger *slog.Logger
+}
+
+// Server serves the admin socket of a running daemon.
+type Server struct {
+	db     *db.DB
+	store  *Local
+	hunter Hunter
+	log    *slog.Logger
+	path   string
+	ln     *net.UnixListener
+	sock   os.FileInfo // the socket file we created, to remove only ours
 
 	mu     sync.Mutex
 	conns  map[net.Conn]struct{}
@@ -141,21 +143,24 @@ type adminServer struct {
 	wg     sync.WaitGroup
 }
 
-// startAdmin opens the admin socket and serves it until ctx ends or the
-// returned stop is called; stop waits for in-flight requests and removes
-// the socket. A socket that cannot be opened is logged, not fatal: the CLI
-// then reports the locked file and that no daemon answered.
-func (d *daemon) startAdmin(ctx context.Context) (stop func()) {
-	path := adminSocketPath(d.cfg.DB)
-	s := &adminServer{
-		d: d, store: &localStore{db: d.db}, path: path,
-		retroWindow: d.cfg.DB.RetroWindow, conns: map[net.Conn]struct{}{},
+// Listen creates the socket. A daemon that cannot open it logs the error
+// and runs on: the CLI then reports the locked file and that no daemon
+// answered.
+func Listen(cfg ServerConfig) (*Server, error) {
+	s := &Server{db: cfg.DB, store: NewLocal(cfg.DB, false), hunter: cfg.Hunter, log: cfg.Logger,
+		path: cfg.Socket, conns: map[net.Conn]struct{}{}}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
 	}
 	if err := s.listen(); err != nil {
-		d.log.Error("admin socket unavailable; `stackprint db` cannot reach this daemon", "socket", path, "err", err)
-		return func() {}
+		return nil, err
 	}
-	d.log.Info("admin socket listening", "socket", path)
+	return s, nil
+}
+
+// Start serves the socket until ctx ends or the returned stop is called;
+// stop waits for in-flight requests and removes the socket.
+func (s *Server) Start(ctx context.Context) (stop func()) {
 	stopWatch := context.AfterFunc(ctx, s.shutdown)
 	s.wg.Go(func() { s.acceptLoop(ctx) })
 	return func() {
@@ -170,7 +175,7 @@ func (d *daemon) startAdmin(ctx context.Context) (stop func()) {
 // into place. An existing socket that still answers belongs to another
 // process and is left alone; a stale one is replaced; anything that is not
 // a socket is never replaced.
-func (s *adminServer) listen() error {
+func (s *Server) listen() error {
 	if len(s.path) > maxUnixPath {
 		return fmt.Errorf("db.admin_socket %q: %d bytes, unix sockets allow %d", s.path, len(s.path), maxUnixPath)
 	}
@@ -218,7 +223,7 @@ func (s *adminServer) listen() error {
 
 // shutdown stops accepting and closes every connection; in-flight
 // requests finish their DB transaction but cannot answer.
-func (s *adminServer) shutdown() {
+func (s *Server) shutdown() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
@@ -232,15 +237,15 @@ func (s *adminServer) shutdown() {
 }
 
 // removeSocket deletes the socket file if it is still the one we created.
-func (s *adminServer) removeSocket() {
+func (s *Server) removeSocket() {
 	if fi, err := os.Lstat(s.path); err == nil && os.SameFile(fi, s.sock) {
 		if err := os.Remove(s.path); err != nil {
-			s.d.log.Warn("remove admin socket", "socket", s.path, "err", err)
+			s.log.Warn("remove admin socket", "socket", s.path, "err", err)
 		}
 	}
 }
 
-func (s *adminServer) acceptLoop(ctx context.Context) {
+func (s *Server) acceptLoop(ctx context.Context) {
 	for {
 		c, err := s.ln.Accept()
 		if err != nil {
@@ -250,7 +255,7 @@ func (s *adminServer) acceptLoop(ctx context.Context) {
 			if closed || errors.Is(err, net.ErrClosed) {
 				return
 			}
-			s.d.log.Warn("admin socket accept", "err", err)
+			s.log.Warn("admin socket accept", "err", err)
 			select {
 			case <-ctx.Done():
 				return
@@ -287,7 +292,7 @@ func (s *adminServer) acceptLoop(ctx context.Context) {
 
 // serveConn answers requests on one connection until it closes, idles or
 // sends a malformed line.
-func (s *adminServer) serveConn(ctx context.Context, c net.Conn) {
+func (s *Server) serveConn(ctx context.Context, c net.Conn) {
 	r := bufio.NewReaderSize(c, 64<<10)
 	enc := json.NewEncoder(c)
 	for {
@@ -331,7 +336,7 @@ func readLine(r *bufio.Reader, max int) ([]byte, error) {
 }
 
 // handle decodes and runs one request.
-func (s *adminServer) handle(ctx context.Context, line []byte) adminResponse {
+func (s *Server) handle(ctx context.Context, line []byte) adminResponse {
 	var req adminRequest
 	dec := json.NewDecoder(bytes.NewReader(line))
 	dec.DisallowUnknownFields()
@@ -345,7 +350,7 @@ func (s *adminServer) handle(ctx context.Context, line []byte) adminResponse {
 	if err != nil {
 		// Keep what the op produced (an import's report lists every
 		// rejected line).
-		s.d.log.Warn("admin request failed", "op", req.Op, "err", err)
+		s.log.Warn("admin request failed", "op", req.Op, "err", err)
 		resp.OK, resp.Error = false, err.Error()
 		return resp
 	}
@@ -353,7 +358,7 @@ func (s *adminServer) handle(ctx context.Context, line []byte) adminResponse {
 	return resp
 }
 
-func (s *adminServer) run(ctx context.Context, req adminRequest) (adminResponse, error) {
+func (s *Server) run(ctx context.Context, req adminRequest) (adminResponse, error) {
 	var resp adminResponse
 	need := func(ok bool, what string) error {
 		if !ok {
@@ -364,12 +369,12 @@ func (s *adminServer) run(ctx context.Context, req adminRequest) (adminResponse,
 	st := s.store
 	switch req.Op {
 	case "ping":
-		resp.Daemon = &adminHello{PID: os.Getpid(), DB: s.d.db.Path(), Socket: s.path}
+		resp.Daemon = &adminHello{PID: os.Getpid(), DB: s.db.Path(), Socket: s.path}
 	case "add":
 		if err := need(req.Record != nil, "record"); err != nil {
 			return resp, err
 		}
-		_, existed, err := s.d.db.Get(req.Record.Kind, req.Record.Value)
+		_, existed, err := s.db.Get(req.Record.Kind, req.Record.Value)
 		if err != nil {
 			return resp, err
 		}
@@ -378,13 +383,13 @@ func (s *adminServer) run(ctx context.Context, req adminRequest) (adminResponse,
 			return resp, err
 		}
 		resp.Record = &rec
-		s.d.log.Info("admin: fingerprint added", "kind", rec.Kind, "value", rec.Value, "label", rec.Label, "confidence", rec.Confidence)
+		s.log.Info("admin: fingerprint added", "kind", rec.Kind, "value", rec.Value, "label", rec.Label, "confidence", rec.Confidence)
 		if existed {
 			// An edit (label, confidence): the targets carrying it were
 			// judged with it already; a retro-hunt would alert them twice.
 			return resp, nil
 		}
-		resp.Retro, err = s.d.retroHunt(s.retroWindow, []db.Key{rec.Key()})
+		resp.Retro, err = s.retroHunt([]db.Key{rec.Key()})
 		return resp, err
 	case "rm":
 		found, err := st.Remove(ctx, req.Kind, req.Value)
@@ -393,7 +398,7 @@ func (s *adminServer) run(ctx context.Context, req adminRequest) (adminResponse,
 		}
 		resp.Found = found
 		if found {
-			s.d.log.Info("admin: fingerprint removed", "kind", req.Kind, "value", req.Value)
+			s.log.Info("admin: fingerprint removed", "kind", req.Kind, "value", req.Value)
 		}
 	case "list":
 		recs, err := st.List(ctx, req.Kind)
@@ -411,8 +416,8 @@ func (s *adminServer) run(ctx context.Context, req adminRequest) (adminResponse,
 		if err != nil {
 			return resp, err
 		}
-		s.d.log.Info("admin: imported", "name", req.Name, "format", rep.Format, "accepted", rep.Accepted, "rejected", len(rep.Rejected))
-		resp.Retro, err = s.d.retroHunt(s.retroWindow, rep.Keys)
+		s.log.Info("admin: imported", "name", req.Name, "format", rep.Format, "accepted", rep.Accepted, "rejected", len(rep.Rejected))
+		resp.Retro, err = s.retroHunt(rep.Keys)
 		return resp, err
 	case "export":
 		if err := need(req.Export != nil, "export options"); err != nil {
@@ -471,7 +476,7 @@ func (s *adminServer) run(ctx context.Context, req adminRequest) (adminResponse,
 		if err := st.ResetLearn(ctx); err != nil {
 			return resp, err
 		}
-		s.d.log.Info("admin: learn state reset")
+		s.log.Info("admin: learn state reset")
 	case "learn_promote":
 		if err := need(req.Promote != nil, "promote options"); err != nil {
 			return resp, err
@@ -485,8 +490,8 @@ func (s *adminServer) run(ctx context.Context, req adminRequest) (adminResponse,
 		for i, r := range recs {
 			keys[i] = r.Key()
 		}
-		s.d.log.Info("admin: learned fingerprints promoted", "count", len(recs), "label", req.Promote.Label)
-		resp.Retro, err = s.d.retroHunt(s.retroWindow, keys)
+		s.log.Info("admin: learned fingerprints promoted", "count", len(recs), "label", req.Promote.Label)
+		resp.Retro, err = s.retroHunt(keys)
 		return resp, err
 	default:
 		return resp, fmt.Errorf("admin: unknown op %q", req.Op)
@@ -494,110 +499,28 @@ func (s *adminServer) run(ctx context.Context, req adminRequest) (adminResponse,
 	return resp, nil
 }
 
-// retroHunt re-checks the stored observations for fingerprints just
-// added: every target that carried one within window gets the alert it
-// would have had, marked retroactive, through the daemon's sink. It
-// returns the number of alerts written. A window of 0 disables it.
-func (d *daemon) retroHunt(window time.Duration, keys []db.Key) (int, error) {
-	if window <= 0 || len(keys) == 0 {
+// retroHunt runs the daemon's retro-hunt for keys, if it has one.
+func (s *Server) retroHunt(keys []db.Key) (int, error) {
+	if s.hunter == nil {
 		return 0, nil
 	}
-	now := time.Now()
-	since := now.Add(-window)
-	n := 0
-	for _, k := range keys {
-		rec, ok, err := d.db.Get(k.Kind, k.Value)
-		if err != nil {
-			return n, fmt.Errorf("retro-hunt %s: %w", k, err)
-		}
-		if !ok {
-			continue
-		}
-		sightings, err := d.db.ObservationsWith(k.Kind, k.Value, since)
-		if err != nil {
-			return n, fmt.Errorf("retro-hunt %s: %w", k, err)
-		}
-		for _, s := range sightings {
-			for _, a := range retroAlerts(d.rules, rec, s, now) {
-				if err := d.sink.Alert(a); err != nil {
-					return n, fmt.Errorf("retro-hunt %s: write alert for %s: %w", k, s.Target(), err)
-				}
-				d.metrics.countAlert(a)
-				n++
-			}
-		}
-		if len(sightings) > 0 {
-			// No checkpoint commit follows a retro-hunt on a quiet
-			// daemon: make its alerts durable before the client is told.
-			if err := d.sink.Sync(); err != nil {
-				return n, fmt.Errorf("retro-hunt %s: sync alerts: %w", k, err)
-			}
-			d.log.Info("retro-hunt", "kind", k.Kind, "value", k.Value, "label", rec.Label, "targets", len(sightings), "since", since.UTC().Format(time.RFC3339))
-		}
-	}
-	return n, nil
+	return s.hunter.RetroHunt(keys)
 }
 
-// retroAlerts are the alerts the rules give a target that carried rec's
-// fingerprint when it was last probed with it. There is no connection to
-// point at: the event is the target itself, at the time it carried the
-// fingerprint, from source "retro-hunt"; the alert id is deterministic,
-// so repeating the hunt yields the same ids.
-func retroAlerts(judge enrich.Judge, rec db.Record, s db.Sighting, now time.Time) []stackprint.Alert {
-	fps := s.Fingerprints
-	if !fps.Has(rec.Key()) {
-		for _, h := range s.History {
-			if h.Has(rec.Key()) {
-				fps = h.Fingerprints
-				break
-			}
-		}
-	}
-	t := s.Target()
-	ev := stackprint.Event{
-		TS:     s.Carried,
-		Resp:   netip.AddrPortFrom(t.IP, t.Port),
-		SNI:    t.SNI,
-		Source: "retro-hunt",
-		Kind:   "retro_hunt",
-	}
-	if c := s.Client; c != nil {
-		// The connection that led to the probe: who to look at.
-		ev.TS, ev.Orig, ev.UID, ev.FlowID = c.TS, c.Orig, c.UID, c.FlowID
-	}
-	res := stackprint.Result{Target: t, Started: s.Carried, Status: stackprint.StatusOK, JARM: fps.JARM}
-	if fps.ATSF != "" {
-		res.ATSF = &stackprint.ATSF{ID: fps.ATSF}
-	}
-	if fps.CertSHA256 != "" || fps.CertSHA1 != "" {
-		res.Cert = &stackprint.CertFacts{SHA256: fps.CertSHA256, SHA1: fps.CertSHA1}
-	}
-	m := stackprint.Match{Kind: rec.Kind, Value: rec.Value, Label: rec.Label, Source: rec.Source, Confidence: rec.Confidence,
-		Category: rec.Category, BlockCount: rec.BlockCount, TopCount: rec.TopCount}
-	var out []stackprint.Alert
-	for _, v := range judge.JudgeRest(ev, res, []stackprint.Match{m}, nil) {
-		a := stackprint.NewAlert(v, ev, res, now)
-		a.ID = stackprint.AlertID(v.Rule, ev, rec.Value) // the fingerprint that matched, not only the JARM
-		a.Retro = true
-		out = append(out, a)
-	}
-	return out
-}
-
-// adminClient talks to a running daemon.
-type adminClient struct {
+// Client talks to a running daemon.
+type Client struct {
 	path string
 	conn net.Conn
 	r    *bufio.Reader
 }
 
-// errNoDaemon means nothing listens on the admin socket.
-var errNoDaemon = errors.New("no daemon on the admin socket")
+// ErrNoDaemon means nothing listens on the admin socket.
+var ErrNoDaemon = errors.New("no daemon on the admin socket")
 
-// dialAdmin connects to the daemon's socket and checks it answers. It
-// returns an error wrapping errNoDaemon when the socket is missing or
+// Dial connects to the daemon's socket and checks it answers. It
+// returns an error wrapping ErrNoDaemon when the socket is missing or
 // stale, so the caller can open the file directly.
-func dialAdmin(ctx context.Context, path string) (*adminClient, error) {
+func Dial(ctx context.Context, path string) (*Client, error) {
 	dctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	var dl net.Dialer
@@ -605,13 +528,13 @@ func dialAdmin(ctx context.Context, path string) (*adminClient, error) {
 	if err != nil {
 		switch {
 		case errors.Is(err, fs.ErrNotExist), errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.ENOTSOCK):
-			return nil, fmt.Errorf("%w (%s)", errNoDaemon, path)
+			return nil, fmt.Errorf("%w (%s)", ErrNoDaemon, path)
 		case errors.Is(err, fs.ErrPermission):
 			return nil, fmt.Errorf("admin socket %s: permission denied: run this as the user the daemon runs as (the socket is mode 0600)", path)
 		}
 		return nil, fmt.Errorf("admin socket %s: %w", path, err)
 	}
-	c := &adminClient{path: path, conn: conn, r: bufio.NewReaderSize(conn, 64<<10)}
+	c := &Client{path: path, conn: conn, r: bufio.NewReaderSize(conn, 64<<10)}
 	if _, err := c.call(ctx, adminRequest{Op: "ping"}); err != nil {
 		conn.Close()
 		return nil, err
@@ -620,7 +543,7 @@ func dialAdmin(ctx context.Context, path string) (*adminClient, error) {
 }
 
 // call sends one request and waits for its response.
-func (c *adminClient) call(ctx context.Context, req adminRequest) (adminResponse, error) {
+func (c *Client) call(ctx context.Context, req adminRequest) (adminResponse, error) {
 	req.V = adminProtoVersion
 	deadline := time.Now().Add(adminCallTimeout)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
@@ -650,23 +573,23 @@ func (c *adminClient) call(ctx context.Context, req adminRequest) (adminResponse
 	return resp, nil
 }
 
-func (c *adminClient) wrap(ctx context.Context, op string, err error) error {
+func (c *Client) wrap(ctx context.Context, op string, err error) error {
 	if ctx.Err() != nil {
 		return fmt.Errorf("admin socket %s: %s: %w", c.path, op, ctx.Err())
 	}
 	return fmt.Errorf("admin socket %s: %s: %w", c.path, op, err)
 }
 
-// The dbStore methods of the client: the same operations as localStore,
-// run by the daemon.
+// The store methods of the client: the same operations as Local, run by
+// the daemon.
 
-func (c *adminClient) Via() string { return "the running daemon (" + c.path + ")" }
-func (c *adminClient) Live() bool  { return true }
-func (c *adminClient) Close() error {
+func (c *Client) Via() string { return "the running daemon (" + c.path + ")" }
+func (c *Client) Live() bool  { return true }
+func (c *Client) Close() error {
 	return c.conn.Close()
 }
 
-func (c *adminClient) Add(ctx context.Context, r db.Record) (db.Record, int, error) {
+func (c *Client) Add(ctx context.Context, r db.Record) (db.Record, int, error) {
 	resp, err := c.call(ctx, adminRequest{Op: "add", Record: &r})
 	if err != nil {
 		return db.Record{}, resp.Retro, err
@@ -674,17 +597,17 @@ func (c *adminClient) Add(ctx context.Context, r db.Record) (db.Record, int, err
 	return *resp.Record, resp.Retro, nil
 }
 
-func (c *adminClient) Remove(ctx context.Context, kind, value string) (bool, error) {
+func (c *Client) Remove(ctx context.Context, kind, value string) (bool, error) {
 	resp, err := c.call(ctx, adminRequest{Op: "rm", Kind: kind, Value: value})
 	return resp.Found, err
 }
 
-func (c *adminClient) List(ctx context.Context, kind string) ([]db.Record, error) {
+func (c *Client) List(ctx context.Context, kind string) ([]db.Record, error) {
 	resp, err := c.call(ctx, adminRequest{Op: "list", Kind: kind})
 	return resp.Records, err
 }
 
-func (c *adminClient) Import(ctx context.Context, name string, data []byte, o db.ImportOptions) (db.ImportReport, int, error) {
+func (c *Client) Import(ctx context.Context, name string, data []byte, o db.ImportOptions) (db.ImportReport, int, error) {
 	if len(data) > adminMaxImport {
 		return db.ImportReport{Name: name}, 0, fmt.Errorf("import %s: %d MiB is over the %d MiB an import through the running daemon's admin socket takes: split the file, or stop the daemon and import again", name, len(data)>>20, adminMaxImport>>20)
 	}
@@ -696,22 +619,22 @@ func (c *adminClient) Import(ctx context.Context, name string, data []byte, o db
 	return rep, resp.Retro, err
 }
 
-func (c *adminClient) Export(ctx context.Context, o db.ExportOptions) ([]byte, int, error) {
+func (c *Client) Export(ctx context.Context, o db.ExportOptions) ([]byte, int, error) {
 	resp, err := c.call(ctx, adminRequest{Op: "export", Export: &o})
 	return resp.Data, resp.Count, err
 }
 
-func (c *adminClient) Check(ctx context.Context) ([]string, error) {
+func (c *Client) Check(ctx context.Context) ([]string, error) {
 	resp, err := c.call(ctx, adminRequest{Op: "check"})
 	return resp.Problems, err
 }
 
-func (c *adminClient) Backup(ctx context.Context, path string) (int64, error) {
+func (c *Client) Backup(ctx context.Context, path string) (int64, error) {
 	resp, err := c.call(ctx, adminRequest{Op: "backup", Path: path})
 	return resp.Size, err
 }
 
-func (c *adminClient) Stats(ctx context.Context) (db.Stats, error) {
+func (c *Client) Stats(ctx context.Context) (db.Stats, error) {
 	resp, err := c.call(ctx, adminRequest{Op: "stats"})
 	if err != nil {
 		return db.Stats{}, err
@@ -719,7 +642,7 @@ func (c *adminClient) Stats(ctx context.Context) (db.Stats, error) {
 	return *resp.Stats, nil
 }
 
-func (c *adminClient) LearnFinished(ctx context.Context, role string) (map[string]bool, error) {
+func (c *Client) LearnFinished(ctx context.Context, role string) (map[string]bool, error) {
 	resp, err := c.call(ctx, adminRequest{Op: "learn_finished", Role: role})
 	if err != nil {
 		return nil, err
@@ -731,22 +654,22 @@ func (c *adminClient) LearnFinished(ctx context.Context, role string) (map[strin
 	return out, nil
 }
 
-func (c *adminClient) RecordLearn(ctx context.Context, lr db.LearnResult) (bool, error) {
+func (c *Client) RecordLearn(ctx context.Context, lr db.LearnResult) (bool, error) {
 	resp, err := c.call(ctx, adminRequest{Op: "learn_record", Learn: &lr})
 	return resp.Counted, err
 }
 
-func (c *adminClient) LearnScores(ctx context.Context) ([]db.LearnStats, error) {
+func (c *Client) LearnScores(ctx context.Context) ([]db.LearnStats, error) {
 	resp, err := c.call(ctx, adminRequest{Op: "learn_scores"})
 	return resp.Scores, err
 }
 
-func (c *adminClient) ResetLearn(ctx context.Context) error {
+func (c *Client) ResetLearn(ctx context.Context) error {
 	_, err := c.call(ctx, adminRequest{Op: "learn_reset"})
 	return err
 }
 
-func (c *adminClient) Promote(ctx context.Context, o db.PromoteOptions) ([]db.Record, int, error) {
+func (c *Client) Promote(ctx context.Context, o db.PromoteOptions) ([]db.Record, int, error) {
 	resp, err := c.call(ctx, adminRequest{Op: "learn_promote", Promote: &o})
 	return resp.Records, resp.Retro, err
 }

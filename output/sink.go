@@ -1,4 +1,4 @@
-package main
+package output
 
 import (
 	"errors"
@@ -10,26 +10,49 @@ import (
 	"time"
 
 	"github.com/stackprint/stackprint"
-	"github.com/stackprint/stackprint/enrich"
-	"github.com/stackprint/stackprint/output"
 	"github.com/stackprint/stackprint/zeeklog"
 )
 
-// fileSink writes fingerprint records and alerts to every configured
-// output. Each write is handed to the OS before it returns, so readers see
+// SinkConfig selects the outputs: each is off when its path is "". It
+// has the fields of config.OutputsConfig, which converts to it.
+type SinkConfig struct {
+	Alerts            string
+	AlertsFormat      string
+	Fingerprints      string
+	AlertLog          string
+	ZeekFormat        string
+	RotateInterval    time.Duration
+	RotateSize        int64
+	EVE               string
+	ZeekIntel         string
+	ZeekIntelDoNotice bool
+	SuricataDataset   string
+}
+
+// SinkHooks observe the sink; every one may be nil.
+type SinkHooks struct {
+	OnAlert  func(stackprint.Alert) // after an alert is written (the demo)
+	OnRecord func(stackprint.Event, stackprint.Result, []stackprint.Match)
+	// OnWriteErr reports a failed write being retried (err) and its
+	// recovery (nil), for metrics and the log.
+	OnWriteErr func(output string, err error)
+}
+
+// Sink writes fingerprint records and alerts to every configured
+// output: the fan-out at the end of the pipeline. Each write is handed to the OS before it returns, so readers see
 // it at once and a crash of the process cannot lose it; Sync fsyncs every
 // file, and the delivery ledger calls it before it commits checkpoints, so
 // a checkpoint never gets ahead of what is on disk (group commit: one fsync
 // per file per commit instead of one per record). The feeds replace their
 // files atomically and fsync on each change.
-type fileSink struct {
+type Sink struct {
 	mu       sync.Mutex
-	fp       *output.FingerprintLog // nil when off
-	alerts   *output.AlertWriter    // nil when off
-	alertLog *output.AlertLog       // nil when off
-	eve      *output.AlertWriter    // nil when off
-	feeds    []*output.ServerFeed
-	hooks    daemonHooks
+	fp       *FingerprintLog // nil when off
+	alerts   *AlertWriter    // nil when off
+	alertLog *AlertLog       // nil when off
+	eve      *AlertWriter    // nil when off
+	feeds    []*ServerFeed
+	hooks    SinkHooks
 
 	rotErr error // a failed timed rotation; returned by Sync so no checkpoint covers it
 
@@ -46,18 +69,17 @@ type fileSink struct {
 	quitOnce    sync.Once
 	retryMin    time.Duration
 	retryMax    time.Duration
-	onWriteErr  func(output string, err error) // metrics and log; may be nil
-	degradedErr atomic.Pointer[error]          // the failing write while retrying
+	degradedErr atomic.Pointer[error] // the failing write while retrying
 }
 
 // errSinkStopped ends a retry at shutdown.
 var errSinkStopped = errors.New("outputs stopped while retrying a failed write")
 
-// abortRetries makes a retrying write give up (shutdown).
-func (s *fileSink) abortRetries() { s.quitOnce.Do(func() { close(s.quit) }) }
+// AbortRetries makes a retrying write give up (shutdown).
+func (s *Sink) AbortRetries() { s.quitOnce.Do(func() { close(s.quit) }) }
 
-// degraded returns the write error being retried, or nil.
-func (s *fileSink) degraded() error {
+// Degraded returns the write error being retried, or nil.
+func (s *Sink) Degraded() error {
 	if p := s.degradedErr.Load(); p != nil {
 		return *p
 	}
@@ -75,15 +97,15 @@ func (noRollback) Rollback() error { return nil }
 // and waiting with backoff, until abortRetries. Callers hold s.mu; it is
 // released while waiting, so Sync, Reopen and the metrics do not wait for
 // the disk.
-func (s *fileSink) retry(name string, out rollbacker, step func() error) error {
+func (s *Sink) retry(name string, out rollbacker, step func() error) error {
 	wait := s.retryMin
 	for {
 		err := step()
 		if err == nil {
 			if s.degradedErr.Load() != nil {
 				s.degradedErr.Store(nil)
-				if s.onWriteErr != nil {
-					s.onWriteErr(name, nil)
+				if s.hooks.OnWriteErr != nil {
+					s.hooks.OnWriteErr(name, nil)
 				}
 			}
 			return nil
@@ -92,8 +114,8 @@ func (s *fileSink) retry(name string, out rollbacker, step func() error) error {
 			err = errors.Join(err, rerr)
 		}
 		s.degradedErr.Store(&err)
-		if s.onWriteErr != nil {
-			s.onWriteErr(name, err)
+		if s.hooks.OnWriteErr != nil {
+			s.hooks.OnWriteErr(name, err)
 		}
 		s.mu.Unlock()
 		select {
@@ -107,58 +129,8 @@ func (s *fileSink) retry(name string, out rollbacker, step func() error) error {
 	}
 }
 
-// validate checks the outputs keys; every path may be "" (off) but alerts
-// must go somewhere.
-func (o OutputsConfig) validate() []error {
-	var errs []error
-	bad := func(field string, v any, reason string) {
-		errs = append(errs, &FieldError{Field: field, Value: v, Reason: reason})
-	}
-	if o.Alerts == "" && o.AlertLog == "" && o.EVE == "" {
-		bad("outputs.alerts", `""`, "at least one of outputs.alerts, outputs.alert_log and outputs.eve is required, or alerts go nowhere")
-	}
-	switch output.AlertFormat(o.AlertsFormat) {
-	case "", output.AlertNDJSON, output.AlertECS, output.AlertEVE:
-	default:
-		bad("outputs.alerts_format", o.AlertsFormat, `must be "ecs", "ndjson" or "eve"`)
-	}
-	switch zeeklog.Format(o.ZeekFormat) {
-	case "", zeeklog.TSV, zeeklog.JSON:
-	default:
-		bad("outputs.zeek_format", o.ZeekFormat, `must be "tsv" or "json"`)
-	}
-	if o.RotateInterval < 0 || (o.RotateInterval > 0 && o.RotateInterval < time.Minute) {
-		bad("outputs.rotate_interval", o.RotateInterval, "must be 0 (off) or at least 1m")
-	}
-	if o.RotateSize < 0 || (o.RotateSize > 0 && o.RotateSize < 64<<10) {
-		bad("outputs.rotate_size", o.RotateSize, "must be 0 (off) or at least 65536 bytes")
-	}
-	seen := map[string]string{}
-	for _, p := range []struct{ key, path string }{
-		{"outputs.alerts", o.Alerts}, {"outputs.fingerprints", o.Fingerprints}, {"outputs.alert_log", o.AlertLog},
-		{"outputs.eve", o.EVE}, {"outputs.zeek_intel", o.ZeekIntel}, {"outputs.suricata_dataset", o.SuricataDataset},
-	} {
-		if p.path == "" || p.path == "-" {
-			continue
-		}
-		clean := filepath.Clean(p.path)
-		if other, dup := seen[clean]; dup {
-			bad(p.key, p.path, "same file as "+other)
-		}
-		seen[clean] = p.key
-	}
-	for _, p := range []struct{ key, path string }{
-		{"outputs.fingerprints", o.Fingerprints}, {"outputs.alert_log", o.AlertLog}, {"outputs.eve", o.EVE},
-		{"outputs.zeek_intel", o.ZeekIntel}, {"outputs.suricata_dataset", o.SuricataDataset},
-	} {
-		if p.path == "-" {
-			bad(p.key, p.path, `standard output is only for outputs.alerts`)
-		}
-	}
-	return errs
-}
-
-func openSink(cfg OutputsConfig, hooks daemonHooks) (s *fileSink, err error) {
+// OpenSink opens every output cfg names, creating their directories.
+func OpenSink(cfg SinkConfig, hooks SinkHooks) (s *Sink, err error) {
 	for _, p := range []string{cfg.Alerts, cfg.Fingerprints, cfg.AlertLog, cfg.EVE, cfg.ZeekIntel, cfg.SuricataDataset} {
 		if p != "" && p != "-" {
 			if err := os.MkdirAll(filepath.Dir(p), 0o750); err != nil {
@@ -166,7 +138,7 @@ func openSink(cfg OutputsConfig, hooks daemonHooks) (s *fileSink, err error) {
 			}
 		}
 	}
-	s = &fileSink{hooks: hooks, quit: make(chan struct{}), retryMin: 50 * time.Millisecond, retryMax: 5 * time.Second}
+	s = &Sink{hooks: hooks, quit: make(chan struct{}), retryMin: 50 * time.Millisecond, retryMax: 5 * time.Second}
 	defer func() {
 		if err != nil {
 			s.closeOutputs()
@@ -178,33 +150,33 @@ func openSink(cfg OutputsConfig, hooks daemonHooks) (s *fileSink, err error) {
 		RotateSize:     cfg.RotateSize,
 	}
 	if cfg.Fingerprints != "" {
-		if s.fp, err = output.OpenFingerprintLog(cfg.Fingerprints, zopts); err != nil {
+		if s.fp, err = OpenFingerprintLog(cfg.Fingerprints, zopts); err != nil {
 			return nil, err
 		}
 	}
 	if cfg.AlertLog != "" {
-		if s.alertLog, err = output.OpenAlertLog(cfg.AlertLog, zopts); err != nil {
+		if s.alertLog, err = OpenAlertLog(cfg.AlertLog, zopts); err != nil {
 			return nil, err
 		}
 	}
 	if cfg.Alerts != "" {
-		if s.alerts, err = output.OpenAlertWriter(cfg.Alerts, output.AlertFormat(cfg.AlertsFormat)); err != nil {
+		if s.alerts, err = OpenAlertWriter(cfg.Alerts, AlertFormat(cfg.AlertsFormat)); err != nil {
 			return nil, err
 		}
 	}
 	if cfg.EVE != "" {
-		if s.eve, err = output.OpenAlertWriter(cfg.EVE, output.AlertEVE); err != nil {
+		if s.eve, err = OpenAlertWriter(cfg.EVE, AlertEVE); err != nil {
 			return nil, err
 		}
 	}
 	for _, f := range []struct {
 		path string
-		kind output.FeedKind
-	}{{cfg.ZeekIntel, output.FeedZeekIntel}, {cfg.SuricataDataset, output.FeedSuricataDataset}} {
+		kind FeedKind
+	}{{cfg.ZeekIntel, FeedZeekIntel}, {cfg.SuricataDataset, FeedSuricataDataset}} {
 		if f.path == "" {
 			continue
 		}
-		feed, err := output.OpenServerFeed(f.path, f.kind, output.FeedOptions{DoNotice: cfg.ZeekIntelDoNotice})
+		feed, err := OpenServerFeed(f.path, f.kind, FeedOptions{DoNotice: cfg.ZeekIntelDoNotice})
 		if err != nil {
 			return nil, err
 		}
@@ -218,7 +190,7 @@ func openSink(cfg OutputsConfig, hooks daemonHooks) (s *fileSink, err error) {
 	return s, nil
 }
 
-func (s *fileSink) rotateLoop(every time.Duration) {
+func (s *Sink) rotateLoop(every time.Duration) {
 	defer close(s.done)
 	t := time.NewTicker(every)
 	defer t.Stop()
@@ -247,7 +219,7 @@ func (s *fileSink) rotateLoop(every time.Duration) {
 	}
 }
 
-func (s *fileSink) Record(ev stackprint.Event, r stackprint.Result, m []stackprint.Match) error {
+func (s *Sink) Record(ev stackprint.Event, r stackprint.Result, m []stackprint.Match) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.fp != nil {
@@ -261,15 +233,15 @@ func (s *fileSink) Record(ev stackprint.Event, r stackprint.Result, m []stackpri
 			return err
 		}
 	}
-	if s.hooks.onRecord != nil {
-		s.hooks.onRecord(ev, r, m)
+	if s.hooks.OnRecord != nil {
+		s.hooks.OnRecord(ev, r, m)
 	}
 	return nil
 }
 
 // Alert writes a to every alert output, then flushes them all, then adds
 // its server to the feeds (simulated alerts are left out of those).
-func (s *fileSink) Alert(a stackprint.Alert) error {
+func (s *Sink) Alert(a stackprint.Alert) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	type writer interface {
@@ -310,18 +282,23 @@ func (s *fileSink) Alert(a stackprint.Alert) error {
 			return err
 		}
 	}
-	if s.hooks.onAlert != nil {
-		s.hooks.onAlert(a)
+	if s.hooks.OnAlert != nil {
+		s.hooks.OnAlert(a)
 	}
 	return nil
 }
 
+// ErrRetrying, from Sync, means a failed write is being retried: nothing
+// is durable yet, and no checkpoint may move past it (the daemon turns it
+// into the ledger's "commit later").
+var ErrRetrying = errors.New("an output write is failing and being retried")
+
 // Sync fsyncs every output file (called before a checkpoint commit). While
-// a failed write is being retried it does nothing and asks the ledger to
-// commit later: no checkpoint moves while an output is failing.
-func (s *fileSink) Sync() error {
-	if err := s.degraded(); err != nil {
-		return fmt.Errorf("%w: %w", enrich.ErrCommitLater, err)
+// a failed write is being retried it does nothing and returns ErrRetrying:
+// no checkpoint moves while an output is failing.
+func (s *Sink) Sync() error {
+	if err := s.Degraded(); err != nil {
+		return fmt.Errorf("%w: %w", ErrRetrying, err)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -332,7 +309,7 @@ func (s *fileSink) Sync() error {
 	if s.alertLog != nil {
 		errs = append(errs, s.alertLog.Flush())
 	}
-	for _, w := range []*output.AlertWriter{s.alerts, s.eve} {
+	for _, w := range []*AlertWriter{s.alerts, s.eve} {
 		if w != nil {
 			errs = append(errs, w.Flush())
 		}
@@ -343,11 +320,11 @@ func (s *fileSink) Sync() error {
 // Reopen reopens the alert line files (alerts, eve) for logrotate's
 // rename-and-create rotation; call it on SIGHUP. The Zeek logs rotate
 // themselves.
-func (s *fileSink) Reopen() error {
+func (s *Sink) Reopen() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var errs []error
-	for _, w := range []*output.AlertWriter{s.alerts, s.eve} {
+	for _, w := range []*AlertWriter{s.alerts, s.eve} {
 		if w != nil {
 			errs = append(errs, w.Reopen())
 		}
@@ -355,7 +332,7 @@ func (s *fileSink) Reopen() error {
 	return errors.Join(errs...)
 }
 
-func (s *fileSink) Close() error {
+func (s *Sink) Close() error {
 	if s.stop != nil {
 		close(s.stop)
 		<-s.done
@@ -366,7 +343,7 @@ func (s *fileSink) Close() error {
 	return s.closeOutputs()
 }
 
-func (s *fileSink) closeOutputs() error {
+func (s *Sink) closeOutputs() error {
 	var errs []error
 	if s.alerts != nil {
 		errs = append(errs, s.alerts.Close())

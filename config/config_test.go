@@ -1,4 +1,4 @@
-package main
+package config
 
 import (
 	"net/netip"
@@ -11,14 +11,14 @@ import (
 )
 
 func TestEmbeddedDefaultIsTheShippedFileAndValid(t *testing.T) {
-	onDisk, err := os.ReadFile("../../configs/stackprint.yaml")
+	onDisk, err := os.ReadFile("../configs/stackprint.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if string(onDisk) != string(configs.DefaultYAML) {
 		t.Fatal("embedded default differs from configs/stackprint.yaml")
 	}
-	cfg, err := LoadConfig("")
+	cfg, err := Load("")
 	if err != nil {
 		t.Fatalf("embedded default: %v", err)
 	}
@@ -66,7 +66,7 @@ func TestConfigErrors(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := ParseConfig([]byte(tc.edit(base)))
+			_, err := Parse([]byte(tc.edit(base)))
 			if err == nil {
 				t.Fatal("accepted a bad config")
 			}
@@ -80,7 +80,7 @@ func TestConfigErrors(t *testing.T) {
 }
 
 func TestShortConfigTakesTheRestFromTheDefault(t *testing.T) {
-	cfg, err := ParseConfig([]byte("inputs:\n  - name: ssl\n    path: /tmp/x/ssl.log\n    format: zeek\nscope:\n  allow: [127.0.0.0/8]\n"))
+	cfg, err := Parse([]byte("inputs:\n  - name: ssl\n    path: /tmp/x/ssl.log\n    format: zeek\nscope:\n  allow: [127.0.0.0/8]\n"))
 	if err != nil {
 		t.Fatalf("short config refused: %v", err)
 	}
@@ -90,7 +90,7 @@ func TestShortConfigTakesTheRestFromTheDefault(t *testing.T) {
 	if cfg.Probe.JARMSNI != "ip" || cfg.Dedup.TTL == 0 || cfg.Tailer.MaxLineBytes == 0 || len(cfg.Scope.Allow) != 1 {
 		t.Fatalf("defaults not filled in: %+v", cfg)
 	}
-	if _, err := ParseConfig([]byte("")); err != nil {
+	if _, err := Parse([]byte("")); err != nil {
 		t.Fatalf("empty file = the default: %v", err)
 	}
 }
@@ -98,18 +98,18 @@ func TestShortConfigTakesTheRestFromTheDefault(t *testing.T) {
 // The adversarial pass's reproduction: a deny written as an IPv4-mapped
 // prefix passed `config check` and then matched nothing.
 func TestScopeDenyInMappedFormMatches(t *testing.T) {
-	cfg, err := ParseConfig([]byte("scope:\n  allow: [10.0.0.0/8]\n  deny: [\"::ffff:10.1.0.0/112\", \"::ffff:10.9.9.9\"]\n"))
+	cfg, err := Parse([]byte("scope:\n  allow: [10.0.0.0/8]\n  deny: [\"::ffff:10.1.0.0/112\", \"::ffff:10.9.9.9\"]\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := enrich.NewScope(parsePrefixes(cfg.Scope.Allow), parsePrefixes(cfg.Scope.Deny), nil)
+	s := enrich.NewScope(ParsePrefixes(cfg.Scope.Allow), ParsePrefixes(cfg.Scope.Deny), nil)
 	for addr, want := range map[string]bool{"10.1.2.3": false, "::ffff:10.1.2.4": false, "10.9.9.9": false, "::ffff:10.9.9.9": false, "10.2.0.1": true} {
 		if got, why := s.Check(netip.AddrPortFrom(netip.MustParseAddr(addr), 443)); got != want {
 			t.Errorf("Check(%s) = %v (%s), want %v", addr, got, why, want)
 		}
 	}
 	for _, bad := range []string{"::/0", "::/64", "fe80::1%eth0"} {
-		_, err := ParseConfig([]byte("scope:\n  deny: [\"" + bad + "\"]\n"))
+		_, err := Parse([]byte("scope:\n  deny: [\"" + bad + "\"]\n"))
 		if err == nil || !strings.Contains(err.Error(), "scope.deny[0]") {
 			t.Errorf("deny %s: error %v, want one naming scope.deny[0]", bad, err)
 		}

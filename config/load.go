@@ -1,4 +1,4 @@
-package main
+package config
 
 import (
 	"errors"
@@ -16,20 +16,20 @@ import (
 	"github.com/stackprint/stackprint/configs"
 )
 
-// configSource is one YAML document of the effective config, in the order
+// Source is one YAML document of the effective config, in the order
 // it is applied: the embedded default, the file, then its drop-ins.
-type configSource struct {
-	name string
-	data []byte
+type Source struct {
+	Name string
+	Data []byte
 }
 
-// dropInDir is where packagers and operators put extra config files: the
+// DropInDir is where packagers and operators put extra config files: the
 // conf.d directory beside the config file, its *.yaml read in name order.
-func dropInDir(path string) string { return filepath.Join(filepath.Dir(path), "conf.d") }
+func DropInDir(path string) string { return filepath.Join(filepath.Dir(path), "conf.d") }
 
-// configSources lists what LoadConfig(path) reads.
-func configSources(path string) ([]configSource, error) {
-	srcs := []configSource{{"embedded default config", configs.DefaultYAML}}
+// Sources lists what Load(path) reads.
+func Sources(path string) ([]Source, error) {
+	srcs := []Source{{"embedded default config", configs.DefaultYAML}}
 	if path == "" {
 		return srcs, nil
 	}
@@ -37,8 +37,8 @@ func configSources(path string) ([]configSource, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read config: %w", err)
 	}
-	srcs = append(srcs, configSource{path, b})
-	dropIns, err := filepath.Glob(filepath.Join(dropInDir(path), "*.yaml"))
+	srcs = append(srcs, Source{path, b})
+	dropIns, err := filepath.Glob(filepath.Join(DropInDir(path), "*.yaml"))
 	if err != nil {
 		return nil, fmt.Errorf("config drop-ins: %w", err)
 	}
@@ -48,7 +48,7 @@ func configSources(path string) ([]configSource, error) {
 		if err != nil {
 			return nil, fmt.Errorf("read config drop-in: %w", err)
 		}
-		srcs = append(srcs, configSource{p, b})
+		srcs = append(srcs, Source{p, b})
 	}
 	return srcs, nil
 }
@@ -72,12 +72,12 @@ func (p configPositions) lookup(field string) string {
 	return ""
 }
 
-// parseSources decodes every source over the previous ones and validates
+// ParseSources decodes every source over the previous ones and validates
 // the result once. It reports every problem in one pass, each with its
 // file, line and field path: syntax errors, unknown keys, unset ${VAR}s,
 // values of the wrong type and failed checks. A list a later source sets
 // replaces the earlier list; a map is merged.
-func parseSources(srcs []configSource) (*Config, error) {
+func ParseSources(srcs []Source) (*Config, error) {
 	var (
 		cfg  Config
 		errs []error
@@ -85,14 +85,14 @@ func parseSources(srcs []configSource) (*Config, error) {
 	)
 	for _, src := range srcs {
 		var root yaml.Node
-		if err := yaml.Unmarshal(src.data, &root); err != nil {
-			errs = append(errs, syntaxError{fmt.Errorf("%s: %s", src.name, strings.TrimPrefix(err.Error(), "yaml: "))})
+		if err := yaml.Unmarshal(src.Data, &root); err != nil {
+			errs = append(errs, syntaxError{fmt.Errorf("%s: %s", src.Name, strings.TrimPrefix(err.Error(), "yaml: "))})
 			continue
 		}
 		if len(root.Content) == 0 {
 			continue // empty file
 		}
-		w := &configWalk{src: src.name, pos: pos, lines: map[int]string{}}
+		w := &configWalk{src: src.Name, pos: pos, lines: map[int]string{}}
 		w.walk(root.Content[0], reflect.TypeFor[Config](), "")
 		errs = append(errs, w.errs...)
 		if err := root.Content[0].Decode(&cfg); err != nil {
@@ -238,14 +238,14 @@ func (w *configWalk) expand(n *yaml.Node, path string) {
 	}
 }
 
-// escapeEnvRefs writes every literal ${ in n's scalars as $${, the form
+// EscapeEnvRefs writes every literal ${ in n's scalars as $${, the form
 // expand turns back into ${.
-func escapeEnvRefs(n *yaml.Node) {
+func EscapeEnvRefs(n *yaml.Node) {
 	if n.Kind == yaml.ScalarNode {
 		n.Value = strings.ReplaceAll(n.Value, "${", "$${")
 	}
 	for _, c := range n.Content {
-		escapeEnvRefs(c)
+		EscapeEnvRefs(c)
 	}
 }
 

@@ -1,4 +1,4 @@
-package main
+package output
 
 import (
 	"net/netip"
@@ -16,19 +16,16 @@ import (
 func TestSinkWritesEveryOutput(t *testing.T) {
 	dir := t.TempDir()
 	p := func(name string) string { return filepath.Join(dir, "out", name) }
-	cfg := OutputsConfig{
+	cfg := SinkConfig{
 		Alerts: p("alerts.ecs.ndjson"), AlertsFormat: "ecs",
 		Fingerprints: p("stackprint.log"), AlertLog: p("stackprint_alert.log"), ZeekFormat: "json",
 		EVE: p("eve.json"), ZeekIntel: p("stackprint.intel"), SuricataDataset: p("stackprint.lst"),
 		RotateInterval: time.Hour,
 	}
-	if errs := cfg.validate(); len(errs) > 0 {
-		t.Fatal(errs)
-	}
 	var alerts, records int
-	s, err := openSink(cfg, daemonHooks{
-		onAlert:  func(stackprint.Alert) { alerts++ },
-		onRecord: func(stackprint.Event, stackprint.Result, []stackprint.Match) { records++ },
+	s, err := OpenSink(cfg, SinkHooks{
+		OnAlert:  func(stackprint.Alert) { alerts++ },
+		OnRecord: func(stackprint.Event, stackprint.Result, []stackprint.Match) { records++ },
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -109,7 +106,7 @@ func TestSinkWritesEveryOutput(t *testing.T) {
 
 func TestSinkOutputsOff(t *testing.T) {
 	dir := t.TempDir()
-	s, err := openSink(OutputsConfig{EVE: filepath.Join(dir, "eve.json")}, daemonHooks{})
+	s, err := OpenSink(SinkConfig{EVE: filepath.Join(dir, "eve.json")}, SinkHooks{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package main
+package daemon
 
 import (
 	"cmp"
@@ -6,33 +6,38 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"reflect"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/stackprint/stackprint"
+	"github.com/stackprint/stackprint/admin"
+	"github.com/stackprint/stackprint/config"
 	"github.com/stackprint/stackprint/db"
 	"github.com/stackprint/stackprint/enrich"
+	"github.com/stackprint/stackprint/observe"
+	"github.com/stackprint/stackprint/output"
 	"github.com/stackprint/stackprint/probe"
 	"github.com/stackprint/stackprint/rules"
 	"github.com/stackprint/stackprint/tailer"
 )
 
-// daemon is the running pipeline: tailers → enrich → probe → db → rules →
-// outputs. `run` and `demo` both build it here, so the demo exercises
-// exactly the daemon's code.
-type daemon struct {
-	cfg     *Config
+// Daemon is the running pipeline: tailers → enrich → probe → db → rules →
+// observe → outputs. `run` and `demo` both build it here, so the demo
+// exercises exactly the daemon's code.
+type Daemon struct {
+	cfg     *config.Config
 	log     *slog.Logger
 	db      *db.DB
-	sink    *fileSink
+	sink    *output.Sink
+	observe *observe.Stage
 	pipe    *enrich.Pipeline
 	rules   *rules.Engine
 	ledger  *enrich.Ledger
@@ -40,20 +45,25 @@ type daemon struct {
 	metrics *metrics
 	cfgPath string // re-read on SIGHUP; "" = the embedded default
 
-	closers []func() error // closed after the tailers have stopped
-	running atomic.Bool    // tailers started, not yet stopping
-	failed  atomic.Value   // error that stopped a component
+	closers []func() error        // closed after the tailers have stopped
+	running atomic.Bool           // tailers started, not yet stopping
+	failed  atomic.Pointer[error] // the first error that stopped a component
 }
 
-// daemonHooks lets the demo observe what the daemon writes.
-type daemonHooks struct {
-	onAlert  func(stackprint.Alert)
-	onRecord func(stackprint.Event, stackprint.Result, []stackprint.Match)
-	dialer   probe.Dialer // nil: the system dialer
+// Options are what a caller adds to the config.
+type Options struct {
+	// ConfigPath is re-read on SIGHUP; "" = the embedded default.
+	ConfigPath string
+	// OnAlert and OnRecord see what the outputs write (the demo, tests).
+	OnAlert  func(stackprint.Alert)
+	OnRecord func(stackprint.Event, stackprint.Result, []stackprint.Match)
+	Dialer   probe.Dialer // nil: the system dialer
 }
 
-func newDaemon(cfg *Config, log *slog.Logger, hooks daemonHooks) (_ *daemon, err error) {
-	d := &daemon{cfg: cfg, log: log}
+// New opens the DB and the outputs and builds every stage from cfg;
+// Run starts them.
+func New(cfg *config.Config, log *slog.Logger, o Options) (_ *Daemon, err error) {
+	d := &Daemon{cfg: cfg, log: log, cfgPath: o.ConfigPath}
 	defer func() {
 		if err != nil {
 			d.close() // what was opened before the failure
@@ -65,34 +75,25 @@ func newDaemon(cfg *Config, log *slog.Logger, hooks daemonHooks) (_ *daemon, err
 	if d.db, err = db.Open(cfg.DB.Path, db.Options{Timeout: cfg.DB.LockTimeout}); err != nil {
 		return nil, err
 	}
-	if d.sink, err = openSink(cfg.Outputs, hooks); err != nil {
+	d.metrics = newMetrics(d)
+	if d.sink, err = output.OpenSink(output.SinkConfig(cfg.Outputs), output.SinkHooks{
+		OnAlert: o.OnAlert, OnRecord: o.OnRecord, OnWriteErr: d.onWriteErr,
+	}); err != nil {
 		return nil, err
 	}
-	ports := make([]uint16, len(cfg.Scope.Ports))
-	for i, p := range cfg.Scope.Ports {
-		ports[i] = uint16(p)
-	}
-	pcfg := cfg.probeEngineConfig()
-	pcfg.Dialer = hooks.dialer
+	pcfg := cfg.ProbeEngineConfig()
+	pcfg.Dialer = o.Dialer
 	pcfg.ConnRate = -1 // the scheduler keeps the per-IP budget, so waiting costs no probe slot
 	prober, err := probe.NewEngine(pcfg)
 	if err != nil {
 		return nil, fmt.Errorf("probe engine: %w", err)
 	}
-	d.metrics = newMetrics(d)
-	d.sink.onWriteErr = func(name string, err error) {
-		if err == nil {
-			d.log.Warn("output writes recovered; checkpoints resume")
-			_ = sdNotify("STATUS=following " + fmt.Sprint(len(cfg.Inputs)) + " inputs")
-			return
-		}
-		d.metrics.outputErrors.WithLabelValues(name).Inc()
-		d.log.Error("output write failed; rolled back to the last whole record, retrying (checkpoints wait)", "output", name, "err", err)
-		_ = sdNotify("STATUS=degraded: output " + name + " failing, retrying: " + err.Error())
-	}
 	if d.rules, err = newRulesEngine(cfg.Rules, log); err != nil {
 		return nil, err
 	}
+	// The observation stage sits before the outputs; the metrics count
+	// what reaches them, retro-hunt alerts included.
+	d.observe = observe.New(measuredSink{d.sink, d.metrics}, d.db, d.rules, cfg.DB.RetroWindow, log)
 	// Events parked by the previous run wait in the backlog; the
 	// scheduler loads them back in turn, client by client.
 	backlog, err := d.db.RebuildBacklog()
@@ -100,14 +101,14 @@ func newDaemon(cfg *Config, log *slog.Logger, hooks daemonHooks) (_ *daemon, err
 		return nil, err
 	}
 	d.ledger = enrich.NewLedger(d.db, encodePosition, log)
-	d.ledger.BeforeCommit = d.sink.Sync
+	d.ledger.BeforeCommit = d.syncOutputs
 	serverKinds, nameKinds := splitKinds(prober.Kinds(), cfg.Probe.ATSFPerName)
 	burst := cfg.Probe.ConnsPerIPBurst
 	if burst == 0 {
 		burst = probe.DefaultConnBurst
 	}
 	d.pipe, err = enrich.New(enrich.Config{
-		Scope:           enrich.NewScope(parsePrefixes(cfg.Scope.Allow), parsePrefixes(cfg.Scope.Deny), ports),
+		Scope:           cfg.Scope.NewScope(),
 		TTL:             cfg.Dedup.TTL,
 		NegativeTTL:     cfg.Dedup.NegativeTTL,
 		Capacity:        cfg.Dedup.Capacity,
@@ -131,7 +132,7 @@ func newDaemon(cfg *Config, log *slog.Logger, hooks daemonHooks) (_ *daemon, err
 		Logger:          log,
 		OnSettled:       d.ledger.Settled,
 		DrainTimeout:    cfg.Daemon.ShutdownTimeout,
-	}, measuredProber{prober, d.metrics}, d.db, d.rules, measuredSink{observingSink{d.sink, d.db}, d.metrics})
+	}, measuredProber{prober, d.metrics}, d.db, d.rules, d.observe)
 	if err != nil {
 		return nil, err
 	}
@@ -181,88 +182,106 @@ func newDaemon(cfg *Config, log *slog.Logger, hooks daemonHooks) (_ *daemon, err
 	return d, nil
 }
 
-// run follows the inputs until ctx ends or a component fails, then shuts
-// down in pipeline order: tailers first, then the probe workers, then the
-// outputs and the DB.
-func (d *daemon) run(ctx context.Context) error {
+// Run follows the inputs until ctx ends or a component fails, then shuts
+// down in pipeline order: the inputs first, then the probe workers, then
+// the checkpoint ledger and its final commit, then the HTTP listener and
+// housekeeping, the admin socket, and last the outputs and the DB.
+//
+// Each tier runs in an errgroup under a context of its own, cancelled only
+// once the tier feeding it has returned, so no stage stops while an
+// upstream one can still hand it work. A component that fails cancels the
+// inputs' context, which starts that shutdown; the first failure is what
+// Run returns.
+func (d *Daemon) Run(ctx context.Context) (err error) {
 	defer d.close()
-	defer d.startAdmin(ctx)() // admin socket until run returns (admin.go)
-	pctx, stopPipe := context.WithCancel(context.Background())
-	defer stopPipe()
-	tctx, stopTailers := context.WithCancel(ctx)
-	defer stopTailers()
-
-	errc := make(chan error, len(d.tailers)+1)
-	pipeDone := make(chan struct{})
-	go func() {
-		defer close(pipeDone)
-		if err := d.pipe.Run(pctx); err != nil {
-			errc <- fmt.Errorf("pipeline: %w", err)
+	defer d.startAdmin(ctx)() // admin socket until Run returns
+	fctx, fail := context.WithCancelCause(ctx)
+	defer fail(nil)
+	failed := func(err error) error {
+		if err != nil {
+			d.failed.CompareAndSwap(nil, &err)
+			fail(err)
+		}
+		return err
+	}
+	type tier struct {
+		g    errgroup.Group
+		ctx  context.Context
+		stop context.CancelFunc
+	}
+	newTier := func() *tier {
+		t := &tier{}
+		t.ctx, t.stop = context.WithCancel(context.WithoutCancel(ctx))
+		return t
+	}
+	pipe, ledger, aux := newTier(), newTier(), newTier()
+	defer func() { // an early return stops every tier too
+		for _, t := range []*tier{pipe, ledger, aux} {
+			t.stop()
+			_ = t.g.Wait()
 		}
 	}()
-	var err error
+
+	pipe.g.Go(func() error {
+		if err := d.pipe.Run(pipe.ctx); err != nil {
+			return failed(fmt.Errorf("pipeline: %w", err))
+		}
+		return nil
+	})
 	if st := d.pipe.Stats(); st.Spilled > 0 {
 		d.log.Info("resuming events parked by the previous run", "count", st.Spilled)
 	}
-	lctx, stopLedger := context.WithCancel(context.Background())
-	defer stopLedger()
-	ledgerDone := make(chan struct{})
-	go func() {
-		defer close(ledgerDone)
-		if err := d.ledger.Run(lctx, checkpointInterval); err != nil {
-			errc <- fmt.Errorf("commit checkpoints: %w", err)
+	ledger.g.Go(func() error {
+		if err := d.ledger.Run(ledger.ctx, checkpointInterval); err != nil {
+			return failed(fmt.Errorf("commit checkpoints: %w", err))
 		}
-	}()
-	hctx, stopHTTP := context.WithCancel(context.Background())
-	defer stopHTTP()
-	pruneDone := make(chan struct{})
-	go func() { defer close(pruneDone); d.pruneObservations(hctx) }()
-	defer func() { stopHTTP(); <-pruneDone }()
+		return nil
+	})
+	aux.g.Go(func() error {
+		d.observe.Prune(aux.ctx, max(d.cfg.DB.RetroWindow, d.cfg.Dedup.TTL))
+		return nil
+	})
 	if d.cfg.Metrics.Listen != "" {
-		go func() {
-			if err := d.serveHTTP(hctx, d.cfg.Metrics.Listen, d.log); err != nil {
-				errc <- err
-			}
-		}()
+		aux.g.Go(func() error { return failed(d.serveHTTP(aux.ctx, d.cfg.Metrics.Listen, d.log)) })
 	}
-	var wg sync.WaitGroup
+	inputs, ictx := errgroup.WithContext(fctx)
 	for i, t := range d.tailers {
 		name := d.cfg.Inputs[i].Name
-		wg.Go(func() {
-			if err := t.Run(tctx); err != nil && !errors.Is(err, context.Canceled) {
-				errc <- fmt.Errorf("input %q: %w", name, err)
+		inputs.Go(func() error {
+			if err := t.Run(ictx); err != nil && !errors.Is(err, context.Canceled) {
+				return failed(fmt.Errorf("input %q: %w", name, err))
 			}
+			return nil
 		})
 	}
 	d.log.Info("stackprint running", "inputs", len(d.tailers), "db", d.cfg.DB.Path,
 		"alerts", d.cfg.Outputs.Alerts, "fingerprints", d.cfg.Outputs.Fingerprints)
 	d.running.Store(true)
 	_ = sdNotify("READY=1\nSTATUS=following " + fmt.Sprint(len(d.tailers)) + " inputs")
-	go sdWatchdog(hctx, d.ready)
+	aux.g.Go(func() error { sdWatchdog(aux.ctx, d.Ready); return nil })
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 wait:
 	for {
 		select {
-		case <-ctx.Done():
-			break wait
-		case err = <-errc:
-			d.failed.Store(err)
+		case <-ictx.Done():
 			break wait
 		case <-hup:
-			d.reload()
+			d.Reload()
 		}
 	}
 	d.running.Store(false)
-	d.sink.abortRetries() // a write waiting for disk space gives up: its event is replayed at the next start
+	d.sink.AbortRetries() // a write waiting for disk space gives up: its event is replayed at the next start
 	_ = sdNotify("STOPPING=1")
-	stopTailers()
-	wg.Wait()
-	stopPipe()
-	<-pipeDone
-	stopLedger()
-	<-ledgerDone
+	_ = inputs.Wait()
+	pipe.stop()
+	_ = pipe.g.Wait()
+	ledger.stop()
+	_ = ledger.g.Wait()
+	if p := d.failed.Load(); p != nil {
+		err = *p
+	}
 	if cerr := d.ledger.CommitFinal(); cerr != nil {
 		err = errors.Join(err, fmt.Errorf("final checkpoint commit: %w", cerr))
 	}
@@ -272,9 +291,55 @@ wait:
 	return err
 }
 
+// startAdmin opens the admin socket and serves it until ctx ends or the
+// returned stop is called. A socket that cannot be opened is logged, not
+// fatal: the CLI then reports the locked file and that no daemon answered.
+func (d *Daemon) startAdmin(ctx context.Context) (stop func()) {
+	path := d.cfg.DB.AdminSocketPath()
+	s, err := admin.Listen(admin.ServerConfig{Socket: path, DB: d.db, Hunter: d.observe, Logger: d.log})
+	if err != nil {
+		d.log.Error("admin socket unavailable; `stackprint db` cannot reach this daemon", "socket", path, "err", err)
+		return func() {}
+	}
+	d.log.Info("admin socket listening", "socket", path)
+	return s.Start(ctx)
+}
+
+// syncOutputs makes the outputs durable before a checkpoint commit; while
+// an output write is being retried the ledger commits later.
+func (d *Daemon) syncOutputs() error {
+	err := d.sink.Sync()
+	if errors.Is(err, output.ErrRetrying) {
+		return fmt.Errorf("%w: %w", enrich.ErrCommitLater, err)
+	}
+	return err
+}
+
+// onWriteErr reports an output write failing (err) or recovering (nil).
+func (d *Daemon) onWriteErr(name string, err error) {
+	if err == nil {
+		d.log.Warn("output writes recovered; checkpoints resume")
+		_ = sdNotify("STATUS=following " + fmt.Sprint(len(d.cfg.Inputs)) + " inputs")
+		return
+	}
+	d.metrics.outputErrors.WithLabelValues(name).Inc()
+	d.log.Error("output write failed; rolled back to the last whole record, retrying (checkpoints wait)", "output", name, "err", err)
+	_ = sdNotify("STATUS=degraded: output " + name + " failing, retrying: " + err.Error())
+}
+
+// Stats are the pipeline's counters.
+func (d *Daemon) Stats() enrich.Stats { return d.pipe.Stats() }
+
+// WaitIdle waits until the pipeline has settled every event it was handed
+// (the demo).
+func (d *Daemon) WaitIdle(ctx context.Context) error { return d.pipe.WaitIdle(ctx) }
+
+// DB is the daemon's open fingerprint DB (tests record observations in it).
+func (d *Daemon) DB() *db.DB { return d.db }
+
 // loadBacklog hands the scheduler up to n parked events of a client
 // bucket, each resumed in the ledger so settling it unparks it.
-func (d *daemon) loadBacklog(bucket uint16, n int) ([]stackprint.Event, error) {
+func (d *Daemon) loadBacklog(bucket uint16, n int) ([]stackprint.Event, error) {
 	pend, err := d.db.LoadBacklog(bucket, n)
 	if err != nil {
 		return nil, err
@@ -301,48 +366,11 @@ func splitKinds(kinds []string, atsfPerName bool) (server, name []string) {
 	return server, name
 }
 
-// observingSink keeps the DB's observations (latest result per target and
-// fingerprint history) that retro-hunts and the exports read.
-type observingSink struct {
-	enrich.Sink
-	db *db.DB
-}
-
-func (s observingSink) Record(ev stackprint.Event, r stackprint.Result, m []stackprint.Match) error {
-	if err := s.Sink.Record(ev, r, m); err != nil {
-		return err
-	}
-	if err := s.db.RecordObservationOf(ev, r); err != nil {
-		return fmt.Errorf("record observation of %s: %w", r.Target, err)
-	}
-	return nil
-}
-
-// pruneObservations drops observations older than what retro-hunts and the
-// dedup TTL can use, hourly, so the DB does not grow forever.
-func (d *daemon) pruneObservations(ctx context.Context) {
-	keep := max(d.cfg.DB.RetroWindow, d.cfg.Dedup.TTL)
-	t := time.NewTicker(time.Hour)
-	defer t.Stop()
-	for {
-		if n, err := d.db.PruneObservations(time.Now().Add(-keep)); err != nil {
-			d.log.Warn("prune observations", "err", err)
-		} else if n > 0 {
-			d.log.Info("pruned old observations", "count", n)
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
-}
-
-// ready reports why the daemon cannot do its job, or nil: tailers started,
+// Ready reports why the daemon cannot do its job, or nil: tailers started,
 // no component failed, DB open, output directories writable.
-func (d *daemon) ready() error {
-	if err, ok := d.failed.Load().(error); ok && err != nil {
-		return err
+func (d *Daemon) Ready() error {
+	if p := d.failed.Load(); p != nil {
+		return *p
 	}
 	if !d.running.Load() {
 		return errors.New("not running")
@@ -361,11 +389,11 @@ func (d *daemon) ready() error {
 	return nil
 }
 
-// reload re-reads the config on SIGHUP: a bad file is refused and the
+// Reload re-reads the config (SIGHUP): a bad file is refused and the
 // running config stays; settings that can change live (scope) are swapped,
 // the others are reported as needing a restart.
-func (d *daemon) reload() {
-	cfg, err := LoadConfig(d.cfgPath)
+func (d *Daemon) Reload() {
+	cfg, err := config.Load(d.cfgPath)
 	if err != nil {
 		d.metrics.reloaded(false)
 		d.log.Error("config reload refused; keeping the running config", "err", err)
@@ -376,11 +404,7 @@ func (d *daemon) reload() {
 		d.log.Error("config reload refused: rules do not load; keeping the running config", "err", err)
 		return
 	}
-	ports := make([]uint16, len(cfg.Scope.Ports))
-	for i, p := range cfg.Scope.Ports {
-		ports[i] = uint16(p)
-	}
-	d.pipe.SetScope(enrich.NewScope(parsePrefixes(cfg.Scope.Allow), parsePrefixes(cfg.Scope.Deny), ports))
+	d.pipe.SetScope(cfg.Scope.NewScope())
 	// logrotate's rename+create of the NDJSON/EVE alert files.
 	if err := d.sink.Reopen(); err != nil {
 		d.log.Error("reopen alert files", "err", err)
@@ -410,7 +434,7 @@ func encodePosition(ev stackprint.Event) ([]byte, error) {
 }
 
 // resumePositions loads an input's committed positions.
-func (d *daemon) resumePositions(input string) ([]tailer.Position, error) {
+func (d *Daemon) resumePositions(input string) ([]tailer.Position, error) {
 	cps, err := d.db.Checkpoints(enrich.CheckpointKey(input, ""))
 	if err != nil {
 		return nil, err
@@ -427,7 +451,7 @@ func (d *daemon) resumePositions(input string) ([]tailer.Position, error) {
 	return out, nil
 }
 
-func (d *daemon) close() {
+func (d *Daemon) close() {
 	for _, c := range d.closers {
 		if err := c(); err != nil {
 			d.log.Warn("close", "err", err)
@@ -444,26 +468,4 @@ func (d *daemon) close() {
 			d.log.Error("close db", "err", err)
 		}
 	}
-}
-
-func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("run", stdout, stderr)
-	path := fs.String("c", "", "config file (default: the embedded default, configs/stackprint.yaml)")
-	if _, err := parseInterleaved(fs, args); err != nil {
-		return err
-	}
-	cfg, err := LoadConfig(*path)
-	if err != nil {
-		return err
-	}
-	log := newLogger(cfg.Log, stderr)
-	if os.Geteuid() == 0 {
-		log.Warn("running as root; a dedicated unprivileged user is recommended")
-	}
-	d, err := newDaemon(cfg, log, daemonHooks{})
-	if err != nil {
-		return err
-	}
-	d.cfgPath = *path
-	return d.run(ctx)
 }
