@@ -3,6 +3,7 @@ package enrich
 import (
 	"encoding/binary"
 	"hash/maphash"
+	"runtime"
 	"time"
 
 	"github.com/stackprint/stackprint"
@@ -104,16 +105,27 @@ type Index struct {
 	n, cap     int
 	evictions  uint64
 	onDrop     func(Key) // evicted or expired (not for Remove)
+	mem        *mappings
 }
+
+// mappings are the index's memory outside the Go heap, unmapped when the
+// index is collected.
+type mappings struct{ ents, slots []byte }
 
 // NewIndex returns an empty index holding at most capacity keys; onDrop,
 // when not nil, is told every key evicted or found expired.
 func NewIndex(capacity int, onDrop func(Key)) *Index {
 	capacity = max(capacity, 1)
 	x := &Index{cap: capacity, onDrop: onDrop}
-	x.ents = make([]dedupEntry, 1, 1+min(capacity, 1024))
-	x.slots = make([]uint64, tableSize(min(capacity, 1024)))
+	// The entries are reserved for the whole capacity and filled in
+	// order (pages resident as they are reached); the table, touched at
+	// random, doubles as the entries grow. Both live outside the Go heap.
+	x.mem = &mappings{}
+	x.ents, x.mem.ents = offHeap[dedupEntry](capacity + 1)
+	x.ents = x.ents[:1]
+	x.slots, x.mem.slots = offHeap[uint64](tableSize(min(capacity, 1024)))
 	x.mask = uint64(len(x.slots) - 1)
+	runtime.AddCleanup(x, func(m *mappings) { unmap(m.ents); unmap(m.slots) }, x.mem)
 	return x
 }
 
@@ -199,14 +211,7 @@ func (x *Index) Put(k Key, expires time.Time, flags uint8) {
 	if e != 0 {
 		x.free = x.ents[e].next
 	} else {
-		if len(x.ents) == cap(x.ents) {
-			// Grow by doubling, but never past capacity: the index of a
-			// full cache is allocated once.
-			grown := make([]dedupEntry, len(x.ents), min(2*cap(x.ents), x.cap+1))
-			copy(grown, x.ents)
-			x.ents = grown
-		}
-		x.ents = append(x.ents, dedupEntry{})
+		x.ents = x.ents[:len(x.ents)+1] // within the reserved capacity: n < cap
 		e = uint32(len(x.ents) - 1)
 	}
 	x.ents[e] = dedupEntry{h1: k.H1, h2: k.H2, flags: flags, expires: expires.UnixNano()}
@@ -253,8 +258,9 @@ func (x *Index) Range(f func(Key, uint8) bool) {
 }
 
 func (x *Index) rehash(size int) {
-	old := x.slots
-	x.slots = make([]uint64, size)
+	old, oldMem := x.slots, x.mem.slots
+	defer unmap(oldMem)
+	x.slots, x.mem.slots = offHeap[uint64](size)
 	x.mask = uint64(size - 1)
 	for _, s := range old {
 		if s == 0 {

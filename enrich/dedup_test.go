@@ -153,7 +153,7 @@ func TestIndexCostPerKey(t *testing.T) {
 	for i := range 100000 {
 		x.Put(Key{H1: uint64(i) * 0x9E3779B97F4A7C15, H2: uint32(i)}, time.Unix(1<<40, 0), 0)
 	}
-	perKey := float64(cap(x.ents)*int(unsafe.Sizeof(dedupEntry{}))+len(x.slots)*8) / float64(x.Len())
+	perKey := float64(len(x.ents)*int(unsafe.Sizeof(dedupEntry{}))+len(x.slots)*8) / float64(x.Len())
 	t.Logf("index: %.1f bytes per key at 100,000 keys", perKey)
 	if perKey > 56 {
 		t.Errorf("index costs %.1f bytes per key, want <= 56", perKey)
