@@ -235,6 +235,7 @@ type Pipeline struct {
 	fatal                                 chan error
 	sweepEvery                            time.Duration
 	loadBatch                             int
+	flushAt                               int // store ops queued before a flush
 	probeWG                               sync.WaitGroup
 }
 
@@ -332,7 +333,9 @@ func New(cfg Config, prober Prober, matcher Matcher, judge Judge, sink Sink) (*P
 	// a failure live differently long, which the library's one TTL cannot
 	// express, and its expiry goroutine cannot be stopped in v2.0.7. So
 	// the LRUs run without a TTL and only their capacity bound evicts.
-	p.cache = newDedupCache(cfg.Capacity, cmp.Or(cfg.HotResults, DefaultHotResults), cfg.Results)
+	hot := cmp.Or(cfg.HotResults, DefaultHotResults)
+	p.cache = newDedupCache(cfg.Capacity, hot, cfg.Results)
+	p.flushAt = max(1, min(flushBatch, hot/4))
 	p.tarpits = expirable.NewLRU[netip.Addr, time.Time](65536, nil, 0)
 	return p, nil
 }
@@ -348,7 +351,7 @@ func (p *Pipeline) Handle(ctx context.Context, ev stackprint.Event) error {
 	}
 	p.events.Add(1)
 	err := p.handle(ev, false)
-	p.flushStore(256)
+	p.flushStore(p.flushAt)
 	return err
 }
 
@@ -534,6 +537,13 @@ func (p *Pipeline) loadStored(ck cacheKey, now time.Time, attempt int) {
 		p.cache.hot.Add(ck, v)
 	}
 }
+
+// flushBatch is how many result-store writes wait to go in one
+// transaction (at most a second: the dispatcher flushes what is left),
+// unless HotResults is below four times that: the waiting ones are the
+// newest results and must all still be in memory meanwhile, so that a
+// read never misses one.
+const flushBatch = 256
 
 // flushStore applies the queued result-store writes and deletes once at
 // least min are queued.
@@ -733,6 +743,8 @@ func (p *Pipeline) Run(ctx context.Context) error {
 func (p *Pipeline) dispatch(ctx, probeCtx context.Context) {
 	sweep := time.NewTicker(p.sweepEvery)
 	defer sweep.Stop()
+	flush := time.NewTicker(time.Second)
+	defer flush.Stop()
 	var timer *time.Timer
 	for {
 		if ctx.Err() != nil {
@@ -781,6 +793,8 @@ func (p *Pipeline) dispatch(ctx, probeCtx context.Context) {
 			return
 		case <-p.wake:
 		case <-tc:
+		case <-flush.C:
+			p.flushStore(1)
 		case <-sweep.C:
 			if err := p.sweepExpired(); err != nil {
 				p.fail(err)
@@ -1001,7 +1015,7 @@ func (p *Pipeline) probe(ctx context.Context, u *unit) {
 	} else {
 		err = p.nameDone(u.nm, res, now)
 	}
-	p.flushStore(1)
+	p.flushStore(p.flushAt)
 	if err != nil {
 		p.fail(err)
 	}
