@@ -106,3 +106,14 @@ func TestProbeNowCancelledWhileQueuedIsNotProbed(t *testing.T) {
 		t.Fatalf("%d probes, want 1: the cancelled one was dialled", n)
 	}
 }
+
+// scope.deny refuses a watched IPv6 server too.
+func TestCheckDeniedBothFamilies(t *testing.T) {
+	s := NewScope(nil, []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24"), netip.MustParsePrefix("2001:db8::/32")}, []uint16{443})
+	for ap, want := range map[string]bool{"192.0.2.9:8443": false, "[::ffff:192.0.2.9]:443": false, "[2001:db8::1]:443": false,
+		"127.0.0.1:8443": true, "[fd00::1]:9443": true} {
+		if ok, why := s.CheckDenied(netip.MustParseAddrPort(ap)); ok != want {
+			t.Errorf("%s: %v %q, want %v", ap, ok, why, want)
+		}
+	}
+}

@@ -94,6 +94,13 @@ func (s *Scope) CheckDenied(ap netip.AddrPort) (bool, string) {
 	if ap.Port() == 0 {
 		return false, "port 0"
 	}
+	if ip.Is4() {
+		b := ip.As4()
+		if i := s.deny4.find(uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])); i >= 0 {
+			return false, "denied by scope.deny " + s.deny4[i].p.String()
+		}
+		return true, ""
+	}
 	for _, p := range s.deny {
 		if p.Contains(ip) {
 			return false, "denied by scope.deny " + p.String()
