@@ -42,6 +42,9 @@ type Event struct {
 	// connection, lower case, as logged (Zeek conn service without "ssl",
 	// e.g. "smtp"; EVE app_proto other than tls); "" when not logged.
 	Service string
+	// Backfill marks a connection read by `stackprint scan` from an old
+	// log: its records and alerts are marked so.
+	Backfill bool `json:",omitempty"`
 }
 
 // Target returns the dedup and probe key of e.
@@ -408,7 +411,76 @@ type Match struct {
 	Category   string `json:"category,omitempty"`
 	BlockCount uint64 `json:"block_count,omitempty"`
 	TopCount   uint64 `json:"top_count,omitempty"`
+	// Near is set when the entry is not the result's fingerprint but
+	// close to it: most of its ATSF answers, or one JARM half, are equal.
+	// nil for an exact match.
+	Near *Near `json:"near,omitempty"`
 }
+
+// Exact reports whether m is an exact match (not a near one).
+func (m Match) Exact() bool { return m.Near == nil }
+
+// ExactMatches returns the exact matches of ms, in order.
+func ExactMatches(ms []Match) []Match {
+	var out []Match
+	for _, m := range ms {
+		if m.Exact() {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// Near says how close a DB entry is to a result's fingerprint.
+type Near struct {
+	// Agree of Of parts are equal: ClientHello answers for ATSF (of 10),
+	// halves for JARM (1 of 2).
+	Agree int `json:"agree"`
+	Of    int `json:"of"`
+	// Differs names the parts that differ: ClientHello names (random6306)
+	// for ATSF; "ciphers" (the first 30 characters: cipher and version
+	// choices) or "extensions" (the last 32: hashed extensions) for JARM.
+	Differs []string `json:"differs"`
+	// Details says, per differing ClientHello, what differs in the answer
+	// ("ALPN", "cipher", "alert 40", …); empty for JARM.
+	Details []string `json:"details,omitempty"`
+}
+
+// Text is the one line an analyst reads: "9 of 10 answers equal to
+// <label>; differs on random6306: ALPN".
+func (n Near) Text(label string) string {
+	var b strings.Builder
+	if n.Of == 2 && len(n.Differs) == 1 && (n.Differs[0] == NearJARMCiphers || n.Differs[0] == NearJARMExtensions) {
+		same := NearJARMCiphers
+		if n.Differs[0] == NearJARMCiphers {
+			same = NearJARMExtensions
+		}
+		b.WriteString("JARM " + same + " half equal to " + label + "; differs on " + n.Differs[0])
+		return b.String()
+	}
+	b.WriteString(strconv.Itoa(n.Agree) + " of " + strconv.Itoa(n.Of) + " answers equal to " + label)
+	if len(n.Differs) > 0 {
+		b.WriteString("; differs on ")
+		for i, d := range n.Differs {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			b.WriteString(d)
+			if i < len(n.Details) && n.Details[i] != "" {
+				b.WriteString(": " + n.Details[i])
+			}
+		}
+	}
+	return b.String()
+}
+
+// The two halves of a JARM (docs/JARM.md): the first 30 characters encode
+// the cipher and version chosen per ClientHello, the last 32 a hash of the
+// extensions.
+const (
+	NearJARMCiphers    = "ciphers"
+	NearJARMExtensions = "extensions"
+)
 
 // Verdict is a rule's decision that an event deserves an alert.
 type Verdict struct {
@@ -430,6 +502,9 @@ type Verdict struct {
 	// Suppressed counts the events of the same (orig ip, target, rule)
 	// that were not alerted since the previous alert.
 	Suppressed int
+	// Values are the facts the rule's expression read, by name
+	// ("match.kind", "nearest.agree"), formatted as text.
+	Values map[string]string
 }
 
 // Alert is a verdict on one event: its target carried a fingerprint that a
@@ -455,7 +530,11 @@ type Alert struct {
 	// the DB matched a target probed earlier; Event is that target, not a
 	// connection.
 	Retro bool
+	// Values are what the rule's expression read when it fired (copied
+	// from the Verdict), for explain.
+	Values map[string]string
 }
+
 
 // NewAlert is the alert for verdict v on ev, whose target's probe result is
 // r, made at ts. Building alerts here keeps every Verdict field flowing to
@@ -476,6 +555,7 @@ func NewAlert(v Verdict, ev Event, r Result, ts time.Time) Alert {
 		Tags:        v.Tags,
 		Simulated:   v.Simulated,
 		Suppressed:  v.Suppressed,
+		Values:      v.Values,
 	}
 }
 

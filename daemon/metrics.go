@@ -103,7 +103,7 @@ func (s measuredSink) Record(ev stackprint.Event, r stackprint.Result, ms []stac
 	if err := s.inner.Record(ev, r, ms); err != nil {
 		return err
 	}
-	for _, x := range ms {
+	for _, x := range stackprint.ExactMatches(ms) {
 		s.m.matches.WithLabelValues(x.Kind, x.Confidence).Inc()
 	}
 	return nil

@@ -374,10 +374,30 @@ func Recover(src, dst string) (RecoverReport, error) {
 				"the newest copy of each was kept, and an entry removed before the damage may be back; review them", added))
 		}
 	}
+	// The near index is derived from the fingerprints: dropped here, it
+	// is rebuilt by the Open below from what was recovered.
+	err = out.Update(func(tx *bolt.Tx) error {
+		for _, name := range []string{bucketNearATSF, bucketNearJARM} {
+			if tx.Bucket([]byte(name)) != nil {
+				if err := tx.DeleteBucket([]byte(name)); err != nil {
+					return err
+				}
+			}
+		}
+		if m := tx.Bucket([]byte(bucketMeta)); m != nil {
+			return m.Delete([]byte(keyNearIndexed))
+		}
+		return nil
+	})
+	if err != nil {
+		out.Close()
+		return rep, fmt.Errorf("recover: reset the near index of %s: %w", dst, err)
+	}
 	if err := out.Close(); err != nil {
 		return rep, fmt.Errorf("recover: close %s: %w", dst, err)
 	}
-	// Open adds missing buckets and migrates an older schema.
+	// Open adds missing buckets, rebuilds the near index and migrates an
+	// older schema.
 	d, err := Open(dst, Options{})
 	if err != nil {
 		return rep, fmt.Errorf("recover: %w", err)

@@ -30,6 +30,9 @@ const (
 	bucketObsIndex     = "obs_index"
 	bucketLearnTargets = "learn_targets"
 	bucketLearned      = "learned"
+	bucketProbeLog     = "probe_log"
+	bucketAlerts       = "alerts"
+	bucketAlertIndex   = "alert_index"
 	keySchemaVersion   = "schema_version"
 	keyLastImport      = "last_import"
 	keyMigrations      = "migrations"
@@ -42,6 +45,7 @@ func schemaBuckets() []string {
 	return []string{
 		bucketMeta, bucketFingerprints, bucketObservations, bucketObsIndex,
 		bucketLearnTargets, bucketLearned, bucketCheckpoints, bucketPending,
+		bucketNearATSF, bucketNearJARM, bucketProbeLog, bucketAlerts, bucketAlertIndex,
 	}
 }
 
@@ -177,6 +181,9 @@ func put(tx *bolt.Tx, r Record, now time.Time) (Record, error) {
 		if r.TopCount == 0 {
 			r.TopCount = old.TopCount
 		}
+		if len(r.Hellos) == 0 {
+			r.Hellos = old.Hellos
+		}
 	}
 	if ls, ok, err := getLearned(tx, k); err != nil {
 		return Record{}, err
@@ -200,6 +207,9 @@ func put(tx *bolt.Tx, r Record, now time.Time) (Record, error) {
 	}
 	if err := b.Put(k, raw); err != nil {
 		return Record{}, fmt.Errorf("write %s %s: %w", r.Kind, r.Value, err)
+	}
+	if err := indexNear(tx, r, true); err != nil {
+		return Record{}, err
 	}
 	return r, nil
 }
@@ -243,9 +253,13 @@ func (d *DB) Remove(kind, value string) (bool, error) {
 			return err
 		}
 		k := key(kind, value)
-		found = b.Get(k) != nil
-		if !found {
-			return nil
+		rec, ok, err := getRecord(tx, kind, value)
+		if err != nil || !ok {
+			return err
+		}
+		found = true
+		if err := indexNear(tx, rec, false); err != nil {
+			return err
 		}
 		return b.Delete(k)
 	})
@@ -331,10 +345,11 @@ func (d *DB) List(kind string) ([]Record, error) {
 
 // Match returns the DB entries that match the fingerprints of a probe
 // result: its JARM, and its ATSF id and leaf certificate hashes once the
-// probe engine reports them. The all-zero and the empty JARM never match.
+// probe engine reports them, then the near matches (Near, with
+// stackprint.Match.Near set). The all-zero and the empty JARM never match.
 func (d *DB) Match(r stackprint.Result) ([]stackprint.Match, error) {
 	fps := FingerprintsOf(r)
-	if fps.empty() {
+	if fps.empty() && r.ATSF == nil {
 		return nil, nil
 	}
 	var out []stackprint.Match
@@ -348,7 +363,9 @@ func (d *DB) Match(r stackprint.Result) ([]stackprint.Match, error) {
 				out = append(out, matchOf(rec))
 			}
 		}
-		return nil
+		near, err := nearIn(tx, r)
+		out = append(out, near...)
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("match %s in %q: %w", r.Target, d.path, err)

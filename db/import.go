@@ -26,7 +26,7 @@ const (
 
 // ImportFormats lists the formats Import reads.
 func ImportFormats() []string {
-	return []string{FormatCSV, FormatJSONL, FormatJARM, FormatSSLBL, FormatGoscanner, FormatJARMPy, FormatTLSX}
+	return []string{FormatCSV, FormatJSONL, FormatJARM, FormatSSLBL, FormatGoscanner, FormatJARMPy, FormatTLSX, FormatProbe}
 }
 
 // MaxImportBytes bounds one imported file.
@@ -149,6 +149,8 @@ func (d *DB) ImportWith(r io.Reader, name string, o ImportOptions) (ImportReport
 		lines, err = parseJARMPy(data, name, o, &rep)
 	case FormatTLSX:
 		lines, err = parseTLSX(data, name, o, &rep)
+	case FormatProbe:
+		lines, err = parseProbe(data, name, o, &rep)
 	default:
 		return rep, fmt.Errorf("import %s: format %q: want %s", name, format, strings.Join(ImportFormats(), ", "))
 	}
@@ -304,6 +306,9 @@ func DetectFormat(data []byte) (string, error) {
 			if strings.Contains(line, `"jarm_hash"`) {
 				return FormatTLSX, nil
 			}
+			if strings.Contains(line, `"jarm_raw"`) && strings.Contains(line, `"schema_version"`) {
+				return FormatProbe, nil
+			}
 			return FormatJSONL, nil
 		}
 		fields := strings.Split(lower, ",")
@@ -324,7 +329,7 @@ func DetectFormat(data []byte) (string, error) {
 		case len(fields) >= 3 && isDate(fields[0]) && len(fields[1]) == 40 && isHexString(fields[1]):
 			return FormatSSLBL, nil
 		}
-		return "", &importError{line: n, msg: fmt.Sprintf("cannot tell the format from %.60q: want our CSV (a kind,value,label,source,confidence header), JSON lines, a JARM list (hash,label[,source]), the abuse.ch SSLBL CSV, goscanner's fingerprints.csv, jarm.py -o CSV or tlsx JSON lines; pass the format explicitly", line)}
+		return "", &importError{line: n, msg: fmt.Sprintf("cannot tell the format from %.60q: want our CSV (a kind,value,label,source,confidence header), JSON lines, a JARM list (hash,label[,source]), the abuse.ch SSLBL CSV, goscanner's fingerprints.csv, jarm.py -o CSV, tlsx JSON lines or stackprint probe --json lines; pass the format explicitly", line)}
 	}
 	return "", &importError{line: 1, msg: "empty file, want a header line"}
 }

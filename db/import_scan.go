@@ -17,6 +17,7 @@ const (
 	FormatGoscanner = "goscanner" // TUM goscanner's fingerprints.csv: ip,port,server_name,<10 ClientHellos>,fingerprint
 	FormatJARMPy    = "jarmpy"    // salesforce jarm.py -o CSV: host,ip,jarm[,raw…]
 	FormatTLSX      = "tlsx"      // projectdiscovery tlsx JSON lines with jarm_hash
+	FormatProbe     = "probe"     // stackprint probe --json lines: atsf (with its ten ClientHello answers) and jarm
 )
 
 // maxScanServersNoted bounds the servers listed in one entry's notes.
@@ -41,8 +42,9 @@ func newScanEntries(name string, o ImportOptions) *scanEntries {
 }
 
 // add files kind/value seen on server at line; an invalid value is a
-// rejection naming the field.
-func (s *scanEntries) add(rep *ImportReport, line int, field, kind, value, server string) {
+// rejection naming the field. hellos are an ATSF entry's per-ClientHello
+// strings, kept for near matching.
+func (s *scanEntries) add(rep *ImportReport, line int, field, kind, value, server string, hellos ...string) {
 	k, err := NormaliseKey(kind, value)
 	if err != nil {
 		rep.Rejected = append(rep.Rejected, Rejection{Line: line, Reason: fmt.Sprintf("%s: %v", field, err)})
@@ -53,7 +55,7 @@ func (s *scanEntries) add(rep *ImportReport, line int, field, kind, value, serve
 		if label == "" {
 			label = "scan:" + server
 		}
-		s.first[k] = &parsedLine{line: line, rec: Record{Kind: k.Kind, Value: k.Value, Label: label, Source: s.source}}
+		s.first[k] = &parsedLine{line: line, rec: Record{Kind: k.Kind, Value: k.Value, Label: label, Source: s.source, Hellos: hellos}}
 		s.order = append(s.order, k)
 	}
 	s.servers[k] = append(s.servers[k], server)
@@ -146,7 +148,9 @@ func parseGoscanner(data []byte, name string, o ImportOptions, rep *ImportReport
 			return
 		}
 		sum := sha256.Sum256([]byte(fp))
-		s.add(rep, line, "fingerprint", KindATSF, hex.EncodeToString(sum[:]), serverName(get("ip"), get("port"), get("server_name")))
+		// The combined string is the ten per-ClientHello columns with
+		// status_request removed: its parts are what near matching needs.
+		s.add(rep, line, "fingerprint", KindATSF, hex.EncodeToString(sum[:]), serverName(get("ip"), get("port"), get("server_name")), strings.Split(fp, "|")...)
 	})
 	if hdrErr != nil {
 		return nil, hdrErr
@@ -237,4 +241,87 @@ func parseTLSX(data []byte, name string, o ImportOptions, rep *ImportReport) ([]
 		return nil, &importError{line: n + 1, msg: fmt.Sprintf("line longer than %d bytes or unreadable: %v", MaxImportLineBytes, err)}
 	}
 	return s.lines(FormatTLSX), nil
+}
+
+// probeLine is the part of a `stackprint probe --json` line used here.
+type probeLine struct {
+	SchemaVersion *int   `json:"schema_version"`
+	Target        string `json:"target"`
+	SNI           string `json:"observed_sni"`
+	StartTLS      string `json:"starttls"`
+	JARM          string `json:"jarm"`
+	ATSF          *struct {
+		ID     string `json:"id"`
+		Hellos []struct {
+			Name string `json:"name"`
+			Raw  string `json:"raw"`
+		} `json:"hellos"`
+	} `json:"atsf"`
+}
+
+// parseProbe reads `stackprint probe --json` output, one object per line:
+// each probe gives an atsf entry with its ten per-ClientHello strings
+// (when all ten answered) and a jarm entry (when any probe answered).
+// Through STARTTLS both are keyed "PROTOCOL:hex".
+func parseProbe(data []byte, name string, o ImportOptions, rep *ImportReport) ([]parsedLine, error) {
+	s := newScanEntries(name, o)
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	sc.Buffer(make([]byte, 0, 64<<10), MaxImportLineBytes)
+	n := 0
+	for sc.Scan() {
+		n++
+		line := bytes.TrimSpace(sc.Bytes())
+		if len(line) == 0 {
+			continue
+		}
+		var l probeLine
+		if err := json.Unmarshal(line, &l); err != nil {
+			rep.Rejected = append(rep.Rejected, Rejection{Line: n, Reason: fmt.Sprintf("not a stackprint probe --json object: %v", err)})
+			continue
+		}
+		if l.SchemaVersion == nil || l.Target == "" {
+			rep.Rejected = append(rep.Rejected, Rejection{Line: n, Reason: "not a stackprint probe --json object: no schema_version or target"})
+			continue
+		}
+		server := l.Target
+		if l.SNI != "" {
+			server += "/" + l.SNI
+		}
+		up := ""
+		if l.StartTLS != "" {
+			up = l.StartTLS + ":"
+		}
+		got := 0
+		if a := l.ATSF; a != nil && a.ID != "" {
+			if len(a.Hellos) != ATSFHellos {
+				rep.Rejected = append(rep.Rejected, Rejection{Line: n, Reason: fmt.Sprintf("atsf.hellos: %d, want %d", len(a.Hellos), ATSFHellos)})
+				continue
+			}
+			hellos := make([]string, ATSFHellos)
+			for i, h := range a.Hellos {
+				if h.Name != atsfHelloNames[i] {
+					rep.Rejected = append(rep.Rejected, Rejection{Line: n, Reason: fmt.Sprintf("atsf.hellos[%d]: %q, want %s", i, h.Name, atsfHelloNames[i])})
+					hellos = nil
+					break
+				}
+				hellos[i] = StripStatusRequest(h.Raw)
+			}
+			if hellos == nil {
+				continue
+			}
+			s.add(rep, n, "atsf.id", KindATSF, up+a.ID, server, hellos...)
+			got++
+		}
+		if strings.Trim(l.JARM, "0") != "" {
+			s.add(rep, n, "jarm", KindJARM, up+l.JARM, server)
+			got++
+		}
+		if got == 0 {
+			rep.Warnings = append(rep.Warnings, Rejection{Line: n, Reason: fmt.Sprintf("%s: no ATSF (not all ten ClientHellos answered) and no JARM, skipped", server)})
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return nil, &importError{line: n + 1, msg: fmt.Sprintf("line longer than %d bytes or unreadable: %v", MaxImportLineBytes, err)}
+	}
+	return s.lines(FormatProbe), nil
 }

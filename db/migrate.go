@@ -74,6 +74,9 @@ func migrate(tx *bolt.Tx, now time.Time) (int, error) {
 			return 0, fmt.Errorf("create bucket %s: %w", name, err)
 		}
 	}
+	if err := ensureNearIndex(tx); err != nil {
+		return 0, err
+	}
 	if err := meta.Put([]byte(keySchemaVersion), []byte(strconv.Itoa(SchemaVersion))); err != nil {
 		return 0, fmt.Errorf("write schema version: %w", err)
 	}

@@ -113,6 +113,32 @@ type Observation struct {
 	// Client is the connection whose sighting triggered the last probe,
 	// so a retro-hunt alert can name the internal host to look at.
 	Client *Client `json:"client,omitempty"`
+	// Clients are the connections that triggered probes, newest first, at
+	// most 16 (Client is the first).
+	Clients []Client `json:"clients,omitempty"`
+	// Hellos are the ATSF answers of the last probe that had any (status
+	// request removed, "" for an unanswered ClientHello): what near
+	// matching and explain compare with DB entries.
+	Hellos []string `json:"hellos,omitempty"`
+}
+
+// maxClients bounds Observation.Clients; maxProbeLog the probe log
+// entries kept per target.
+const (
+	maxClients  = 16
+	maxProbeLog = 64
+)
+
+// ProbeEntry is one probe of a target in the probe log (bucket
+// probe_log): when, how it went, what it returned, who triggered it.
+type ProbeEntry struct {
+	Time   time.Time         `json:"time"`
+	Status stackprint.Status `json:"status"`
+	Error  string            `json:"error,omitempty"`
+	Fingerprints
+	Client *Client `json:"client,omitempty"`
+	// Backfill marks a probe made by `stackprint scan` over old logs.
+	Backfill bool `json:"backfill,omitempty"`
 }
 
 // Client is one observed connection to a target.
@@ -188,8 +214,20 @@ func (d *DB) RecordObservationOf(ev stackprint.Event, r stackprint.Result) error
 			o = Observation{IP: t.IP, Port: t.Port, SNI: t.SNI}
 		}
 		o.Probes++
+		var client *Client
 		if ev.Orig.IsValid() {
-			o.Client = &Client{TS: ev.TS, Orig: ev.Orig, UID: ev.UID, FlowID: ev.FlowID, Source: ev.Source}
+			client = &Client{TS: ev.TS, Orig: ev.Orig, UID: ev.UID, FlowID: ev.FlowID, Source: ev.Source}
+			o.Client = client
+			o.Clients = append([]Client{*client}, o.Clients...)
+			if len(o.Clients) > maxClients {
+				o.Clients = o.Clients[:maxClients]
+			}
+		}
+		if hellos, ok := HellosOf(r.ATSF); ok {
+			o.Hellos = hellos
+		}
+		if err := logProbe(tx, tk, ProbeEntry{Time: at, Status: r.Status, Error: r.Error, Fingerprints: fps, Client: client, Backfill: ev.Backfill}); err != nil {
+			return fmt.Errorf("probe log of %s: %w", t, err)
 		}
 		if at.After(o.LastProbe) || o.LastProbe.IsZero() {
 			o.LastProbe, o.Status, o.Error = at, r.Status, r.Error
@@ -399,7 +437,7 @@ func (d *DB) PruneObservations(cutoff time.Time) (int, error) {
 				return err
 			}
 		}
-		return nil
+		return pruneAlertsAndLog(tx, cutoff)
 	})
 	if err != nil {
 		return 0, fmt.Errorf("prune observations in %q: %w", d.path, err)
@@ -467,5 +505,112 @@ func (d *DB) MatchedServers(minConfidence string, since time.Time) ([]ServerMatc
 		}
 		return a.SNI < b.SNI
 	})
+	return out, nil
+}
+
+// probeLogKey is targetkey NUL 8-byte big-endian Unix nanoseconds.
+func probeLogKey(tk string, at time.Time) []byte {
+	k := append([]byte(tk), 0)
+	return append(k, unixNano(at)...)
+}
+
+// logProbe appends e to the target's probe log and drops its oldest
+// entries past maxProbeLog.
+func logProbe(tx *bolt.Tx, tk string, e ProbeEntry) error {
+	b, err := bucket(tx, bucketProbeLog)
+	if err != nil {
+		return err
+	}
+	raw, err := json.Marshal(e)
+	if err != nil {
+		return err
+	}
+	if err := b.Put(probeLogKey(tk, e.Time), raw); err != nil {
+		return err
+	}
+	prefix := append([]byte(tk), 0)
+	var keys [][]byte
+	c := b.Cursor()
+	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix) && len(k) == len(prefix)+8; k, _ = c.Next() {
+		keys = append(keys, append([]byte(nil), k...))
+	}
+	for _, k := range keys[:max(len(keys)-maxProbeLog, 0)] {
+		if err := b.Delete(k); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ProbeLog returns the logged probes of a target, oldest first.
+func (d *DB) ProbeLog(t stackprint.Target) ([]ProbeEntry, error) {
+	t.IP = stackprint.CanonicalAddr(t.IP)
+	prefix := append([]byte(TargetKey(t)), 0)
+	var out []ProbeEntry
+	err := d.view(func(tx *bolt.Tx) error {
+		b := tx.Bucket([]byte(bucketProbeLog))
+		if b == nil {
+			return nil
+		}
+		c := b.Cursor()
+		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+			if len(k) != len(prefix)+8 {
+				continue // another SNI that starts with this one
+			}
+			var e ProbeEntry
+			if err := json.Unmarshal(v, &e); err != nil {
+				return fmt.Errorf("decode probe log %q: %w", k, err)
+			}
+			out = append(out, e)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("probe log of %s in %q: %w", t, d.path, err)
+	}
+	return out, nil
+}
+
+// ObservationsOf returns the observed targets of an address: ip (every
+// port and name), ip:port (every name) or one target, sorted by key.
+func (d *DB) ObservationsOf(ip netip.Addr, port uint16, sni string, exact bool) ([]Observation, error) {
+	ip = stackprint.CanonicalAddr(ip)
+	var prefix string
+	switch {
+	case exact:
+		prefix = TargetKey(stackprint.Target{IP: ip, Port: port, SNI: sni})
+	case port != 0:
+		prefix = netip.AddrPortFrom(ip, port).String() + "\x00"
+	default:
+		prefix = strings.TrimSuffix(netip.AddrPortFrom(ip, 1).String(), "1")
+	}
+	var out []Observation
+	err := d.view(func(tx *bolt.Tx) error {
+		ob, err := bucket(tx, bucketObservations)
+		if err != nil {
+			return err
+		}
+		c := ob.Cursor()
+		for k, v := c.Seek([]byte(prefix)); k != nil && bytes.HasPrefix(k, []byte(prefix)); k, v = c.Next() {
+			if exact && string(k) != prefix {
+				continue
+			}
+			if !exact && port == 0 {
+				// "1.2.3.4:" also prefixes nothing else; an IPv6 "[::1]:" likewise.
+				if _, _, ok := strings.Cut(string(k), "\x00"); !ok {
+					continue
+				}
+			}
+			var o Observation
+			if err := json.Unmarshal(v, &o); err != nil {
+				return fmt.Errorf("decode observation %q: %w", k, err)
+			}
+			out = append(out, o)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("observations of %s in %q: %w", ip, d.path, err)
+	}
 	return out, nil
 }

@@ -55,6 +55,11 @@ type Record struct {
 	// Added and Updated are when the entry was created and last curated.
 	Added   time.Time `json:"added,omitzero"`
 	Updated time.Time `json:"updated,omitzero"`
+	// Hellos are the ten per-ClientHello strings of an atsf entry, in
+	// fingerprint order, status_request removed (docs/ATSF.md §2.2): what
+	// near matching compares answer by answer. Empty when the source gave
+	// only the combined id.
+	Hellos []string `json:"hellos,omitempty"`
 }
 
 // Key is the identity of a record: kind and normalised value.
@@ -133,6 +138,9 @@ func ValidateRecord(r *Record) error {
 	case ConfidenceLow, ConfidenceMedium, ConfidenceHigh:
 	default:
 		return fmt.Errorf("confidence %q: want low, medium or high", r.Confidence)
+	}
+	if err := validateHellos(r); err != nil {
+		return err
 	}
 	if !r.FirstSeen.IsZero() && !r.LastSeen.IsZero() && r.LastSeen.Before(r.FirstSeen) {
 		return fmt.Errorf("last_seen %s: before first_seen %s", r.LastSeen.Format(time.RFC3339), r.FirstSeen.Format(time.RFC3339))

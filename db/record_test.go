@@ -1,6 +1,7 @@
 package db
 
 import (
+	"reflect"
 	"strings"
 	"testing"
 
@@ -65,7 +66,7 @@ func TestValidateRecord(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if r != tt.want {
+			if !reflect.DeepEqual(r, tt.want) {
 				t.Errorf("got  %+v\nwant %+v", r, tt.want)
 			}
 		})

@@ -1038,7 +1038,7 @@ func (p *Pipeline) matchResult(res stackprint.Result) (stackprint.Result, []stac
 	if err != nil {
 		return res, nil, fmt.Errorf("match %s: %w", res.Target, err)
 	}
-	if len(m) > 0 {
+	if len(stackprint.ExactMatches(m)) > 0 {
 		p.matched.Add(1)
 	}
 	return res, m, nil

@@ -73,11 +73,32 @@ type alertJSON struct {
 }
 
 type matchJSON struct {
-	Label      string `json:"label"`
-	Source     string `json:"source"`
-	Confidence string `json:"confidence"`
-	Kind       string `json:"kind"`
-	Value      string `json:"value"`
+	Label      string   `json:"label"`
+	Source     string   `json:"source"`
+	Confidence string   `json:"confidence"`
+	Kind       string   `json:"kind"`
+	Value      string   `json:"value"`
+	Near       nearJSON `json:"near"`
+}
+
+// nearJSON says how close a near match is; all zero for an exact match or
+// none.
+type nearJSON struct {
+	Agree   int      `json:"agree"`
+	Of      int      `json:"of"`
+	Differs []string `json:"differs"`
+	Details []string `json:"details"`
+	Text    string   `json:"text"`
+}
+
+func nearOf(m stackprint.Match) nearJSON {
+	n := nearJSON{Differs: []string{}, Details: []string{}}
+	if m.Near != nil {
+		n.Agree, n.Of, n.Text = m.Near.Agree, m.Near.Of, m.Near.Text(m.Label)
+		n.Differs = append(n.Differs, m.Near.Differs...)
+		n.Details = append(n.Details, m.Near.Details...)
+	}
+	return n
 }
 
 // MarshalAlert renders a as one line of stackprint's flat NDJSON schema,
@@ -102,6 +123,7 @@ func MarshalAlert(a stackprint.Alert) ([]byte, error) {
 			Confidence: a.Match.Confidence,
 			Kind:       a.Match.Kind,
 			Value:      a.Match.Value,
+			Near:       nearOf(a.Match),
 		},
 		Rule:        a.Rule,
 		Severity:    a.Severity,

@@ -42,6 +42,10 @@ func alertSchema() zeeklog.Schema {
 		{Name: "match_confidence", Type: "string"},
 		{Name: "input", Type: "string"},
 		{Name: "event_ts", Type: "time"},
+		{Name: "near_agree", Type: "count"},
+		{Name: "near_of", Type: "count"},
+		{Name: "near_differs", Type: "vector[string]"},
+		{Name: "near_details", Type: "vector[string]"},
 	}}
 }
 
@@ -113,9 +117,13 @@ func alertRecord(a stackprint.Alert) []any {
 		nil, nil, nil, nil, nil,
 		opt(ev.Source),
 		ev.TS,
+		nil, nil, nil, nil,
 	}
 	if m := a.Match; hasMatch(m) {
 		rec[25], rec[26], rec[27], rec[28], rec[29] = m.Kind, m.Value, m.Label, m.Source, m.Confidence
+	}
+	if n := a.Match.Near; n != nil {
+		rec[32], rec[33], rec[34], rec[35] = n.Agree, n.Of, nonNil(n.Differs), nonNil(n.Details)
 	}
 	return rec
 }
@@ -135,16 +143,26 @@ func tagsOf(a stackprint.Alert) []string {
 }
 
 // alertMsg is the one line an analyst reads first: the rule's name and
-// what matched.
+// what matched, or for a near match what is equal and what differs.
 func alertMsg(a stackprint.Alert) string {
 	msg := a.RuleName
 	if msg == "" {
 		msg = a.Rule
 	}
-	if a.Match.Label != "" {
+	switch {
+	case a.Match.Near != nil:
+		msg += ": " + a.Match.Near.Text(a.Match.Label)
+	case a.Match.Label != "":
 		msg += ": " + a.Match.Label
 	}
 	return msg
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
 }
 
 // hasMatch tells a verdict about a DB entry from one about something else

@@ -169,11 +169,12 @@ type spATSF struct {
 }
 
 type spMatch struct {
-	Kind       string `json:"kind"`
-	Value      string `json:"value"`
-	Label      string `json:"label"`
-	Source     string `json:"source,omitempty"`
-	Confidence string `json:"confidence,omitempty"`
+	Kind       string    `json:"kind"`
+	Value      string    `json:"value"`
+	Label      string    `json:"label"`
+	Source     string    `json:"source,omitempty"`
+	Confidence string    `json:"confidence,omitempty"`
+	Near       *nearJSON `json:"near,omitempty"` // a near match: how close
 }
 
 type spProbe struct {
@@ -304,6 +305,10 @@ func MarshalECS(a stackprint.Alert) ([]byte, error) {
 	}
 	if m := a.Match; hasMatch(m) {
 		d.Stackprint.Match = &spMatch{Kind: m.Kind, Value: m.Value, Label: m.Label, Source: m.Source, Confidence: m.Confidence}
+		if m.Near != nil {
+			n := nearOf(m)
+			d.Stackprint.Match.Near = &n
+		}
 		ind := ecsIndicator{
 			Type:        indicatorType(m.Kind),
 			Name:        m.Value,
@@ -316,7 +321,7 @@ func MarshalECS(a stackprint.Alert) ([]byte, error) {
 			Enrichments: []ecsEnrichment{{
 				Indicator: ind,
 				Matched: ecsMatched{
-					Atomic:   matchedAtomic(m),
+					Atomic:   matchedAtomic(m, r),
 					Field:    matchedField(m.Kind),
 					Type:     "indicator_match_rule",
 					ID:       m.Kind + ":" + m.Value,
@@ -389,10 +394,19 @@ func matchedField(kind string) string {
 }
 
 // matchedAtomic is the value as it appears in matched.field: certificate
-// hashes upper case, like tls.server.hash.*.
-func matchedAtomic(m stackprint.Match) string {
+// hashes upper case, like tls.server.hash.*; for a near match the
+// server's own fingerprint, which differs from the entry's.
+func matchedAtomic(m stackprint.Match, r stackprint.Result) string {
 	if m.Kind == "cert_sha1" || m.Kind == "cert_sha256" {
 		return strings.ToUpper(m.Value)
+	}
+	if m.Near != nil {
+		switch {
+		case m.Kind == "atsf" && r.ATSF != nil && r.ATSF.ID != "":
+			return r.ATSF.ID
+		case m.Kind == "jarm" && r.JARM != "":
+			return r.JARM
+		}
 	}
 	return m.Value
 }

@@ -179,6 +179,11 @@ func MarshalEVE(a stackprint.Alert) ([]byte, error) {
 		add("match.label", m.Label)
 		add("match.source", m.Source)
 		add("match.confidence", m.Confidence)
+		if n := m.Near; n != nil {
+			add("match.near", n.Text(m.Label))
+			add("match.agree", strconv.Itoa(n.Agree)+"/"+strconv.Itoa(n.Of))
+			add("match.differs", strings.Join(n.Differs, ","))
+		}
 	}
 	vars = append(vars, eveVar{"stackprint.simulated", strconv.FormatBool(a.Simulated)},
 		eveVar{"stackprint.suppressed", strconv.Itoa(a.Suppressed)}, eveVar{"stackprint.retro", strconv.FormatBool(a.Retro)})

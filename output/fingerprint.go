@@ -91,6 +91,7 @@ func fingerprintRecord(ev stackprint.Event, r stackprint.Result, m []stackprint.
 		ts = ev.TS
 	}
 	facts := factsOf(r)
+	m = stackprint.ExactMatches(m) // near matches are the alerts' business
 	rec := []any{
 		ts,
 		opt(ev.ConnID()),

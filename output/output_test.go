@@ -105,6 +105,7 @@ func fixtures() (evs []stackprint.Event, rs []stackprint.Result, ms [][]stackpri
 
 const (
 	atsfHit    = "5f3c1e0b9a6d4c2e8f7a1b3c5d7e9f0a2b4c6d8e0f1a3b5c7d9e1f2a4b6c8d0e"
+	atsfNear   = "0c1e0b9a6d4c2e8f7a1b3c5d7e9f0a2b4c6d8e0f1a3b5c7d9e1f2a4b6c8d0e5f"
 	certSHA256 = "8b3f2a1c0d9e8f7a6b5c4d3e2f1a0b9c8d7e6f5a4b3c2d1e0f9a8b7c6d5e4f3a"
 	certSHA1   = "6affac1fc1bc9b8bd5a8ca3e6b5b5ce4e2a5fd0b"
 )
@@ -129,5 +130,10 @@ func fixtureAlerts() []stackprint.Alert {
 	v := stackprint.Verdict{Rule: "db_match", Severity: "high", Match: ms[0][0], RuleName: "TLS server fingerprint in the fingerprint DB", SignatureID: 1900001}
 	d := stackprint.NewAlert(v, retro, rs[0], rs[0].Started.Add(48*time.Hour).In(testZone))
 	d.Retro = true
-	return []stackprint.Alert{a, b, c, d}
+	// A near match: the server answers 9 of the 10 ATSF ClientHellos as a
+	// DB entry does.
+	near := stackprint.Match{Kind: "atsf", Value: atsfNear, Label: "sliver-default", Source: "lab", Confidence: "high",
+		Near: &stackprint.Near{Agree: 9, Of: 10, Differs: []string{"random6306"}, Details: []string{"ALPN"}}}
+	e := mk(0, near, "atsf_near", "TLS stack fingerprint one answer away from a DB entry", "medium", 1900010, []string{"atsf", "near-match"})
+	return []stackprint.Alert{a, b, c, d, e}
 }

@@ -94,6 +94,9 @@ func FormatAlertText(a stackprint.Alert) string {
 		b.WriteString("  (" + strings.Join(details, ", ") + ")")
 	}
 	b.WriteByte('\n')
+	if n := a.Match.Near; n != nil {
+		b.WriteString("  near   " + safe(n.Text(a.Match.Label)) + "\n")
+	}
 	return b.String()
 }
 

@@ -391,7 +391,7 @@ func (e Engine) Judge(ev stackprint.Event, r stackprint.Result, m []stackprint.M
 // first time neither fires nor counts as suppressed the second.
 func (e Engine) JudgeRest(ev stackprint.Event, r stackprint.Result, m []stackprint.Match, done []string) []stackprint.Verdict {
 	if e.st == nil {
-		return slices.DeleteFunc(judgeDBMatch(m), func(v stackprint.Verdict) bool { return slices.Contains(done, v.Rule) })
+		return slices.DeleteFunc(judgeDBMatch(stackprint.ExactMatches(m)), func(v stackprint.Verdict) bool { return slices.Contains(done, v.Rule) })
 	}
 	set := e.st.set.Load()
 	var (
@@ -401,8 +401,18 @@ func (e Engine) JudgeRest(ev stackprint.Event, r stackprint.Result, m []stackpri
 	if set.baselines != nil {
 		base, known = set.baselines.Baseline(ev.Target())
 	}
-	matches, idx := envMatches(m)
-	env := newEnv(ev, r, matches, base, known)
+	var exact, nearM []stackprint.Match
+	for _, x := range m {
+		if x.Exact() {
+			exact = append(exact, x)
+		} else {
+			nearM = append(nearM, x)
+		}
+	}
+	matches, idx := envMatches(exact)
+	nears, nidx := envNears(nearM)
+	env := newEnv(ev, r, matches, nears, base, known)
+	match0, nearest0 := env.Match, env.Nearest
 	now := ev.TS
 	if now.IsZero() {
 		now = e.st.now()
@@ -413,21 +423,32 @@ func (e Engine) JudgeRest(ev stackprint.Event, r stackprint.Result, m []stackpri
 			continue
 		}
 		fired, which := e.eval(rule, &env)
+		sev := ""
+		var values map[string]string
+		if fired {
+			sev = e.severity(rule, &env)
+			values = factValues(rule, &env)
+		}
+		env.Match, env.Nearest = match0, nearest0
 		if !fired {
 			continue
 		}
 		v := stackprint.Verdict{
 			Rule:        rule.ID,
-			Severity:    e.severity(rule, &env),
+			Severity:    sev,
 			RuleName:    rule.Name,
 			Description: rule.Description,
 			Category:    rule.Category,
 			SignatureID: rule.SignatureID,
 			Tags:        rule.Tags,
 			Simulated:   set.opts.Simulation || rule.Simulate,
+			Values:      values,
 		}
-		if which >= 0 {
-			v.Match = m[idx[which]]
+		switch {
+		case which >= 0 && rule.EachNear:
+			v.Match = nearM[nidx[which]]
+		case which >= 0:
+			v.Match = exact[idx[which]]
 		}
 		if rule.Suppress > 0 {
 			ok, n := e.st.sup.allow(supKey{orig: ev.Orig.Addr(), target: ev.Target(), rule: rule.ID}, now, rule.Suppress)
@@ -446,6 +467,15 @@ func (e Engine) JudgeRest(ev stackprint.Event, r stackprint.Result, m []stackpri
 // eval runs rule's condition; which is the index into env.Matches of the
 // match the verdict is about, -1 for none.
 func (e Engine) eval(rule *Rule, env *Env) (fired bool, which int) {
+	if rule.EachNear {
+		for i := range env.Near {
+			env.Nearest = env.Near[i]
+			if e.run(rule, rule.when, env) {
+				return true, i
+			}
+		}
+		return false, -1
+	}
 	if !rule.EachMatch {
 		ok := e.run(rule, rule.when, env)
 		if ok && len(env.Matches) > 0 {
@@ -454,9 +484,8 @@ func (e Engine) eval(rule *Rule, env *Env) (fired bool, which int) {
 		return ok, -1
 	}
 	// Matches are strongest first, so the verdict names the strongest
-	// match that satisfies the rule.
-	saved := env.Match
-	defer func() { env.Match = saved }()
+	// match that satisfies the rule. The match stays bound for the
+	// severity expression; JudgeRest restores it.
 	for i := range env.Matches {
 		env.Match = env.Matches[i]
 		if e.run(rule, rule.when, env) {
@@ -533,4 +562,31 @@ func Severity(confidence string) string {
 	default:
 		return "medium"
 	}
+}
+
+// maxValueLen bounds one formatted value in Verdict.Values.
+const maxValueLen = 256
+
+// factValues evaluates the facts rule's condition read, with the match
+// under test still bound.
+func factValues(rule *Rule, env *Env) map[string]string {
+	if len(rule.values) == 0 {
+		return nil
+	}
+	out := make(map[string]string, len(rule.values))
+	for _, v := range rule.values {
+		x, err := vm.Run(v.prog, env)
+		if err != nil {
+			continue
+		}
+		s := fmt.Sprintf("%v", x)
+		if t, ok := x.(time.Time); ok {
+			s = t.UTC().Format(time.RFC3339)
+		}
+		if len(s) > maxValueLen {
+			s = s[:maxValueLen] + "…"
+		}
+		out[v.name] = s
+	}
+	return out
 }

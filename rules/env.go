@@ -20,8 +20,81 @@ type Env struct {
 	Event    EnvEvent    `expr:"event"`
 	Probe    EnvProbe    `expr:"probe"`
 	Match    EnvMatch    `expr:"match"`   // each_match: the match under test; else the strongest, zero when none
-	Matches  []EnvMatch  `expr:"matches"` // all DB matches, strongest first
+	Matches  []EnvMatch  `expr:"matches"` // all exact DB matches, strongest first
+	Near     []EnvNear   `expr:"near"`    // near DB matches, most answers equal first
+	Nearest  EnvNear     `expr:"nearest"` // each_near: the near match under test; else near[0], zero when none
 	Baseline EnvBaseline `expr:"baseline"`
+}
+
+// EnvNear is a DB entry close to the result's fingerprint without being
+// equal (stackprint.Near): an ATSF entry with 9 of 10 answers equal, or a
+// JARM entry with one equal half.
+type EnvNear struct {
+	Kind         string  `expr:"kind"` // atsf or jarm; "" for none
+	Value        string  `expr:"value"`
+	Label        string  `expr:"label"`
+	Source       string  `expr:"source"`
+	Confidence   string  `expr:"confidence"`
+	Weight       float64 `expr:"weight"`
+	Category     string  `expr:"category"`
+	BlockCount   int     `expr:"block_count"`
+	TopCount     int     `expr:"top_count"`
+	Observations int     `expr:"observations"`
+	Score        float64 `expr:"score"`
+	// Agree of Of answers are equal (ATSF: ClientHellos of 10; JARM:
+	// halves of 2).
+	Agree int `expr:"agree"`
+	Of    int `expr:"of"`
+	// Differs names the differing ClientHellos (random6306) or the JARM
+	// half ("ciphers", "extensions"); Details what differs per ClientHello
+	// ("ALPN").
+	Differs []string `expr:"differs"`
+	Details []string `expr:"details"`
+	// Text is the sentence the alert carries: "9 of 10 answers equal to
+	// <label>; differs on random6306: ALPN".
+	Text string `expr:"text"`
+}
+
+func newEnvNear(m stackprint.Match) EnvNear {
+	em := newEnvMatch(m).withScore()
+	n := EnvNear{
+		Kind: em.Kind, Value: em.Value, Label: em.Label, Source: em.Source, Confidence: em.Confidence,
+		Weight: em.Weight, Category: em.Category, BlockCount: em.BlockCount, TopCount: em.TopCount,
+		Observations: em.Observations, Score: em.Score, Differs: []string{}, Details: []string{},
+	}
+	if m.Near != nil {
+		n.Agree, n.Of = m.Near.Agree, m.Near.Of
+		n.Differs = append(n.Differs, m.Near.Differs...)
+		n.Details = append(n.Details, m.Near.Details...)
+		n.Text = m.Near.Text(m.Label)
+	}
+	return n
+}
+
+// envNears converts the near matches, best first (agreement, then weight),
+// and keeps the index into ms of each.
+func envNears(ms []stackprint.Match) ([]EnvNear, []int) {
+	if len(ms) == 0 {
+		return nil, nil
+	}
+	idx := make([]int, len(ms))
+	out := make([]EnvNear, len(ms))
+	for i, m := range ms {
+		idx[i] = i
+		out[i] = newEnvNear(m)
+	}
+	frac := func(n EnvNear) float64 { return float64(n.Agree) / float64(max(n.Of, 1)) }
+	slices.SortStableFunc(idx, func(a, b int) int {
+		if c := cmp.Compare(frac(out[b]), frac(out[a])); c != 0 {
+			return c
+		}
+		return cmp.Compare(out[b].Weight, out[a].Weight)
+	})
+	sorted := make([]EnvNear, len(ms))
+	for i, j := range idx {
+		sorted[i] = out[j]
+	}
+	return sorted, idx
 }
 
 // EnvEvent is the observed connection.
@@ -241,9 +314,9 @@ func envMatches(ms []stackprint.Match) ([]EnvMatch, []int) {
 	return sorted, idx
 }
 
-// newEnv builds the environment of one event. matches are already converted
-// by envMatches.
-func newEnv(ev stackprint.Event, r stackprint.Result, matches []EnvMatch, b Baseline, known bool) Env {
+// newEnv builds the environment of one event. matches and near are already
+// converted by envMatches and envNears.
+func newEnv(ev stackprint.Event, r stackprint.Result, matches []EnvMatch, near []EnvNear, b Baseline, known bool) Env {
 	env := Env{
 		Event: EnvEvent{
 			TS:       ev.TS,
@@ -260,9 +333,15 @@ func newEnv(ev stackprint.Event, r stackprint.Result, matches []EnvMatch, b Base
 		},
 		Probe:   newEnvProbe(r),
 		Matches: matches,
+		Near:    near,
 	}
 	if len(matches) > 0 {
 		env.Match = matches[0]
+	}
+	if len(near) > 0 {
+		env.Nearest = near[0]
+	} else {
+		env.Nearest = EnvNear{Differs: []string{}, Details: []string{}}
 	}
 	if known {
 		env.Baseline = EnvBaseline{Known: true, JARM: b.JARM, ATSF: b.ATSF, CertSHA256: b.CertSHA256, Recorded: b.Recorded}

@@ -35,6 +35,7 @@ type Rule struct {
 	SignatureID int
 	Tags        []string
 	EachMatch   bool // evaluate once per DB match, with match bound to it
+	EachNear    bool // evaluate once per near match, with nearest bound to it
 	Params      map[string]any
 	When        string
 	SeverityExr string
@@ -47,6 +48,13 @@ type Rule struct {
 
 	when     *vm.Program
 	severity *vm.Program
+	values   []valueProg // the facts when reads, for Verdict.Values
+}
+
+// valueProg evaluates one fact a rule's condition reads ("match.kind").
+type valueProg struct {
+	name string
+	prog *vm.Program
 }
 
 // Error is a problem in a rule file, located for an editor: file:line:col.
@@ -204,6 +212,8 @@ func (p *parser) rule(n *yaml.Node) *Rule {
 			err = v.Decode(&r.Tags)
 		case "each_match":
 			err = scalar(v, &r.EachMatch)
+		case "each_near":
+			err = scalar(v, &r.EachNear)
 		case "params":
 			r.Params, err = decodeParams(v)
 		case "when":
@@ -222,7 +232,7 @@ func (p *parser) rule(n *yaml.Node) *Rule {
 		case "disabled":
 			err = scalar(v, &r.Disabled)
 		default:
-			p.fail(k, r.ID, fmt.Sprintf("unknown key %q (want id, name, description, severity, severity_expr, category, sid, tags, each_match, params, when, suppress, simulate, disabled)", k.Value))
+			p.fail(k, r.ID, fmt.Sprintf("unknown key %q (want id, name, description, severity, severity_expr, category, sid, tags, each_match, each_near, params, when, suppress, simulate, disabled)", k.Value))
 			continue
 		}
 		if err != nil {
@@ -260,6 +270,9 @@ func (p *parser) rule(n *yaml.Node) *Rule {
 		if strings.ContainsAny(s.v, "\x00\r") {
 			p.fail(valueOf(n, s.key), r.ID, s.key+": control characters are not allowed")
 		}
+	}
+	if r.EachMatch && r.EachNear {
+		p.fail(valueOf(n, "each_near"), r.ID, "each_match and each_near: a rule runs over the exact matches or over the near ones, not both")
 	}
 	if len(p.errs) > nerr {
 		return nil
@@ -440,17 +453,26 @@ func (e *compileError) Error() string {
 // compile type-checks both expressions against Env with the params bound
 // as constants (so regexes in them compile once, here).
 func (r *Rule) compile() error {
-	prog, err := compileExpr(r.When, r.Params, expr.AsBool())
+	paths := &pathCollector{}
+	prog, err := compileExpr(r.When, r.Params, expr.AsBool(), expr.Patch(paths))
 	if err != nil {
 		return markSeverity(err, false)
 	}
 	r.when = prog
 	if r.SeverityExr != "" {
-		prog, err := compileExpr(r.SeverityExr, r.Params, expr.AsKind(reflect.String))
+		prog, err := compileExpr(r.SeverityExr, r.Params, expr.AsKind(reflect.String), expr.Patch(paths))
 		if err != nil {
 			return markSeverity(err, true)
 		}
 		r.severity = prog
+	}
+	r.values = nil
+	for _, name := range paths.maximal() {
+		p, err := expr.Compile(name, expr.Env(&Env{}))
+		if err != nil {
+			continue // not a fact of the environment (a closure's variable)
+		}
+		r.values = append(r.values, valueProg{name, p})
 	}
 	return nil
 }
@@ -464,14 +486,57 @@ func markSeverity(err error, sev bool) error {
 	return err
 }
 
-func compileExpr(src string, params map[string]any, as expr.Option) (*vm.Program, error) {
+// pathCollector records the environment paths an expression reads
+// (event.sni, nearest.agree), params excluded: they are constants.
+type pathCollector struct{ paths []string }
+
+func (c *pathCollector) Visit(node *ast.Node) {
+	if p, ok := envPath(*node); ok && !strings.HasPrefix(p, "params") && !slices.Contains(c.paths, p) {
+		c.paths = append(c.paths, p)
+	}
+}
+
+// maximal drops paths that only lead to a longer one (match when
+// match.kind is read too), in first-seen order.
+func (c *pathCollector) maximal() []string {
+	var out []string
+	for _, p := range c.paths {
+		longer := slices.ContainsFunc(c.paths, func(q string) bool { return strings.HasPrefix(q, p+".") || strings.HasPrefix(q, p+"[") })
+		if !longer {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// envPath renders an identifier or a chain of string members on one.
+func envPath(n ast.Node) (string, bool) {
+	switch n := n.(type) {
+	case *ast.IdentifierNode:
+		return n.Value, true
+	case *ast.MemberNode:
+		prop, ok := n.Property.(*ast.StringNode)
+		if !ok {
+			return "", false
+		}
+		base, ok := envPath(n.Node)
+		if !ok {
+			return "", false
+		}
+		return base + "." + prop.Value, true
+	}
+	return "", false
+}
+
+func compileExpr(src string, params map[string]any, as expr.Option, more ...expr.Option) (*vm.Program, error) {
 	pp := &paramPatcher{params: params}
-	prog, err := expr.Compile(src,
+	opts := append([]expr.Option{
 		expr.Env(&Env{}),
 		as,
 		expr.Patch(pp),
 		expr.Function("in_cidr", inCIDR, new(func(string, ...string) bool)),
-	)
+	}, more...)
+	prog, err := expr.Compile(src, opts...)
 	if pp.unknown != nil {
 		fe := &file.Error{Location: pp.unknown.Location(), Message: fmt.Sprintf("unknown param %q (declared: %s)", pp.unknownName, strings.Join(sortedKeys(params), ", "))}
 		fe.Bind(file.NewSource(src))

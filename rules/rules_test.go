@@ -57,7 +57,7 @@ func TestDefaultRulesLoad(t *testing.T) {
 			t.Errorf("rule %s is missing metadata: %+v", r.ID, r)
 		}
 	}
-	if got, want := strings.Join(ids, ","), "db_match,atsf_score,sslbl_cert,jarm_http_server,fingerprint_drift"; got != want {
+	if got, want := strings.Join(ids, ","), "db_match,atsf_score,sslbl_cert,jarm_http_server,fingerprint_drift,atsf_near"; got != want {
 		t.Fatalf("default rules %s, want %s", got, want)
 	}
 }

@@ -231,7 +231,7 @@ func dash(s string) string {
 func cmdDBImport(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("db import", stdout, stderr)
 	t := addTargetFlags(fs)
-	format := fs.String("format", "", "csv (ours, with a header), jsonl, jarm (hash,label[,source]), sslbl (abuse.ch SSLBL CSV), goscanner (fingerprints.csv), jarmpy (jarm.py -o CSV) or tlsx (JSON lines with jarm_hash); default: detected")
+	format := fs.String("format", "", "csv (ours, with a header), jsonl, jarm (hash,label[,source]), sslbl (abuse.ch SSLBL CSV), goscanner (fingerprints.csv, keeps the ten per-ClientHello answers), jarmpy (jarm.py -o CSV), tlsx (JSON lines with jarm_hash) or probe (stackprint probe --json lines: atsf with its ten answers, jarm); default: detected")
 	label := fs.String("label", "", "label for lines that have none (scan outputs; default: scan: and the first server seen with the fingerprint)")
 	partial := fs.Bool("partial", false, "import the valid lines of a file that has invalid ones (default: all or nothing per file)")
 	source := fs.String("source", "", "source for lines that name none (default: the feed's name, or import:FILE)")
