@@ -51,7 +51,7 @@ func (d *Daemon) newKafkaParts(cfg *config.Config, pcfg probe.EngineConfig) erro
 		}
 		host, _ := os.Hostname()
 		if k.shared, err = kafka.NewShared(*cl, kafka.SharedOptions{
-			Local: local, Deadline: cfg.Probe.Deadline, TTL: cfg.Dedup.TTL, NegativeTTL: cfg.Dedup.NegativeTTL,
+			Local: local, Deadline: cfg.Probe.Deadline, Allowed: cfg.Scope.NewScope().Check, TTL: cfg.Dedup.TTL, NegativeTTL: cfg.Dedup.NegativeTTL,
 			MaxInFlight: min(cfg.Scheduler.MaxInFlight, 64), Capacity: cfg.Dedup.Capacity,
 			Instance: host + "/" + strconv.Itoa(os.Getpid()), Logger: d.log,
 		}); err != nil {
