@@ -1,6 +1,7 @@
 package probe
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"slices"
@@ -115,12 +116,52 @@ func (e *Engine) atsfHello(ctx context.Context, d *targetDialer, network, addr s
 			ac.acceptALPN(proto)
 		}
 	}
+	if e.atsfBaseline {
+		rc.src = conn
+	} else {
+		br, _ := e.readBufs.Get().(*bufio.Reader)
+		if br == nil {
+			br = bufio.NewReaderSize(conn, readBufSize)
+		} else {
+			br.Reset(conn)
+		}
+		defer func() {
+			br.Reset(nil)
+			e.readBufs.Put(br)
+		}()
+		rc.src = br
+		goOn := false // the handshake must run to its end
+		rc.ahead = func() (complete, more bool) {
+			if goOn {
+				return false, false
+			}
+			secret := kl.secret(serverHSLabel)
+			// utls has taken the ServerHello (TLS 1.3: it logged the
+			// secret), so a cipher it refuses has been refused.
+			shDone := secret != nil || scanTranscript(rc.records[:rc.delivered], nil).sh.seen
+			t := scanTranscript(rc.records, secret)
+			complete, more = t.flightState(secret != nil, shDone)
+			if complete && !t.tls13 && !tls12Completes(t, def, rc.clientRandom, e.x25519Key) {
+				goOn, complete = true, false
+			}
+			return complete, more
+		}
+	}
 	herr := uc.HandshakeContext(ctx)
 	tr := parseTranscript(rc.records, kl.secret(serverHSLabel))
 	o.hello.Raw = tr.atsfString()
 	if herr == nil {
 		o.hello.Version = uc.ConnectionState().Version
 		_ = uc.Close() // close_notify, as a polite client does
+		return o
+	}
+	if rc.err == errFlightComplete {
+		// The server's whole first flight is read and holds no
+		// CertificateRequest: the rest of the handshake (certificate
+		// parsing, signature checks, the client's key exchange and
+		// Finished) changes no feature. The connection just closes.
+		o.hello.Version = tr.negotiated
+		e.atsfCut.Add(1)
 		return o
 	}
 	o.hello.Error = shortError(herr)

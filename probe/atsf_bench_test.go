@@ -2,8 +2,14 @@ package probe
 
 import (
 	"bytes"
+	"context"
 	"net"
+	"net/netip"
+	"syscall"
 	"testing"
+	"time"
+
+	"github.com/stackprint/stackprint"
 )
 
 func BenchmarkParseTranscript(b *testing.B) {
@@ -76,4 +82,60 @@ func BenchmarkBuildATSFHello(b *testing.B) {
 			}
 		}
 	}
+}
+
+// BenchmarkATSFProbe is the client side of one full ATSF probe (ten
+// connections) against servers in other processes, so a CPU profile of
+// it holds the prober only (go test -bench ATSFProbe -cpuprofile cpu.out),
+// the current engine ("cut") beside the baseline that runs every
+// handshake to its end with unbuffered reads, in one run. cpu-ms/op is
+// the process's user+system CPU per probe.
+func BenchmarkATSFProbe(b *testing.B) {
+	certDir := b.TempDir()
+	opensslCerts(b, certDir)
+	newEngine := func(baseline bool) *Engine {
+		e, err := NewEngine(EngineConfig{Kinds: []string{stackprint.KindATSF}, ConnRate: -1, IOTimeout: 5 * time.Second, Deadline: 30 * time.Second})
+		if err != nil {
+			b.Fatal(err)
+		}
+		e.atsfBaseline = baseline
+		return e
+	}
+	engines := []struct {
+		name string
+		e    *Engine
+	}{{"baseline", newEngine(true)}, {"cut", newEngine(false)}}
+	for _, s := range []struct {
+		name  string
+		start func() netip.AddrPort
+	}{
+		{"go-tls13-ecdsa", func() netip.AddrPort { return startGoReferenceServer(b, "127.0.0.91") }},
+		{"openssl-tls13-rsa", func() netip.AddrPort { return startOpenSSL(b, "127.0.0.92", certDir, "rsa.crt", "rsa.key") }},
+		{"openssl-tls12-rsa", func() netip.AddrPort {
+			return startOpenSSL(b, "127.0.0.93", certDir, "rsa.crt", "rsa.key", "-no_tls1_3", "-serverpref", "-alpn", "h2,http/1.1")
+		}},
+	} {
+		ap := s.start()
+		t := stackprint.Target{IP: ap.Addr(), Port: ap.Port(), SNI: "example.test"}
+		for _, eng := range engines {
+			b.Run(s.name+"/"+eng.name, func(b *testing.B) {
+				b.ReportAllocs()
+				cpu0 := processCPU(b)
+				for b.Loop() {
+					if res := eng.e.Probe(context.Background(), t, ""); !res.HasATSF() {
+						b.Fatalf("no ATSF: %s %s", res.Status, res.Error)
+					}
+				}
+				b.ReportMetric(float64((processCPU(b)-cpu0).Microseconds())/1000/float64(b.N), "cpu-ms/op")
+			})
+		}
+	}
+}
+
+func processCPU(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

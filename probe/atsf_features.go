@@ -14,6 +14,8 @@ const (
 	hsEncryptedExts = 8
 	hsCertificate   = 11
 	hsCertRequest   = 13
+	hsServerKeyExch = 12
+	hsHelloDone     = 14
 	hsFinished      = 20
 	recChangeCipher = 20
 	recAlert        = 21
@@ -59,6 +61,13 @@ type transcript struct {
 	undecrypted bool   // encrypted handshake records arrived without usable keys
 	chain       [][]byte
 	chainLen    int
+	// Where the server's first flight stands (not features): TLS 1.2
+	// ServerHelloDone or TLS 1.3 Finished read, a CertificateRequest in
+	// it, an alert or a record that is no handshake after the hello.
+	flightEnd, certReq, flightBroken bool
+	noChain                          bool     // keep only the leaf of the chain
+	serverRandom                     [32]byte // of the ServerHello
+	ske                              []byte   // TLS 1.2 ServerKeyExchange body
 }
 
 // parseTranscript walks the records in order. secret is the server
@@ -66,11 +75,27 @@ type transcript struct {
 // after a TLS 1.3 ServerHello. It never panics on hostile input and keeps
 // what it could read.
 func parseTranscript(records []tlsRecord, secret []byte) *transcript {
-	t := &transcript{}
+	return (&transcript{}).parse(records, secret)
+}
+
+// scanTranscript is parseTranscript without keeping the certificate chain:
+// for the decisions taken while the records arrive.
+func scanTranscript(records []tlsRecord, secret []byte) *transcript {
+	return (&transcript{noChain: true}).parse(records, secret)
+}
+
+func (t *transcript) parse(records []tlsRecord, secret []byte) *transcript {
 	var plain, inner []byte // handshake message reassembly buffers
 	var dec *tls13Decrypter
 	encDone := false // server Finished seen, or decryption impossible
 	for _, rec := range records {
+		if t.sh.seen && !t.flightEnd && rec.typ != recChangeCipher {
+			want := uint8(recHandshake)
+			if t.tls13 {
+				want = recApplication
+			}
+			t.flightBroken = t.flightBroken || rec.typ != want
+		}
 		switch rec.typ {
 		case recAlert:
 			t.addAlerts(rec.body)
@@ -151,6 +176,14 @@ func (t *transcript) plainMessage(typ uint8, body []byte) {
 		if !t.tls13 && t.chainLen == 0 {
 			t.certList(body, false)
 		}
+	case hsCertRequest:
+		t.certReq = true
+	case hsServerKeyExch:
+		if t.ske == nil {
+			t.ske = append([]byte{}, body...)
+		}
+	case hsHelloDone:
+		t.flightEnd = true
 	}
 }
 
@@ -164,6 +197,7 @@ func (t *transcript) encryptedMessage(typ uint8, body []byte) bool {
 			t.ee = readExtList(&s)
 		}
 	case hsCertRequest:
+		t.certReq = true
 		if !t.cr.seen {
 			if _, ok := s.vec8(); ok {
 				t.cr = readExtList(&s)
@@ -176,9 +210,27 @@ func (t *transcript) encryptedMessage(typ uint8, body []byte) bool {
 			t.certList(body, true)
 		}
 	case hsFinished:
+		t.flightEnd = true
 		return true
 	}
 	return false
+}
+
+// flightState tells the ATSF prober whether the server's first flight
+// holds every feature (complete: stop, the rest of the handshake adds
+// none) or is still arriving (more: read the next record before the TLS
+// client gets any). A flight with a CertificateRequest is never complete:
+// the server's reaction to the client's answer (an alert) is a feature.
+// Neither is returned whenever the client must go on as before: no
+// hello yet, a HelloRetryRequest, an alert, an undecryptable record.
+func (t *transcript) flightState(haveSecret, shDone bool) (complete, more bool) {
+	switch {
+	case !t.sh.seen || !shDone || t.tls13 && !haveSecret || t.flightBroken || t.undecrypted || len(t.alerts) > 0:
+		return false, false
+	case t.flightEnd:
+		return !t.certReq, false
+	}
+	return false, true
 }
 
 // serverHello parses a ServerHello or HelloRetryRequest body.
@@ -212,6 +264,7 @@ func (t *transcript) serverHello(body []byte) {
 		return
 	}
 	t.sh = exts
+	t.serverRandom = [32]byte(random)
 	t.haveHello, t.version, t.cipher = true, vers, cipher
 	t.negotiated = vers
 	for _, e := range exts.exts {
@@ -277,7 +330,7 @@ func (t *transcript) certList(body []byte, tls13 bool) {
 		if !ok {
 			return
 		}
-		if t.chainLen < maxChainStored {
+		if t.chainLen < maxChainStored && (t.chainLen == 0 || !t.noChain) {
 			t.chain = append(t.chain, append([]byte(nil), der...))
 		}
 		t.chainLen++

@@ -84,7 +84,15 @@
 // keys is byte-identical.
 //
 // The answer is read one record per Read (recordConn), so only what the
-// client processed is recorded. The TLS 1.3 handshake traffic secret comes
+// client processed is recorded. A TLS 1.3 answer ends at the server's
+// Finished: once the whole first flight is read and decrypted and holds no
+// CertificateRequest, the connection closes there instead of letting utls
+// parse the certificate, verify CertificateVerify and send its Finished,
+// which no feature depends on (with a CertificateRequest the server's
+// reaction to the client's answer may be an alert, a feature, so the
+// handshake goes on). The negotiated version is then the ServerHello's.
+// A TLS 1.2 handshake runs to the end as before: utls's checks of the
+// ServerKeyExchange decide whether a version is reported. The TLS 1.3 handshake traffic secret comes
 // from utls's KeyLogWriter and EncryptedExtensions, CertificateRequest and
 // Certificate are decrypted here (AES-128/256-GCM, ChaCha20-Poly1305; the
 // key exchange itself is utls's: x25519, P-256, P-384, P-521). Without a

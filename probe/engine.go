@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -114,7 +115,13 @@ type Engine struct {
 	rateWait  time.Duration
 	connsPer  int // connections one target needs with the selected kinds
 	atsfDefs  []*atsfDef
-	dummyKey  *ecdh.PrivateKey
+	// atsfBaseline runs every ATSF handshake to its end with unbuffered
+	// reads, as before the cut; benchmarks compare against it in one run.
+	atsfBaseline bool
+	readBufs     sync.Pool    // *bufio.Reader of readBufSize for ATSF connections
+	atsfCut      atomic.Int64 // ATSF connections closed after the server's flight (tests)
+	dummyKey     *ecdh.PrivateKey
+	x25519Key    *ecdh.PrivateKey // checks a server's X25519 share (tls12Completes)
 }
 
 // NewEngine checks cfg and returns a prober.
@@ -195,6 +202,9 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 	}
 	if e.dummyKey, err = ecdh.P256().GenerateKey(rand.Reader); err != nil {
 		return nil, fmt.Errorf("probe: dummy key: %w", err)
+	}
+	if e.x25519Key, err = ecdh.X25519().GenerateKey(rand.Reader); err != nil {
+		return nil, fmt.Errorf("probe: x25519 key: %w", err)
 	}
 	return e, nil
 }

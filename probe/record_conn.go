@@ -1,6 +1,7 @@
 package probe
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -38,9 +39,10 @@ type tlsRecord struct {
 }
 
 // recordConn hands the TLS client on top of it exactly one record per
-// Read, never read-ahead, so the log holds exactly what the client
-// processed: a record the client never asked for (an alert after the
-// point where it gave up) is never recorded. It also enforces the
+// Read and parses a record only when the client asks for one (or ahead
+// does, within the server's flight), so the log holds exactly what the
+// client processed: a record the client never asked for (an alert after
+// the point where it gave up) is never recorded. It also enforces the
 // per-I/O timeout (capped by ctx's deadline), the record size limit and
 // the per-connection read cap, and can rewrite the record-layer version of
 // the first record written (utls always writes 0x0301 there).
@@ -52,14 +54,30 @@ type recordConn struct {
 
 	firstVersion uint16 // rewrite the first written record's version; 0 = leave
 	wrote        bool
+	clientRandom []byte // of the first ClientHello written
 
 	limit time.Time // when set, no I/O deadline goes past it
 
-	pending  []byte // rest of the current record for the client
+	pending  []byte   // rest of the current record for the client
+	queue    [][]byte // records read ahead, not yet handed to the client
 	records  []tlsRecord
 	onRecord func(tlsRecord) // sees each record before the client does
-	err      error           // sticky read error
+	// ahead, when set, is asked before the client gets its next record:
+	// complete ends the connection there with errFlightComplete (every
+	// record read is logged, so nothing the features need is lost); more
+	// reads one more record of the server's flight first. It lets the
+	// ATSF prober stop once the server's flight is whole instead of
+	// making the TLS client parse certificates, verify signatures and
+	// answer (work no feature needs).
+	ahead     func() (complete, more bool)
+	delivered int       // records handed to the client
+	src       io.Reader // the connection through a read buffer; set on first read unless set before
+	err       error     // sticky read error
 }
+
+// readBufSize is the receive buffer of one connection: a typical server
+// flight in one read.
+const readBufSize = 8 << 10
 
 func newRecordConn(ctx context.Context, c net.Conn, ioTimeout time.Duration, readCap int) *recordConn {
 	return &recordConn{Conn: c, ctx: ctx, ioTimeout: ioTimeout, budget: readCap}
@@ -81,6 +99,9 @@ func (r *recordConn) Write(b []byte) (int, error) {
 	if err := r.Conn.SetWriteDeadline(r.deadline()); err != nil {
 		return 0, fmt.Errorf("set write deadline: %w", err)
 	}
+	if !r.wrote && len(b) >= recordHeaderLen+4+2+32 && b[0] == recHandshake && b[recordHeaderLen] == 1 {
+		r.clientRandom = append([]byte(nil), b[recordHeaderLen+6:recordHeaderLen+6+32]...)
+	}
 	if !r.wrote && r.firstVersion != 0 && len(b) >= recordHeaderLen && b[0] == 0x16 {
 		// The record header is outside the handshake transcript, so this
 		// changes nothing the server could verify.
@@ -91,19 +112,47 @@ func (r *recordConn) Write(b []byte) (int, error) {
 	return r.Conn.Write(b)
 }
 
+// errFlightComplete ends a connection whose server flight holds every
+// feature (recordConn.ahead).
+var errFlightComplete = errors.New("server flight complete")
+
 func (r *recordConn) Read(p []byte) (int, error) {
 	if len(r.pending) == 0 {
-		if r.err != nil {
+		if len(r.queue) == 0 && r.err == nil {
+			r.fill()
+		}
+		if r.err == errFlightComplete || len(r.queue) == 0 {
 			return 0, r.err
 		}
-		if err := r.readRecord(); err != nil {
-			r.err = err
-			return 0, err
-		}
+		r.pending, r.queue = r.queue[0], r.queue[1:]
+		r.delivered++
 	}
 	n := copy(p, r.pending)
 	r.pending = r.pending[n:]
 	return n, nil
+}
+
+// fill reads the next record, and more while ahead asks for them; a read
+// error is kept for after the records already read.
+func (r *recordConn) fill() {
+	for {
+		if r.ahead != nil {
+			complete, more := r.ahead()
+			if complete {
+				r.err = errFlightComplete
+				return
+			}
+			if !more && len(r.queue) > 0 {
+				return
+			}
+		} else if len(r.queue) > 0 {
+			return
+		}
+		if err := r.readRecord(); err != nil {
+			r.err = err
+			return
+		}
+	}
 }
 
 // readRecord reads and logs the next whole record.
@@ -111,8 +160,14 @@ func (r *recordConn) readRecord() error {
 	if err := r.Conn.SetReadDeadline(r.deadline()); err != nil {
 		return fmt.Errorf("set read deadline: %w", err)
 	}
+	if r.src == nil {
+		// One read takes what the server sent so far (a whole flight,
+		// usually) instead of two per record; records are still parsed
+		// and logged only when the client asks for them.
+		r.src = bufio.NewReaderSize(r.Conn, readBufSize)
+	}
 	var hdr [recordHeaderLen]byte
-	n, err := io.ReadFull(r.Conn, hdr[:])
+	n, err := io.ReadFull(r.src, hdr[:])
 	if err != nil {
 		if n > 0 && !looksTLS(hdr[:n]) {
 			return fmt.Errorf("%w: % x", errNotTLS, hdr[:n])
@@ -135,7 +190,7 @@ func (r *recordConn) readRecord() error {
 	r.budget -= recordHeaderLen + size
 	rec := make([]byte, recordHeaderLen+size)
 	copy(rec, hdr[:])
-	if _, err := io.ReadFull(r.Conn, rec[recordHeaderLen:]); err != nil {
+	if _, err := io.ReadFull(r.src, rec[recordHeaderLen:]); err != nil {
 		if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
 			return errUnexpectedEOF
 		}
@@ -146,7 +201,7 @@ func (r *recordConn) readRecord() error {
 	if r.onRecord != nil {
 		r.onRecord(t)
 	}
-	r.pending = rec
+	r.queue = append(r.queue, rec)
 	return nil
 }
 

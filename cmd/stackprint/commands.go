@@ -92,6 +92,17 @@ func commands() []command {
 			run: cmdExplain,
 		},
 		{
+			name: "hunt", summary: "fingerprint address lists, CIDRs and scanner outputs; match each target against the DB",
+			usage: huntSynopsis,
+			examples: []string{
+				"masscan -p443 198.51.100.0/24 -oL open.txt && stackprint hunt --targets open.txt --state hunt.state --out hunt.jsonl",
+				"stackprint hunt --targets 203.0.113.0/28 --ports 443,8443 --format csv --rate 20",
+				"zmap -p 443 -O csv -f saddr,sport -o - | stackprint hunt --format zeek --sni-from names.txt",
+				"stackprint hunt --allow 127.0.0.0/8 --targets lab.txt    # lab addresses: the scope allows only public unicast by default",
+			},
+			run: cmdHunt,
+		},
+		{
 			name: "db add", summary: "add or replace one fingerprint",
 			usage: "stackprint db add --kind K --value V --label L [--source S] [--confidence low|medium|high] [--category C] [--notes N] [flags]",
 			examples: []string{

@@ -1,0 +1,297 @@
+package main
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/term"
+
+	"github.com/stackprint/stackprint/config"
+	"github.com/stackprint/stackprint/hunt"
+	"github.com/stackprint/stackprint/probe"
+)
+
+const huntSynopsis = "stackprint hunt [--targets FILE|-] [--ports 443,8443] [--sni-from FILE] [--rate N] [--concurrency N] [--format jsonl|csv|zeek] [--state FILE] [--out FILE] [--allow CIDR] [flags] [FILE…]"
+
+// listFlag collects a repeatable flag.
+type listFlag []string
+
+func (l *listFlag) String() string     { return strings.Join(*l, ",") }
+func (l *listFlag) Set(s string) error { *l = append(*l, s); return nil }
+
+func cmdHunt(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("hunt", stdout, stderr)
+	t := addTargetFlags(fs)
+	targets := fs.String("targets", "", "target list: addresses, CIDRs, HOST:PORT lines, masscan -oL/-oJ, zmap or other CSV; - for stdin (default: stdin unless FILEs are given)")
+	portsFlag := fs.String("ports", "443", "ports for lines that name none (comma-separated)")
+	sniFrom := fs.String("sni-from", "", "file of ADDR[:PORT] NAME… lines: the names to probe each address with")
+	rateFlag := fs.Float64("rate", 0, "targets started per second (default: scheduler.probes_per_second of the config)")
+	burst := fs.Int("burst", 0, "burst of --rate (default: scheduler.burst of the config)")
+	conc := fs.Int("concurrency", 0, "probes at once (default: scheduler.max_in_flight of the config)")
+	format := fs.String("format", hunt.FormatJSONL, "record format: "+strings.Join(hunt.Formats(), ", "))
+	statePath := fs.String("state", "", "state file: resume a run after an interruption, never probing a target twice")
+	outPath := fs.String("out", "", "append records to this file (default: stdout); with --state a resume leaves exactly one record per target in it")
+	var allow listFlag
+	fs.Var(&allow, "allow", "also allow this prefix (repeatable; added to scope.allow: by default only public unicast addresses are probed)")
+	kinds := fs.String("kinds", "", "fingerprint kinds (default: probe.kinds of the config)")
+	ioTimeout := fs.Duration("timeout", 0, "timeout of each connect, write and read (default: probe.io_timeout)")
+	deadline := fs.Duration("deadline", 0, "deadline of one target (default: probe.deadline)")
+	connRate := fs.Float64("conns-per-ip", 0, "new connections per second to one IP (default: probe.conns_per_ip_per_second)")
+	noMatch := fs.Bool("no-match", false, "do not read the fingerprint DB")
+	progress := fs.String("progress", "auto", "progress on stderr: auto (when stderr is a terminal), always, never")
+	files, err := parseInterleaved(fs, args)
+	if err != nil {
+		return err
+	}
+	enc, err := hunt.NewEncoder(*format)
+	if err != nil {
+		return fmt.Errorf("hunt: --format: %w", err)
+	}
+	ports, err := parsePortList(*portsFlag)
+	if err != nil {
+		return fmt.Errorf("hunt: --ports: %w", err)
+	}
+	if *targets != "" {
+		files = append([]string{*targets}, files...)
+	}
+	if len(files) == 0 {
+		files = []string{"-"}
+	}
+	path, _, _, cfg, err := t.resolve()
+	if err != nil {
+		return err
+	}
+	for _, a := range allow {
+		p := config.ParsePrefixes([]string{a})
+		if len(p) != 1 {
+			return fmt.Errorf("hunt: --allow %q: not an address or CIDR prefix", a)
+		}
+		cfg.Scope.Allow = append(cfg.Scope.Allow, p[0].String())
+	}
+	pcfg := cfg.ProbeEngineConfig()
+	if *kinds != "" {
+		pcfg.Kinds = strings.Split(*kinds, ",")
+	}
+	pcfg.IOTimeout = cmp.Or(*ioTimeout, pcfg.IOTimeout)
+	pcfg.Deadline = cmp.Or(*deadline, pcfg.Deadline)
+	pcfg.ConnRate = -1 // the hunt keeps the per-IP budget, so a waiting target holds no probe slot
+	eng, err := probe.NewEngine(pcfg)
+	if err != nil {
+		return fmt.Errorf("hunt: %w", err)
+	}
+	var matcher hunt.Matcher
+	if !*noMatch {
+		st, _, err := openStoreReadOnly(ctx, t, stderr)
+		switch {
+		case err != nil && strings.HasPrefix(err.Error(), "no fingerprint DB at"):
+			fmt.Fprintf(stderr, "hunt: %v: records carry no matches\n", err)
+		case err != nil:
+			return fmt.Errorf("hunt: %w", err)
+		default:
+			recs, lerr := st.List(ctx, "")
+			st.Close()
+			if lerr != nil {
+				return fmt.Errorf("hunt: read fingerprints from %s: %w", path, lerr)
+			}
+			ix := hunt.NewIndex(recs)
+			matcher = ix
+			fmt.Fprintf(stderr, "hunt: matching against %d fingerprints of %s\n", ix.Len(), st.Via())
+		}
+	}
+	var names *hunt.SNIMap
+	var badNames []hunt.BadLine
+	if *sniFrom != "" {
+		f, err := os.Open(*sniFrom)
+		if err != nil {
+			return fmt.Errorf("hunt: --sni-from: %w", err)
+		}
+		names, err = hunt.ReadSNIMap(f, *sniFrom, func(b hunt.BadLine) { badNames = append(badNames, b) })
+		f.Close()
+		if err != nil {
+			return fmt.Errorf("hunt: %w", err)
+		}
+	}
+	var sources []hunt.Source
+	for _, name := range files {
+		if name == "-" {
+			sources = append(sources, hunt.Source{Name: "stdin", R: os.Stdin})
+			continue
+		}
+		f, err := os.Open(name)
+		if err != nil {
+			return fmt.Errorf("hunt: %w", err)
+		}
+		defer f.Close()
+		sources = append(sources, hunt.Source{Name: name, R: f})
+	}
+	var state *hunt.State
+	if *statePath != "" {
+		if state, err = hunt.OpenState(*statePath); err != nil {
+			return err
+		}
+		defer state.Close()
+		if fin, intr := state.Counts(); fin+intr > 0 {
+			fmt.Fprintf(stderr, "hunt: resuming from %s: %d targets finished, %d interrupted (reported, not probed again)\n", *statePath, fin, intr)
+		}
+	}
+	out := hunt.Output{W: stdout, Size: -1}
+	if state != nil && *outPath == "" {
+		if err := state.SetOutput(""); err != nil {
+			return err
+		}
+	}
+	if *outPath != "" {
+		f, size, err := openHuntOutput(*outPath, state)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		out = hunt.Output{W: f, Size: size}
+	}
+	hcfg := hunt.Config{
+		Prober: eng, Matcher: matcher, Resolver: net.DefaultResolver, Ports: ports, Names: names,
+		Scope:           cfg.Scope.NewScope(),
+		JARMSNIObserved: cfg.Probe.JARMSNI == "observed",
+		Rate:            cmp.Or(*rateFlag, cfg.Scheduler.ProbesPerSecond),
+		Burst:           cmp.Or(*burst, cfg.Scheduler.Burst),
+		Concurrency:     cmp.Or(*conc, cfg.Scheduler.MaxInFlight),
+		ConnRate:        cmp.Or(*connRate, cfg.Probe.ConnsPerIPPerSecond),
+		ConnBurst:       cfg.Probe.ConnsPerIPBurst,
+		State:           state, Out: out, Encoder: enc,
+	}
+	showProgress := *progress == "always" || *progress == "auto" && isTerminal(stderr)
+	if showProgress {
+		total := -1
+		if !slices.Contains(files, "-") {
+			total = countTargets(files, ports, names)
+		}
+		hcfg.Progress = func(p hunt.Progress) { printHuntProgress(stderr, p, total) }
+	}
+	sum, err := hunt.Run(ctx, hcfg, sources)
+	if showProgress {
+		fmt.Fprintln(stderr)
+	}
+	for _, b := range append(badNames, sum.Bad...) {
+		fmt.Fprintf(stderr, "hunt: bad line %s\n", b)
+	}
+	if more := sum.BadLines - len(sum.Bad); more > 0 {
+		fmt.Fprintf(stderr, "hunt: … and %d more bad lines\n", more)
+	}
+	var st []string
+	for s, n := range sum.Statuses {
+		st = append(st, fmt.Sprintf("%s=%d", s, n))
+	}
+	fmt.Fprintf(stderr, "hunt: targets=%d probed=%d matched=%d resumed=%d interrupted=%d out_of_scope=%d duplicates=%d bad_lines=%d seconds=%.1f statuses=%s\n",
+		sum.Targets, sum.Probed, sum.Matched, sum.Resumed, sum.Interrupted, sum.OutOfScope, sum.Duplicates, sum.BadLines+len(badNames),
+		sum.Elapsed.Seconds(), strings.Join(slices.Sorted(slices.Values(st)), ","))
+	if sum.Stopped && err == nil && ctx.Err() != nil {
+		fmt.Fprintln(stderr, "hunt: stopped before the end of the input; run again with the same --state to go on")
+	}
+	return err
+}
+
+// openHuntOutput opens the record file for appending. With a state whose
+// last finished record in this same file ended at offset N, what lies
+// past N was written by a run that died before logging it: it is cut off
+// (its target is reported as interrupted instead).
+func openHuntOutput(path string, state *hunt.State) (*os.File, int64, error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o640)
+	if err != nil {
+		return nil, 0, fmt.Errorf("hunt: --out: %w", err)
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, 0, fmt.Errorf("hunt: --out: %w", err)
+	}
+	size := fi.Size()
+	if state != nil {
+		abs, err := filepath.Abs(path)
+		if err != nil {
+			f.Close()
+			return nil, 0, fmt.Errorf("hunt: --out: %w", err)
+		}
+		if n := state.OutputSize(abs); n >= 0 && n < size {
+			if err := f.Truncate(n); err != nil {
+				f.Close()
+				return nil, 0, fmt.Errorf("hunt: --out: cut records past the state's last one: %w", err)
+			}
+			size = n
+		}
+	}
+	if _, err := f.Seek(size, io.SeekStart); err != nil {
+		f.Close()
+		return nil, 0, fmt.Errorf("hunt: --out: %w", err)
+	}
+	if state != nil {
+		abs, _ := filepath.Abs(path)
+		if err := state.SetOutput(abs); err != nil {
+			f.Close()
+			return nil, 0, err
+		}
+	}
+	return f, size, nil
+}
+
+func parsePortList(s string) ([]uint16, error) {
+	var out []uint16
+	for f := range strings.SplitSeq(s, ",") {
+		f = strings.TrimSpace(f)
+		if f == "" {
+			continue
+		}
+		n, err := strconv.ParseUint(f, 10, 16)
+		if err != nil || n == 0 {
+			return nil, fmt.Errorf("invalid port %q", f)
+		}
+		out = append(out, uint16(n))
+	}
+	if len(out) == 0 {
+		return nil, errors.New("no port")
+	}
+	return out, nil
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
+}
+
+// countTargets is the progress total: the targets the files expand to
+// (duplicates and out-of-scope ones included; host names count once).
+func countTargets(files []string, ports []uint16, names *hunt.SNIMap) int {
+	n := 0
+	for _, name := range files {
+		f, err := os.Open(name)
+		if err != nil {
+			return -1
+		}
+		_ = hunt.ReadSpecs(f, name, func(s hunt.Spec) error { n += s.Count(ports); return nil }, func(hunt.BadLine) {})
+		f.Close()
+	}
+	return n
+}
+
+func printHuntProgress(w io.Writer, p hunt.Progress, total int) {
+	secs := p.Elapsed.Seconds()
+	r := float64(p.Done) / max(secs, 1e-9)
+	line := fmt.Sprintf("\rhunt: %d done", p.Done)
+	if total > 0 {
+		line += fmt.Sprintf(" of ~%d (%.0f%%)", total, 100*float64(p.Done)/float64(total))
+	}
+	line += fmt.Sprintf(", %.1f targets/s, %s elapsed", r, p.Elapsed.Round(time.Second))
+	if total > 0 && r > 0 && p.Done < total {
+		line += fmt.Sprintf(", ETA %s", time.Duration(float64(total-p.Done)/r*float64(time.Second)).Round(time.Second))
+	}
+	fmt.Fprint(w, line+"   ")
+}
