@@ -57,7 +57,10 @@ type ServerConfig struct {
 	Hunter Hunter // nil: no retro-hunts
 	// Rules gives explain the definitions of the rules alerts name (the
 	// running rule set); nil: explain shows none.
-	Rules  explain.Rules
+	Rules explain.Rules
+	// Watch is told when the watch list changed, so the daemon probes new
+	// entries at once (watch.go); nil: nobody to tell.
+	Watch  WatchNotifier
 	Logger *slog.Logger
 }
 
@@ -66,6 +69,7 @@ type Server struct {
 	db     *db.DB
 	store  *Local
 	hunter Hunter
+	watch  WatchNotifier
 	log    *slog.Logger
 	path   string
 	ln     *net.UnixListener
@@ -78,7 +82,7 @@ type Server struct {
 // and runs on: the CLI then reports the locked file and that no daemon
 // answered.
 func Listen(cfg ServerConfig) (*Server, error) {
-	s := &Server{db: cfg.DB, store: NewLocal(cfg.DB, false), hunter: cfg.Hunter, log: cfg.Logger, path: cfg.Socket}
+	s := &Server{db: cfg.DB, store: NewLocal(cfg.DB, false), hunter: cfg.Hunter, watch: cfg.Watch, log: cfg.Logger, path: cfg.Socket}
 	s.store.SetRules(cfg.Rules)
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -280,6 +284,7 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("POST "+v+"/learn/reset", s.learnReset)
 	mux.HandleFunc("POST "+v+"/learn/promote", s.learnPromote)
 	mux.HandleFunc("GET "+v+"/explain", s.explain)
+	s.watchRoutes(mux, v) // watch.go
 	return mux
 }
 

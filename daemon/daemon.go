@@ -27,6 +27,7 @@ import (
 	"github.com/stackprint/stackprint/probe"
 	"github.com/stackprint/stackprint/rules"
 	"github.com/stackprint/stackprint/tailer"
+	"github.com/stackprint/stackprint/watch"
 )
 
 // Daemon is the running pipeline: tailers → enrich → probe → db → rules →
@@ -42,6 +43,7 @@ type Daemon struct {
 	rules   *rules.Engine
 	ledger  *enrich.Ledger
 	tailers []*tailer.Tailer
+	watch   *watch.Runner // the watch list's re-probes (watch.go)
 	metrics *metrics
 	cfgPath string // re-read on SIGHUP; "" = the embedded default
 
@@ -75,6 +77,13 @@ func New(cfg *config.Config, log *slog.Logger, o Options) (_ *Daemon, err error)
 	if d.db, err = db.Open(cfg.DB.Path, db.Options{Timeout: cfg.DB.LockTimeout}); err != nil {
 		return nil, err
 	}
+	// Opened once the DB's lock is held: a second daemon on the same DB
+	// fails above instead of emptying this file under the first.
+	results, err := db.OpenResultCache(resultCachePath(cfg.DB.Path), cfg.DB.LockTimeout)
+	if err != nil {
+		return nil, err
+	}
+	d.closers = append(d.closers, results.Close)
 	d.metrics = newMetrics(d)
 	if d.sink, err = output.OpenSink(output.SinkConfig(cfg.Outputs), output.SinkHooks{
 		OnAlert: o.OnAlert, OnRecord: o.OnRecord, OnWriteErr: d.onWriteErr,
@@ -112,6 +121,8 @@ func New(cfg *config.Config, log *slog.Logger, o Options) (_ *Daemon, err error)
 		TTL:             cfg.Dedup.TTL,
 		NegativeTTL:     cfg.Dedup.NegativeTTL,
 		Capacity:        cfg.Dedup.Capacity,
+		Results:         resultStore{results},
+		HotResults:      cfg.Dedup.HotResults,
 		ServerKinds:     serverKinds,
 		NameKinds:       nameKinds,
 		ServerCost:      prober.Conns(nil),
@@ -135,6 +146,12 @@ func New(cfg *config.Config, log *slog.Logger, o Options) (_ *Daemon, err error)
 	}, measuredProber{prober, d.metrics}, d.db, d.rules, d.observe)
 	if err != nil {
 		return nil, err
+	}
+	// Own servers on the watch list are re-probed on their schedule,
+	// through the scheduler; their alerts skip the observation stage.
+	d.watch = watch.NewRunner(d.db, watchProber{d.pipe}, measuredSink{d.sink, d.metrics}, cfg.Watch.Policy(), log)
+	if err := d.importBaselines(); err != nil {
+		return nil, fmt.Errorf("import rules.baselines into the watch list: %w", err)
 	}
 	track := func(ctx context.Context, ev stackprint.Event) error {
 		// While the backlog is full the inputs wait here, before the
@@ -238,7 +255,7 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 		return nil
 	})
 	aux.g.Go(func() error {
-		d.observe.Prune(aux.ctx, max(d.cfg.DB.RetroWindow, d.cfg.Dedup.TTL))
+		d.observe.Prune(aux.ctx, max(d.cfg.DB.RetroWindow, d.cfg.Dedup.TTL), d.cfg.DB.ObservationsMax)
 		return nil
 	})
 	if d.cfg.Metrics.Listen != "" {
@@ -254,6 +271,14 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 			return nil
 		})
 	}
+	// The watch list is an input too: it stops with the tailers, before
+	// the scheduler it submits to.
+	inputs.Go(func() error {
+		if err := d.watch.Run(ictx); err != nil {
+			return failed(fmt.Errorf("watch list: %w", err))
+		}
+		return nil
+	})
 	d.log.Info("stackprint running", "inputs", len(d.tailers), "db", d.cfg.DB.Path,
 		"alerts", d.cfg.Outputs.Alerts, "fingerprints", d.cfg.Outputs.Fingerprints)
 	d.running.Store(true)
@@ -296,7 +321,7 @@ wait:
 // fatal: the CLI then reports the locked file and that no daemon answered.
 func (d *Daemon) startAdmin(ctx context.Context) (stop func()) {
 	path := d.cfg.DB.AdminSocketPath()
-	s, err := admin.Listen(admin.ServerConfig{Socket: path, DB: d.db, Hunter: d.observe, Rules: explainRules(d.rules), Logger: d.log})
+	s, err := admin.Listen(admin.ServerConfig{Socket: path, DB: d.db, Hunter: d.observe, Watch: d.watch, Rules: explainRules(d.rules), Logger: d.log})
 	if err != nil {
 		d.log.Error("admin socket unavailable; `stackprint db` cannot reach this daemon", "socket", path, "err", err)
 		return func() {}
@@ -405,16 +430,17 @@ func (d *Daemon) Reload() {
 		return
 	}
 	d.pipe.SetScope(cfg.Scope.NewScope())
+	d.watch.SetPolicy(cfg.Watch.Policy())
 	// logrotate's rename+create of the NDJSON/EVE alert files.
 	if err := d.sink.Reopen(); err != nil {
 		d.log.Error("reopen alert files", "err", err)
 	}
 	old := *d.cfg
-	old.Scope, old.Rules = cfg.Scope, cfg.Rules
+	old.Scope, old.Rules, old.Watch = cfg.Scope, cfg.Rules, cfg.Watch
 	if !reflect.DeepEqual(&old, cfg) {
-		d.log.Warn("config reload: scope and rules apply live; restart for the other changes")
+		d.log.Warn("config reload: scope, rules and watch apply live; restart for the other changes")
 	}
-	d.cfg.Scope, d.cfg.Rules = cfg.Scope, cfg.Rules
+	d.cfg.Scope, d.cfg.Rules, d.cfg.Watch = cfg.Scope, cfg.Rules, cfg.Watch
 	d.metrics.reloaded(true)
 	d.log.Info("config reloaded", "scope_allow", cfg.Scope.Allow, "scope_deny", cfg.Scope.Deny)
 }

@@ -28,8 +28,10 @@ type Prober interface {
 	Conns(kinds []string) int
 }
 
-// Matcher finds the DB entries a result's fingerprints match (exact
-// today; a near matcher fits the same seam).
+// Matcher finds the DB entries a result's fingerprints match, exact and
+// near (*db.DB: ATSF entries with 9 of 10 answers equal, JARM entries with
+// one equal half). stackprint hunt opens it on a private snapshot of the
+// DB taken at start, so a run holds no lock on the live file.
 type Matcher interface {
 	Match(stackprint.Result) ([]stackprint.Match, error)
 }
@@ -103,7 +105,8 @@ type Summary struct {
 	OutOfScope  int
 	Duplicates  int
 	Unresolved  int
-	Matched     int // records with at least one DB match
+	Matched     int // records with at least one exact DB match
+	NearMatched int // records with near matches only
 	BadLines    int
 	Bad         []BadLine // the first maxBadReported
 	Statuses    map[stackprint.Status]int
@@ -501,8 +504,11 @@ func (r *run) probe(ctx context.Context, it *item) {
 		r.sum.Probed++
 	}
 	r.sum.Statuses[rec.Status]++
-	if len(rec.Matches) > 0 {
+	switch exact := stackprint.ExactMatches(rec.Matches); {
+	case len(exact) > 0:
 		r.sum.Matched++
+	case len(rec.Matches) > 0:
+		r.sum.NearMatched++
 	}
 }
 

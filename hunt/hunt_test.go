@@ -177,7 +177,15 @@ func TestRunLoopbackCIDR(t *testing.T) {
 		t.Fatalf("reference probe: %+v", ref)
 	}
 	lab.conns[netip.MustParseAddr("127.0.21.1")].Store(0)
-	ix := NewIndex([]db.Record{{Kind: db.KindJARM, Value: ref.JARM, Label: "tls12-lab"}})
+	fdb, err := db.Open(filepath.Join(t.TempDir(), "fp.db"), db.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fdb.Close()
+	if err := fdb.Add(db.Record{Kind: db.KindJARM, Value: ref.JARM, Label: "tls12-lab", Source: "test", Confidence: "high"}); err != nil {
+		t.Fatal(err)
+	}
+	ix := fdb
 
 	out.Reset()
 	enc, _ = NewEncoder(FormatJSONL)
@@ -277,5 +285,50 @@ func TestRunResumeFromState(t *testing.T) {
 	d := strings.Count(string(data), "\nD ")
 	if d != 4 || strings.Contains(string(data), key(2)[:5]+"\n") {
 		t.Errorf("state after the run:\n%s", data)
+	}
+}
+
+// TestRunNearATSF: a DB entry whose ATSF differs from a server's in one
+// ClientHello answer is reported on that server's record as a near match
+// naming the ClientHello (db.DB.Match), not as an exact
+// one.
+func TestRunNearATSF(t *testing.T) {
+	cert := testCert(t)
+	lab := startLabNet(t, "127.0.24.0/31", func(int) *tls.Config {
+		return &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"h2"}}
+	})
+	eng := testEngine(t, stackprint.KindATSF)
+	ref := eng.Probe(context.Background(), stackprint.Target{IP: lab.prefix.Addr(), Port: lab.port}, "")
+	hellos, ok := db.HellosOf(ref.ATSF)
+	if !ok || !ref.HasATSF() {
+		t.Fatalf("reference probe: %+v", ref)
+	}
+	hellos[3] = "771_c02f_65281.-11.AwABAg____" // another answer to the fourth ClientHello
+	fdb, err := db.Open(filepath.Join(t.TempDir(), "fp.db"), db.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fdb.Close()
+	if err := fdb.Add(db.Record{Kind: db.KindATSF, Value: db.ATSFID(hellos), Hellos: hellos, Label: "near-lab", Source: "test", Confidence: "high"}); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	enc, _ := NewEncoder(FormatJSONL)
+	scope := enrich.NewScope([]netip.Prefix{netip.MustParsePrefix("127.0.24.0/24")}, nil, nil)
+	sum, err := Run(context.Background(), Config{Prober: eng, Scope: scope, Matcher: fdb, Ports: []uint16{lab.port},
+		Encoder: enc, Out: Output{W: &out, Size: -1}}, []Source{{Name: "l", R: strings.NewReader(lab.prefix.String())}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs := decodeRecords(t, out.Bytes())
+	if len(recs) != 2 || sum.Matched != 0 || sum.NearMatched != 2 {
+		t.Fatalf("summary %+v, records %+v", sum, recs)
+	}
+	name := ref.ATSF.Hellos[3].Name
+	for _, r := range recs {
+		if len(r.Matches) != 1 || r.Matches[0].Near == nil || r.Matches[0].Near.Agree != 9 || r.Matches[0].Label != "near-lab" ||
+			len(r.Matches[0].Near.Differs) != 1 || r.Matches[0].Near.Differs[0] != name {
+			t.Errorf("%s: matches %+v", r.IP, r.Matches)
+		}
 	}
 }

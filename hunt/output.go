@@ -102,7 +102,7 @@ var columns = []zeeklog.Field{
 	{Name: "jarm_sni", Type: "string"}, {Name: "status", Type: "string"}, {Name: "jarm", Type: "string"}, {Name: "atsf", Type: "string"},
 	{Name: "cert_sha256", Type: "string"}, {Name: "cert_sha1", Type: "string"}, {Name: "cert_subject", Type: "string"},
 	{Name: "cert_issuer", Type: "string"}, {Name: "http_server", Type: "string"}, {Name: "starttls", Type: "string"},
-	{Name: "match_kinds", Type: "vector[string]"}, {Name: "match_labels", Type: "vector[string]"},
+	{Name: "match_kinds", Type: "vector[string]"}, {Name: "match_labels", Type: "vector[string]"}, {Name: "near", Type: "vector[string]"},
 	{Name: "conns", Type: "count"}, {Name: "duration_ms", Type: "count"}, {Name: "source", Type: "string"}, {Name: "error", Type: "string"},
 }
 
@@ -139,17 +139,18 @@ func (e *Encoder) Encode(r Record) ([]byte, error) {
 		return e.buf.Bytes(), nil
 	case FormatCSV:
 		row := make([]string, 0, len(columns))
-		kinds, labels := matchLists(r.Matches)
+		kinds, labels, near := matchLists(r.Matches)
 		row = append(row, r.TS.Format(time.RFC3339Nano), r.IP.String(), strconv.Itoa(int(r.Port)), r.SNI, r.JARMSNI, string(r.Status),
 			r.JARM, r.ATSF, r.CertSHA256, r.CertSHA1, r.Subject, r.Issuer, r.HTTPServer, r.StartTLS,
-			strings.Join(kinds, ";"), strings.Join(labels, ";"), strconv.Itoa(r.Conns), strconv.FormatInt(r.DurationMS, 10), r.Source, r.Error)
+			strings.Join(kinds, ";"), strings.Join(labels, ";"), strings.Join(near, ";"),
+			strconv.Itoa(r.Conns), strconv.FormatInt(r.DurationMS, 10), r.Source, r.Error)
 		if err := e.csv.Write(row); err != nil {
 			return nil, err
 		}
 		e.csv.Flush()
 		return e.buf.Bytes(), e.csv.Error()
 	default:
-		kinds, labels := matchLists(r.Matches)
+		kinds, labels, near := matchLists(r.Matches)
 		opt := func(s string) any {
 			if s == "" {
 				return nil
@@ -158,17 +159,24 @@ func (e *Encoder) Encode(r Record) ([]byte, error) {
 		}
 		return zeekSchema.AppendRecord(nil, zeeklog.TSV, []any{r.TS, r.IP, r.Port, opt(r.SNI), opt(r.JARMSNI), string(r.Status),
 			opt(r.JARM), opt(r.ATSF), opt(r.CertSHA256), opt(r.CertSHA1), opt(r.Subject), opt(r.Issuer), opt(r.HTTPServer), opt(r.StartTLS),
-			kinds, labels, r.Conns, max(r.DurationMS, 0), opt(r.Source), opt(r.Error)})
+			kinds, labels, near, r.Conns, max(r.DurationMS, 0), opt(r.Source), opt(r.Error)})
 	}
 }
 
-func matchLists(ms []stackprint.Match) (kinds, labels []string) {
-	kinds, labels = []string{}, []string{}
+// matchLists flattens the matches for CSV and Zeek: the kinds and labels
+// of the exact ones, and one line per near one ("9 of 10 answers equal
+// to LABEL; differs on …").
+func matchLists(ms []stackprint.Match) (kinds, labels, near []string) {
+	kinds, labels, near = []string{}, []string{}, []string{}
 	for _, m := range ms {
+		if m.Near != nil {
+			near = append(near, m.Kind+": "+m.Near.Text(m.Label))
+			continue
+		}
 		kinds = append(kinds, m.Kind)
 		labels = append(labels, m.Label)
 	}
-	return kinds, labels
+	return kinds, labels, near
 }
 
 // Output is where records go: a file the run owns (resumable exactly) or

@@ -120,7 +120,8 @@ func itoa(p uint16) string {
 
 func TestEncoders(t *testing.T) {
 	r := Record{IP: netip.MustParseAddr("192.0.2.1"), Port: 443, SNI: "a.example.org", JARMSNI: "192.0.2.1", Status: stackprint.StatusOK,
-		JARM: "2ad2ad0002ad2ad22c2ad2ad2ad2ad2eac92ec34bcc0cf7520e97547f83e81", Matches: []stackprint.Match{{Kind: "jarm", Label: "c2,x"}}, Conns: 10, Source: "l:1"}
+		JARM: "2ad2ad0002ad2ad22c2ad2ad2ad2ad2eac92ec34bcc0cf7520e97547f83e81", Matches: []stackprint.Match{{Kind: "jarm", Label: "c2,x"},
+			{Kind: "atsf", Label: "c2-y", Near: &stackprint.Near{Agree: 9, Of: 10, Differs: []string{"random6306"}, Details: []string{"ALPN"}}}}, Conns: 10, Source: "l:1"}
 	for _, f := range Formats() {
 		e, err := NewEncoder(f)
 		if err != nil {
@@ -134,15 +135,15 @@ func TestEncoders(t *testing.T) {
 		s := string(line)
 		switch f {
 		case FormatCSV:
-			if !strings.HasPrefix(h, "ts,ip,port,sni,") || !strings.Contains(s, `,192.0.2.1,443,a.example.org,`) || !strings.Contains(s, `,jarm,"c2,x",10,`) {
+			if !strings.HasPrefix(h, "ts,ip,port,sni,") || !strings.Contains(s, `,192.0.2.1,443,a.example.org,`) || !strings.Contains(s, `,jarm,"c2,x",atsf: 9 of 10 answers equal to c2-y; differs on random6306: ALPN,10,`) {
 				t.Errorf("csv:\n%s%s", h, s)
 			}
 		case FormatZeek:
-			if !strings.Contains(h, "#path\tstackprint_hunt\n") || !strings.Contains(h, "#fields\tts\tip\tport\tsni\t") || !strings.Contains(s, "\t192.0.2.1\t443\ta.example.org\t") {
+			if !strings.Contains(h, "#path\tstackprint_hunt\n") || !strings.Contains(h, "#fields\tts\tip\tport\tsni\t") || !strings.Contains(s, "\t192.0.2.1\t443\ta.example.org\t") || !strings.Contains(s, "\tjarm\tc2\\x2cx\tatsf: 9 of 10 answers equal to c2-y; differs on random6306: ALPN\t10\t") {
 				t.Errorf("zeek:\n%s%s", h, s)
 			}
 		case FormatJSONL:
-			if h != "" || !strings.Contains(s, `"matches":[{"kind":"jarm","value":"","label":"c2,x"}]`) {
+			if h != "" || !strings.Contains(s, `"matches":[{"kind":"jarm","value":"","label":"c2,x"},{"kind":"atsf","value":"","label":"c2-y","near":{"agree":9,"of":10,"differs":["random6306"],"details":["ALPN"]}}]`) {
 				t.Errorf("jsonl: %s", s)
 			}
 		}

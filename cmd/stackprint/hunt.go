@@ -17,6 +17,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/stackprint/stackprint/config"
+	"github.com/stackprint/stackprint/db"
 	"github.com/stackprint/stackprint/hunt"
 	"github.com/stackprint/stackprint/probe"
 )
@@ -91,21 +92,13 @@ func cmdHunt(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	var matcher hunt.Matcher
 	if !*noMatch {
-		st, _, err := openStoreReadOnly(ctx, t, stderr)
-		switch {
-		case err != nil && strings.HasPrefix(err.Error(), "no fingerprint DB at"):
-			fmt.Fprintf(stderr, "hunt: %v: records carry no matches\n", err)
-		case err != nil:
-			return fmt.Errorf("hunt: %w", err)
-		default:
-			recs, lerr := st.List(ctx, "")
-			st.Close()
-			if lerr != nil {
-				return fmt.Errorf("hunt: read fingerprints from %s: %w", path, lerr)
-			}
-			ix := hunt.NewIndex(recs)
-			matcher = ix
-			fmt.Fprintf(stderr, "hunt: matching against %d fingerprints of %s\n", ix.Len(), st.Via())
+		m, closeDB, err := huntSnapshot(ctx, t, path, stderr)
+		if err != nil {
+			return err
+		}
+		if closeDB != nil {
+			defer closeDB()
+			matcher = m
 		}
 	}
 	var names *hunt.SNIMap
@@ -198,6 +191,44 @@ func cmdHunt(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		fmt.Fprintln(stderr, "hunt: stopped before the end of the input; run again with the same --state to go on")
 	}
 	return err
+}
+
+// huntSnapshot copies the fingerprint DB (through the daemon when one runs
+// and owns the file) into a private file and opens it for exact and near
+// matching, so the run holds no lock on the live DB. No DB yet: no
+// matcher, said on stderr.
+func huntSnapshot(ctx context.Context, t dbTarget, path string, stderr io.Writer) (hunt.Matcher, func(), error) {
+	st, _, err := openStoreReadOnly(ctx, t, stderr)
+	if err != nil {
+		if strings.HasPrefix(err.Error(), "no fingerprint DB at") {
+			fmt.Fprintf(stderr, "hunt: %v: records carry no matches\n", err)
+			return nil, nil, nil
+		}
+		return nil, nil, fmt.Errorf("hunt: %w", err)
+	}
+	defer st.Close()
+	dir, err := os.MkdirTemp("", "stackprint-hunt-")
+	if err != nil {
+		return nil, nil, fmt.Errorf("hunt: %w", err)
+	}
+	snap := filepath.Join(dir, "fingerprints.db")
+	if _, err := st.Backup(ctx, snap); err != nil {
+		os.RemoveAll(dir)
+		return nil, nil, fmt.Errorf("hunt: snapshot of %s: %w", path, err)
+	}
+	// Writable: the private copy may need the near index built (a file
+	// written by an older stackprint).
+	d, err := db.Open(snap, db.Options{})
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, nil, fmt.Errorf("hunt: snapshot of %s: %w", path, err)
+	}
+	n := 0
+	if stats, err := d.Stats(); err == nil {
+		n = stats.Fingerprints
+	}
+	fmt.Fprintf(stderr, "hunt: matching against %d fingerprints of %s (exact and near)\n", n, st.Via())
+	return d, func() { d.Close(); os.RemoveAll(dir) }, nil
 }
 
 // openHuntOutput opens the record file for appending. With a state whose
