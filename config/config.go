@@ -39,6 +39,9 @@ type DaemonConfig struct {
 
 type MetricsConfig struct {
 	Listen string `yaml:"listen"`
+	// Pprof serves net/http/pprof under /debug/pprof/ on the same listener
+	// (heap profiles for the memory benchmark).
+	Pprof bool `yaml:"pprof"`
 }
 
 type DBConfig struct {
@@ -46,6 +49,9 @@ type DBConfig struct {
 	LockTimeout time.Duration `yaml:"lock_timeout"`
 	AdminSocket string        `yaml:"admin_socket"` // "" = admin.sock next to Path (AdminSocketPath)
 	RetroWindow time.Duration `yaml:"retro_window"` // 0 = no retro-hunts
+	// ObservationsMax bounds the observations kept (the most recently
+	// probed stay); 0 = no count bound, only the age bound.
+	ObservationsMax int `yaml:"observations_max"`
 }
 
 type InputConfig struct {
@@ -74,6 +80,9 @@ type DedupConfig struct {
 	TTL         time.Duration `yaml:"ttl"`
 	NegativeTTL time.Duration `yaml:"negative_ttl"`
 	Capacity    int           `yaml:"capacity"`
+	// HotResults is how many full probe results stay in memory; the
+	// others are read back from the result file beside the DB.
+	HotResults int `yaml:"hot_results"`
 }
 
 type SchedulerConfig struct {
@@ -231,6 +240,9 @@ func (c *Config) validate() []error {
 	if c.DB.LockTimeout <= 0 {
 		bad("db.lock_timeout", c.DB.LockTimeout, "must be > 0 (0 would wait forever for the lock)")
 	}
+	if c.DB.ObservationsMax < 0 {
+		bad("db.observations_max", c.DB.ObservationsMax, "must be >= 0 (0 = bounded by age only)")
+	}
 	if c.DB.RetroWindow < 0 {
 		bad("db.retro_window", c.DB.RetroWindow, "must be >= 0 (0 turns retro-hunts off)")
 	}
@@ -291,6 +303,9 @@ func (c *Config) validate() []error {
 	}
 	if c.Dedup.Capacity < 1 || c.Dedup.Capacity > maxDedupCapacity {
 		bad("dedup.capacity", c.Dedup.Capacity, fmt.Sprintf("must be 1..%d", maxDedupCapacity))
+	}
+	if c.Dedup.HotResults < 1 || c.Dedup.HotResults > maxDedupCapacity {
+		bad("dedup.hot_results", c.Dedup.HotResults, fmt.Sprintf("must be 1..%d", maxDedupCapacity))
 	}
 	if c.Scheduler.QueueSize < 1 || c.Scheduler.QueueSize > maxQueueSize {
 		bad("scheduler.queue_size", c.Scheduler.QueueSize, fmt.Sprintf("must be 1..%d (events held in memory; the rest wait in the DB file)", maxQueueSize))

@@ -75,6 +75,13 @@ func New(cfg *config.Config, log *slog.Logger, o Options) (_ *Daemon, err error)
 	if d.db, err = db.Open(cfg.DB.Path, db.Options{Timeout: cfg.DB.LockTimeout}); err != nil {
 		return nil, err
 	}
+	// Opened once the DB's lock is held: a second daemon on the same DB
+	// fails above instead of emptying this file under the first.
+	results, err := db.OpenResultCache(resultCachePath(cfg.DB.Path), cfg.DB.LockTimeout)
+	if err != nil {
+		return nil, err
+	}
+	d.closers = append(d.closers, results.Close)
 	d.metrics = newMetrics(d)
 	if d.sink, err = output.OpenSink(output.SinkConfig(cfg.Outputs), output.SinkHooks{
 		OnAlert: o.OnAlert, OnRecord: o.OnRecord, OnWriteErr: d.onWriteErr,
@@ -112,6 +119,8 @@ func New(cfg *config.Config, log *slog.Logger, o Options) (_ *Daemon, err error)
 		TTL:             cfg.Dedup.TTL,
 		NegativeTTL:     cfg.Dedup.NegativeTTL,
 		Capacity:        cfg.Dedup.Capacity,
+		Results:         resultStore{results},
+		HotResults:      cfg.Dedup.HotResults,
 		ServerKinds:     serverKinds,
 		NameKinds:       nameKinds,
 		ServerCost:      prober.Conns(nil),
@@ -238,7 +247,7 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 		return nil
 	})
 	aux.g.Go(func() error {
-		d.observe.Prune(aux.ctx, max(d.cfg.DB.RetroWindow, d.cfg.Dedup.TTL))
+		d.observe.Prune(aux.ctx, max(d.cfg.DB.RetroWindow, d.cfg.Dedup.TTL), d.cfg.DB.ObservationsMax)
 		return nil
 	})
 	if d.cfg.Metrics.Listen != "" {

@@ -388,6 +388,14 @@ func (d *DB) Observation(t stackprint.Target) (Observation, bool, error) {
 // cutoff, and every index entry last carried before it. It returns the
 // number of observations deleted.
 func (d *DB) PruneObservations(cutoff time.Time) (int, error) {
+	return d.PruneObservationsTo(cutoff, 0)
+}
+
+// PruneObservationsTo is PruneObservations that also keeps at most max
+// observations (0: no bound), deleting those probed longest ago first,
+// with their index entries. bbolt reuses the pages it frees, so the file
+// stays at the size of its high-water mark instead of growing.
+func (d *DB) PruneObservationsTo(cutoff time.Time, max int) (int, error) {
 	n := 0
 	err := d.update(func(tx *bolt.Tx) error {
 		ob, err := bucket(tx, bucketObservations)
@@ -398,22 +406,39 @@ func (d *DB) PruneObservations(cutoff time.Time) (int, error) {
 		if err != nil {
 			return err
 		}
-		var dead [][]byte
+		type aged struct {
+			key  string
+			last time.Time
+		}
+		var dead, live []aged
 		err = ob.ForEach(func(k, v []byte) error {
-			var o Observation
+			var o struct {
+				LastProbe time.Time `json:"last_probe"`
+			}
 			if err := json.Unmarshal(v, &o); err != nil {
 				return fmt.Errorf("decode observation %q: %w", k, err)
 			}
 			if o.LastProbe.Before(cutoff) {
-				dead = append(dead, append([]byte(nil), k...))
+				dead = append(dead, aged{string(k), o.LastProbe})
+			} else if max > 0 {
+				live = append(live, aged{string(k), o.LastProbe})
 			}
 			return nil
 		})
 		if err != nil {
 			return err
 		}
-		for _, k := range dead {
-			if err := ob.Delete(k); err != nil {
+		gone := map[string]bool{}
+		if max > 0 && len(live) > max {
+			sort.Slice(live, func(i, j int) bool { return live[i].last.Before(live[j].last) })
+			over := live[:len(live)-max]
+			dead = append(dead, over...)
+			for _, a := range over {
+				gone[a.key] = true
+			}
+		}
+		for _, a := range dead {
+			if err := ob.Delete([]byte(a.key)); err != nil {
 				return err
 			}
 		}
@@ -424,7 +449,7 @@ func (d *DB) PruneObservations(cutoff time.Time) (int, error) {
 			if err != nil {
 				return fmt.Errorf("obs_index %q: %w", k, err)
 			}
-			if t.Before(cutoff) {
+			if t.Before(cutoff) || (len(gone) > 0 && gone[indexTarget(k)]) {
 				stale = append(stale, append([]byte(nil), k...))
 			}
 			return nil
@@ -443,6 +468,19 @@ func (d *DB) PruneObservations(cutoff time.Time) (int, error) {
 		return 0, fmt.Errorf("prune observations in %q: %w", d.path, err)
 	}
 	return n, nil
+}
+
+// indexTarget is the target key of an obs_index key (kind NUL value NUL
+// targetkey).
+func indexTarget(k []byte) string {
+	for range 2 {
+		i := bytes.IndexByte(k, 0)
+		if i < 0 {
+			return ""
+		}
+		k = k[i+1:]
+	}
+	return string(k)
 }
 
 // ServerMatch is an observed target whose current fingerprints match DB

@@ -1,10 +1,13 @@
 package db
 
 import (
+	"fmt"
 	"net/netip"
 	"strings"
 	"testing"
 	"time"
+
+	bolt "go.etcd.io/bbolt"
 
 	"github.com/stackprint/stackprint"
 )
@@ -160,5 +163,31 @@ func TestMatchAndObserveATSFAndCert(t *testing.T) {
 		if s, err := d.ObservationsWith(k.Kind, k.Value, time.Time{}); err != nil || len(s) != 1 {
 			t.Errorf("ObservationsWith(%s) = %+v %v", k, s, err)
 		}
+	}
+}
+
+// TestPruneObservationsToACount keeps the most recently probed ones and
+// drops the index entries of the others, so ObservationsWith stays exact.
+func TestPruneObservationsToACount(t *testing.T) {
+	d, c := openTest(t)
+	t0 := c.t
+	for i := range 10 {
+		ip := fmt.Sprintf("192.0.2.%d", i+1)
+		if err := d.RecordObservation(result(ip, 443, "", jarmA, stackprint.StatusOK, t0.Add(time.Duration(i)*time.Minute))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n, err := d.PruneObservationsTo(t0.Add(-time.Hour), 4)
+	if err != nil || n != 6 {
+		t.Fatalf("PruneObservationsTo = %d, %v; want 6", n, err)
+	}
+	s, _ := d.ObservationsWith("jarm", jarmA, time.Time{})
+	if len(s) != 4 || s[0].IP.String() != "192.0.2.10" || s[3].IP.String() != "192.0.2.7" {
+		t.Fatalf("after prune: %+v", s)
+	}
+	var idx int
+	_ = d.view(func(tx *bolt.Tx) error { idx = tx.Bucket([]byte(bucketObsIndex)).Stats().KeyN; return nil })
+	if idx != 4 {
+		t.Fatalf("%d index entries left, want 4", idx)
 	}
 }

@@ -1,6 +1,7 @@
 package enrich
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"errors"
@@ -51,6 +52,11 @@ type Config struct {
 	TTL         time.Duration // cache lifetime of a successful result
 	NegativeTTL time.Duration // cache lifetime of a failed or out-of-scope result
 	Capacity    int           // dedup LRU size (servers and names)
+	// Results holds the full results of judged targets beyond the
+	// HotResults most recently used, read back on their next event; nil:
+	// all stay in memory (about 1 KiB each, more with ATSF).
+	Results    ResultStore
+	HotResults int // 0 → DefaultHotResults
 
 	// Kinds probed once per server (ip, port): JARM with the IP literal,
 	// ATSF with the first name seen. NameKinds are fetched once per
@@ -201,7 +207,7 @@ type Pipeline struct {
 	scope   atomic.Pointer[Scope]
 
 	mu       sync.Mutex
-	cache    *expirable.LRU[cacheKey, any]
+	cache    *dedupCache
 	fq       *fairQueue // server probes
 	names    *fairQueue // name probes, within NameShare of the global budget
 	nameB    *bucket
@@ -224,11 +230,12 @@ type Pipeline struct {
 	events, deduped, probed, outOfScope   atomic.Uint64
 	inval, expired, srvProbes, nameProbes atomic.Uint64
 	probeOK, matched, alerts, sinkErr     atomic.Uint64
-	abandoned, evictions, spilledTotal    atomic.Uint64
+	abandoned, spilledTotal               atomic.Uint64
 	backlogAlarm                          atomic.Bool
 	fatal                                 chan error
 	sweepEvery                            time.Duration
 	loadBatch                             int
+	flushAt                               int // store ops queued before a flush
 	probeWG                               sync.WaitGroup
 }
 
@@ -326,7 +333,9 @@ func New(cfg Config, prober Prober, matcher Matcher, judge Judge, sink Sink) (*P
 	// a failure live differently long, which the library's one TTL cannot
 	// express, and its expiry goroutine cannot be stopped in v2.0.7. So
 	// the LRUs run without a TTL and only their capacity bound evicts.
-	p.cache = expirable.NewLRU(cfg.Capacity, func(cacheKey, any) { p.evictions.Add(1) }, 0)
+	hot := cmp.Or(cfg.HotResults, DefaultHotResults)
+	p.cache = newDedupCache(cfg.Capacity, hot, cfg.Results)
+	p.flushAt = max(1, min(flushBatch, hot/4))
 	p.tarpits = expirable.NewLRU[netip.Addr, time.Time](65536, nil, 0)
 	return p, nil
 }
@@ -341,7 +350,9 @@ func (p *Pipeline) Handle(ctx context.Context, ev stackprint.Event) error {
 		return err
 	}
 	p.events.Add(1)
-	return p.handle(ev, false)
+	err := p.handle(ev, false)
+	p.flushStore(p.flushAt)
+	return err
 }
 
 // handle places ev; resumed events (loaded from the backlog) are never
@@ -360,8 +371,44 @@ func (p *Pipeline) handle(ev stackprint.Event, resumed bool) error {
 	if now.Sub(ev.Queued) > p.cfg.MaxWait {
 		return p.expire(ev, now, false)
 	}
-	p.mu.Lock()
-	if nm := p.lookupName(t, now); nm != nil {
+	nk, sk := cacheKey{t: t}, cacheKey{t: p.serverKey(t), server: true}
+	inScope := func() bool { ok, _ := p.scope.Load().Check(t.Addr()); return ok }
+	var (
+		srv     *server
+		checked bool
+		scoped  bool
+		why     string
+	)
+	for attempt := 0; ; attempt++ {
+		p.mu.Lock()
+		v, load, oos := p.cache.lookup(nk, now, inScope)
+		if load {
+			p.mu.Unlock()
+			p.loadStored(nk, now, attempt)
+			continue
+		}
+		if oos {
+			p.mu.Unlock()
+			p.outOfScope.Add(1)
+			return p.settle(ev, nil)
+		}
+		if v == nil {
+			if !checked {
+				scoped, why = p.scope.Load().Check(t.Addr())
+				checked = true
+			}
+			if scoped {
+				sv, load, _ := p.cache.lookup(sk, now, inScope)
+				if load {
+					p.mu.Unlock()
+					p.loadStored(sk, now, attempt)
+					continue
+				}
+				srv, _ = sv.(*server)
+			}
+			break // p.mu held
+		}
+		nm := v.(*name)
 		if nm.state == stateDone {
 			res, m, gen := nm.result, nm.matches, nm.gen
 			p.mu.Unlock()
@@ -399,9 +446,9 @@ func (p *Pipeline) handle(ev stackprint.Event, resumed bool) error {
 		p.mu.Unlock()
 		return p.phase1(w, core, coreM)
 	}
-	if ok, why := p.scope.Load().Check(t.Addr()); !ok {
+	if !scoped {
 		res := stackprint.Result{Target: t, Started: now, Status: stackprint.StatusOutOfScope, Error: why}
-		p.cache.Add(cacheKey{t: t}, &name{t: t, state: stateDone, result: res, expires: now.Add(p.cfg.NegativeTTL)})
+		p.cache.outOfScope(nk, now.Add(p.cfg.NegativeTTL))
 		p.mu.Unlock()
 		p.outOfScope.Add(1)
 		p.log.Debug("target out of scope", "target", t.String(), "reason", why)
@@ -412,16 +459,15 @@ func (p *Pipeline) handle(ev stackprint.Event, resumed bool) error {
 		return nil
 	}
 	nm := &name{t: t}
-	p.cache.Add(cacheKey{t: t}, nm)
+	p.cache.inflight[nk] = nm
 	w := p.addWaiter(nm, ev)
-	srv := p.lookupServer(t, now)
 	switch {
 	case srv == nil:
 		// A new server: one probe for its server-level kinds and this
 		// first name's.
 		srv = &server{key: p.serverKey(t), first: nm}
 		nm.srv = srv
-		p.cache.Add(cacheKey{t: srv.key, server: true}, srv)
+		p.cache.inflight[sk] = srv
 		srv.u = p.newUnit(srv, nm, p.cfg.ServerCost, now)
 		p.push(srv.u, ev.Orig.Addr())
 		p.mu.Unlock()
@@ -452,29 +498,73 @@ func (p *Pipeline) handle(ev stackprint.Event, resumed bool) error {
 	return p.phase1(w, core, coreM)
 }
 
-// lookupName returns the live name entry of t (nil when unknown or expired).
-func (p *Pipeline) lookupName(t stackprint.Target, now time.Time) *name {
-	v, ok := p.cache.Get(cacheKey{t: t})
-	if !ok {
-		return nil
+// loadStored reads the stored result of a judged entry back into memory
+// (without p.mu held): checked against its exact key and matched against
+// the DB now. A result the store lost, or one of another target, drops
+// the entry: the target is probed again. After a few rounds in which the
+// entry was pushed out of memory again before its event could use it
+// (hot results far below the events in flight), it is dropped too.
+func (p *Pipeline) loadStored(ck cacheKey, now time.Time, attempt int) {
+	k := p.cache.key(ck)
+	tag, res, ok, err := p.cache.store.GetResult(k)
+	if err != nil {
+		p.log.Warn("read cached result; probing the target again", "target", ck.t.String(), "err", err)
+		ok = false
 	}
-	nm := v.(*name)
-	if nm.state == stateDone && !now.Before(nm.expires) {
-		return nil
+	ok = ok && bytes.Equal(tag, tagOf(ck)) && attempt < 4
+	var v any
+	if ok {
+		gen := p.generation()
+		var m []stackprint.Match
+		if matchable(res.Status) {
+			if m, err = p.matcher.Match(res); err != nil {
+				p.log.Warn("match cached result; probing the target again", "target", ck.t.String(), "err", err)
+				ok = false
+			}
+		}
+		if ck.server {
+			v = &server{key: ck.t, state: stateDone, core: res, coreM: m, gen: gen}
+		} else {
+			v = &name{t: ck.t, state: stateDone, result: res, matches: m, gen: gen}
+		}
 	}
-	return nm
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	switch {
+	case !ok:
+		p.cache.forget(ck, k)
+	case p.cache.idx.Has(k, now):
+		p.cache.hot.Add(ck, v)
+	}
 }
 
-func (p *Pipeline) lookupServer(t stackprint.Target, now time.Time) *server {
-	v, ok := p.cache.Get(cacheKey{t: p.serverKey(t), server: true})
-	if !ok {
-		return nil
+// flushBatch is how many result-store writes wait to go in one
+// transaction (at most a second: the dispatcher flushes what is left),
+// unless HotResults is below four times that: the waiting ones are the
+// newest results and must all still be in memory meanwhile, so that a
+// read never misses one.
+const flushBatch = 256
+
+// flushStore applies the queued result-store writes and deletes once at
+// least min are queued.
+func (p *Pipeline) flushStore(min int) {
+	c := p.cache
+	if c.store == nil {
+		return
 	}
-	s := v.(*server)
-	if s.state == stateDone && !now.Before(s.expires) {
-		return nil
+	c.flushMu.Lock()
+	defer c.flushMu.Unlock()
+	p.mu.Lock()
+	if len(c.ops) < min || len(c.ops) == 0 {
+		p.mu.Unlock()
+		return
 	}
-	return s
+	ops := c.takeOps()
+	p.mu.Unlock()
+	if err := c.store.ApplyResults(ops); err != nil {
+		// A cache: what it lacks is probed again.
+		p.log.Warn("write cached results", "results", len(ops), "err", err)
+	}
 }
 
 func (p *Pipeline) serverKey(t stackprint.Target) stackprint.Target {
@@ -609,6 +699,7 @@ func (p *Pipeline) finishFromServer(nm *name, now time.Time) {
 	res.Target, res.Conns = nm.t, 0
 	nm.state, nm.result, nm.matches, nm.gen = stateDone, res, s.coreM, s.gen
 	nm.expires = now.Add(p.ttl(res.Status))
+	p.cache.judged(cacheKey{t: nm.t}, nm, res, nm.expires)
 }
 
 func (p *Pipeline) ttl(st stackprint.Status) time.Duration {
@@ -652,6 +743,8 @@ func (p *Pipeline) Run(ctx context.Context) error {
 func (p *Pipeline) dispatch(ctx, probeCtx context.Context) {
 	sweep := time.NewTicker(p.sweepEvery)
 	defer sweep.Stop()
+	flush := time.NewTicker(time.Second)
+	defer flush.Stop()
 	var timer *time.Timer
 	for {
 		if ctx.Err() != nil {
@@ -700,6 +793,8 @@ func (p *Pipeline) dispatch(ctx, probeCtx context.Context) {
 			return
 		case <-p.wake:
 		case <-tc:
+		case <-flush.C:
+			p.flushStore(1)
 		case <-sweep.C:
 			if err := p.sweepExpired(); err != nil {
 				p.fail(err)
@@ -920,6 +1015,7 @@ func (p *Pipeline) probe(ctx context.Context, u *unit) {
 	} else {
 		err = p.nameDone(u.nm, res, now)
 	}
+	p.flushStore(p.flushAt)
 	if err != nil {
 		p.fail(err)
 	}
@@ -959,6 +1055,8 @@ func (p *Pipeline) serverDone(u *unit, res stackprint.Result, now time.Time) err
 	s.expires = now.Add(p.ttl(core.Status))
 	first.state, first.result, first.matches, first.gen = stateDone, full, fullM, gen
 	first.expires = now.Add(p.ttl(full.Status))
+	p.cache.judged(cacheKey{t: s.key, server: true}, s, core, s.expires)
+	p.cache.judged(cacheKey{t: first.t}, first, full, first.expires)
 	firstWaiters := p.takeWaiters(first)
 	names := s.names
 	s.names = nil
@@ -1024,6 +1122,7 @@ func (p *Pipeline) nameDone(nm *name, res stackprint.Result, now time.Time) erro
 	p.mu.Lock()
 	nm.state, nm.result, nm.matches, nm.gen, nm.u = stateDone, merged, m, gen, nil
 	nm.expires = now.Add(p.ttl(merged.Status))
+	p.cache.judged(cacheKey{t: nm.t}, nm, merged, nm.expires)
 	ws := p.takeWaiters(nm)
 	p.mu.Unlock()
 	p.log.Debug("probed name", "target", nm.t.String(), "status", res.Status, "matches", len(m))
@@ -1182,9 +1281,8 @@ func (p *Pipeline) sweepExpired() error {
 	now := p.cfg.Now()
 	var old []stackprint.Event
 	p.mu.Lock()
-	for _, k := range p.cache.Keys() {
-		v, ok := p.cache.Peek(k)
-		if !ok || k.server {
+	for k, v := range p.cache.inflight {
+		if k.server {
 			continue
 		}
 		nm := v.(*name)
@@ -1278,25 +1376,9 @@ func (p *Pipeline) SetScope(s *Scope) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.scope.Store(s)
-	for _, k := range p.cache.Keys() {
-		v, ok := p.cache.Peek(k)
-		if !ok {
-			continue
-		}
-		var done, wasOut bool
-		switch e := v.(type) {
-		case *name:
-			done, wasOut = e.state == stateDone, e.result.Status == stackprint.StatusOutOfScope
-		case *server:
-			done = e.state == stateDone
-		}
-		if !done {
-			continue // a probe in flight keeps its entry: no second, concurrent probe
-		}
-		if ok, _ := s.Check(k.t.Addr()); ok == wasOut {
-			p.cache.Remove(k)
-		}
-	}
+	// Each judged entry is checked against the new policy at its next
+	// event: one pass over the fixed-size entries, no target is re-read.
+	p.cache.idx.MarkAll(FlagRecheck)
 }
 
 // WaitIdle blocks until no unit is queued or being probed and no event
@@ -1328,8 +1410,8 @@ func (p *Pipeline) Stats() Stats {
 		Invalid: p.inval.Load(), Expired: p.expired.Load(),
 		ServerProbes: p.srvProbes.Load(), NameProbes: p.nameProbes.Load(), ProbeOK: p.probeOK.Load(),
 		Matched: p.matched.Load(), Alerts: p.alerts.Load(), SinkErrors: p.sinkErr.Load(),
-		Abandoned: p.abandoned.Load(), Evictions: p.evictions.Load(), SpilledTotal: p.spilledTotal.Load(),
+		Abandoned: p.abandoned.Load(), Evictions: p.cache.idx.Evictions(), SpilledTotal: p.spilledTotal.Load(),
 		Waiting: int64(waiting), Spilled: int64(spilled), InFlight: int64(inFlight), QueueDepth: int64(depth),
-		CacheLen: int64(p.cache.Len()), BacklogFull: p.backlogAlarm.Load(),
+		CacheLen: int64(p.cache.len()), BacklogFull: p.backlogAlarm.Load(),
 	}
 }

@@ -27,8 +27,9 @@ func builtinDeny() []netip.Prefix {
 // Scope decides which servers may be probed. Order: operator deny, operator
 // allow, built-in deny, then public unicast only. Deny beats allow.
 type Scope struct {
-	allow, deny, builtin []netip.Prefix
-	ports                map[uint16]bool
+	allow, deny, builtin    []netip.Prefix // IPv6
+	allow4, deny4, builtin4 v4prefixes
+	ports                   map[uint16]bool
 }
 
 // mappedV4 is the IPv4-mapped IPv6 range. Addresses in it are unmapped
@@ -69,7 +70,10 @@ func NewScope(allow, deny []netip.Prefix, ports []uint16) *Scope {
 		}
 		return out
 	}
-	s := &Scope{allow: norm(allow), deny: norm(deny), builtin: builtinDeny()}
+	s := &Scope{}
+	s.allow4, s.allow = split4(norm(allow))
+	s.deny4, s.deny = split4(norm(deny))
+	s.builtin4, s.builtin = split4(builtinDeny())
 	if len(ports) > 0 {
 		s.ports = make(map[uint16]bool, len(ports))
 		for _, p := range ports {
@@ -81,34 +85,125 @@ func NewScope(allow, deny []netip.Prefix, ports []uint16) *Scope {
 
 // Check reports whether ip:port may be probed, and why not.
 func (s *Scope) Check(ap netip.AddrPort) (bool, string) {
-	// Zones go too: Prefix.Contains never matches a zoned address.
+	ok, why, p := s.check(ap)
+	switch why {
+	case whyNone:
+		return ok, ""
+	case whyInvalid:
+		return false, "invalid address"
+	case whyPort0:
+		return false, "port 0"
+	case whyPort:
+		return false, fmt.Sprintf("port %d not in scope.ports", ap.Port())
+	case whyDeny:
+		return false, "denied by scope.deny " + p.String()
+	case whyBuiltin:
+		return false, "non-public range " + p.String() + " (not in scope.allow)"
+	default:
+		return false, "IPv6 outside global unicast 2000::/3"
+	}
+}
+
+// Allows is Check without the reason (no allocation).
+func (s *Scope) Allows(ap netip.AddrPort) bool {
+	ok, _, _ := s.check(ap)
+	return ok
+}
+
+const (
+	whyNone = iota
+	whyInvalid
+	whyPort0
+	whyPort
+	whyDeny
+	whyBuiltin
+	whyNotGlobal6
+)
+
+var globalUnicast6 = netip.MustParsePrefix("2000::/3")
+
+// check is Check with the reason as a code and the prefix it names. IPv4
+// addresses are compared as masked 32-bit words: the scope is checked
+// for every new target the sensors log, at ingest speed.
+func (s *Scope) check(ap netip.AddrPort) (bool, int, netip.Prefix) {
 	ip := ap.Addr().Unmap().WithZone("")
 	if !ip.IsValid() {
-		return false, "invalid address"
+		return false, whyInvalid, netip.Prefix{}
 	}
 	if ap.Port() == 0 {
-		return false, "port 0"
+		return false, whyPort0, netip.Prefix{}
 	}
 	if s.ports != nil && !s.ports[ap.Port()] {
-		return false, fmt.Sprintf("port %d not in scope.ports", ap.Port())
+		return false, whyPort, netip.Prefix{}
+	}
+	if ip.Is4() {
+		b := ip.As4()
+		a := uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
+		if i := s.deny4.find(a); i >= 0 {
+			return false, whyDeny, s.deny4[i].p
+		}
+		if s.allow4.find(a) >= 0 {
+			return true, whyNone, netip.Prefix{}
+		}
+		if i := s.builtin4.find(a); i >= 0 {
+			return false, whyBuiltin, s.builtin4[i].p
+		}
+		return true, whyNone, netip.Prefix{}
 	}
 	for _, p := range s.deny {
 		if p.Contains(ip) {
-			return false, "denied by scope.deny " + p.String()
+			return false, whyDeny, p
 		}
 	}
 	for _, p := range s.allow {
 		if p.Contains(ip) {
-			return true, ""
+			return true, whyNone, netip.Prefix{}
 		}
 	}
 	for _, p := range s.builtin {
 		if p.Contains(ip) {
-			return false, "non-public range " + p.String() + " (not in scope.allow)"
+			return false, whyBuiltin, p
 		}
 	}
-	if ip.Is6() && !netip.MustParsePrefix("2000::/3").Contains(ip) {
-		return false, "IPv6 outside global unicast 2000::/3"
+	if !globalUnicast6.Contains(ip) {
+		return false, whyNotGlobal6, netip.Prefix{}
 	}
-	return true, ""
+	return true, whyNone, netip.Prefix{}
+}
+
+// v4prefix is an IPv4 prefix as a masked word.
+type v4prefix struct {
+	addr, mask uint32
+	p          netip.Prefix
+}
+
+type v4prefixes []v4prefix
+
+// split4 returns the IPv4 prefixes of ps as words, and the others.
+func split4(ps []netip.Prefix) (v4prefixes, []netip.Prefix) {
+	var v4 v4prefixes
+	var rest []netip.Prefix
+	for _, p := range ps {
+		if !p.Addr().Is4() {
+			rest = append(rest, p)
+			continue
+		}
+		b := p.Masked().Addr().As4()
+		var mask uint32
+		if p.Bits() > 0 {
+			mask = ^uint32(0) << (32 - p.Bits())
+		}
+		v4 = append(v4, v4prefix{addr: uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3]), mask: mask, p: p})
+	}
+	return v4, rest
+}
+
+// find returns the index of the first prefix holding a, or -1.
+func (ps v4prefixes) find(a uint32) int {
+	for i, p := range ps {
+		if a&p.mask == p.addr {
+			return i
+		}
+	}
+	return -1
 }

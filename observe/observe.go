@@ -29,7 +29,7 @@ type Store interface {
 	RecordObservationOf(ev stackprint.Event, r stackprint.Result) error
 	Get(kind, value string) (db.Record, bool, error)
 	ObservationsWith(kind, value string, since time.Time) ([]db.Sighting, error)
-	PruneObservations(cutoff time.Time) (int, error)
+	PruneObservationsTo(cutoff time.Time, max int) (int, error)
 }
 
 // Stage records observations after the next stage has written each
@@ -155,14 +155,15 @@ func retroAlerts(judge Judge, rec db.Record, s db.Sighting, now time.Time) []sta
 	return out
 }
 
-// Prune drops observations older than keep, hourly until ctx ends, so the
-// DB does not grow forever. keep covers what retro-hunts and the dedup TTL
-// can use.
-func (s *Stage) Prune(ctx context.Context, keep time.Duration) {
+// Prune drops observations older than keep, and past max (0: no count
+// bound) those probed longest ago, hourly until ctx ends, so the DB does
+// not grow forever. keep covers what retro-hunts and the dedup TTL can
+// use.
+func (s *Stage) Prune(ctx context.Context, keep time.Duration, max int) {
 	t := time.NewTicker(time.Hour)
 	defer t.Stop()
 	for {
-		if n, err := s.store.PruneObservations(time.Now().Add(-keep)); err != nil {
+		if n, err := s.store.PruneObservationsTo(time.Now().Add(-keep), max); err != nil {
 			s.log.Warn("prune observations", "err", err)
 		} else if n > 0 {
 			s.log.Info("pruned old observations", "count", n)

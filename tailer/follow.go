@@ -651,6 +651,7 @@ func (f *follower) drain(ctx context.Context, of *openFile) error {
 		line, long, err := of.lr.next()
 		if errors.Is(err, io.EOF) {
 			of.readErr = ""
+			f.sink.stampIn = 0 // caught up: the next event is stamped
 			return nil
 		}
 		if errors.Is(err, errHeadChanged) {

@@ -257,7 +257,14 @@ type sink struct {
 	h   Handler
 	log *slog.Logger
 	st  *counters
+	// stampIn counts the events until lastEvent is read from the clock
+	// again: the first event after the reader caught up (the follower
+	// zeroes it at the end of the file), then every stampEvery-th (a
+	// clock read per event costs more than parsing a field).
+	stampIn int
 }
+
+const stampEvery = 256
 
 const maxLoggedParseErrors = 10
 
@@ -304,7 +311,10 @@ func (s *sink) line(ctx context.Context, fc *fileCtx, line []byte, long bool, en
 		ev.Offset = end
 		ev.Ident = fc.ident
 		s.st.events.Add(1)
-		s.st.lastEvent.Store(time.Now().UnixNano())
+		if s.stampIn--; s.stampIn <= 0 {
+			s.st.lastEvent.Store(time.Now().UnixNano())
+			s.stampIn = stampEvery
+		}
 		if err := s.h(ctx, ev); err != nil {
 			return fmt.Errorf("%s: handler: %w", fc.where(end), err)
 		}

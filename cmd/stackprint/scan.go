@@ -7,16 +7,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/maphash"
 	"io"
 	"log/slog"
 	"os"
 	"runtime/debug"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 	"time"
-
-	"github.com/hashicorp/golang-lru/v2/expirable"
 
 	"github.com/stackprint/stackprint"
 	"github.com/stackprint/stackprint/config"
@@ -43,6 +41,7 @@ func cmdScan(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	cfgPath := fs.String("c", "", "config file for scope, dedup and tailer limits (default: the embedded default)")
 	format := fs.String("format", "", "zeek or eve (default: detected per file from its first line)")
 	capacity := fs.Int("capacity", 0, "dedup LRU capacity (default: dedup.capacity of the config)")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the pass to this file (go tool pprof)")
 	files, err := parseInterleaved(fs, args)
 	if err != nil {
 		return err
@@ -73,15 +72,28 @@ func cmdScan(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	s := &scanner{
 		scope: cfg.Scope.NewScope(),
-		// Like the daemon's pipeline: the capacity bound only, no library
-		// TTL (its expiry buckets cost per insert and a goroutine; a pass
-		// over files takes seconds, far below dedup.ttl).
-		cache:    expirable.NewLRU[stackprint.Target, struct{}](*capacity, nil, 0),
-		seed:     maphash.MakeSeed(),
+		// The daemon's dedup index: a fixed-size entry per target, exact
+		// LRU. A pass over files takes seconds, far below dedup.ttl:
+		// entries are filed with the pass's start time.
+		cache:    enrich.NewIndex(*capacity, nil),
+		keyer:    enrich.NewKeyer(),
+		now:      time.Now(),
+		ttl:      cfg.Dedup.TTL,
 		distinct: newHashSet(),
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	opts := tailer.Options{MaxLineBytes: cfg.Tailer.MaxLineBytes, Logger: log}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return fmt.Errorf("scan: %w", err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("scan: cpu profile: %w", err)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	var total tailer.Stats
 	start, cpu0 := time.Now(), cpuSeconds()
 	for _, path := range files {
@@ -131,8 +143,10 @@ func maxRSSMB() float64 {
 // scope and remembered either way.
 type scanner struct {
 	scope    *enrich.Scope
-	cache    *expirable.LRU[stackprint.Target, struct{}]
-	seed     maphash.Seed
+	cache    *enrich.Index
+	keyer    enrich.Keyer
+	now      time.Time
+	ttl      time.Duration
 	distinct *hashSet
 
 	deduped, outOfScope, toProbe uint64
@@ -140,17 +154,20 @@ type scanner struct {
 
 func (s *scanner) handle(_ context.Context, ev stackprint.Event) error {
 	t := ev.Target()
-	if _, ok := s.cache.Get(t); ok {
+	k := s.keyer.Key(t, false)
+	if _, ok := s.cache.Get(k, s.now); ok {
 		s.deduped++ // counted in distinct when it was added
 		return nil
 	}
-	s.distinct.add(maphash.Comparable(s.seed, t))
-	if ok, _ := s.scope.Check(t.Addr()); ok {
+	s.distinct.add(k.H1)
+	var flags uint8
+	if s.scope.Allows(t.Addr()) {
 		s.toProbe++
 	} else {
 		s.outOfScope++
+		flags = enrich.FlagOutOfScope
 	}
-	s.cache.Add(t, struct{}{})
+	s.cache.Put(k, s.now.Add(s.ttl), flags)
 	return nil
 }
 
