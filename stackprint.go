@@ -535,7 +535,6 @@ type Alert struct {
 	Values map[string]string
 }
 
-
 // NewAlert is the alert for verdict v on ev, whose target's probe result is
 // r, made at ts. Building alerts here keeps every Verdict field flowing to
 // the outputs when fields are added.
