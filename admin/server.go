@@ -54,6 +54,9 @@ type ServerConfig struct {
 	Socket string
 	DB     *db.DB
 	Hunter Hunter // nil: no retro-hunts
+	// Watch is told when the watch list changed, so the daemon probes new
+	// entries at once (watch.go); nil: nobody to tell.
+	Watch  WatchNotifier
 	Logger *slog.Logger
 }
 
@@ -62,6 +65,7 @@ type Server struct {
 	db     *db.DB
 	store  *Local
 	hunter Hunter
+	watch  WatchNotifier
 	log    *slog.Logger
 	path   string
 	ln     *net.UnixListener
@@ -74,7 +78,7 @@ type Server struct {
 // and runs on: the CLI then reports the locked file and that no daemon
 // answered.
 func Listen(cfg ServerConfig) (*Server, error) {
-	s := &Server{db: cfg.DB, store: NewLocal(cfg.DB, false), hunter: cfg.Hunter, log: cfg.Logger, path: cfg.Socket}
+	s := &Server{db: cfg.DB, store: NewLocal(cfg.DB, false), hunter: cfg.Hunter, watch: cfg.Watch, log: cfg.Logger, path: cfg.Socket}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -274,6 +278,7 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("GET "+v+"/learn/scores", s.learnScores)
 	mux.HandleFunc("POST "+v+"/learn/reset", s.learnReset)
 	mux.HandleFunc("POST "+v+"/learn/promote", s.learnPromote)
+	s.watchRoutes(mux, v) // watch.go
 	return mux
 }
 

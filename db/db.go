@@ -46,6 +46,7 @@ func schemaBuckets() []string {
 		bucketMeta, bucketFingerprints, bucketObservations, bucketObsIndex,
 		bucketLearnTargets, bucketLearned, bucketCheckpoints, bucketPending,
 		bucketNearATSF, bucketNearJARM, bucketProbeLog, bucketAlerts, bucketAlertIndex,
+		bucketWatch,
 	}
 }
 

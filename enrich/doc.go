@@ -1,8 +1,14 @@
 // Package enrich turns sensor events into judged probe results: the scope
 // filter, the dedup cache, the probe scheduler and the delivery ledger,
-// and the hand-off to the DB matcher, the rules and the outputs. (The name
-// predates the scheduler; "enrich" is what happens to an event here: it
-// gains a verdict.)
+// and the hand-off to the DB matcher, the rules and the outputs.
+//
+// Why "enrich": that is what happens to an event here, it gains a probe
+// result and a verdict; scope, dedup, scheduling and the ledger are the
+// means. The name predates the scheduler and is kept on purpose: those four
+// parts share one state (a target's units, waiters and budgets), so they
+// stay one package, and a name for one of them (scheduler, dedup) would
+// describe less of it than this one does. The observation side effect and
+// the outputs live downstream (observe, output), not here.
 //
 // It declares what it needs from those as small interfaces (Prober,
 // Matcher, Judge, Sink, StateStore); the daemon wires the real ones.

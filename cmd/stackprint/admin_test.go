@@ -19,6 +19,7 @@ import (
 	"github.com/stackprint/stackprint/config"
 	"github.com/stackprint/stackprint/daemon"
 	"github.com/stackprint/stackprint/db"
+	"github.com/stackprint/stackprint/internal/lab"
 )
 
 // TestDBCommandsThroughTheAdminSocket runs the real daemon binary and the
@@ -48,7 +49,7 @@ func TestDBCommandsThroughTheAdminSocket(t *testing.T) {
 	if err != nil || !strings.Contains(out, "via the running daemon") || !strings.Contains(out, "retro-hunt: 0") {
 		t.Fatalf("db add via socket: %v\n%s%s", err, out, errOut)
 	}
-	writeZeekSSLT(t, sslLog, []demoConn{{"CAdm1", "127.0.0.1:41001", c2.Addr, "adm.test"}}, true)
+	writeZeekSSLT(t, sslLog, []lab.Conn{{UID: "CAdm1", Orig: "127.0.0.1:41001", Resp: c2.Addr, SNI: "adm.test"}}, true)
 	waitFor(t, "the alert for an entry added through the socket", 20*time.Second, func() bool {
 		return alertFor(readAlerts(t, alerts), "uid", "CAdm1") != nil
 	})

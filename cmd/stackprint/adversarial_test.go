@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/stackprint/stackprint"
+	"github.com/stackprint/stackprint/internal/lab"
 	"github.com/stackprint/stackprint/probe"
 )
 
@@ -119,7 +120,7 @@ func (d *advDaemon) feed(lines []advLine) {
 		}
 		d.log = f
 		t.Cleanup(func() { f.Close() })
-		fmt.Fprintf(f, "#separator \\x09\n#set_separator\t,\n#empty_field\t(empty)\n#unset_field\t-\n#path\tssl\n#open\t2026-12-06-08-00-00\n#fields\t%s\n#types\t%s\n", zeekSSLFields, zeekSSLTypes)
+		fmt.Fprintf(f, "#separator \\x09\n#set_separator\t,\n#empty_field\t(empty)\n#unset_field\t-\n#path\tssl\n#open\t2026-12-06-08-00-00\n#fields\t%s\n#types\t%s\n", lab.ZeekSSLFields, lab.ZeekSSLTypes)
 	}
 	w := bufio.NewWriterSize(d.log, 1<<20)
 	for _, l := range lines {

@@ -2,13 +2,12 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"slices"
-	"strconv"
-	"strings"
+
+	"github.com/stackprint/stackprint/daemon"
+	"github.com/stackprint/stackprint/internal/cli"
 )
 
 // command is one row of the command table. The dispatcher, `stackprint
@@ -33,6 +32,10 @@ func groups() []group {
 		{"db", "manage the fingerprint DB", "Common flags: -c FILE (config naming db.path and db.admin_socket) or --db PATH [--socket PATH].\n" +
 			"While `stackprint run` owns the DB, these commands go through its admin socket\n" +
 			"and apply at once; otherwise they open the file (waiting at most db.lock_timeout)."},
+		{"watch", "watch own servers for drift, reachability and certificate expiry", "Common flags: -c FILE (config naming db.path and db.admin_socket) or --db PATH [--socket PATH].\n" +
+			"The watch list lives in the DB; while `stackprint run` owns it, these commands go through its\n" +
+			"admin socket and the daemon re-probes at once. Watching a server allow-lists it in scope\n" +
+			"(scope.deny still wins): the daemon probes it on its schedule whatever scope.allow and scope.ports say."},
 		{"rules", "check and list detection rules", ""},
 		{"config", "check and show the configuration", ""},
 	}
@@ -180,6 +183,49 @@ func commands() []command {
 			run: cmdDBRecover,
 		},
 		{
+			name: "watch add", summary: "watch a server: re-probed on its schedule, drift and reachability alerts",
+			usage: "stackprint watch add [--sni NAME] [--every 1h] [--label L] [flags] HOST:PORT",
+			examples: []string{
+				"stackprint watch add --label web-prod --every 30m 192.0.2.10:443",
+				"stackprint watch add www.example.org:443    # resolved once; SNI = www.example.org",
+			},
+			run: cmdWatchAdd,
+		},
+		{
+			name: "watch list", summary: "the watched servers: status, last probe, baseline JARM",
+			usage: "stackprint watch list [--json] [flags]",
+			examples: []string{
+				"stackprint watch list",
+				"stackprint watch list --json    # baselines and state, one object per line",
+			},
+			run: cmdWatchList,
+		},
+		{
+			name: "watch rm", summary: "stop watching a server",
+			usage: "stackprint watch rm [--sni NAME] [flags] TARGET",
+			examples: []string{
+				"stackprint watch rm 192.0.2.10:443",
+				"stackprint watch rm 192.0.2.10:443/www.example.org",
+			},
+			run: cmdWatchRemove,
+		},
+		{
+			name: "watch accept", summary: "take a server's current fingerprints as its new baseline",
+			usage: "stackprint watch accept [--sni NAME] [flags] TARGET",
+			examples: []string{
+				"stackprint watch accept 192.0.2.10:443   # after an intended upgrade raised watch_drift",
+			},
+			run: cmdWatchAccept,
+		},
+		{
+			name: "watch import", summary: "add servers from a file (CSV target,sni,every,label; all or nothing)",
+			usage: "stackprint watch import [--replace] [flags] FILE",
+			examples: []string{
+				"stackprint watch import own-servers.csv   # lines: 192.0.2.10:443,www.example.org,30m,web-prod",
+			},
+			run: cmdWatchImport,
+		},
+		{
 			name: "rules check", summary: "parse and type-check rule files (problems as FILE:LINE:COL)",
 			usage: "stackprint rules check [-c CONFIG] [FILE...]",
 			examples: []string{
@@ -222,6 +268,37 @@ func commands() []command {
 			},
 		},
 		{
+			name: "completion", summary: "print the bash or zsh completion script",
+			usage: "stackprint completion bash|zsh",
+			examples: []string{
+				"stackprint completion bash > /etc/bash_completion.d/stackprint",
+				"stackprint completion zsh > \"${fpath[1]}/_stackprint\"",
+			},
+			run: func(_ context.Context, args []string, stdout, stderr io.Writer) error {
+				pos, err := parseInterleaved(newFlagSet("completion", stdout, stderr), args)
+				if err != nil {
+					return err
+				}
+				if len(pos) != 1 {
+					return fmt.Errorf("completion: want the shell, bash or zsh")
+				}
+				return app().Completion(stdout, pos[0])
+			},
+		},
+		{
+			name: "man", summary: "print the man page (roff), generated from this table",
+			usage:    "stackprint man",
+			examples: []string{"stackprint man > /usr/share/man/man1/stackprint.1 && man stackprint"},
+			run: func(_ context.Context, args []string, stdout, stderr io.Writer) error {
+				if _, err := parseInterleaved(newFlagSet("man", stdout, stderr), args); err != nil {
+					return err
+				}
+				v, _, _ := daemon.BuildInfo()
+				app().Man(stdout, v)
+				return nil
+			},
+		},
+		{
 			name: "version", summary: "print the version, commit and Go version",
 			usage: "stackprint version",
 			run: func(_ context.Context, args []string, stdout, stderr io.Writer) error {
@@ -235,192 +312,29 @@ func commands() []command {
 	}
 }
 
-func lookupCommand(name string) (command, bool) {
-	cmds := commands()
-	i := slices.IndexFunc(cmds, func(c command) bool { return c.name == name })
-	if i < 0 {
-		return command{}, false
+// app is the CLI the table describes: dispatch, help, completion and the
+// man page all come from it.
+func app() *cli.App {
+	a := &cli.App{Name: "stackprint", Title: "active TLS server fingerprinting for Zeek and Suricata sensors"}
+	for _, g := range groups() {
+		a.Groups = append(a.Groups, cli.Group{Name: g.name, Summary: g.summary, Note: g.note})
 	}
-	return cmds[i], true
-}
-
-func lookupGroup(name string) (group, bool) {
-	gs := groups()
-	i := slices.IndexFunc(gs, func(g group) bool { return g.name == name })
-	if i < 0 {
-		return group{}, false
-	}
-	return gs[i], true
-}
-
-func isHelpArg(s string) bool { return s == "help" || s == "-h" || s == "-help" || s == "--help" }
-
-// run is the CLI: it finds the command named by args ("probe …", "db add …") in the
-// table and runs it. A command's -h prints its help on stdout and is not an
-// error.
-func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 {
-		printCommandList(stderr)
-		return flag.ErrHelp
-	}
-	name, rest := args[0], args[1:]
-	switch {
-	case name == "--version":
-		name = "version"
-	case isHelpArg(name):
-		if len(rest) == 0 {
-			printCommandList(stdout)
-			return nil
-		}
-		return run(ctx, append(rest, "-h"), stdout, stderr) // help CMD = CMD -h
-	}
-	if g, ok := lookupGroup(name); ok {
-		if len(rest) == 0 {
-			printGroup(stderr, g)
-			return fmt.Errorf("%s: missing subcommand", name)
-		}
-		if isHelpArg(rest[0]) {
-			printGroup(stdout, g)
-			return nil
-		}
-		name, rest = name+" "+rest[0], rest[1:]
-		if _, ok := lookupCommand(name); !ok {
-			printGroup(stderr, g)
-			return fmt.Errorf("%s: unknown subcommand %q", g.name, strings.TrimPrefix(name, g.name+" "))
-		}
-	}
-	c, ok := lookupCommand(name)
-	if !ok {
-		printCommandList(stderr)
-		return fmt.Errorf("unknown command %q", name)
-	}
-	err := c.run(ctx, rest, stdout, stderr)
-	if errors.Is(err, flag.ErrHelp) {
-		return nil // -h was asked for and printed
-	}
-	return err
-}
-
-// printCommandList is `stackprint help`.
-func printCommandList(w io.Writer) {
-	fmt.Fprint(w, "stackprint — active TLS server fingerprinting for Zeek and Suricata sensors\n\n"+
-		"Usage: stackprint COMMAND [flags] [arguments]\n\nCommands:\n")
-	cmds := commands()
-	for _, c := range cmds {
-		fmt.Fprintf(w, "  %-14s %s\n", c.name, c.summary)
-	}
-	fmt.Fprint(w, "\nExamples:\n")
-	for _, c := range cmds {
-		if !strings.Contains(c.name, " ") && len(c.examples) > 0 { // the first of each top-level command
-			fmt.Fprintf(w, "  %s\n", c.examples[0])
-		}
-	}
-	fmt.Fprint(w, "\nRun \"stackprint COMMAND -h\" for the usage, flags and examples of a command.\n")
-}
-
-// printGroup is `stackprint db -h`: the group's subcommands and their usage.
-func printGroup(w io.Writer, g group) {
-	fmt.Fprintf(w, "stackprint %s: %s\n\nUsage:\n", g.name, g.summary)
 	for _, c := range commands() {
-		if strings.HasPrefix(c.name, g.name+" ") {
-			fmt.Fprintf(w, "  %s\n      %s\n", c.usage, c.summary)
-		}
+		a.Commands = append(a.Commands, cli.Command{Name: c.name, Summary: c.summary, Usage: c.usage, Examples: c.examples, Run: c.run})
 	}
-	if g.note != "" {
-		fmt.Fprintf(w, "\n%s\n", g.note)
-	}
-	fmt.Fprintf(w, "\nRun \"stackprint %s COMMAND -h\" for the flags and examples of a command.\n", g.name)
+	return a
 }
 
-// printCommandHelp is `stackprint CMD -h`: the table's usage, summary and
-// examples around the flag set's defaults.
-func printCommandHelp(w io.Writer, fs *flag.FlagSet) {
-	c, ok := lookupCommand(fs.Name())
-	if !ok { // a flag set outside the table is a programming error; still print its flags
-		c = command{name: fs.Name(), usage: "stackprint " + fs.Name() + " [flags]"}
-	}
-	fmt.Fprintf(w, "Usage: %s\n", c.usage)
-	if c.summary != "" {
-		fmt.Fprintf(w, "\n%s.\n", upperFirst(c.summary))
-	}
-	// The defaults without the -h flag itself, each shown with its
-	// declared default even after a partial parse.
-	shown := flag.NewFlagSet(fs.Name(), flag.ContinueOnError)
-	fs.VisitAll(func(f *flag.Flag) {
-		if _, isHelp := f.Value.(*helpFlag); !isHelp {
-			shown.Var(f.Value, f.Name, f.Usage)
-			shown.Lookup(f.Name).DefValue = f.DefValue
-		}
-	})
-	fmt.Fprint(w, "\nFlags:\n")
-	shown.SetOutput(w)
-	shown.PrintDefaults()
-	if len(c.examples) > 0 {
-		fmt.Fprint(w, "\nExamples:\n")
-		for _, ex := range c.examples {
-			fmt.Fprintf(w, "  %s\n", ex)
-		}
-	}
+// run is the CLI: the command args name, run from the table.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	return app().Run(ctx, args, stdout, stderr)
 }
-
-func upperFirst(s string) string {
-	if s == "" {
-		return s
-	}
-	return strings.ToUpper(s[:1]) + s[1:]
-}
-
-// helpFlag is -h/-help: declared so that asking for help prints to the
-// command's stdout and succeeds, where the flag package alone would print
-// to stderr and return flag.ErrHelp like a parse error.
-type helpFlag struct {
-	set bool
-	out io.Writer
-}
-
-func (h *helpFlag) String() string { return "false" }
-func (h *helpFlag) Set(v string) error {
-	b, err := strconv.ParseBool(v)
-	h.set = h.set || b
-	return err
-}
-func (h *helpFlag) IsBoolFlag() bool { return true }
 
 // newFlagSet is a command's flag set; name is its row in the table.
-// Errors and usage after a bad flag go to stderr; -h prints the help to
-// stdout (see parseInterleaved).
 func newFlagSet(name string, stdout, stderr io.Writer) *flag.FlagSet {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { printCommandHelp(fs.Output(), fs) }
-	h := &helpFlag{out: stdout}
-	fs.Var(h, "h", "print this help")
-	fs.Var(h, "help", "print this help")
-	return fs
+	return app().NewFlagSet(name, stdout, stderr)
 }
 
-// parseInterleaved lets flags follow positional arguments
-// ("probe HOST:PORT --json"), which the flag package alone does not. After
-// -h it prints the command's help to stdout and returns flag.ErrHelp,
-// which the dispatcher turns into success.
-func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return nil, err
-		}
-		rest := fs.Args()
-		if len(rest) == 0 {
-			break
-		}
-		pos = append(pos, rest[0])
-		args = rest[1:]
-	}
-	if f := fs.Lookup("h"); f != nil {
-		if h, ok := f.Value.(*helpFlag); ok && h.set {
-			printCommandHelp(h.out, fs)
-			return nil, flag.ErrHelp
-		}
-	}
-	return pos, nil
-}
+// parseInterleaved parses flags that may follow positional arguments;
+// after -h it prints the help and returns flag.ErrHelp.
+func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) { return cli.Parse(fs, args) }

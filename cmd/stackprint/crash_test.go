@@ -17,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/stackprint/stackprint/internal/lab"
 )
 
 // TestCrashRecoverySIGKILL runs the built daemon over Zeek and eve logs
@@ -87,7 +89,7 @@ func TestCrashRecoverySIGKILL(t *testing.T) {
 					err = appendFile(eveLog, line)
 				} else {
 					_, statErr := os.Stat(sslLog)
-					err = writeZeekSSL(sslLog, []demoConn{{uid, fmt.Sprintf("127.0.0.1:%d", 20000+n%40000), tgt, "c2.crash.test"}}, os.IsNotExist(statErr))
+					err = lab.WriteZeekSSL(sslLog, []lab.Conn{{UID: uid, Orig: fmt.Sprintf("127.0.0.1:%d", 20000+n%40000), Resp: tgt, SNI: "c2.crash.test"}}, os.IsNotExist(statErr))
 				}
 				if err != nil {
 					return err

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -20,18 +19,11 @@ import (
 	"github.com/stackprint/stackprint/configs"
 	"github.com/stackprint/stackprint/daemon"
 	"github.com/stackprint/stackprint/db"
+	"github.com/stackprint/stackprint/internal/lab"
+	"github.com/stackprint/stackprint/internal/logging"
 	"github.com/stackprint/stackprint/output"
 	"github.com/stackprint/stackprint/probe"
-	"github.com/stackprint/stackprint/zeeklog"
 )
-
-// demoConn is one line of the demo's Zeek ssl.log.
-type demoConn struct {
-	uid  string
-	orig string
-	resp netip.AddrPort
-	sni  string
-}
 
 func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("demo", stdout, stderr)
@@ -56,7 +48,7 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 
 	fmt.Fprintln(stdout, "stackprint demo: TLS servers on 127.0.0.x → Zeek ssl.log → stackprint pipeline → alerts")
 	fmt.Fprintln(stdout)
-	servers, err := startDemoServers(ctx, dir, stderr)
+	servers, err := lab.StartDemoServers(ctx, dir, stderr)
 	if err != nil {
 		return err
 	}
@@ -80,21 +72,21 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	fmt.Fprintf(stdout, "fingerprint DB seeded: jarm %s = \"demo-c2 (test C2)\", confidence high\n\n", seed.JARM)
 
-	conns := []demoConn{
-		{"CdemoA1", "127.0.0.1:50001", servers[0].Addr, "www.demo.test"},
-		{"CdemoB1", "127.0.0.1:50002", c2.Addr, "updates.demo.test"},
-		{"CdemoC1", "127.0.0.1:50003", servers[2].Addr, "api.demo.test"},
-		{"CdemoO1", "127.0.0.1:50004", netip.MustParseAddrPort("169.254.169.254:443"), ""},
-		{"CdemoO2", "127.0.0.1:50005", netip.MustParseAddrPort("10.1.2.3:443"), "intranet.demo.test"},
-		{"CdemoA2", "127.0.0.2:50006", servers[0].Addr, "www.demo.test"},
-		{"CdemoB2", "127.0.0.2:50007", c2.Addr, "updates.demo.test"}, // a second host talks to the C2
+	conns := []lab.Conn{
+		{UID: "CdemoA1", Orig: "127.0.0.1:50001", Resp: servers[0].Addr, SNI: "www.demo.test"},
+		{UID: "CdemoB1", Orig: "127.0.0.1:50002", Resp: c2.Addr, SNI: "updates.demo.test"},
+		{UID: "CdemoC1", Orig: "127.0.0.1:50003", Resp: servers[2].Addr, SNI: "api.demo.test"},
+		{UID: "CdemoO1", Orig: "127.0.0.1:50004", Resp: netip.MustParseAddrPort("169.254.169.254:443"), SNI: ""},
+		{UID: "CdemoO2", Orig: "127.0.0.1:50005", Resp: netip.MustParseAddrPort("10.1.2.3:443"), SNI: "intranet.demo.test"},
+		{UID: "CdemoA2", Orig: "127.0.0.2:50006", Resp: servers[0].Addr, SNI: "www.demo.test"},
+		{UID: "CdemoB2", Orig: "127.0.0.2:50007", Resp: c2.Addr, SNI: "updates.demo.test"}, // a second host talks to the C2
 	}
 	if len(servers) > 3 {
-		conns = append(conns, demoConn{"CdemoD1", "127.0.0.1:50008", servers[3].Addr, "legacy.demo.test"})
+		conns = append(conns, lab.Conn{UID: "CdemoD1", Orig: "127.0.0.1:50008", Resp: servers[3].Addr, SNI: "legacy.demo.test"})
 	}
 	logPath := filepath.Join(dir, "ssl.log")
 	half := len(conns) / 2
-	if err := writeZeekSSL(logPath, conns[:half], true); err != nil {
+	if err := lab.WriteZeekSSL(logPath, conns[:half], true); err != nil {
 		return err
 	}
 
@@ -121,7 +113,7 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	var mu sync.Mutex
 	var alerts []stackprint.Alert
 	var records []stackprint.Result
-	d, err := daemon.New(cfg, newLogger(cfg.Log, stderr), daemon.Options{
+	d, err := daemon.New(cfg, logging.New(cfg.Log.Level, cfg.Log.Format, stderr), daemon.Options{
 		OnAlert: func(a stackprint.Alert) { mu.Lock(); alerts = append(alerts, a); mu.Unlock() },
 		OnRecord: func(_ stackprint.Event, r stackprint.Result, _ []stackprint.Match) {
 			mu.Lock()
@@ -138,7 +130,7 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 
 	// Append the rest while the daemon follows the file.
 	time.Sleep(300 * time.Millisecond)
-	if err := writeZeekSSL(logPath, conns[half:], false); err != nil {
+	if err := lab.WriteZeekSSL(logPath, conns[half:], false); err != nil {
 		stopRun()
 		<-done
 		return err
@@ -198,49 +190,6 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	return nil
 }
 
-func startDemoServers(ctx context.Context, dir string, stderr io.Writer) ([]*labServer, error) {
-	var out []*labServer
-	fail := func(err error) ([]*labServer, error) {
-		for _, s := range out {
-			s.Close()
-		}
-		return nil, err
-	}
-	ec, err := selfSigned("ecdsa", "www.demo.test")
-	if err != nil {
-		return fail(err)
-	}
-	rsaCert, err := selfSigned("rsa", "updates.demo.test")
-	if err != nil {
-		return fail(err)
-	}
-	apiCert, err := selfSigned("rsa", "api.demo.test")
-	if err != nil {
-		return fail(err)
-	}
-	specs := []struct {
-		name, ip string
-		cfg      *tls.Config
-	}{
-		{"go-ecdsa-h2", "127.0.0.21", &tls.Config{Certificates: []tls.Certificate{ec}, NextProtos: []string{"h2", "http/1.1"}}},
-		{"go-tls12-rsa (the C2)", "127.0.0.22", &tls.Config{Certificates: []tls.Certificate{rsaCert}, MaxVersion: tls.VersionTLS12}},
-		{"go-default-rsa", "127.0.0.23", &tls.Config{Certificates: []tls.Certificate{apiCert}}},
-	}
-	for _, s := range specs {
-		srv, err := startGoTLS(s.name, s.ip, s.cfg)
-		if err != nil {
-			return fail(err)
-		}
-		out = append(out, srv)
-	}
-	if srv, err := startOpenSSL(ctx, "openssl-s_server", "127.0.0.24", dir); err == nil {
-		out = append(out, srv)
-	} else {
-		fmt.Fprintf(stderr, "demo: no openssl s_server (%v); continuing with the Go servers\n", err)
-	}
-	return out, nil
-}
-
 func seedDemoDB(path, jarm string) error {
 	d, err := db.Open(path, db.Options{Timeout: 2 * time.Second})
 	if err != nil {
@@ -249,52 +198,4 @@ func seedDemoDB(path, jarm string) error {
 	err = d.Add(db.Record{Kind: "jarm", Value: jarm, Label: "demo-c2 (test C2)", Category: "c2",
 		Source: "stackprint demo", Confidence: "high", Notes: "JARM of the demo's TLS 1.2-only Go server"})
 	return errors.Join(err, d.Close())
-}
-
-// zeekSSLFields is the default Zeek 6–9 ssl.log header.
-const zeekSSLFields = "ts\tuid\tid.orig_h\tid.orig_p\tid.resp_h\tid.resp_p\tversion\tcipher\tcurve\tserver_name\tresumed\tlast_alert\tnext_protocol\testablished\tssl_history\tcert_chain_fps\tclient_cert_chain_fps\tsni_matches_cert"
-const zeekSSLTypes = "time\tstring\taddr\tport\taddr\tport\tstring\tstring\tstring\tstring\tbool\tstring\tstring\tbool\tstring\tvector[string]\tvector[string]\tbool"
-
-// zeekSSLSchema is zeekSSLFields and zeekSSLTypes as a zeeklog schema.
-func zeekSSLSchema() zeeklog.Schema {
-	names, types := strings.Split(zeekSSLFields, "\t"), strings.Split(zeekSSLTypes, "\t")
-	s := zeeklog.Schema{Path: "ssl", Fields: make([]zeeklog.Field, len(names))}
-	for i := range names {
-		s.Fields[i] = zeeklog.Field{Name: names[i], Type: types[i]}
-	}
-	return s
-}
-
-// writeZeekSSL appends conns as Zeek TSV ssl.log lines, with the header
-// first when header is set. It is one append per call rather than a
-// zeeklog.Log, because the demo and the tests add lines to a file the
-// daemon is following, between (and during) its restarts.
-func writeZeekSSL(path string, conns []demoConn, header bool) error {
-	schema := zeekSSLSchema()
-	var b []byte
-	if header {
-		b = schema.AppendHeader(b, time.Now())
-	}
-	for _, c := range conns {
-		orig := netip.MustParseAddrPort(c.orig)
-		var sni any // unset when the client sent none
-		if c.sni != "" {
-			sni = c.sni
-		}
-		var err error
-		b, err = schema.AppendRecord(b, zeeklog.TSV, []any{time.Now(), c.uid, orig.Addr(), orig.Port(), c.resp.Addr(), c.resp.Port(),
-			"TLSv13", "TLS_AES_128_GCM_SHA256", "x25519", sni, false, nil, nil, true, "CsiI", nil, nil, nil})
-		if err != nil {
-			return fmt.Errorf("write zeek log %q: %w", path, err)
-		}
-	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
-	if err != nil {
-		return fmt.Errorf("write zeek log: %w", err)
-	}
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return fmt.Errorf("write zeek log %q: %w", path, err)
-	}
-	return f.Close()
 }

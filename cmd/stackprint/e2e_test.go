@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 
 	"github.com/stackprint/stackprint"
+	"github.com/stackprint/stackprint/internal/lab"
 	"github.com/stackprint/stackprint/probe"
 )
 
@@ -58,9 +59,9 @@ func runBin(t testing.TB, args ...string) (string, string, error) {
 	return out.String(), errb.String(), err
 }
 
-func mustServer(t testing.TB, name, ip string, cfg *tls.Config) *labServer {
+func mustServer(t testing.TB, name, ip string, cfg *tls.Config) *lab.Server {
 	t.Helper()
-	s, err := startGoTLS(name, ip, cfg)
+	s, err := lab.StartGoTLS(name, ip, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,14 +71,14 @@ func mustServer(t testing.TB, name, ip string, cfg *tls.Config) *labServer {
 
 func mustCert(t testing.TB, kind string) tls.Certificate {
 	t.Helper()
-	c, err := selfSigned(kind, "e2e.test")
+	c, err := lab.SelfSigned(kind, "e2e.test")
 	if err != nil {
 		t.Fatal(err)
 	}
 	return c
 }
 
-func jarmOf(t testing.TB, s *labServer) string {
+func jarmOf(t testing.TB, s *lab.Server) string {
 	t.Helper()
 	r := probe.NewJARM(probe.JARMConfig{IOTimeout: 3 * time.Second, Deadline: 10 * time.Second}).
 		Probe(context.Background(), stackprint.Target{IP: s.Addr.Addr(), Port: s.Addr.Port()}, s.Addr.Addr().String())
@@ -188,10 +189,10 @@ func TestEndToEndDaemon(t *testing.T) {
 		t.Fatalf("db list took %s while the daemon runs", d)
 	}
 
-	writeZeekSSLT(t, sslLog, []demoConn{
-		{"CE2Ea1", "127.0.0.1:40001", c2.Addr, "evil.e2e.test"},
-		{"CE2Eb1", "127.0.0.1:40002", benign.Addr, "good.e2e.test"},
-		{"CE2Eo1", "127.0.0.1:40003", netip.MustParseAddrPort("169.254.169.254:443"), ""},
+	writeZeekSSLT(t, sslLog, []lab.Conn{
+		{UID: "CE2Ea1", Orig: "127.0.0.1:40001", Resp: c2.Addr, SNI: "evil.e2e.test"},
+		{UID: "CE2Eb1", Orig: "127.0.0.1:40002", Resp: benign.Addr, SNI: "good.e2e.test"},
+		{UID: "CE2Eo1", Orig: "127.0.0.1:40003", Resp: netip.MustParseAddrPort("169.254.169.254:443"), SNI: ""},
 	}, true)
 	waitFor(t, "alert for uid CE2Ea1", 20*time.Second, func() bool { return alertFor(readAlerts(t, alertsPath), "uid", "CE2Ea1") != nil })
 	a := alertFor(readAlerts(t, alertsPath), "uid", "CE2Ea1")
@@ -207,7 +208,7 @@ func TestEndToEndDaemon(t *testing.T) {
 	if err := os.Rename(sslLog, sslLog+".1"); err != nil {
 		t.Fatal(err)
 	}
-	writeZeekSSLT(t, sslLog, []demoConn{{"CE2Ea2", "127.0.0.1:40004", c2.Addr, "evil.e2e.test"}}, true)
+	writeZeekSSLT(t, sslLog, []lab.Conn{{UID: "CE2Ea2", Orig: "127.0.0.1:40004", Resp: c2.Addr, SNI: "evil.e2e.test"}}, true)
 	// Suricata eve: a tls event to the C2 (a cached verdict by now).
 	eve := fmt.Sprintf(`{"timestamp":"2026-11-27T08:00:00.000000+0000","flow_id":1234567890123456789,"event_type":"tls","src_ip":"127.0.0.1","src_port":40005,"dest_ip":"%s","dest_port":%d,"proto":"TCP","tls":{"sni":"evil.e2e.test.","version":"TLS 1.2"}}`+"\n", c2.Addr.Addr(), c2.Addr.Port())
 	if err := os.WriteFile(eveLog, []byte(eve), 0o644); err != nil {
@@ -324,9 +325,9 @@ func TestDBCommands(t *testing.T) {
 	}
 }
 
-func writeZeekSSLT(t *testing.T, path string, conns []demoConn, header bool) {
+func writeZeekSSLT(t *testing.T, path string, conns []lab.Conn, header bool) {
 	t.Helper()
-	if err := writeZeekSSL(path, conns, header); err != nil {
+	if err := lab.WriteZeekSSL(path, conns, header); err != nil {
 		t.Fatal(err)
 	}
 }

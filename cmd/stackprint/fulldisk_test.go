@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/stackprint/stackprint/internal/lab"
 )
 
 // mountTmpfs mounts a tmpfs of size bytes on dir for the test: a real
@@ -92,15 +94,15 @@ func TestFullDiskKeepsRunningAndWritesWholeRecords(t *testing.T) {
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
 
-	conn := func(i int) demoConn {
-		return demoConn{fmt.Sprintf("CFull%02d", i), fmt.Sprintf("127.0.0.1:%d", 42000+i), c2.Addr, "full.test"}
+	conn := func(i int) lab.Conn {
+		return lab.Conn{UID: fmt.Sprintf("CFull%02d", i), Orig: fmt.Sprintf("127.0.0.1:%d", 42000+i), Resp: c2.Addr, SNI: "full.test"}
 	}
-	writeZeekSSLT(t, p.SSL, []demoConn{conn(0)}, true)
+	writeZeekSSLT(t, p.SSL, []lab.Conn{conn(0)}, true)
 	waitFor(t, "the first alert", 20*time.Second, func() bool { return len(readAlerts(t, p.Alerts)) == 1 })
 
 	fillDisk(t, filepath.Join(out, "filler"))
 	const n = 20
-	var conns []demoConn
+	var conns []lab.Conn
 	for i := 1; i <= n; i++ {
 		conns = append(conns, conn(i))
 	}
@@ -155,8 +157,8 @@ func TestFullDiskKeepsRunningAndWritesWholeRecords(t *testing.T) {
 		uids[fmt.Sprint(a["uid"])]++
 	}
 	for i := 0; i <= n; i++ {
-		if c := uids[conn(i).uid]; c != 1 {
-			t.Errorf("alert for %s written %d times", conn(i).uid, c)
+		if c := uids[conn(i).UID]; c != 1 {
+			t.Errorf("alert for %s written %d times", conn(i).UID, c)
 		}
 	}
 	if len(lines) != n+1 {

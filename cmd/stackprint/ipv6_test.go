@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/stackprint/stackprint/internal/lab"
 )
 
 // requireIPv6Loopback fails the test when ::1 cannot be bound: IPv6
@@ -42,7 +44,7 @@ func TestEndToEndIPv6(t *testing.T) {
 	startDaemon(t, cfgPath)
 	time.Sleep(300 * time.Millisecond)
 
-	writeZeekSSLT(t, p.SSL, []demoConn{{"CV6a1", "[::1]:40001", srv.Addr, "v6.e2e.test"}}, true)
+	writeZeekSSLT(t, p.SSL, []lab.Conn{{UID: "CV6a1", Orig: "[::1]:40001", Resp: srv.Addr, SNI: "v6.e2e.test"}}, true)
 	eve := fmt.Sprintf(`{"timestamp":"2026-11-27T08:00:00.000000+0000","flow_id":4242,"event_type":"tls","src_ip":"::1","src_port":40002,"dest_ip":"::1","dest_port":%d,"proto":"TCP","tls":{"sni":"v6b.e2e.test"}}`+"\n", srv.Addr.Port())
 	if err := os.WriteFile(p.Eve, []byte(eve), 0o644); err != nil {
 		t.Fatal(err)

@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/stackprint/stackprint/internal/lab"
 )
 
 // BenchmarkAlertLatency measures, on the built daemon, how long after a
@@ -19,7 +21,7 @@ import (
 // verdict, alert write and fsync. Run with bench/latency.sh.
 func BenchmarkAlertLatency(b *testing.B) {
 	dir := b.TempDir()
-	srv, err := startGoTLS("c2", "127.0.0.95", &tls.Config{Certificates: []tls.Certificate{mustCert(b, "rsa")}, MaxVersion: tls.VersionTLS12})
+	srv, err := lab.StartGoTLS("c2", "127.0.0.95", &tls.Config{Certificates: []tls.Certificate{mustCert(b, "rsa")}, MaxVersion: tls.VersionTLS12})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -43,7 +45,7 @@ func BenchmarkAlertLatency(b *testing.B) {
 	defer func() { _ = daemon.Process.Signal(syscall.SIGTERM); _ = daemon.Wait() }()
 
 	// Warm the cache: the first connection triggers the probe.
-	if err := writeZeekSSL(sslLog, []demoConn{{"CLat0", "127.0.0.1:40000", srv.Addr, "lat.test"}}, true); err != nil {
+	if err := lab.WriteZeekSSL(sslLog, []lab.Conn{{UID: "CLat0", Orig: "127.0.0.1:40000", Resp: srv.Addr, SNI: "lat.test"}}, true); err != nil {
 		b.Fatal(err)
 	}
 	waitAlert(b, alerts, "CLat0", 30*time.Second)
@@ -54,7 +56,7 @@ func BenchmarkAlertLatency(b *testing.B) {
 	for i := 1; i <= n; i++ {
 		uid := fmt.Sprintf("CLat%d", i)
 		t0 := time.Now()
-		if err := writeZeekSSL(sslLog, []demoConn{{uid, fmt.Sprintf("127.0.0.1:%d", 40000+i), srv.Addr, "lat.test"}}, false); err != nil {
+		if err := lab.WriteZeekSSL(sslLog, []lab.Conn{{UID: uid, Orig: fmt.Sprintf("127.0.0.1:%d", 40000+i), Resp: srv.Addr, SNI: "lat.test"}}, false); err != nil {
 			b.Fatal(err)
 		}
 		waitAlert(b, alerts, uid, 10*time.Second)

@@ -15,6 +15,7 @@ import (
 	"github.com/stackprint/stackprint/config"
 	"github.com/stackprint/stackprint/daemon"
 	"github.com/stackprint/stackprint/db"
+	"github.com/stackprint/stackprint/internal/lab"
 )
 
 // TestNoGoroutinesLeftAfterShutdown runs the daemon in this process over a
@@ -45,9 +46,9 @@ func TestNoGoroutinesLeftAfterShutdown(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- d.Run(ctx) }()
-	writeZeekSSLT(t, sslLog, []demoConn{
-		{"CLeak1", "127.0.0.1:31001", srv.Addr, "a.leak.test"},
-		{"CLeak2", "127.0.0.1:31002", tarpit, "b.leak.test"},
+	writeZeekSSLT(t, sslLog, []lab.Conn{
+		{UID: "CLeak1", Orig: "127.0.0.1:31001", Resp: srv.Addr, SNI: "a.leak.test"},
+		{UID: "CLeak2", Orig: "127.0.0.1:31002", Resp: tarpit, SNI: "b.leak.test"},
 	}, true)
 	waitFor(t, "both events read", 10*time.Second, func() bool { return d.Stats().Events == 2 })
 	waitFor(t, "the tarpit probe in flight", 10*time.Second, func() bool { return d.Stats().InFlight == 1 })

@@ -20,6 +20,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/stackprint/stackprint/internal/lab"
 )
 
 // loadCounter records, at the servers, when each target's first
@@ -193,7 +195,7 @@ func TestLoadLimitsHold(t *testing.T) {
 		t.Fatal(err)
 	}
 	w := bufio.NewWriterSize(f, 1<<20)
-	fmt.Fprintf(w, "#separator \\x09\n#set_separator\t,\n#empty_field\t(empty)\n#unset_field\t-\n#path\tssl\n#open\t2026-11-27-08-00-00\n#fields\t%s\n#types\t%s\n", zeekSSLFields, zeekSSLTypes)
+	fmt.Fprintf(w, "#separator \\x09\n#set_separator\t,\n#empty_field\t(empty)\n#unset_field\t-\n#path\tssl\n#open\t2026-11-27-08-00-00\n#fields\t%s\n#types\t%s\n", lab.ZeekSSLFields, lab.ZeekSSLTypes)
 	var maxMem float64
 	start := time.Now()
 	perSlice := linesPerSec / 100

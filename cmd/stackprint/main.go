@@ -10,17 +10,15 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
-	"time"
 
 	"go.yaml.in/yaml/v3"
 
 	"github.com/stackprint/stackprint/config"
 	"github.com/stackprint/stackprint/daemon"
+	"github.com/stackprint/stackprint/internal/logging"
 )
 
 func main() {
@@ -54,26 +52,6 @@ func signalContext() (context.Context, func()) {
 func versionString() string {
 	v, commit, gov := daemon.BuildInfo()
 	return fmt.Sprintf("stackprint %s commit %s %s", v, commit, gov)
-}
-
-func newLogger(cfg config.LogConfig, w io.Writer) *slog.Logger {
-	var lvl slog.Level
-	switch cfg.Level {
-	case "debug":
-		lvl = slog.LevelDebug
-	case "warn":
-		lvl = slog.LevelWarn
-	case "error":
-		lvl = slog.LevelError
-	default:
-		lvl = slog.LevelInfo
-	}
-	opts := &slog.HandlerOptions{Level: lvl}
-	var h slog.Handler = slog.NewTextHandler(w, opts)
-	if strings.EqualFold(cfg.Format, "json") {
-		h = slog.NewJSONHandler(w, opts)
-	}
-	return slog.New(newRateLimitHandler(h, 5, 10*time.Second))
 }
 
 // cmdConfig is `stackprint config check|show`.
@@ -123,7 +101,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
-	log := newLogger(cfg.Log, stderr)
+	log := logging.New(cfg.Log.Level, cfg.Log.Format, stderr)
 	if os.Geteuid() == 0 {
 		log.Warn("running as root; a dedicated unprivileged user is recommended")
 	}

@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/stackprint/stackprint/internal/lab"
 )
 
 // labPaths are the files of a test daemon.
@@ -111,7 +113,7 @@ func TestSIGHUPReloadsScopeAndRefusesABadConfig(t *testing.T) {
 		t.Fatal(err, errOut)
 	}
 	cmd, stderr := startDaemon(t, cfgPath)
-	writeZeekSSLT(t, sslLog, []demoConn{{"CHup1", "127.0.0.1:30001", c2.Addr, "hup.test"}}, true)
+	writeZeekSSLT(t, sslLog, []lab.Conn{{UID: "CHup1", Orig: "127.0.0.1:30001", Resp: c2.Addr, SNI: "hup.test"}}, true)
 	waitFor(t, "the first event judged out of scope", 10*time.Second, func() bool {
 		return strings.Contains(string(mustReadOK(filepath.Join(dir, "stackprint.log"))), "out_of_scope")
 	})
@@ -122,7 +124,7 @@ func TestSIGHUPReloadsScopeAndRefusesABadConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "reload logged", 10*time.Second, func() bool { return strings.Contains(stderr.String(), "config reloaded") })
-	writeZeekSSLT(t, sslLog, []demoConn{{"CHup2", "127.0.0.1:30002", c2.Addr, "hup.test"}}, false)
+	writeZeekSSLT(t, sslLog, []lab.Conn{{UID: "CHup2", Orig: "127.0.0.1:30002", Resp: c2.Addr, SNI: "hup.test"}}, false)
 	waitFor(t, "alert after the reload", 15*time.Second, func() bool {
 		return alertFor(readAlerts(t, alerts), "uid", "CHup2") != nil
 	})
@@ -133,7 +135,7 @@ func TestSIGHUPReloadsScopeAndRefusesABadConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "refusal logged", 10*time.Second, func() bool { return strings.Contains(stderr.String(), "config reload refused") })
-	writeZeekSSLT(t, sslLog, []demoConn{{"CHup3", "127.0.0.1:30003", c2.Addr, "hup.test"}}, false)
+	writeZeekSSLT(t, sslLog, []lab.Conn{{UID: "CHup3", Orig: "127.0.0.1:30003", Resp: c2.Addr, SNI: "hup.test"}}, false)
 	waitFor(t, "alert with the old config still running", 15*time.Second, func() bool {
 		return alertFor(readAlerts(t, alerts), "uid", "CHup3") != nil
 	})
@@ -240,7 +242,7 @@ func TestSecondSIGTERMAbortsAtOnce(t *testing.T) {
 	cfgPath, sslLog, _ := labConfig(t, dir, "allow: []", "allow: [127.0.0.0/8]",
 		"shutdown_timeout: 10s", "shutdown_timeout: 60s", "deadline: 15s", "deadline: 60s", "io_timeout: 5s", "io_timeout: 60s")
 	cmd, stderr := startDaemon(t, cfgPath)
-	writeZeekSSLT(t, sslLog, []demoConn{{"CAbort1", "127.0.0.1:32001", tarpit, "abort.test"}}, true)
+	writeZeekSSLT(t, sslLog, []lab.Conn{{UID: "CAbort1", Orig: "127.0.0.1:32001", Resp: tarpit, SNI: "abort.test"}}, true)
 	waitFor(t, "the tarpit probe connected", 10*time.Second, func() bool {
 		counter.mu.Lock()
 		defer counter.mu.Unlock()

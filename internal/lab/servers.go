@@ -1,4 +1,4 @@
-package main
+package lab
 
 import (
 	"context"
@@ -23,19 +23,19 @@ import (
 	"time"
 )
 
-// labServer is a TLS server on a loopback address, for the demo and the
+// Server is a TLS server on a loopback address, for the demo and the
 // end-to-end tests: an in-process crypto/tls listener or an
 // `openssl s_server` child process.
-type labServer struct {
+type Server struct {
 	Name string
 	Addr netip.AddrPort
 	stop func()
 }
 
-func (s *labServer) Close() { s.stop() }
+func (s *Server) Close() { s.stop() }
 
-// selfSigned makes a throwaway certificate; keyType is "rsa" or "ecdsa".
-func selfSigned(keyType, cn string) (tls.Certificate, error) {
+// SelfSigned makes a throwaway certificate; keyType is "rsa" or "ecdsa".
+func SelfSigned(keyType, cn string) (tls.Certificate, error) {
 	var key crypto.Signer
 	var err error
 	if keyType == "rsa" {
@@ -66,9 +66,9 @@ func selfSigned(keyType, cn string) (tls.Certificate, error) {
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, nil
 }
 
-// startGoTLS serves TLS with cfg on ip (a 127.0.0.0/8 address) and a free
+// StartGoTLS serves TLS with cfg on ip (a 127.0.0.0/8 address) and a free
 // port; each connection gets a handshake and a tiny HTTP answer.
-func startGoTLS(name, ip string, cfg *tls.Config) (*labServer, error) {
+func StartGoTLS(name, ip string, cfg *tls.Config) (*Server, error) {
 	ln, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
 	if err != nil {
 		return nil, fmt.Errorf("lab server %s: %w", name, err)
@@ -90,21 +90,21 @@ func startGoTLS(name, ip string, cfg *tls.Config) (*labServer, error) {
 			})
 		}
 	})
-	return &labServer{
+	return &Server{
 		Name: name,
 		Addr: netip.MustParseAddrPort(ln.Addr().String()),
 		stop: func() { ln.Close(); wg.Wait() },
 	}, nil
 }
 
-// startOpenSSL runs `openssl s_server` with extra args on ip and a free
+// StartOpenSSL runs `openssl s_server` with extra args on ip and a free
 // port, using an RSA certificate written into dir.
-func startOpenSSL(ctx context.Context, name, ip, dir string, extra ...string) (*labServer, error) {
+func StartOpenSSL(ctx context.Context, name, ip, dir string, extra ...string) (*Server, error) {
 	bin, err := exec.LookPath("openssl")
 	if err != nil {
 		return nil, fmt.Errorf("lab server %s: %w", name, err)
 	}
-	cert, err := selfSigned("rsa", "localhost")
+	cert, err := SelfSigned("rsa", "localhost")
 	if err != nil {
 		return nil, err
 	}
@@ -146,5 +146,5 @@ func startOpenSSL(ctx context.Context, name, ip, dir string, extra ...string) (*
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	return &labServer{Name: name, Addr: addr, stop: stop}, nil
+	return &Server{Name: name, Addr: addr, stop: stop}, nil
 }

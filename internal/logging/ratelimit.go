@@ -1,11 +1,36 @@
-package main
+package logging
 
 import (
 	"context"
+	"io"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 )
+
+// New is stackprint's logger: text or JSON (format) at level (debug,
+// info, warn or error) on w, with repeated warnings and errors rate
+// limited.
+func New(level, format string, w io.Writer) *slog.Logger {
+	var lvl slog.Level
+	switch level {
+	case "debug":
+		lvl = slog.LevelDebug
+	case "warn":
+		lvl = slog.LevelWarn
+	case "error":
+		lvl = slog.LevelError
+	default:
+		lvl = slog.LevelInfo
+	}
+	opts := &slog.HandlerOptions{Level: lvl}
+	var h slog.Handler = slog.NewTextHandler(w, opts)
+	if strings.EqualFold(format, "json") {
+		h = slog.NewJSONHandler(w, opts)
+	}
+	return slog.New(newRateLimitHandler(h, 5, 10*time.Second))
+}
 
 // rateLimitHandler passes at most burst records with the same message and
 // level at Warn or above per window, then counts the rest and reports the
