@@ -321,7 +321,7 @@ wait:
 // fatal: the CLI then reports the locked file and that no daemon answered.
 func (d *Daemon) startAdmin(ctx context.Context) (stop func()) {
 	path := d.cfg.DB.AdminSocketPath()
-	s, err := admin.Listen(admin.ServerConfig{Socket: path, DB: d.db, Hunter: d.observe, Watch: d.watch, Logger: d.log})
+	s, err := admin.Listen(admin.ServerConfig{Socket: path, DB: d.db, Hunter: d.observe, Watch: d.watch, Rules: explainRules(d.rules), Logger: d.log})
 	if err != nil {
 		d.log.Error("admin socket unavailable; `stackprint db` cannot reach this daemon", "socket", path, "err", err)
 		return func() {}
