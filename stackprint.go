@@ -285,6 +285,10 @@ type CertFacts struct {
 	SigAlg     string    `json:"sig_alg,omitempty"`
 	ChainLen   int       `json:"chain_len"`             // certificates the server sent
 	ParseError string    `json:"parse_error,omitempty"` // leaf not parsable: only hashes and chain length are set
+	// SPKISHA256 is the hex SHA-256 of the SubjectPublicKeyInfo: the key's
+	// identity, which a re-issued certificate keeps (the watch list tells a
+	// rotation from a new key by it).
+	SPKISHA256 string `json:"spki_sha256,omitempty"`
 }
 
 // HTTPFacts is what the head of the answer to one GET / over TLS said.
@@ -530,6 +534,10 @@ type Alert struct {
 	// the DB matched a target probed earlier; Event is that target, not a
 	// connection.
 	Retro bool
+	// Detail is one line on what this occurrence is about, beyond the
+	// rule's fixed description: for the watch list's alerts, exactly what
+	// changed. "" when the rule says it all.
+	Detail string
 	// Values are what the rule's expression read when it fired (copied
 	// from the Verdict), for explain.
 	Values map[string]string

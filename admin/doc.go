@@ -23,6 +23,13 @@
 //	GET    /v1/learn/finished?role=R, POST /v1/learn/results (a db.LearnResult),
 //	GET    /v1/learn/scores, POST /v1/learn/reset, POST /v1/learn/promote
 //	                                      (db.PromoteOptions; retro-hunts)
+//	GET    /v1/explain?q=TARGET|ALERT_ID|FINGERPRINT
+//	                                      an explain.Report (404 with the reason
+//	                                      for an unknown alert or a bad query)
+//	GET    /v1/watch                      the watch list: {"watch": [watch.Entry]}
+//	POST   /v1/watch?replace=             add {"entries": [watch.Entry]}, all or none (409 if watched)
+//	DELETE /v1/watch?target=KEY           stop watching ip:port[/sni] (404 if not watched)
+//	POST   /v1/watch/accept?target=KEY    the last successful probe becomes the baseline
 //
 // Errors are {"error": "…"} with 400 for a malformed request, 404 for an
 // unknown route or entry, 405 for a wrong method, 411 for an import

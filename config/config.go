@@ -28,6 +28,7 @@ type Config struct {
 	Probe     ProbeConfig     `yaml:"probe"`
 	Outputs   OutputsConfig   `yaml:"outputs"`
 	Rules     RulesConfig     `yaml:"rules"`
+	Watch     WatchConfig     `yaml:"watch"`
 	Log       LogConfig       `yaml:"log"`
 	Daemon    DaemonConfig    `yaml:"daemon"`
 	Metrics   MetricsConfig   `yaml:"metrics"`
@@ -374,6 +375,7 @@ func (c *Config) validate() []error {
 	}
 	errs = append(errs, c.Outputs.validate()...)
 	errs = append(errs, c.Rules.validate()...)
+	errs = append(errs, c.Watch.validate()...)
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
 	default:

@@ -27,6 +27,7 @@ import (
 	"github.com/stackprint/stackprint/probe"
 	"github.com/stackprint/stackprint/rules"
 	"github.com/stackprint/stackprint/tailer"
+	"github.com/stackprint/stackprint/watch"
 )
 
 // Daemon is the running pipeline: tailers → enrich → probe → db → rules →
@@ -42,6 +43,7 @@ type Daemon struct {
 	rules   *rules.Engine
 	ledger  *enrich.Ledger
 	tailers []*tailer.Tailer
+	watch   *watch.Runner // the watch list's re-probes (watch.go)
 	metrics *metrics
 	cfgPath string // re-read on SIGHUP; "" = the embedded default
 
@@ -144,6 +146,12 @@ func New(cfg *config.Config, log *slog.Logger, o Options) (_ *Daemon, err error)
 	}, measuredProber{prober, d.metrics}, d.db, d.rules, d.observe)
 	if err != nil {
 		return nil, err
+	}
+	// Own servers on the watch list are re-probed on their schedule,
+	// through the scheduler; their alerts skip the observation stage.
+	d.watch = watch.NewRunner(d.db, watchProber{d.pipe}, measuredSink{d.sink, d.metrics}, cfg.Watch.Policy(), log)
+	if err := d.importBaselines(); err != nil {
+		return nil, fmt.Errorf("import rules.baselines into the watch list: %w", err)
 	}
 	track := func(ctx context.Context, ev stackprint.Event) error {
 		// While the backlog is full the inputs wait here, before the
@@ -263,6 +271,14 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 			return nil
 		})
 	}
+	// The watch list is an input too: it stops with the tailers, before
+	// the scheduler it submits to.
+	inputs.Go(func() error {
+		if err := d.watch.Run(ictx); err != nil {
+			return failed(fmt.Errorf("watch list: %w", err))
+		}
+		return nil
+	})
 	d.log.Info("stackprint running", "inputs", len(d.tailers), "db", d.cfg.DB.Path,
 		"alerts", d.cfg.Outputs.Alerts, "fingerprints", d.cfg.Outputs.Fingerprints)
 	d.running.Store(true)
@@ -305,7 +321,7 @@ wait:
 // fatal: the CLI then reports the locked file and that no daemon answered.
 func (d *Daemon) startAdmin(ctx context.Context) (stop func()) {
 	path := d.cfg.DB.AdminSocketPath()
-	s, err := admin.Listen(admin.ServerConfig{Socket: path, DB: d.db, Hunter: d.observe, Logger: d.log})
+	s, err := admin.Listen(admin.ServerConfig{Socket: path, DB: d.db, Hunter: d.observe, Watch: d.watch, Rules: explainRules(d.rules), Logger: d.log})
 	if err != nil {
 		d.log.Error("admin socket unavailable; `stackprint db` cannot reach this daemon", "socket", path, "err", err)
 		return func() {}
@@ -414,16 +430,17 @@ func (d *Daemon) Reload() {
 		return
 	}
 	d.pipe.SetScope(cfg.Scope.NewScope())
+	d.watch.SetPolicy(cfg.Watch.Policy())
 	// logrotate's rename+create of the NDJSON/EVE alert files.
 	if err := d.sink.Reopen(); err != nil {
 		d.log.Error("reopen alert files", "err", err)
 	}
 	old := *d.cfg
-	old.Scope, old.Rules = cfg.Scope, cfg.Rules
+	old.Scope, old.Rules, old.Watch = cfg.Scope, cfg.Rules, cfg.Watch
 	if !reflect.DeepEqual(&old, cfg) {
-		d.log.Warn("config reload: scope and rules apply live; restart for the other changes")
+		d.log.Warn("config reload: scope, rules and watch apply live; restart for the other changes")
 	}
-	d.cfg.Scope, d.cfg.Rules = cfg.Scope, cfg.Rules
+	d.cfg.Scope, d.cfg.Rules, d.cfg.Watch = cfg.Scope, cfg.Rules, cfg.Watch
 	d.metrics.reloaded(true)
 	d.log.Info("config reloaded", "scope_allow", cfg.Scope.Allow, "scope_deny", cfg.Scope.Deny)
 }

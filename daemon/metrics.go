@@ -143,13 +143,15 @@ var (
 	descCkptLag     = prometheus.NewDesc("stackprint_checkpoint_lag_bytes", "Bytes of an input's current file past its committed checkpoint.", []string{"input"}, nil)
 	descDegraded    = prometheus.NewDesc("stackprint_output_degraded", "1 while a failed output write is being retried (checkpoints wait), else 0.", nil, nil)
 	descDBSize      = prometheus.NewDesc("stackprint_db_size_bytes", "Size of the bbolt file.", nil, nil)
+	descWatched     = prometheus.NewDesc("stackprint_watch_servers", "Servers on the watch list.", nil, nil)
+	descWatchProbes = prometheus.NewDesc("stackprint_watch_probes_total", "Probes of watched servers filed, by result: ok (answered) or failed.", []string{"result"}, nil)
 )
 
 func (c *daemonCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descLines, descParseErrors, descLongLines, descInvalidSNI, descRotations, descEvents, descWaiting,
 		descSpilled, descBacklogFull, descUnits, descQueue,
 		descInFlight, descCacheSize, descCacheHits, descCacheEvict, descAbandoned, descUnsettled,
-		descCkptLag, descDBSize, descDegraded} {
+		descCkptLag, descDBSize, descDegraded, descWatched, descWatchProbes} {
 		ch <- d
 	}
 }
@@ -195,6 +197,10 @@ func (c *daemonCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(descCacheEvict, ps.Evictions)
 	counter(descAbandoned, ps.Abandoned)
 	gauge(descUnsettled, float64(d.ledger.Unsettled()))
+	ws := d.watch.Stats()
+	gauge(descWatched, float64(ws.Watched))
+	counter(descWatchProbes, ws.Probes-ws.Fail, "ok")
+	counter(descWatchProbes, ws.Fail, "failed")
 	lag := map[string]int64{}
 	for _, pos := range d.ledger.Committed() {
 		if fi, err := os.Stat(pos.File); err == nil {

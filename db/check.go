@@ -208,6 +208,9 @@ func (d *DB) Check() []error {
 		if _, err := d.Stats(); err != nil { // decodes every fingerprint record
 			errs = append(errs, err)
 		}
+		if err := d.view(checkWatch); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	return errs
 }

@@ -67,6 +67,18 @@
 //
 //	kind NUL value → JSON LearnStats {"block","top","hints","first_seen","last_seen"}
 //
+// Bucket "watch" (the watch list: own servers the daemon re-probes, package
+// watch):
+//
+//	ip:port[/sni] → JSON watch.Entry
+//
+// with the settings (every in nanoseconds, label, origin, added), the
+// baseline fingerprints (JARM, ATSF id and the ten answers by ClientHello
+// name, certificate hash, key hash, issuer, serial and validity, HTTP
+// Server) and the state of the last probes (status, consecutive failures,
+// the alerts that stand). The bucket was added without a schema version
+// change: an older file gains it, empty, at its next writable Open.
+//
 // Buckets "checkpoints" and "pending" hold the daemon's delivery state
 // (state.go): input name → opaque tailer position, and 8-byte big-endian
 // sequence → JSON stackprint.Event parked before its probe finished.

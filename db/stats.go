@@ -21,6 +21,7 @@ type Stats struct {
 	Learned       int            `json:"learned_fingerprints"`
 	LearnTargets  int            `json:"learn_targets"`
 	Pending       int            `json:"pending_events"`
+	Watched       int            `json:"watched"`
 	LastImport    *ImportInfo    `json:"last_import,omitempty"`
 }
 
@@ -53,7 +54,7 @@ func (d *DB) Stats() (Stats, error) {
 		}
 		for name, dst := range map[string]*int{
 			bucketObservations: &s.Observations, bucketLearned: &s.Learned,
-			bucketLearnTargets: &s.LearnTargets, bucketPending: &s.Pending,
+			bucketLearnTargets: &s.LearnTargets, bucketPending: &s.Pending, bucketWatch: &s.Watched,
 		} {
 			if b := tx.Bucket([]byte(name)); b != nil {
 				*dst = b.Stats().KeyN

@@ -188,6 +188,9 @@ type unit struct {
 	queued   time.Time
 	deadline time.Duration
 	clients  []netip.Addr // clients whose queues hold it (bounded)
+	// direct receives the result of a probe asked for by ProbeNow: outside
+	// the cache, no event waits for it.
+	direct chan stackprint.Result
 }
 
 func (u *unit) ip() netip.Addr { return u.nm.t.IP }
@@ -534,7 +537,7 @@ func (p *Pipeline) loadStored(ck cacheKey, now time.Time, attempt int) {
 	case !ok:
 		p.cache.forget(ck, k)
 	case p.cache.idx.Has(k, now):
-		p.cache.hot.Add(ck, v)
+		p.cache.hot.Add(k, v)
 	}
 }
 
@@ -957,6 +960,9 @@ func (p *Pipeline) probe(ctx context.Context, u *unit) {
 	t := u.nm.t
 	var res stackprint.Result
 	scoped, why := p.scope.Load().Check(t.Addr())
+	if u.direct != nil {
+		scoped, why = p.scope.Load().CheckDenied(t.Addr()) // a watched server is allow-listed by the watch list
+	}
 	if !scoped {
 		// The scope changed (reload) while the unit waited: policy wins
 		// over the queue, the target is not dialled.
@@ -997,6 +1003,10 @@ func (p *Pipeline) probe(ctx context.Context, u *unit) {
 	}
 	p.mu.Unlock()
 	p.signal()
+	if u.direct != nil {
+		p.directDone(u, res)
+		return
+	}
 	if ctx.Err() != nil {
 		p.abandoned.Add(1)
 		return // shutdown: its events stay unsettled and are parked

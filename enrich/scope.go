@@ -83,6 +83,32 @@ func NewScope(allow, deny []netip.Prefix, ports []uint16) *Scope {
 	return s
 }
 
+// CheckDenied is Check for a server the operator listed explicitly (the
+// watch list): only scope.deny applies; scope.allow, scope.ports and the
+// built-in deny list of non-public ranges do not.
+func (s *Scope) CheckDenied(ap netip.AddrPort) (bool, string) {
+	ip := ap.Addr().Unmap().WithZone("")
+	if !ip.IsValid() {
+		return false, "invalid address"
+	}
+	if ap.Port() == 0 {
+		return false, "port 0"
+	}
+	if ip.Is4() {
+		b := ip.As4()
+		if i := s.deny4.find(uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])); i >= 0 {
+			return false, "denied by scope.deny " + s.deny4[i].p.String()
+		}
+		return true, ""
+	}
+	for _, p := range s.deny {
+		if p.Contains(ip) {
+			return false, "denied by scope.deny " + p.String()
+		}
+	}
+	return true, ""
+}
+
 // Check reports whether ip:port may be probed, and why not.
 func (s *Scope) Check(ap netip.AddrPort) (bool, string) {
 	ok, why, p := s.check(ap)

@@ -70,6 +70,7 @@ type alertJSON struct {
 	CertSHA1      string    `json:"cert_sha1"`
 	HTTPServer    string    `json:"http_server"`
 	StartTLS      string    `json:"starttls"` // protocol the probe upgraded with; "" = direct TLS
+	Detail        string    `json:"detail"`   // what this occurrence is about (the watch list: what changed); "" for most rules
 }
 
 type matchJSON struct {
@@ -142,6 +143,7 @@ func MarshalAlert(a stackprint.Alert) ([]byte, error) {
 		CertSHA256:  f.certSHA256,
 		CertSHA1:    f.certSHA1,
 		StartTLS:    a.Result.StartTLS,
+		Detail:      a.Detail,
 	}
 	if a.Result.HTTP != nil {
 		v.HTTPServer = a.Result.HTTP.Server

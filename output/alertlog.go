@@ -143,7 +143,8 @@ func tagsOf(a stackprint.Alert) []string {
 }
 
 // alertMsg is the one line an analyst reads first: the rule's name and
-// what matched, or for a near match what is equal and what differs.
+// what matched, or for a near match what is equal and what differs, and
+// the alert's detail (for the watch list: what changed).
 func alertMsg(a stackprint.Alert) string {
 	msg := a.RuleName
 	if msg == "" {
@@ -154,6 +155,9 @@ func alertMsg(a stackprint.Alert) string {
 		msg += ": " + a.Match.Near.Text(a.Match.Label)
 	case a.Match.Label != "":
 		msg += ": " + a.Match.Label
+	}
+	if a.Detail != "" {
+		msg += ": " + a.Detail
 	}
 	return msg
 }

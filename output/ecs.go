@@ -45,6 +45,7 @@ type ecsEvent struct {
 	Module   string   `json:"module"`
 	Dataset  string   `json:"dataset"`
 	Provider string   `json:"provider"`
+	Reason   string   `json:"reason,omitempty"` // the alert's detail (the watch list: what changed)
 }
 
 type ecsRule struct {
@@ -231,6 +232,7 @@ func MarshalECS(a stackprint.Alert) ([]byte, error) {
 			Module:   "stackprint",
 			Dataset:  "stackprint.alert",
 			Provider: "stackprint",
+			Reason:   a.Detail,
 		},
 		Rule:    ecsRule{ID: a.Rule, Name: a.RuleName, Description: a.Description, Category: a.Category, Ruleset: "stackprint"},
 		Network: ecsNetwork{Transport: "tcp", Protocol: "tls"},

@@ -173,6 +173,7 @@ func MarshalEVE(a stackprint.Alert) ([]byte, error) {
 		vars = append(vars, eveVar{"stackprint.http_server", r.HTTP.Server})
 	}
 	add("starttls", r.StartTLS)
+	add("detail", a.Detail)
 	if m := a.Match; hasMatch(m) {
 		add("match.kind", m.Kind)
 		add("match.value", m.Value)

@@ -130,10 +130,18 @@ func fixtureAlerts() []stackprint.Alert {
 	v := stackprint.Verdict{Rule: "db_match", Severity: "high", Match: ms[0][0], RuleName: "TLS server fingerprint in the fingerprint DB", SignatureID: 1900001}
 	d := stackprint.NewAlert(v, retro, rs[0], rs[0].Started.Add(48*time.Hour).In(testZone))
 	d.Retro = true
+	// A watch-list drift alert: no client, the server itself probed on the
+	// watch list's schedule; Detail says what changed.
+	watched := stackprint.Event{TS: rs[0].Started.Add(72 * time.Hour).In(testZone), Resp: evs[0].Resp, SNI: evs[0].SNI, Source: "watch", Kind: "watch"}
+	wv := stackprint.Verdict{Rule: "watch_drift", Severity: "medium", RuleName: "Watched server changed its TLS stack",
+		Description: "Why watch_drift fired.", Category: "Potential Corporate Privacy Violation", SignatureID: 1960001, Tags: []string{"watch", "drift", "own-server"}}
+	w := stackprint.NewAlert(wv, watched, rs[0], watched.TS)
+	w.Detail = "[web-prod] JARM changed 2ad2ad0002ad2ad00042d42d00000069d641f34fe76acdc05c40262f8815e5 -> 28d28d28d00028d00028d28d28d28dc354372cf4e0f164e5808b722db3fafd; " +
+		"ATSF: the answers to 2 of 10 ClientHellos changed (random4520, random7225); HTTP Server header \"nginx\" -> \"Apache\""
 	// A near match: the server answers 9 of the 10 ATSF ClientHellos as a
 	// DB entry does.
 	near := stackprint.Match{Kind: "atsf", Value: atsfNear, Label: "sliver-default", Source: "lab", Confidence: "high",
 		Near: &stackprint.Near{Agree: 9, Of: 10, Differs: []string{"random6306"}, Details: []string{"ALPN"}}}
 	e := mk(0, near, "atsf_near", "TLS stack fingerprint one answer away from a DB entry", "medium", 1900010, []string{"atsf", "near-match"})
-	return []stackprint.Alert{a, b, c, d, e}
+	return []stackprint.Alert{a, b, c, d, e, w}
 }

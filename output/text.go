@@ -50,6 +50,9 @@ func FormatAlertText(a stackprint.Alert) string {
 	if a.RuleName != "" {
 		b.WriteString("  why    " + safe(a.RuleName) + "\n")
 	}
+	if a.Detail != "" {
+		b.WriteString("  what   " + safe(a.Detail) + "\n")
+	}
 
 	fmt.Fprintf(&b, "  conn   %s → %s", orDash(addrPort(a.Event.Orig)), orDash(addrPort(a.Event.Resp)))
 	if a.Event.SNI != "" {

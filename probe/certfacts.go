@@ -61,6 +61,8 @@ func certFacts(leaf []byte, chainLen int) *stackprint.CertFacts {
 	f.NotBefore, f.NotAfter = c.NotBefore.UTC(), c.NotAfter.UTC()
 	f.SigAlg = c.SignatureAlgorithm.String()
 	f.KeyType, f.KeyBits = keyTypeBits(c.PublicKey)
+	spki := sha256.Sum256(c.RawSubjectPublicKeyInfo)
+	f.SPKISHA256 = hex.EncodeToString(spki[:])
 	f.SANs = sans(c)
 	f.SelfSigned = selfSigned(c)
 	return f

@@ -29,8 +29,10 @@
 // with matches is compiled once, at load.
 //
 // The default rules (configs/rules, embedded) are db_match, atsf_score,
-// sslbl_cert, jarm_http_server and fingerprint_drift. A rule file that
-// defines one of their ids replaces it.
+// sslbl_cert and jarm_http_server. A rule file that defines one of their
+// ids replaces it. fingerprint_drift is retired: drift of own servers is
+// the watch list's (package watch, alert watch_drift); a config that still
+// names it in rules.disabled, params or suppress loads, with a warning.
 //
 // # Environment
 //
@@ -70,8 +72,8 @@
 // and top_count stay 0/"" until stackprint.Match carries them); baselines
 // through Options.Baselines (StaticBaselines from the config, or a source
 // backed by the observations DB). Rules that need no DB match
-// (fingerprint_drift, and any rule on probe facts alone) only run when the
-// caller judges every probed event, not only matched ones.
+// (a rule over baseline.*, and any rule on probe facts alone) only run
+// when the caller judges every probed event, not only matched ones.
 //
 // # Suppression
 //

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -111,6 +112,7 @@ func Load(opts Options) (*RuleSet, error) {
 		}
 		sids[r.SignatureID] = r
 	}
+	opts = dropRetired(opts, index)
 	for _, id := range opts.Disabled {
 		i, ok := index[id]
 		if !ok {
@@ -180,6 +182,48 @@ func overrideSuppress(rules []*Rule, index map[string]int, windows map[string]ti
 		set(i, d)
 	}
 	return errs
+}
+
+// retiredRules are built-in rule ids that are gone, and where their job
+// went: a config naming one still loads.
+var retiredRules = map[string]string{
+	"fingerprint_drift": "drift of own servers is the watch list's now (`stackprint watch`, alert watch_drift); rules.baselines are imported into it at start",
+}
+
+// dropRetired takes retired built-in ids out of opts' disabled, params
+// and suppress lists, with a warning, unless a rule file defines the id
+// again (then it is that rule's).
+func dropRetired(opts Options, defined map[string]int) Options {
+	warn := func(id, where string) {
+		if opts.Logger != nil {
+			opts.Logger.Warn("rules: "+where+" names the retired rule "+id+"; ignored", "why", retiredRules[id])
+		}
+	}
+	var disabled []string
+	for _, id := range opts.Disabled {
+		if _, redefined := defined[id]; !redefined && retiredRules[id] != "" {
+			warn(id, "rules.disabled")
+			continue
+		}
+		disabled = append(disabled, id)
+	}
+	opts.Disabled = disabled
+	for id := range retiredRules {
+		if _, redefined := defined[id]; redefined {
+			continue
+		}
+		if _, ok := opts.Params[id]; ok {
+			warn(id, "rules.params")
+			opts.Params = maps.Clone(opts.Params)
+			delete(opts.Params, id)
+		}
+		if _, ok := opts.Suppress[id]; ok {
+			warn(id, "rules.suppress")
+			opts.Suppress = maps.Clone(opts.Suppress)
+			delete(opts.Suppress, id)
+		}
+	}
+	return opts
 }
 
 func anyMap(m map[string]map[string]any) map[string]any {

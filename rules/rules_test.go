@@ -57,7 +57,7 @@ func TestDefaultRulesLoad(t *testing.T) {
 			t.Errorf("rule %s is missing metadata: %+v", r.ID, r)
 		}
 	}
-	if got, want := strings.Join(ids, ","), "db_match,atsf_score,sslbl_cert,jarm_http_server,fingerprint_drift,atsf_near"; got != want {
+	if got, want := strings.Join(ids, ","), "db_match,atsf_score,sslbl_cert,jarm_http_server,atsf_near"; got != want {
 		t.Fatalf("default rules %s, want %s", got, want)
 	}
 }
@@ -69,7 +69,7 @@ func TestDefaultRules(t *testing.T) {
 		t.Fatal(err)
 	}
 	own := event("C2", "10.0.0.6:50000", "198.51.100.10:443", "www.example.org", t0)
-	e := newEngine(t, Options{Baselines: StaticBaselines{
+	e := newEngine(t, Options{Files: []string{"testdata/own_drift.yaml"}, Baselines: StaticBaselines{
 		{IP: netip.MustParseAddr("198.51.100.10"), Port: 443}: mustBase,
 	}})
 	tests := []struct {
@@ -109,7 +109,7 @@ func TestDefaultRules(t *testing.T) {
 			},
 			m: []stackprint.Match{{Kind: "cert_sha1", Value: certSHA1, Label: "Dridex C&C", Source: "abuse.ch SSLBL", Confidence: "high"}}, want: "sslbl_cert/high", match: "Dridex C&C"},
 		{name: "own server unchanged", ev: own, jarm: jarmOther},
-		{name: "own server drifted", ev: own, jarm: jarmC2, want: "fingerprint_drift/medium"},
+		{name: "own server drifted", ev: own, jarm: jarmC2, want: "own_drift/medium"},
 		{name: "own server unreachable is not drift", ev: own, jarm: stackprint.ZeroJARM,
 			res: func(r stackprint.Result) stackprint.Result { r.Status = stackprint.StatusTimeout; return r }},
 		{name: "own server partial jarm is not drift", ev: own, jarm: jarmC2,
@@ -595,5 +595,17 @@ func TestDefaultSIDsAreLocal(t *testing.T) {
 		if !local(sidBase + i) {
 			t.Fatalf("sid %d of the derived range is not local", sidBase+i)
 		}
+	}
+}
+
+// fingerprint_drift is retired (the watch list took drift over): a config
+// that still disables it, sets its params or its suppression loads.
+func TestRetiredRuleStillLoads(t *testing.T) {
+	if _, err := Load(Options{Disabled: []string{"fingerprint_drift"}, Suppress: map[string]time.Duration{"fingerprint_drift": time.Hour},
+		Params: map[string]map[string]any{"fingerprint_drift": {"x": 1}}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Load(Options{Disabled: []string{"no_such_rule"}}); err == nil {
+		t.Fatal("an unknown rule id was accepted")
 	}
 }

@@ -32,6 +32,10 @@ func groups() []group {
 		{"db", "manage the fingerprint DB", "Common flags: -c FILE (config naming db.path and db.admin_socket) or --db PATH [--socket PATH].\n" +
 			"While `stackprint run` owns the DB, these commands go through its admin socket\n" +
 			"and apply at once; otherwise they open the file (waiting at most db.lock_timeout)."},
+		{"watch", "watch own servers for drift, reachability and certificate expiry", "Common flags: -c FILE (config naming db.path and db.admin_socket) or --db PATH [--socket PATH].\n" +
+			"The watch list lives in the DB; while `stackprint run` owns it, these commands go through its\n" +
+			"admin socket and the daemon re-probes at once. Watching a server allow-lists it in scope\n" +
+			"(scope.deny still wins): the daemon probes it on its schedule whatever scope.allow and scope.ports say."},
 		{"rules", "check and list detection rules", ""},
 		{"config", "check and show the configuration", ""},
 	}
@@ -80,6 +84,17 @@ func commands() []command {
 			run: cmdScan,
 		},
 		{
+			name: "explain", summary: "what is known about a server, an alert or a fingerprint",
+			usage: "stackprint explain [--json] [flags] TARGET|ALERT_ID|FINGERPRINT",
+			examples: []string{
+				"stackprint explain 192.0.2.10            # every observed port and name of the address",
+				"stackprint explain 192.0.2.10:443/c2.example",
+				"stackprint explain 360e468ec3a3c2333cf4b5dbad2bc5d8   # an alert id: its rule, the values it saw, its server",
+				"stackprint explain --json 07d14d16d21d21d00042d43d000000aa99ce74e2c6d013c745aa52b5cc042d",
+			},
+			run: cmdExplain,
+		},
+		{
 			name: "hunt", summary: "fingerprint address lists, CIDRs and scanner outputs; match each target against the DB",
 			usage: huntSynopsis,
 			examples: []string{
@@ -108,9 +123,10 @@ func commands() []command {
 		},
 		{
 			name: "db list", summary: "list the fingerprints",
-			usage: "stackprint db list [--kind K] [--json] [flags]",
+			usage: "stackprint db list [--kind K] [--value PREFIX] [--label TEXT] [--source S] [--category C] [--json] [flags]",
 			examples: []string{
 				"stackprint db list --kind jarm",
+				"stackprint db list --category c2 --label cobalt --value 07d14d",
 				"stackprint db list --json -c /etc/stackprint/stackprint.yaml",
 			},
 			run: cmdDBList,
@@ -177,6 +193,49 @@ func commands() []command {
 				"stackprint db recover --db /var/lib/stackprint/fingerprints.db /var/lib/stackprint/recovered.db",
 			},
 			run: cmdDBRecover,
+		},
+		{
+			name: "watch add", summary: "watch a server: re-probed on its schedule, drift and reachability alerts",
+			usage: "stackprint watch add [--sni NAME] [--every 1h] [--label L] [flags] HOST:PORT",
+			examples: []string{
+				"stackprint watch add --label web-prod --every 30m 192.0.2.10:443",
+				"stackprint watch add www.example.org:443    # resolved once; SNI = www.example.org",
+			},
+			run: cmdWatchAdd,
+		},
+		{
+			name: "watch list", summary: "the watched servers: status, last probe, baseline JARM",
+			usage: "stackprint watch list [--json] [flags]",
+			examples: []string{
+				"stackprint watch list",
+				"stackprint watch list --json    # baselines and state, one object per line",
+			},
+			run: cmdWatchList,
+		},
+		{
+			name: "watch rm", summary: "stop watching a server",
+			usage: "stackprint watch rm [--sni NAME] [flags] TARGET",
+			examples: []string{
+				"stackprint watch rm 192.0.2.10:443",
+				"stackprint watch rm 192.0.2.10:443/www.example.org",
+			},
+			run: cmdWatchRemove,
+		},
+		{
+			name: "watch accept", summary: "take a server's current fingerprints as its new baseline",
+			usage: "stackprint watch accept [--sni NAME] [flags] TARGET",
+			examples: []string{
+				"stackprint watch accept 192.0.2.10:443   # after an intended upgrade raised watch_drift",
+			},
+			run: cmdWatchAccept,
+		},
+		{
+			name: "watch import", summary: "add servers from a file (CSV target,sni,every,label; all or nothing)",
+			usage: "stackprint watch import [--replace] [flags] FILE",
+			examples: []string{
+				"stackprint watch import own-servers.csv   # lines: 192.0.2.10:443,www.example.org,30m,web-prod",
+			},
+			run: cmdWatchImport,
 		},
 		{
 			name: "rules check", summary: "parse and type-check rule files (problems as FILE:LINE:COL)",

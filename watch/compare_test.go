@@ -1,0 +1,108 @@
+package watch
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stackprint/stackprint"
+)
+
+func okResult(jarm string, hellos map[string]string, cert *stackprint.CertFacts, server string) stackprint.Result {
+	r := stackprint.Result{Status: stackprint.StatusOK, JARM: jarm, Cert: cert, HTTP: &stackprint.HTTPFacts{StatusCode: 200, Server: server},
+		Kinds: []stackprint.KindResult{{Kind: "jarm", Status: "ok"}, {Kind: "cert", Status: "ok"}, {Kind: "http", Status: "ok"}, {Kind: "atsf", Status: "ok"}}}
+	r.ATSF = &stackprint.ATSF{ID: strings.Repeat("a", 64)}
+	for _, n := range []string{"random4520", "random458"} {
+		r.ATSF.Hellos = append(r.ATSF.Hellos, stackprint.ATSFHello{Name: n, Raw: hellos[n]})
+	}
+	return r
+}
+
+// A baseline imported from rules.baselines (a JARM and a certificate hash
+// only) is completed by the first probe that agrees with it; from then on
+// every part is compared, and a certificate change against a hash-only
+// baseline says it cannot tell a rotation.
+func TestImportedBaselineIsCompleted(t *testing.T) {
+	jarm := strings.Repeat("1", 62)
+	cert := &stackprint.CertFacts{SHA256: strings.Repeat("c", 64), SPKISHA256: strings.Repeat("d", 64), Issuer: "CN=ca"}
+	e := Entry{Baseline: &Fingerprints{JARM: jarm, Cert: &Cert{SHA256: cert.SHA256}}}
+	e, as := Observe(e, okResult(jarm, map[string]string{"random4520": "x", "random458": "y"}, cert, "nginx"), time.Now(), DefaultPolicy())
+	if len(as) != 0 || len(e.Baseline.Hellos) != 2 || e.Baseline.Cert.SPKI == "" || !e.Baseline.HTTP || e.Baseline.HTTPServer != "nginx" {
+		t.Fatalf("alerts %v, baseline %+v", as, e.Baseline)
+	}
+	changed := okResult(jarm, map[string]string{"random4520": "x", "random458": "z"}, cert, "nginx")
+	e, _ = Observe(e, changed, time.Now(), DefaultPolicy())
+	_, as = Observe(e, changed, time.Now(), DefaultPolicy())
+	if len(as) != 1 || as[0].Detail != "ATSF: the answers to 1 of 2 ClientHellos changed (random458)" {
+		t.Fatalf("alerts %v", as)
+	}
+	// A hash-only baseline and another certificate: a change, said so.
+	base := Fingerprints{Cert: &Cert{SHA256: cert.SHA256}}
+	cs := Compare(base, Fingerprints{Cert: &Cert{SHA256: strings.Repeat("e", 64), SPKI: cert.SPKISHA256, Issuer: "CN=ca"}})
+	if len(cs) != 1 || !cs[0].Stack() || !strings.Contains(Describe(cs), "cannot be told from a new key") {
+		t.Fatalf("hash-only baseline: %v", Describe(cs))
+	}
+	// A ClientHello that got no answer on one side is not compared.
+	cs = Compare(Fingerprints{Hellos: []Hello{{"random4520", "x"}, {"random458", ""}}}, Fingerprints{Hellos: []Hello{{"random4520", "x"}, {"random458", "y"}}})
+	if len(cs) != 0 {
+		t.Fatalf("an unanswered ClientHello counted as a change: %v", Describe(cs))
+	}
+}
+
+func TestScheduleOrder(t *testing.T) {
+	s := newSchedule()
+	t0 := time.Unix(1000, 0)
+	s.set("b", t0.Add(2*time.Second))
+	s.set("a", t0.Add(time.Second))
+	s.set("c", t0.Add(3*time.Second))
+	s.set("b", t0) // moved to the front
+	s.remove("c")
+	var got []string
+	for {
+		k, ok := s.popDue(t0.Add(10 * time.Second))
+		if !ok {
+			break
+		}
+		got = append(got, k)
+	}
+	if strings.Join(got, ",") != "b,a" {
+		t.Fatalf("order %v", got)
+	}
+	if _, ok := s.next(); ok {
+		t.Fatal("empty schedule has a next")
+	}
+}
+
+func TestParseKeyAndFind(t *testing.T) {
+	ap, sni, err := ParseKey("[::ffff:192.0.2.1]:443/WWW.Example.org.", "")
+	if err != nil || ap.String() != "192.0.2.1:443" || sni != "www.example.org" {
+		t.Fatalf("%v %q %v", ap, sni, err)
+	}
+	es := []Entry{{Addr: ap, SNI: "a.example"}, {Addr: ap, SNI: "b.example"}}
+	if _, err := Find(es, ap, "", false); err == nil || !strings.Contains(err.Error(), "under 2 names") {
+		t.Fatalf("ambiguous: %v", err)
+	}
+	if e, err := Find(es, ap, "b.example", true); err != nil || e.SNI != "b.example" {
+		t.Fatalf("by name: %v %v", e, err)
+	}
+	if _, _, err := ParseKey("example.org:443", ""); err == nil {
+		t.Fatal("a host name accepted as a key")
+	}
+}
+
+// A probe that ran while the server restarted mixes two configurations:
+// a change seen once is not alerted; only a second probe with the same
+// answers confirms it, and an answer as the baseline in between clears it.
+func TestDriftNeedsConfirmation(t *testing.T) {
+	a, b, mixed := strings.Repeat("1", 62), strings.Repeat("2", 62), strings.Repeat("3", 62)
+	e := Entry{Baseline: &Fingerprints{JARM: a}}
+	var all []stackprint.Alert
+	for _, j := range []string{mixed, b, a, b, b, b} {
+		var as []stackprint.Alert
+		e, as = Observe(e, okResult(j, nil, nil, "x"), time.Now(), DefaultPolicy())
+		all = append(all, as...)
+	}
+	if len(all) != 1 || !strings.Contains(all[0].Detail, "-> "+b) {
+		t.Fatalf("alerts %v", all)
+	}
+}

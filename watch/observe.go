@@ -1,0 +1,230 @@
+package watch
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/stackprint/stackprint"
+)
+
+// Rule ids, names and signature ids of the watch list's alerts. The sids
+// are in the local-rules range, outside the range derived for rule ids
+// (1900000-1959999) and the dataset rules of contrib/suricata
+// (1970001-1970099).
+const (
+	RuleDrift       = "watch_drift"
+	RuleRotated     = "watch_cert_rotated"
+	RuleUnreachable = "watch_unreachable"
+	RuleExpiry      = "watch_cert_expiry"
+
+	SIDDrift       = 1960001
+	SIDRotated     = 1960002
+	SIDUnreachable = 1960003
+	SIDExpiry      = 1960004
+)
+
+// Source is the Event.Source of the watch list's alerts.
+const Source = "watch"
+
+// Policy holds the daemon's watch settings.
+type Policy struct {
+	// Every is the re-probe interval of an entry that names none.
+	Every time.Duration
+	// FailAfter is how many probes in a row must fail before the
+	// watch_unreachable alert; 0 disables it.
+	FailAfter int
+	// ExpiryWarn raises watch_cert_expiry when a certificate ends within
+	// it; 0 disables it.
+	ExpiryWarn time.Duration
+}
+
+// DefaultPolicy is the policy of an empty config.
+func DefaultPolicy() Policy {
+	return Policy{Every: time.Hour, FailAfter: 3, ExpiryWarn: 14 * 24 * time.Hour}
+}
+
+// failed reports whether a probe result says the server did not answer
+// as a TLS server at all.
+func failed(r stackprint.Result) bool {
+	return r.Status != stackprint.StatusOK && r.Status != stackprint.StatusPartial
+}
+
+// Observe files one probe result of e taken at now: it returns the entry
+// with its baseline and state updated, and the alerts to write. It never
+// raises a drift for a failed probe.
+func Observe(e Entry, r stackprint.Result, now time.Time, p Policy) (Entry, []stackprint.Alert) {
+	st := &e.State
+	st.LastProbe, st.LastStatus, st.LastError = now, string(r.Status), r.Error
+	cur, measured := FromResult(r)
+	if failed(r) || !measured {
+		st.Failures++
+		st.Pending = nil // confirmed only by two answers in a row
+		if p.FailAfter > 0 && st.Failures >= p.FailAfter && !st.Unreachable {
+			st.Unreachable = true
+			why := string(r.Status)
+			if r.Error != "" {
+				why += ": " + r.Error
+			}
+			return e, []stackprint.Alert{newAlert(e, r, now, RuleUnreachable,
+				fmt.Sprintf("%d probes in a row failed (last: %s)", st.Failures, why))}
+		}
+		return e, nil
+	}
+	st.Failures, st.Unreachable = 0, false
+	st.Current = &cur
+	var alerts []stackprint.Alert
+	if e.Baseline == nil {
+		b := cur
+		e.Baseline, e.BaselineAt = &b, now
+	} else {
+		changes := Compare(*e.Baseline, cur)
+		var stack, rotation []Change
+		for _, c := range changes {
+			if c.Stack() {
+				stack = append(stack, c)
+			} else {
+				rotation = append(rotation, c)
+			}
+		}
+		switch {
+		case len(stack) > 0:
+			// Drift: alert once for this set of fingerprints, when a
+			// second probe confirms it; the baseline waits for `watch
+			// accept`.
+			switch {
+			case st.Drift != nil && !stackChanged(*st.Drift, cur):
+				st.Pending = nil // alerted already
+			case st.Pending != nil && !stackChanged(*st.Pending, cur):
+				d := cur
+				st.Drift, st.Pending = &d, nil
+				alerts = append(alerts, newAlert(e, r, now, RuleDrift, Describe(changes)))
+			default:
+				pend := cur
+				st.Pending = &pend
+			}
+		default:
+			st.Drift, st.Pending = nil, nil
+			if len(rotation) > 0 {
+				alerts = append(alerts, newAlert(e, r, now, RuleRotated, Describe(rotation)))
+				e.Baseline.Cert = cur.Cert
+			}
+			complete(e.Baseline, cur)
+		}
+	}
+	if a, ok := expiry(e, r, cur, now, p); ok {
+		alerts = append(alerts, a)
+		st.ExpiryWarned = cur.Cert.SHA256
+	}
+	return e, alerts
+}
+
+// stackChanged reports whether cur differs in its stack from the set a
+// drift alert was raised for.
+func stackChanged(alerted, cur Fingerprints) bool {
+	for _, c := range Compare(alerted, cur) {
+		if c.Stack() {
+			return true
+		}
+	}
+	return false
+}
+
+func expiry(e Entry, r stackprint.Result, cur Fingerprints, now time.Time, p Policy) (stackprint.Alert, bool) {
+	c := cur.Cert
+	if p.ExpiryWarn <= 0 || c == nil || c.NotAfter.IsZero() || e.State.ExpiryWarned == c.SHA256 {
+		return stackprint.Alert{}, false
+	}
+	left := c.NotAfter.Sub(now)
+	if left > p.ExpiryWarn {
+		return stackprint.Alert{}, false
+	}
+	days := int(math.Floor(left.Hours() / 24))
+	var msg string
+	if left <= 0 {
+		msg = fmt.Sprintf("certificate expired %s (not after %s)", ago(-left), c.NotAfter.UTC().Format(time.RFC3339))
+	} else {
+		in := fmt.Sprintf("%d days", days)
+		if left < 48*time.Hour {
+			in = left.Round(time.Minute).String()
+		}
+		msg = fmt.Sprintf("certificate expires in %s (not after %s; warning at %d days)", in,
+			c.NotAfter.UTC().Format(time.RFC3339), int(p.ExpiryWarn.Hours()/24))
+	}
+	if c.Subject != "" {
+		msg += ", subject " + fmt.Sprintf("%q", c.Subject)
+	}
+	return newAlert(e, r, now, RuleExpiry, msg), true
+}
+
+func ago(d time.Duration) string {
+	if d < 48*time.Hour {
+		return d.Round(time.Minute).String() + " ago"
+	}
+	return fmt.Sprintf("%d days ago", int(d.Hours()/24))
+}
+
+// ruleInfo is what every output says about a watch rule.
+type ruleInfo struct {
+	name, description, category, severity string
+	sid                                   int
+	tags                                  []string
+}
+
+func rulesInfo(rule string) ruleInfo {
+	switch rule {
+	case RuleDrift:
+		return ruleInfo{"Watched server changed its TLS stack",
+			"A server on the watch list answered with other fingerprints (JARM, ATSF answers, certificate key or issuer, HTTP Server) than its baseline: an unintended software or configuration change, or a compromise. `stackprint watch accept` takes the new fingerprints as the baseline.",
+			"Potential Corporate Privacy Violation", "medium", SIDDrift, []string{"watch", "drift", "own-server"}}
+	case RuleRotated:
+		return ruleInfo{"Watched server rotated its certificate",
+			"A server on the watch list presents a certificate re-issued with the same key and issuer: a rotation, not a stack change. The baseline follows it.",
+			"Not Suspicious Traffic", "info", SIDRotated, []string{"watch", "certificate", "own-server"}}
+	case RuleUnreachable:
+		return ruleInfo{"Watched server unreachable",
+			"A server on the watch list failed several probes in a row (refused, reset, timeout, not TLS). Not a drift: its fingerprints are compared again when it answers.",
+			"Misc activity", "low", SIDUnreachable, []string{"watch", "reachability", "own-server"}}
+	case RuleExpiry:
+		return ruleInfo{"Watched server's certificate expires soon",
+			"The certificate of a server on the watch list ends within the configured warning period (watch.cert_expiry_days).",
+			"Misc activity", "low", SIDExpiry, []string{"watch", "certificate", "own-server"}}
+	}
+	return ruleInfo{name: rule, severity: "info"}
+}
+
+// newAlert is a watch alert on e: the event is the watched server itself
+// (no client: the daemon probed it on its schedule).
+func newAlert(e Entry, r stackprint.Result, now time.Time, rule, detail string) stackprint.Alert {
+	ri := rulesInfo(rule)
+	if e.Label != "" {
+		detail = fmt.Sprintf("[%s] %s", e.Label, detail)
+	}
+	ev := stackprint.Event{TS: now, Resp: netip.AddrPortFrom(e.Addr.Addr(), e.Addr.Port()), SNI: e.SNI, Source: Source, Kind: "watch"}
+	r.Target = e.Target()
+	a := stackprint.NewAlert(stackprint.Verdict{
+		Rule: rule, Severity: ri.severity, RuleName: ri.name, Description: ri.description,
+		Category: ri.category, SignatureID: ri.sid, Tags: ri.tags,
+	}, ev, r, now)
+	// Deterministic over the server, the rule, what was seen and when.
+	a.ID = stackprint.AlertID(rule, ev, strings.Join([]string{r.JARM, detail, now.UTC().Format(time.RFC3339Nano)}, "|"))
+	a.Detail = detail
+	return a
+}
+
+// ErrNoProbeYet is Accept's error for a server never probed successfully.
+var ErrNoProbeYet = errors.New("no successful probe yet, nothing to accept")
+
+// Accept makes the last successful probe's fingerprints e's baseline.
+func Accept(e Entry, now time.Time) (Entry, error) {
+	if e.State.Current == nil {
+		return e, fmt.Errorf("watch accept %s: %w", e.Key(), ErrNoProbeYet)
+	}
+	b := *e.State.Current
+	e.Baseline, e.BaselineAt = &b, now
+	e.State.Drift, e.State.Pending = nil, nil
+	return e, nil
+}
