@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/stackprint/stackprint/db"
+	"github.com/stackprint/stackprint/explain"
 )
 
 const (
@@ -307,4 +308,11 @@ func (c *Client) Promote(ctx context.Context, o db.PromoteOptions) ([]db.Record,
 	var resp promoteResponse
 	err = c.call(ctx, http.MethodPost, "/learn/promote", nil, body, &resp)
 	return resp.Records, resp.Retro, err
+}
+
+// Explain asks the daemon about a server, an alert or a fingerprint.
+func (c *Client) Explain(ctx context.Context, query string) (explain.Report, error) {
+	var rep explain.Report
+	err := c.call(ctx, http.MethodGet, "/explain", url.Values{"q": {query}}, nil, &rep)
+	return rep, err
 }

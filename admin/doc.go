@@ -23,6 +23,9 @@
 //	GET    /v1/learn/finished?role=R, POST /v1/learn/results (a db.LearnResult),
 //	GET    /v1/learn/scores, POST /v1/learn/reset, POST /v1/learn/promote
 //	                                      (db.PromoteOptions; retro-hunts)
+//	GET    /v1/explain?q=TARGET|ALERT_ID|FINGERPRINT
+//	                                      an explain.Report (404 with the reason
+//	                                      for an unknown alert or a bad query)
 //	GET    /v1/watch                      the watch list: {"watch": [watch.Entry]}
 //	POST   /v1/watch?replace=             add {"entries": [watch.Entry]}, all or none (409 if watched)
 //	DELETE /v1/watch?target=KEY           stop watching ip:port[/sni] (404 if not watched)

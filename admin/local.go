@@ -6,6 +6,7 @@ import (
 	"os"
 
 	"github.com/stackprint/stackprint/db"
+	"github.com/stackprint/stackprint/explain"
 )
 
 // Local runs the admin operations on an open DB: the CLI's when no
@@ -13,7 +14,8 @@ import (
 // Client's methods, so the CLI uses either through one interface.
 type Local struct {
 	db    *db.DB
-	owned bool // Close closes the DB
+	owned bool          // Close closes the DB
+	rules explain.Rules // rule definitions for explain; nil: unknown
 }
 
 // NewLocal serves d; Close closes d when owned.
@@ -91,3 +93,12 @@ func (s *Local) Check(context.Context) ([]string, error) {
 }
 
 func (s *Local) Backup(_ context.Context, path string) (int64, error) { return s.db.Backup(path) }
+
+// SetRules gives explain the rule definitions an alert names.
+func (s *Local) SetRules(r explain.Rules) { s.rules = r }
+
+// Explain answers a question about a server, an alert or a fingerprint
+// (package explain).
+func (s *Local) Explain(_ context.Context, query string) (explain.Report, error) {
+	return explain.Explain(s.db, s.rules, query)
+}

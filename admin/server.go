@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/stackprint/stackprint/db"
+	"github.com/stackprint/stackprint/explain"
 )
 
 const (
@@ -54,6 +55,9 @@ type ServerConfig struct {
 	Socket string
 	DB     *db.DB
 	Hunter Hunter // nil: no retro-hunts
+	// Rules gives explain the definitions of the rules alerts name (the
+	// running rule set); nil: explain shows none.
+	Rules explain.Rules
 	// Watch is told when the watch list changed, so the daemon probes new
 	// entries at once (watch.go); nil: nobody to tell.
 	Watch  WatchNotifier
@@ -79,6 +83,7 @@ type Server struct {
 // answered.
 func Listen(cfg ServerConfig) (*Server, error) {
 	s := &Server{db: cfg.DB, store: NewLocal(cfg.DB, false), hunter: cfg.Hunter, watch: cfg.Watch, log: cfg.Logger, path: cfg.Socket}
+	s.store.SetRules(cfg.Rules)
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -278,6 +283,7 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("GET "+v+"/learn/scores", s.learnScores)
 	mux.HandleFunc("POST "+v+"/learn/reset", s.learnReset)
 	mux.HandleFunc("POST "+v+"/learn/promote", s.learnPromote)
+	mux.HandleFunc("GET "+v+"/explain", s.explain)
 	s.watchRoutes(mux, v) // watch.go
 	return mux
 }
@@ -592,6 +598,22 @@ func (s *Server) learnPromote(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	reply(w, http.StatusOK, resp)
+}
+
+// explain answers ?q=TARGET|ALERT_ID|FINGERPRINT with an explain.Report;
+// a malformed or unknown query is 404 with the reason.
+func (s *Server) explain(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query().Get("q")
+	if q == "" {
+		s.fail(w, r, http.StatusBadRequest, errors.New("explain: q (a server, an alert id or a fingerprint) is required"))
+		return
+	}
+	rep, err := s.store.Explain(r.Context(), q)
+	if err != nil {
+		s.fail(w, r, http.StatusNotFound, err)
+		return
+	}
+	reply(w, http.StatusOK, rep)
 }
 
 // retroHunt runs the daemon's retro-hunt for keys, if it has one.

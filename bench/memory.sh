@@ -12,8 +12,9 @@
 #      steps; after each step, once every target is probed, the RSS.
 #
 # Each line prints the peak RSS (VmHWM), the RSS now split into anonymous
-# memory and file-backed pages (the bbolt map), the Go heap in use (metrics)
-# and the bbolt file size. With PROFILE_DIR set, a heap profile of each run
+# memory and file-backed pages (the binary's and the bbolt maps: the DB
+# and the dedup result file beside it), the Go heap in use (metrics), the
+# bbolt file sizes and the dedup cache's size (servers and names). With PROFILE_DIR set, a heap profile of each run
 # is saved there (/debug/pprof/heap; `go tool pprof -top FILE`).
 #
 #   bench/memory.sh
@@ -42,18 +43,24 @@ m() { # metric value (sum over label sets when the name has no labels given)
 		index($0, k" ")==1 || index($0, k"{")==1 { s += $NF; n++ } END { if (n) printf "%d\n", s }'
 }
 figures() { # label pid db
-	local hwm anon file dbmap heap dbsz
+	local hwm anon file dbmap heap dbsz rsz
 	hwm=$(awk '/VmHWM/ {print $2}' /proc/$2/status)
 	anon=$(awk '/RssAnon/ {print $2}' /proc/$2/status)
 	file=$(awk '/RssFile/ {print $2}' /proc/$2/status)
-	# The bbolt map: the resident pages of the mappings of the DB file.
-	dbmap=$(awk -v f="$(readlink -f "$3")" '/^[0-9a-f]+-[0-9a-f]+ / { on = ($NF == f) } on && /^Rss:/ { s += $2 } END { print s + 0 }' /proc/$2/smaps)
+	# The bbolt maps: the resident pages of the mappings of the DB file and
+	# of the dedup result file beside it.
+	dbmap=$(awk -v f="$(readlink -f "$3")" '/^[0-9a-f]+-[0-9a-f]+ / { on = ($NF == f || $NF == f ".results") } on && /^Rss:/ { s += $2 } END { print s + 0 }' /proc/$2/smaps)
 	heap=$(m go_memstats_heap_inuse_bytes)
 	dbsz=$(stat -c %s "$3")
-	printf '%-36s peak RSS %6.1f MiB  now: anon %6.1f, file %5.1f (DB map %5.1f) MiB  heap in use %6.1f MiB  DB file %6.1f MiB  cache %s\n' \
-		"$1" "$(mib "$hwm")" "$(mib "$anon")" "$(mib "$file")" "$(mib "$dbmap")" "$(mib $((heap / 1024)))" "$(mib $((dbsz / 1024)))" "$(m stackprint_dedup_cache_size)"
+	rsz=$(stat -c %s "$3.results" 2>/dev/null || echo 0)
+	printf '%-36s peak RSS %6.1f MiB  now: anon %6.1f, file %5.1f (DB maps %5.1f) MiB  heap in use %6.1f MiB  DB file %6.1f MiB (+ results %5.1f)  cache %s\n' \
+		"$1" "$(mib "$hwm")" "$(mib "$anon")" "$(mib "$file")" "$(mib "$dbmap")" "$(mib $((heap / 1024)))" "$(mib $((dbsz / 1024)))" "$(mib $((rsz / 1024)))" "$(m stackprint_dedup_cache_size)"
 	if [[ -n ${PROFILE_DIR:-} ]]; then
-		curl -s "127.0.0.1:$PORT/debug/pprof/heap" >"$PROFILE_DIR/heap-$(tr -c 'a-zA-Z0-9\n' _ <<<"$1" | tr -s _ | head -c 40).pb.gz"
+		local base
+		base=$PROFILE_DIR/$(tr -c 'a-zA-Z0-9\n' _ <<<"$1" | tr -s _ | head -c 40)
+		curl -s "127.0.0.1:$PORT/debug/pprof/heap" >"$base.heap.pb.gz"
+		curl -s "127.0.0.1:$PORT/metrics" >"$base.metrics"
+		cp "/proc/$2/smaps_rollup" "$base.smaps_rollup"
 	fi
 }
 mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }

@@ -158,6 +158,7 @@ func New(cfg *config.Config, log *slog.Logger, o Options) (_ *Daemon, err error)
 	// Own servers on the watch list are re-probed on their schedule,
 	// through the scheduler; their alerts skip the observation stage.
 	d.watch = watch.NewRunner(d.db, watchProber{d.pipe}, measuredSink{d.sink, d.metrics}, cfg.Watch.Policy(), log)
+	d.watch.Record = d.recordWatchProbe
 	if err := d.importBaselines(); err != nil {
 		return nil, fmt.Errorf("import rules.baselines into the watch list: %w", err)
 	}
@@ -362,7 +363,7 @@ wait:
 // fatal: the CLI then reports the locked file and that no daemon answered.
 func (d *Daemon) startAdmin(ctx context.Context) (stop func()) {
 	path := d.cfg.DB.AdminSocketPath()
-	s, err := admin.Listen(admin.ServerConfig{Socket: path, DB: d.db, Hunter: d.observe, Watch: d.watch, Logger: d.log})
+	s, err := admin.Listen(admin.ServerConfig{Socket: path, DB: d.db, Hunter: d.observe, Watch: d.watch, Rules: explainRules(d.rules), Logger: d.log})
 	if err != nil {
 		d.log.Error("admin socket unavailable; `stackprint db` cannot reach this daemon", "socket", path, "err", err)
 		return func() {}

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 
 	"github.com/stackprint/stackprint/config"
+	"github.com/stackprint/stackprint/explain"
 	"github.com/stackprint/stackprint/rules"
 )
 
@@ -39,4 +40,12 @@ func reloadRules(e *rules.Engine, c config.RulesConfig, log *slog.Logger) error 
 	st := e.Stats()
 	log.Info("rules reloaded", "active", st.Rules, "simulation", st.Simulation)
 	return nil
+}
+
+// explainRules looks rules up in the engine's running set (reloads
+// included), for explain's alert pages.
+func explainRules(e *rules.Engine) explain.Rules {
+	return func(id string) (explain.Rule, bool) {
+		return explain.FromRuleSet(e.RuleSet())(id)
+	}
 }

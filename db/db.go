@@ -386,3 +386,29 @@ func matchOf(rec Record) stackprint.Match {
 		TopCount:   rec.TopCount,
 	}
 }
+
+// ListFilter narrows a listing: every set field must hold.
+type ListFilter struct {
+	ValuePrefix string // value starts with it (hex, any case, colons ignored)
+	Label       string // label contains it, case-insensitive
+	Source      string // source equals it, case-insensitive
+	Category    string // category equals it, case-insensitive
+}
+
+// Apply returns the records of recs that pass f, in order.
+func (f ListFilter) Apply(recs []Record) []Record {
+	prefix := strings.ToLower(strings.ReplaceAll(strings.TrimSpace(f.ValuePrefix), ":", ""))
+	label := strings.ToLower(strings.TrimSpace(f.Label))
+	var out []Record
+	for _, r := range recs {
+		switch {
+		case prefix != "" && !strings.HasPrefix(r.Value, prefix) && !strings.HasPrefix(strings.ReplaceAll(r.Value, ":", ""), prefix):
+		case label != "" && !strings.Contains(strings.ToLower(r.Label), label):
+		case f.Source != "" && !strings.EqualFold(r.Source, strings.TrimSpace(f.Source)):
+		case f.Category != "" && !strings.EqualFold(r.Category, strings.TrimSpace(f.Category)):
+		default:
+			out = append(out, r)
+		}
+	}
+	return out
+}

@@ -252,3 +252,30 @@ func openTemp(t *testing.T) *DB {
 	d, _ := openTest(t)
 	return d
 }
+
+func TestListFilter(t *testing.T) {
+	recs := []Record{
+		{Kind: KindJARM, Value: "07d14d16d21d21d00042d43d000000aa99ce74e2c6d013c745aa52b5cc042d", Label: "Cobalt-Strike default", Source: "salesforce/jarm", Category: "c2"},
+		{Kind: KindJARM, Value: "2ad2ad0002ad2ad00042d42d00000069d641f34fe76acdc05c40262f8815e5", Label: "Go default", Source: "lab", Category: "stack"},
+		{Kind: KindATSF, Value: "smtp:" + strings.Repeat("ab", 32), Label: "mail c2", Source: "Lab", Category: "C2"},
+	}
+	for _, tc := range []struct {
+		f    ListFilter
+		want []string
+	}{
+		{ListFilter{ValuePrefix: "07D1"}, []string{"Cobalt-Strike default"}},
+		{ListFilter{ValuePrefix: "smtp:abab"}, []string{"mail c2"}},
+		{ListFilter{Label: "cobalt"}, []string{"Cobalt-Strike default"}},
+		{ListFilter{Source: "lab"}, []string{"Go default", "mail c2"}},
+		{ListFilter{Category: "c2", Source: "lab"}, []string{"mail c2"}},
+		{ListFilter{}, []string{"Cobalt-Strike default", "Go default", "mail c2"}},
+	} {
+		var got []string
+		for _, r := range tc.f.Apply(recs) {
+			got = append(got, r.Label)
+		}
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("%+v: %v, want %v", tc.f, got, tc.want)
+		}
+	}
+}

@@ -652,3 +652,36 @@ func (d *DB) ObservationsOf(ip netip.Addr, port uint16, sni string, exact bool) 
 	}
 	return out, nil
 }
+
+// Result rebuilds the matchable part of the probe result an observation
+// keeps: its current fingerprints and ATSF answers, as of its last probe.
+// Matching it again (exact and near) is how explain, retro-hunts and
+// backfill judge a stored target without probing it.
+func (o Observation) Result() stackprint.Result {
+	r := stackprint.Result{Target: o.Target(), Started: o.Seen, Status: stackprint.StatusOK}
+	proto, jarm := splitProto(o.JARM)
+	if jarm != "" {
+		r.JARM = jarm
+		r.StartTLS = strings.TrimSuffix(proto, ":")
+	}
+	if o.ATSF != "" || len(o.Hellos) == ATSFHellos {
+		p, id := splitProto(o.ATSF)
+		if p != "" {
+			r.StartTLS = strings.TrimSuffix(p, ":")
+		}
+		a := &stackprint.ATSF{ID: id}
+		if len(o.Hellos) == ATSFHellos {
+			for i, h := range o.Hellos {
+				a.Hellos = append(a.Hellos, stackprint.ATSFHello{Name: atsfHelloNames[i], Raw: h})
+			}
+		}
+		r.ATSF = a
+	}
+	if o.CertSHA256 != "" || o.CertSHA1 != "" {
+		r.Cert = &stackprint.CertFacts{SHA256: o.CertSHA256, SHA1: o.CertSHA1}
+	}
+	if r.JARM == "" && r.ATSF == nil && r.Cert == nil {
+		r.Status = o.Status
+	}
+	return r
+}

@@ -37,13 +37,14 @@ const DefaultHotResults = 4096
 //   - idx: every judged target as a 32-byte entry (hashes, expiry, flags,
 //     LRU links): the authority on what is cached, until when;
 //   - hot: the full results (and matches) of the most recently used
-//     judged targets, by exact key; the rest are read back from the
-//     ResultStore on demand. Without a store, hot holds them all.
+//     judged targets, a subset of idx (an entry leaves both at once), each
+//     checked against the exact target on use; the rest are read back from
+//     the ResultStore on demand. Without a store, hot can hold them all.
 type dedupCache struct {
 	keyer    Keyer
 	idx      *Index
 	inflight map[cacheKey]any // *name or *server, not done
-	hot      *simplelru.LRU[cacheKey, any]
+	hot      *simplelru.LRU[Key, any]
 	store    ResultStore
 
 	// ops are the store writes and deletes made under Pipeline.mu, in
@@ -63,8 +64,9 @@ func newDedupCache(capacity, hot int, store ResultStore) *dedupCache {
 	if store == nil {
 		hot = capacity
 	}
-	c.hot, _ = simplelru.NewLRU[cacheKey, any](max(hot, 1), nil)
+	c.hot, _ = simplelru.NewLRU[Key, any](max(hot, 1), nil)
 	c.idx = NewIndex(capacity, func(k Key) {
+		c.hot.Remove(k)
 		if c.store != nil && len(c.ops) < maxPendingDeletes {
 			c.ops = append(c.ops, ResultOp{Key: k})
 		}
@@ -100,7 +102,11 @@ func (c *dedupCache) lookup(ck cacheKey, now time.Time, inScope func() bool) (v 
 	if flags&FlagOutOfScope != 0 {
 		return nil, false, true
 	}
-	if v, ok := c.hot.Get(ck); ok {
+	if v, ok := c.hot.Get(k); ok {
+		if !sameTarget(v, ck) {
+			c.forget(ck, k) // two targets with one 96-bit key: neither is trusted
+			return nil, false, false
+		}
 		return v, false, false
 	}
 	if c.store == nil {
@@ -113,7 +119,7 @@ func (c *dedupCache) lookup(ck cacheKey, now time.Time, inScope func() bool) (v 
 // forget drops a judged entry and its stored result.
 func (c *dedupCache) forget(ck cacheKey, k Key) {
 	c.idx.Remove(k)
-	c.hot.Remove(ck)
+	c.hot.Remove(k)
 	if c.store != nil {
 		c.ops = append(c.ops, ResultOp{Key: k})
 	}
@@ -131,7 +137,7 @@ func (c *dedupCache) judged(ck cacheKey, v any, r stackprint.Result, expires tim
 		flags = FlagOutOfScope // the scope changed while it waited
 	}
 	c.idx.Put(k, expires, flags)
-	c.hot.Add(ck, v)
+	c.hot.Add(k, v)
 	if c.store != nil {
 		c.ops = append(c.ops, ResultOp{Key: k, Tag: tagOf(ck), Result: &r})
 	}
@@ -147,6 +153,17 @@ func (c *dedupCache) takeOps() []ResultOp {
 	ops := c.ops
 	c.ops = nil
 	return ops
+}
+
+// sameTarget reports whether the entry v is the one of ck.
+func sameTarget(v any, ck cacheKey) bool {
+	switch e := v.(type) {
+	case *name:
+		return !ck.server && e.t == ck.t
+	case *server:
+		return ck.server && e.key == ck.t
+	}
+	return false
 }
 
 func (c *dedupCache) len() int { return c.idx.Len() + len(c.inflight) }

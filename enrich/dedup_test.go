@@ -186,3 +186,24 @@ func BenchmarkIndex(b *testing.B) {
 		})
 	}
 }
+
+// TestAnEntryUnderAnotherTargetsKeyIsNeverUsed plants, as a hash
+// collision would, the judged entry of one target under the key of
+// another: the other target's lookup misses (and is probed), it never gets
+// that verdict.
+func TestAnEntryUnderAnotherTargetsKeyIsNeverUsed(t *testing.T) {
+	c := newDedupCache(100, 100, nil)
+	a := cacheKey{t: stackprint.Target{IP: netip.MustParseAddr("192.0.2.1"), Port: 443}}
+	b := cacheKey{t: stackprint.Target{IP: netip.MustParseAddr("192.0.2.2"), Port: 443}}
+	now := time.Unix(1700000000, 0)
+	kb := c.key(b)
+	c.idx.Put(kb, now.Add(time.Hour), 0)
+	c.hot.Add(kb, &name{t: a.t, state: stateDone, result: stackprint.Result{Target: a.t, Status: stackprint.StatusOK, JARM: badJARM}})
+	v, load, oos := c.lookup(b, now, func() bool { return true })
+	if v != nil || load || oos {
+		t.Fatalf("lookup of %v = %v, %v, %v; want a miss", b.t, v, load, oos)
+	}
+	if c.idx.Has(kb, now) {
+		t.Fatal("the colliding entry is still indexed")
+	}
+}

@@ -39,6 +39,19 @@
 //     refunded. So a tarpit costs one connection and one probe slot for an
 //     I/O timeout, and its IP is remembered and retried with a short
 //     deadline.
+//   - Dedup cache. Every judged target (server or name) is one 32-byte
+//     entry in Index: two independent hashes of its exact key (96 bits),
+//     its expiry (TTL for a success, NegativeTTL otherwise, to the
+//     nanosecond), flags and LRU links, in memory outside the Go heap;
+//     at Capacity the least recently used goes. Out-of-scope verdicts are
+//     the entry alone. The full results (and matches) of the HotResults
+//     most recently used stay in memory; the others live in the
+//     ResultStore (the daemon: a bbolt file) and are read back on their
+//     next event, their exact key compared, and matched again: a hash
+//     collision or a lost row costs a probe, never another target's
+//     verdict. Units queued or being probed are kept by exact key apart
+//     from the index (never evicted). A scope change marks every entry
+//     to be checked against the new policy at its next hit.
 //   - Memory and disk. At most MemEvents events wait in memory; past it,
 //     the events of clients holding more than their share are spilled
 //     (the ledger writes them to the DB backlog at its next commit and

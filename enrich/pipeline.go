@@ -537,7 +537,7 @@ func (p *Pipeline) loadStored(ck cacheKey, now time.Time, attempt int) {
 	case !ok:
 		p.cache.forget(ck, k)
 	case p.cache.idx.Has(k, now):
-		p.cache.hot.Add(ck, v)
+		p.cache.hot.Add(k, v)
 	}
 }
 

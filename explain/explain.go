@@ -203,7 +203,7 @@ func server(s Store, t stackprint.Target, o *db.Observation) (Server, error) {
 	if srv.Probes == nil {
 		srv.Probes = []db.ProbeEntry{}
 	}
-	ms, err := s.Match(resultOf(*o))
+	ms, err := s.Match(o.Result())
 	if err != nil {
 		return srv, err
 	}
@@ -225,34 +225,6 @@ func server(s Store, t stackprint.Target, o *db.Observation) (Server, error) {
 		}
 	}
 	return srv, nil
-}
-
-// resultOf rebuilds the matchable part of a probe result from an
-// observation: its current fingerprints and ATSF answers.
-func resultOf(o db.Observation) stackprint.Result {
-	r := stackprint.Result{Target: o.Target(), Status: stackprint.StatusOK}
-	proto, jarm, _ := cutProto(o.JARM)
-	if jarm != "" {
-		r.JARM = jarm
-		r.StartTLS = strings.TrimSuffix(proto, ":")
-	}
-	if o.ATSF != "" || len(o.Hellos) == db.ATSFHellos {
-		p, id, _ := cutProto(o.ATSF)
-		if p != "" {
-			r.StartTLS = strings.TrimSuffix(p, ":")
-		}
-		a := &stackprint.ATSF{ID: id}
-		if len(o.Hellos) == db.ATSFHellos {
-			for i, h := range o.Hellos {
-				a.Hellos = append(a.Hellos, stackprint.ATSFHello{Name: db.ATSFHelloNames()[i], Raw: h})
-			}
-		}
-		r.ATSF = a
-	}
-	if o.CertSHA256 != "" || o.CertSHA1 != "" {
-		r.Cert = &stackprint.CertFacts{SHA256: o.CertSHA256, SHA1: o.CertSHA1}
-	}
-	return r
 }
 
 // fingerprint finds the DB entries and the observed servers of a value.

@@ -1,8 +1,3 @@
-// Package hunt fingerprints lists of addresses (stackprint hunt): it reads
-// address lists, CIDRs and scanner outputs, probes every target once with
-// the daemon's engine, scope and politeness, matches the result against
-// the fingerprint DB and streams one record per target. A state file makes
-// a run resumable after any interruption without probing anything twice.
 package hunt
 
 import (
@@ -295,7 +290,7 @@ func (r *run) read(ctx context.Context, sources []Source, in chan<- *item) error
 }
 
 func (r *run) resolve(ctx context.Context, s Spec, in chan<- *item) error {
-	file, line := splitWhere(s.Where)
+	file, line := s.File, s.Line
 	if r.cfg.Resolver == nil {
 		r.bad(BadLine{file, line, fmt.Sprintf("host name %q: no resolver", s.Host)})
 		return nil
@@ -319,17 +314,6 @@ func (r *run) resolve(ctx context.Context, s Spec, in chan<- *item) error {
 	return nil
 }
 
-func splitWhere(w string) (string, int) {
-	for i := len(w) - 1; i >= 0; i-- {
-		if w[i] == ':' {
-			n := 0
-			fmt.Sscan(w[i+1:], &n)
-			return w[:i], n
-		}
-	}
-	return w, 0
-}
-
 // expand admits the targets of one address; false when ctx ended.
 func (r *run) expand(ctx context.Context, s Spec, ip netip.Addr, in chan<- *item) bool {
 	return expand(s, ip, r.cfg.Ports, r.cfg.Names, func(t stackprint.Target) bool {
@@ -344,7 +328,7 @@ func (r *run) expand(ctx context.Context, s Spec, ip netip.Addr, in chan<- *item
 		r.seen[key] = struct{}{}
 		r.sum.Targets++
 		r.mu.Unlock()
-		it := &item{t: t, key: key, where: s.Where}
+		it := &item{t: t, key: key, where: s.Where()}
 		if st := r.cfg.State; st != nil {
 			if seen, finished := st.Previous(key); seen {
 				if finished {

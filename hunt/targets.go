@@ -31,8 +31,12 @@ type Spec struct {
 	Host   string       // a host name to resolve (also the SNI)
 	Port   uint16
 	SNI    string
-	Where  string // FILE:LINE
+	File   string // the input it came from
+	Line   int
 }
+
+// Where is FILE:LINE.
+func (s Spec) Where() string { return fmt.Sprintf("%s:%d", s.File, s.Line) }
 
 // BadLine is an input line that named no target.
 type BadLine struct {
@@ -105,7 +109,7 @@ func ReadSpecs(r io.Reader, name string, spec func(Spec) error, bad func(BadLine
 				case perr != nil:
 					bad(BadLine{name, p.line, perr.Error()})
 				case !skip:
-					s.Where = fmt.Sprintf("%s:%d", name, p.line)
+					s.File, s.Line = name, p.line
 					if err := spec(s); err != nil {
 						return err
 					}

@@ -37,7 +37,7 @@ func TestReadSpecsFormats(t *testing.T) {
 	}
 	got := []string{}
 	for _, s := range specs {
-		got = append(got, strings.Join([]string{s.Prefix.String(), s.Host, itoa(s.Port), s.SNI, s.Where}, "|"))
+		got = append(got, strings.Join([]string{s.Prefix.String(), s.Host, itoa(s.Port), s.SNI, s.Where()}, "|"))
 	}
 	want := []string{
 		"192.0.2.1/32||0||list.txt:3",

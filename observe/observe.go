@@ -30,6 +30,7 @@ type Store interface {
 	Get(kind, value string) (db.Record, bool, error)
 	ObservationsWith(kind, value string, since time.Time) ([]db.Sighting, error)
 	PruneObservationsTo(cutoff time.Time, max int) (int, error)
+	RecordAlert(a stackprint.Alert) error
 }
 
 // Stage records observations after the next stage has written each
@@ -60,8 +61,16 @@ func (s *Stage) Record(ev stackprint.Event, r stackprint.Result, m []stackprint.
 	return nil
 }
 
-// Alert passes the alert downstream.
-func (s *Stage) Alert(a stackprint.Alert) error { return s.next.Alert(a) }
+// Alert passes the alert downstream, then keeps it in the DB for explain.
+func (s *Stage) Alert(a stackprint.Alert) error {
+	if err := s.next.Alert(a); err != nil {
+		return err
+	}
+	if err := s.store.RecordAlert(a); err != nil {
+		return fmt.Errorf("record alert %s: %w", a.ID, err)
+	}
+	return nil
+}
 
 // Sync makes the outputs durable.
 func (s *Stage) Sync() error { return s.next.Sync() }
@@ -91,7 +100,7 @@ func (s *Stage) RetroHunt(keys []db.Key) (int, error) {
 		}
 		for _, sg := range sightings {
 			for _, a := range retroAlerts(s.judge, rec, sg, now) {
-				if err := s.next.Alert(a); err != nil {
+				if err := s.Alert(a); err != nil {
 					return n, fmt.Errorf("retro-hunt %s: write alert for %s: %w", k, sg.Target(), err)
 				}
 				n++

@@ -3,10 +3,11 @@ package output
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/stackprint/stackprint"
@@ -65,11 +66,15 @@ type Sink struct {
 	// committed. quit ends the retries (shutdown): the records stay
 	// unwritten, their events unsettled, and they are replayed at the next
 	// start.
-	quit        chan struct{}
-	quitOnce    sync.Once
-	retryMin    time.Duration
-	retryMax    time.Duration
-	degradedErr atomic.Pointer[error] // the failing write while retrying
+	quit     chan struct{}
+	quitOnce sync.Once
+	retryMin time.Duration
+	retryMax time.Duration
+	// failing holds, per output, the write error being retried; an output
+	// that recovers clears only its own, so another output still failing
+	// keeps the sink degraded.
+	failMu  sync.Mutex
+	failing map[string]error
 }
 
 // errSinkStopped ends a retry at shutdown.
@@ -80,10 +85,29 @@ func (s *Sink) AbortRetries() { s.quitOnce.Do(func() { close(s.quit) }) }
 
 // Degraded returns the write error being retried, or nil.
 func (s *Sink) Degraded() error {
-	if p := s.degradedErr.Load(); p != nil {
-		return *p
+	s.failMu.Lock()
+	defer s.failMu.Unlock()
+	for _, name := range slices.Sorted(maps.Keys(s.failing)) {
+		return s.failing[name]
 	}
 	return nil
+}
+
+// setFailing records (err) or clears (nil) the failure of one output and
+// reports whether that changed whether the output is failing.
+func (s *Sink) setFailing(name string, err error) bool {
+	s.failMu.Lock()
+	defer s.failMu.Unlock()
+	_, was := s.failing[name]
+	if err == nil {
+		delete(s.failing, name)
+		return was
+	}
+	if s.failing == nil {
+		s.failing = map[string]error{}
+	}
+	s.failing[name] = err
+	return true
 }
 
 // rollbacker is an output whose failed write can be undone.
@@ -102,18 +126,15 @@ func (s *Sink) retry(name string, out rollbacker, step func() error) error {
 	for {
 		err := step()
 		if err == nil {
-			if s.degradedErr.Load() != nil {
-				s.degradedErr.Store(nil)
-				if s.hooks.OnWriteErr != nil {
-					s.hooks.OnWriteErr(name, nil)
-				}
+			if s.setFailing(name, nil) && s.hooks.OnWriteErr != nil {
+				s.hooks.OnWriteErr(name, nil)
 			}
 			return nil
 		}
 		if rerr := out.Rollback(); rerr != nil {
 			err = errors.Join(err, rerr)
 		}
-		s.degradedErr.Store(&err)
+		s.setFailing(name, err)
 		if s.hooks.OnWriteErr != nil {
 			s.hooks.OnWriteErr(name, err)
 		}

@@ -589,3 +589,28 @@ func TestNewValidates(t *testing.T) {
 		t.Errorf("defaults: %v %+v", err, tl)
 	}
 }
+
+// TestLastEventAfterCatchingUp: the clock is read once per many events,
+// but always for the first event after the reader caught up, so the
+// health metric never shows an input idle while it delivers.
+func TestLastEventAfterCatchingUp(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "ssl.log")
+	for i := range 10 {
+		appendTo(t, p, jsonLine(i))
+	}
+	r := start(t, Input{Name: "zeek", Path: p, Format: FormatZeek}, Options{}, false)
+	r.c.waitN(t, 10, 5*time.Second)
+	first := r.t.LastEvent()
+	if first.IsZero() {
+		t.Fatal("no last-event time after 10 events")
+	}
+	for i := 10; i < 13; i++ {
+		time.Sleep(20 * time.Millisecond)
+		before := time.Now()
+		appendTo(t, p, jsonLine(i))
+		r.c.waitN(t, i+1, 5*time.Second)
+		if got := r.t.LastEvent(); got.Before(before) {
+			t.Fatalf("event %d: last event %v, before it was written (%v)", i, got, before)
+		}
+	}
+}

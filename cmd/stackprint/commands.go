@@ -84,6 +84,17 @@ func commands() []command {
 			run: cmdScan,
 		},
 		{
+			name: "explain", summary: "what is known about a server, an alert or a fingerprint",
+			usage: "stackprint explain [--json] [flags] TARGET|ALERT_ID|FINGERPRINT",
+			examples: []string{
+				"stackprint explain 192.0.2.10            # every observed port and name of the address",
+				"stackprint explain 192.0.2.10:443/c2.example",
+				"stackprint explain 360e468ec3a3c2333cf4b5dbad2bc5d8   # an alert id: its rule, the values it saw, its server",
+				"stackprint explain --json 07d14d16d21d21d00042d43d000000aa99ce74e2c6d013c745aa52b5cc042d",
+			},
+			run: cmdExplain,
+		},
+		{
 			name: "hunt", summary: "fingerprint address lists, CIDRs and scanner outputs; match each target against the DB",
 			usage: huntSynopsis,
 			examples: []string{
@@ -112,9 +123,10 @@ func commands() []command {
 		},
 		{
 			name: "db list", summary: "list the fingerprints",
-			usage: "stackprint db list [--kind K] [--json] [flags]",
+			usage: "stackprint db list [--kind K] [--value PREFIX] [--label TEXT] [--source S] [--category C] [--json] [flags]",
 			examples: []string{
 				"stackprint db list --kind jarm",
+				"stackprint db list --category c2 --label cobalt --value 07d14d",
 				"stackprint db list --json -c /etc/stackprint/stackprint.yaml",
 			},
 			run: cmdDBList,

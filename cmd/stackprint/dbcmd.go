@@ -19,6 +19,7 @@ import (
 	"github.com/stackprint/stackprint/admin"
 	"github.com/stackprint/stackprint/config"
 	"github.com/stackprint/stackprint/db"
+	"github.com/stackprint/stackprint/explain"
 	"github.com/stackprint/stackprint/internal/fileio"
 )
 
@@ -40,6 +41,7 @@ type dbStore interface {
 	Promote(ctx context.Context, o db.PromoteOptions) ([]db.Record, int, error)
 	Check(ctx context.Context) ([]string, error)
 	Backup(ctx context.Context, path string) (int64, error)
+	Explain(ctx context.Context, query string) (explain.Report, error)
 	// Via names where changes go, for messages; Live is true for a daemon.
 	Via() string
 	Live() bool
@@ -183,6 +185,11 @@ func cmdDBList(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	t := addTargetFlags(fs)
 	kind := fs.String("kind", "", "only this kind: jarm, atsf, cert_sha256, cert_sha1")
 	asJSON := fs.Bool("json", false, "one JSON record per line (what db import reads)")
+	var f db.ListFilter
+	fs.StringVar(&f.ValuePrefix, "value", "", "only values starting with this (hex, case-insensitive; colons allowed)")
+	fs.StringVar(&f.Label, "label", "", "only labels containing this (case-insensitive)")
+	fs.StringVar(&f.Source, "source", "", "only this source (case-insensitive)")
+	fs.StringVar(&f.Category, "category", "", "only this category (case-insensitive), e.g. c2")
 	if _, err := parseInterleaved(fs, args); err != nil {
 		return err
 	}
@@ -195,6 +202,7 @@ func cmdDBList(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return fmt.Errorf("db list: %w", err)
 	}
+	recs = f.Apply(recs)
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetEscapeHTML(false)

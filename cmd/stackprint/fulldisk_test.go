@@ -120,7 +120,7 @@ func TestFullDiskKeepsRunningAndWritesWholeRecords(t *testing.T) {
 	}
 	waitFor(t, "the daemon to report the failing output", 20*time.Second, func() bool {
 		_, body := get("/metrics")
-		return strings.Contains(body, "stackprint_output_degraded 1")
+		return strings.Contains(body, "\nstackprint_output_degraded 1\n") // the sample, not the HELP line ("… 1 while …")
 	})
 	if code, body := get("/readyz"); code != http.StatusServiceUnavailable || !strings.Contains(body, "degraded") {
 		t.Errorf("/readyz while the disk is full = %d %q", code, body)
@@ -141,7 +141,7 @@ func TestFullDiskKeepsRunningAndWritesWholeRecords(t *testing.T) {
 	waitFor(t, "every alert after space was freed", 30*time.Second, func() bool { return len(readAlerts(t, p.Alerts)) >= n+1 })
 	waitFor(t, "the daemon to report recovery", 10*time.Second, func() bool {
 		_, body := get("/metrics")
-		return strings.Contains(body, "stackprint_output_degraded 0")
+		return strings.Contains(body, "\nstackprint_output_degraded 0\n")
 	})
 	if code, body := get("/readyz"); code != http.StatusOK {
 		t.Errorf("/readyz after recovery = %d %q", code, body)
