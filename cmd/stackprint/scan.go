@@ -22,7 +22,7 @@ import (
 	"github.com/stackprint/stackprint/tailer"
 )
 
-const scanSynopsis = "stackprint scan --no-probe [-c FILE] [--format zeek|eve] [--capacity N] FILE…"
+const scanSynopsis = "stackprint scan [--no-probe] [-c FILE] [--format zeek|eve] [--capacity N] [--restart] FILE…"
 
 // cmdScan makes one pass over existing logs (plain or .gz) through the real
 // parse path (tailer.ReadFile), then the scope filter and the dedup LRU the
@@ -37,7 +37,8 @@ const scanSynopsis = "stackprint scan --no-probe [-c FILE] [--format zeek|eve] [
 // per wall second, CPU seconds and the peak RSS.
 func cmdScan(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("scan", stdout, stderr)
-	noProbe := fs.Bool("no-probe", false, "only parse, scope and dedup: no network (required for now)")
+	noProbe := fs.Bool("no-probe", false, "only parse, scope and dedup: no network, no outputs (a dry run and the ingest benchmark)")
+	restart := fs.Bool("restart", false, "backfill: judge every server again instead of resuming the interrupted run over the same files")
 	cfgPath := fs.String("c", "", "config file for scope, dedup and tailer limits (default: the embedded default)")
 	format := fs.String("format", "", "zeek or eve (default: detected per file from its first line)")
 	capacity := fs.Int("capacity", 0, "dedup LRU capacity (default: dedup.capacity of the config)")
@@ -46,12 +47,12 @@ func cmdScan(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	if !*noProbe {
-		return fmt.Errorf("scan: probing backfill is not implemented yet; run it with --no-probe (usage: %s)", scanSynopsis)
-	}
 	if len(files) == 0 {
 		fs.Usage()
 		return fmt.Errorf("scan: no files given")
+	}
+	if !*noProbe {
+		return runBackfill(ctx, *cfgPath, *format, files, *restart, stdout, stderr)
 	}
 	switch *format {
 	case "", tailer.FormatZeek, tailer.FormatEve:
