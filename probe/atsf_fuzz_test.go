@@ -2,6 +2,9 @@ package probe
 
 import (
 	"bytes"
+	"crypto/ecdh"
+	"crypto/rand"
+	"slices"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -33,6 +36,14 @@ func splitRecords(b []byte) []tlsRecord {
 }
 
 func FuzzATSFTranscript(f *testing.F) {
+	defs, err := loadATSFDefs()
+	if err != nil {
+		f.Fatal(err)
+	}
+	x25519, err := ecdh.X25519().GenerateKey(rand.Reader)
+	if err != nil {
+		f.Fatal(err)
+	}
 	for _, suite := range []uint16{0x1301, 0x1302, 0x1303} {
 		f.Add(encodeRecords(tls13Flight(f, suite, fuzzSecret, tlsExtBytes(extSCT, nil))))
 	}
@@ -41,6 +52,13 @@ func FuzzATSFTranscript(f *testing.F) {
 		plainRecord(recAlert, []byte{2, 80})}))
 	f.Add(encodeRecords([]tlsRecord{plainRecord(recHandshake, append(shMessage(0x0303, 0xc02f, false, tlsExtBytes(extRenegotiation, []byte{0})),
 		hsMessage(hsCertificate, []byte{0, 0, 6, 0, 0, 3, 1, 2, 3})...))}))
+	// A TLS 1.2 flight to its ServerHelloDone (the cut's decision point).
+	ske := append([]byte{3, 0, 29, 32}, bytes.Repeat([]byte{9}, 32)...)
+	ske = append(ske, 0x04, 0x01, 0, 2, 1, 2)
+	f.Add(encodeRecords([]tlsRecord{plainRecord(recHandshake, slices.Concat(
+		shMessage(0x0303, 0xc02f, false, tlsExtBytes(extRenegotiation, []byte{0})),
+		hsMessage(hsCertificate, append([]byte{0, 0, 0x0a, 0, 0, 7}, goCert(f, false).Certificate[0][:7]...)),
+		hsMessage(hsServerKeyExch, ske), hsMessage(hsHelloDone, nil)))}))
 	f.Add([]byte{0x15, 3, 3, 0, 2, 2, 40})
 	f.Add([]byte{0x16, 3, 3, 0xff, 0xff, 2, 0xff, 0xff, 0xff})
 	f.Fuzz(func(t *testing.T, data []byte) {
@@ -65,6 +83,17 @@ func FuzzATSFTranscript(f *testing.F) {
 				t.Fatalf("not deterministic: %q then %q", s, s2)
 			}
 			_ = hrrHasCookie(tlsRecord{typ: recHandshake, body: data})
+			// The cut's decisions read the same hostile records.
+			st := scanTranscript(recs, secret)
+			if st.atsfString() != s {
+				t.Fatalf("scanTranscript's string %q differs from parseTranscript's %q", st.atsfString(), s)
+			}
+			if complete, more := st.flightState(secret != nil, true); complete && more {
+				t.Fatal("flight both complete and incomplete")
+			}
+			for _, d := range defs {
+				_ = tls12Completes(st, d, bytes.Repeat([]byte{1}, 32), x25519)
+			}
 		}
 		if !bytes.Equal(in, data) {
 			t.Fatal("input modified")
