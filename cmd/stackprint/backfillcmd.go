@@ -29,6 +29,10 @@ func runBackfill(ctx context.Context, cfgPath, format string, files []string, re
 	if err != nil {
 		return err
 	}
+	run, err := runName(files) // reads every file first: a bad name fails before the DB opens
+	if err != nil {
+		return fmt.Errorf("scan: %w", err)
+	}
 	if c, err := admin.Dial(ctx, cfg.DB.AdminSocket); err == nil {
 		c.Close()
 		return fmt.Errorf("scan: a daemon runs on %s and holds the DB; backfill through the daemon is not available yet: stop it, or run scan --no-probe", cfg.DB.AdminSocket)
@@ -52,10 +56,6 @@ func runBackfill(ctx context.Context, cfgPath, format string, files []string, re
 		return err
 	}
 	judge, err := rules.New(ropts)
-	if err != nil {
-		return fmt.Errorf("scan: %w", err)
-	}
-	run, err := runName(files)
 	if err != nil {
 		return fmt.Errorf("scan: %w", err)
 	}

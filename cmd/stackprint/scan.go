@@ -51,13 +51,13 @@ func cmdScan(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		fs.Usage()
 		return fmt.Errorf("scan: no files given")
 	}
-	if !*noProbe {
-		return runBackfill(ctx, *cfgPath, *format, files, *restart, stdout, stderr)
-	}
 	switch *format {
 	case "", tailer.FormatZeek, tailer.FormatEve:
 	default:
 		return fmt.Errorf("scan: --format %q: want %q or %q", *format, tailer.FormatZeek, tailer.FormatEve)
+	}
+	if !*noProbe {
+		return runBackfill(ctx, *cfgPath, *format, files, *restart, stdout, stderr)
 	}
 	cfg, err := config.Load(*cfgPath)
 	if err != nil {
