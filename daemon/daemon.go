@@ -150,6 +150,7 @@ func New(cfg *config.Config, log *slog.Logger, o Options) (_ *Daemon, err error)
 	// Own servers on the watch list are re-probed on their schedule,
 	// through the scheduler; their alerts skip the observation stage.
 	d.watch = watch.NewRunner(d.db, watchProber{d.pipe}, measuredSink{d.sink, d.metrics}, cfg.Watch.Policy(), log)
+	d.watch.Record = d.recordWatchProbe
 	if err := d.importBaselines(); err != nil {
 		return nil, fmt.Errorf("import rules.baselines into the watch list: %w", err)
 	}

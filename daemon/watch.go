@@ -17,6 +17,20 @@ func (p watchProber) ProbeNow(ctx context.Context, t stackprint.Target) (stackpr
 	return p.pipe.ProbeNow(ctx, t, enrich.WatchClient)
 }
 
+// recordWatchProbe writes a watch probe's fingerprint record, with its DB
+// matches, through the observation stage: stackprint.log shows it (no
+// client) and retro-hunts see the watched server.
+func (d *Daemon) recordWatchProbe(ev stackprint.Event, r stackprint.Result) error {
+	var m []stackprint.Match
+	if r.Status == stackprint.StatusOK || r.Status == stackprint.StatusPartial {
+		var err error
+		if m, err = d.db.Match(r); err != nil {
+			return err
+		}
+	}
+	return d.observe.Record(ev, r, m)
+}
+
 // importBaselines adds the servers of rules.baselines (the drift
 // baselines of earlier versions) to the watch list, those not watched yet,
 // with their recorded fingerprints as baselines.

@@ -207,3 +207,57 @@ func TestStoredResultsExpireExactly(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkJudgedHit: the cost of an event whose target is judged, with
+// its result in memory against read back from the bbolt store (matched
+// again, checked against its exact key).
+func BenchmarkJudgedHit(b *testing.B) {
+	for _, c := range []struct {
+		name string
+		hot  int
+	}{{"in-memory", 4096}, {"from-store", 1}} {
+		b.Run(c.name, func(b *testing.B) {
+			cfg := testConfig()
+			st, err := db.OpenResultCache(filepath.Join(b.TempDir(), "results.db"), time.Second)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer st.Close()
+			cfg.Results, cfg.HotResults = &boltResults{c: st}, c.hot
+			pr := &scriptedProber{jarm: map[netip.Addr]string{}}
+			const n = 1000
+			for i := range n {
+				pr.jarm[netip.AddrFrom4([4]byte{127, 1, byte(i >> 8), byte(i)})] = badJARM
+			}
+			p, err := New(cfg, pr, mapMatcher{}, judgeAll{}, &memSink{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error)
+			go func() { done <- p.Run(ctx) }()
+			evs := make([]stackprint.Event, n)
+			for i := range evs {
+				evs[i] = event(fmt.Sprint("C", i), fmt.Sprintf("127.1.%d.%d:443", i>>8, i&255))
+				if err := p.Handle(ctx, evs[i]); err != nil {
+					b.Fatal(err)
+				}
+			}
+			wctx, wcancel := context.WithTimeout(ctx, 30*time.Second)
+			if err := p.WaitIdle(wctx); err != nil {
+				b.Fatal(err)
+			}
+			wcancel()
+			p.flushStore(1)
+			b.ResetTimer()
+			for i := range b.N {
+				if err := p.Handle(ctx, evs[i%n]); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.StopTimer()
+			cancel()
+			<-done
+		})
+	}
+}

@@ -5,9 +5,10 @@
 // The daemon re-probes every watched server on its own schedule (Entry.Every,
 // else Policy.Every), independent of the sensor's logs, through the same
 // scheduler and budgets as the probes the logs cause (Runner, Prober). A
-// watched server is allow-listed in scope by the act of watching it: the
-// operator's scope.deny still wins, scope.allow and scope.ports do not
-// apply to it.
+// watched server is allow-listed in scope by the act of watching it, for
+// these probes: the operator's scope.deny still wins; scope.allow,
+// scope.ports and the built-in deny list of non-public ranges do not apply
+// (connections to it in the logs follow the scope as before).
 //
 // Each successful probe is compared with the baseline (Compare): JARM, the
 // ATSF answers one by one (which of the ten ClientHellos got another

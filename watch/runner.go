@@ -46,6 +46,10 @@ type Runner struct {
 	wake   chan struct{}
 	// MaxConcurrent bounds the probes waiting in the scheduler at once.
 	MaxConcurrent int
+	// Record, when set, writes the fingerprint record of every watch probe
+	// (the daemon: stackprint.log and the observations retro-hunts read);
+	// an error stops Run, as the alert sink's does.
+	Record func(ev stackprint.Event, r stackprint.Result) error
 
 	probes, alerts, failures atomic.Uint64
 	watched                  atomic.Int64
@@ -182,6 +186,17 @@ func (r *Runner) Run(ctx context.Context) error {
 				r.log.Warn("watch probe not made; retrying", "target", o.key, "err", o.err)
 				sched.set(o.key, r.now().Add(min(time.Minute, r.interval(every[o.key]))))
 				continue
+			}
+			if r.Record != nil {
+				t, err := targetOfKey(o.key)
+				if err != nil {
+					return err
+				}
+				o.res.Target = t
+				ev := stackprint.Event{TS: r.now(), Resp: t.Addr(), SNI: t.SNI, Source: Source, Kind: "watch"}
+				if err := r.Record(ev, o.res); err != nil {
+					return fmt.Errorf("watch %s: record: %w", o.key, err)
+				}
 			}
 			pending, err := r.file(o.key, o.res)
 			if err != nil {

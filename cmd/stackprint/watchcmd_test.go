@@ -237,6 +237,10 @@ func TestWatchListDaemon(t *testing.T) {
 		e, l := entry(ownKey), entry(legacy.Addr.String())
 		return e != nil && e["baseline"] != nil && l != nil && l["state"].(map[string]any)["last_status"] == "ok"
 	})
+	// Each watch probe is a fingerprint record too (no client).
+	if fp := string(mustReadOK(p.Fingerprints)); !strings.Contains(fp, "-\t-\t"+own.addr.Addr().String()+"\t"+fmt.Sprint(own.addr.Port())+"\town.test\tok") {
+		t.Errorf("no fingerprint record of the watch probes in stackprint.log:\n%s", fp)
+	}
 	if l := entry(legacy.Addr.String()); !strings.HasPrefix(fmt.Sprint(l["origin"]), "config rules.baselines[0]") {
 		t.Errorf("imported entry %v", l)
 	}
