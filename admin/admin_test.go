@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -205,15 +206,16 @@ func (repeatReader) Read(b []byte) (int, error) {
 	return len(b), nil
 }
 
-// countingReader counts what the server took of a body.
+// countingReader counts what the client sent of a body (the transport
+// may still be writing it when the answer arrives).
 type countingReader struct {
 	r io.Reader
-	n int64
+	n atomic.Int64
 }
 
 func (c *countingReader) Read(b []byte) (int, error) {
 	k, err := c.r.Read(b)
-	c.n += int64(k)
+	c.n.Add(int64(k))
 	return k, err
 }
 
@@ -239,8 +241,8 @@ func TestAdminRequestsAreBounded(t *testing.T) {
 			// The server may close while the client still writes; the
 			// answer was sent first.
 			t.Logf("chunked=%v: %v", chunked, err)
-			if body.n >= size {
-				t.Errorf("chunked=%v: the server took all %d bytes", chunked, body.n)
+			if body.n.Load() >= size {
+				t.Errorf("chunked=%v: the server took all %d bytes", chunked, body.n.Load())
 			}
 			continue
 		}
@@ -253,10 +255,10 @@ func TestAdminRequestsAreBounded(t *testing.T) {
 		if resp.StatusCode != want || !strings.Contains(string(b), "error") {
 			t.Errorf("chunked=%v: %d %s, want %d", chunked, resp.StatusCode, b, want)
 		}
-		if body.n >= size {
-			t.Errorf("chunked=%v: the server took all %d bytes", chunked, body.n)
+		if body.n.Load() >= size {
+			t.Errorf("chunked=%v: the server took all %d bytes", chunked, body.n.Load())
 		}
-		t.Logf("chunked=%v: %d, client sent %d MiB of %d", chunked, resp.StatusCode, body.n>>20, size>>20)
+		t.Logf("chunked=%v: %d, client sent %d MiB of %d", chunked, resp.StatusCode, body.n.Load()>>20, size>>20)
 	}
 	// An oversized JSON body gets 413 too.
 	req, _ := http.NewRequest("POST", "http://stackprint/v1/fingerprints",

@@ -200,5 +200,3 @@ func shortErr(err error, def string) string {
 	}
 	return s
 }
-
-// newLearnProber is the daemon's probe engine, configured as newDaemon
