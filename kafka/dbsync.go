@@ -83,9 +83,12 @@ func NewDBSync(cfg ClusterConfig, store FingerprintStore, log *slog.Logger, extr
 
 func recordKey(r db.Record) string { return r.Kind + " " + r.Value }
 
-// content hashes what a record says, not when this DB stored it.
+// content hashes what a record says, not when this DB stored it nor when
+// this instance last saw it (first_seen and last_seen follow each
+// instance's own probes; they are merged, widened, whenever the record
+// travels for another change).
 func content(r db.Record) [32]byte {
-	r.Updated = time.Time{}
+	r.Updated, r.FirstSeen, r.LastSeen = time.Time{}, time.Time{}, time.Time{}
 	b, _ := json.Marshal(r)
 	return sha256.Sum256(b)
 }
