@@ -80,8 +80,9 @@ ip link set lo up
 work=$WORK
 srv=
 cleanup() {
-	exec 3>&- 2>/dev/null || true
+	exec 3>&- 2>/dev/null || true # the lab stops its servers when its stdin closes
 	if [[ -n $srv ]]; then
+		for _ in $(seq 100); do kill -0 "$srv" 2>/dev/null || break; sleep 0.1; done
 		kill "$srv" 2>/dev/null || true
 		wait "$srv" 2>/dev/null || true
 	fi

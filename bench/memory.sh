@@ -67,6 +67,11 @@ mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
 wait_metric() { # name minimum timeout_s
 	local v
 	for _ in $(seq 1 $((2 * $3))); do
+		if [[ -n ${DAEMON_PID:-} ]] && ! kill -0 "$DAEMON_PID" 2>/dev/null; then
+			echo "memory: the daemon exited:" >&2
+			tail -5 "$DAEMON_ERR" >&2
+			return 1
+		fi
 		v=$(m "$1" || true)
 		[[ -n $v ]] && ((v >= $2)) && return 0
 		sleep 0.5
@@ -97,7 +102,7 @@ YAML
 			ip link set lo up
 			. "$LIB"
 			"$BIN" run -c "$DIR/stackprint.yaml" 2>"$DIR/stderr" &
-			pid=$!
+			pid=$! DAEMON_PID=$! DAEMON_ERR=$DIR/stderr
 			wait_metric "stackprint_lines_read_total{input=\"conn\"}" "$(wc -l <"$DIR/conn.log")" 1200
 			sleep 2
 			figures "$SERVERS servers out of scope" $pid "$DIR/state.db"
@@ -136,7 +141,7 @@ YAML
 		if ((${#targets[@]} != N)); then echo "memory: servers did not start" >&2; cat "$DIR/servers.err" >&2; exit 1; fi
 		printf "#separator \\\\x09\n#set_separator\t,\n#empty_field\t(empty)\n#unset_field\t-\n#path\tssl\n#fields\tts\tuid\tid.orig_h\tid.orig_p\tid.resp_h\tid.resp_p\tserver_name\testablished\n#types\ttime\tstring\taddr\tport\taddr\tport\tstring\tbool\n" >"$DIR/ssl.log"
 		"$BIN" run -c "$DIR/stackprint.yaml" 2>"$DIR/stderr" &
-		pid=$!
+		pid=$! DAEMON_PID=$! DAEMON_ERR=$DIR/stderr
 		sleep 1
 		done_=0
 		for step in $((N / 10)) $((N / 4)) $((N / 2)) $N; do

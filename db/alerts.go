@@ -207,3 +207,37 @@ func pruneAlertsAndLog(tx *bolt.Tx, cutoff time.Time) error {
 	}
 	return nil
 }
+
+// backfillKey is run NUL targetkey.
+func backfillKey(run, target string) []byte { return []byte(run + "\x00" + target) }
+
+// BackfillDone reports whether a backfill run finished a server (its
+// record and alerts written and synced).
+func (d *DB) BackfillDone(run, target string) (bool, error) {
+	done := false
+	err := d.view(func(tx *bolt.Tx) error {
+		if b := tx.Bucket([]byte(bucketBackfill)); b != nil {
+			done = b.Get(backfillKey(run, target)) != nil
+		}
+		return nil
+	})
+	if err != nil {
+		return false, fmt.Errorf("backfill state in %q: %w", d.path, err)
+	}
+	return done, nil
+}
+
+// MarkBackfillDone records that a backfill run finished a server.
+func (d *DB) MarkBackfillDone(run, target string) error {
+	err := d.update(func(tx *bolt.Tx) error {
+		b, err := bucket(tx, bucketBackfill)
+		if err != nil {
+			return err
+		}
+		return b.Put(backfillKey(run, target), unixNano(d.now().UTC()))
+	})
+	if err != nil {
+		return fmt.Errorf("backfill state in %q: %w", d.path, err)
+	}
+	return nil
+}

@@ -33,6 +33,7 @@ const (
 	bucketProbeLog     = "probe_log"
 	bucketAlerts       = "alerts"
 	bucketAlertIndex   = "alert_index"
+	bucketBackfill     = "backfill"
 	keySchemaVersion   = "schema_version"
 	keyLastImport      = "last_import"
 	keyMigrations      = "migrations"
@@ -46,7 +47,7 @@ func schemaBuckets() []string {
 		bucketMeta, bucketFingerprints, bucketObservations, bucketObsIndex,
 		bucketLearnTargets, bucketLearned, bucketCheckpoints, bucketPending,
 		bucketNearATSF, bucketNearJARM, bucketProbeLog, bucketAlerts, bucketAlertIndex,
-		bucketWatch,
+		bucketWatch, bucketBackfill,
 	}
 }
 

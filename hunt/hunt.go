@@ -87,7 +87,12 @@ type Config struct {
 // Progress is a snapshot of a running hunt.
 type Progress struct {
 	Done    int // records written (this run)
-	Started int
+	Started int // probes begun
+	// Settled counts every target read that needs nothing more: records
+	// written plus targets skipped (duplicates, out of scope, finished
+	// by a previous run); against the input's expanded size it is the
+	// share done.
+	Settled int
 	Elapsed time.Duration
 }
 
@@ -182,7 +187,7 @@ func Run(ctx context.Context, cfg Config, sources []Source) (Summary, error) {
 		r.cfg = cfg
 		r.limits = expirable.NewLRU[netip.Addr, *rate.Limiter](limiterIPsBound, nil, 0)
 	}
-	if cfg.Out.Size == 0 {
+	if cfg.Out.Size <= 0 { // a new file or a stream
 		if h := cfg.Encoder.Header(cfg.Now()); len(h) > 0 {
 			n, err := cfg.Out.W.Write(h)
 			r.outSize += int64(n)
@@ -238,7 +243,9 @@ func Run(ctx context.Context, cfg Config, sources []Source) (Summary, error) {
 	r.sum.Elapsed = cfg.Now().Sub(start)
 	r.sum.Stopped = stopped
 	if cfg.Progress != nil {
-		cfg.Progress(Progress{Done: r.sum.Probed + r.sum.Interrupted, Started: r.started, Elapsed: r.sum.Elapsed})
+		p := r.progressLocked()
+		p.Elapsed = r.sum.Elapsed
+		cfg.Progress(p)
 	}
 	if r.err != nil {
 		return r.sum, r.err
@@ -252,7 +259,14 @@ func Run(ctx context.Context, cfg Config, sources []Source) (Summary, error) {
 func (r *run) progress(start time.Time) Progress {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return Progress{Done: r.sum.Probed + r.sum.Interrupted, Started: r.started, Elapsed: r.cfg.Now().Sub(start)}
+	p := r.progressLocked()
+	p.Elapsed = r.cfg.Now().Sub(start)
+	return p
+}
+
+func (r *run) progressLocked() Progress {
+	done := r.sum.Probed + r.sum.Interrupted
+	return Progress{Done: done, Started: r.started, Settled: done + r.sum.Duplicates + r.sum.OutOfScope + r.sum.Resumed}
 }
 
 func (r *run) bad(b BadLine) {

@@ -31,6 +31,7 @@ type Store interface {
 	ObservationsWith(kind, value string, since time.Time) ([]db.Sighting, error)
 	PruneObservationsTo(cutoff time.Time, max int) (int, error)
 	RecordAlert(a stackprint.Alert) error
+	ObservationsNear(rec db.Record, since time.Time) ([]db.NearSighting, error)
 }
 
 // Stage records observations after the next stage has written each
@@ -98,41 +99,56 @@ func (s *Stage) RetroHunt(keys []db.Key) (int, error) {
 		if err != nil {
 			return n, fmt.Errorf("retro-hunt %s: %w", k, err)
 		}
+		near, err := s.store.ObservationsNear(rec, since)
+		if err != nil {
+			return n, fmt.Errorf("retro-hunt %s: %w", k, err)
+		}
 		for _, sg := range sightings {
-			for _, a := range retroAlerts(s.judge, rec, sg, now) {
+			for _, a := range retroAlerts(s.judge, rec, sg, nil, now) {
 				if err := s.Alert(a); err != nil {
 					return n, fmt.Errorf("retro-hunt %s: write alert for %s: %w", k, sg.Target(), err)
 				}
 				n++
 			}
 		}
-		if len(sightings) > 0 {
+		for _, ns := range near {
+			for _, a := range retroAlerts(s.judge, rec, ns.Sighting, ns.Near, now) {
+				if err := s.Alert(a); err != nil {
+					return n, fmt.Errorf("retro-hunt %s: write alert for %s: %w", k, ns.Target(), err)
+				}
+				n++
+			}
+		}
+		if len(sightings)+len(near) > 0 {
 			// No checkpoint commit follows a retro-hunt on a quiet
 			// daemon: make its alerts durable before the client is told.
 			if err := s.next.Sync(); err != nil {
 				return n, fmt.Errorf("retro-hunt %s: sync alerts: %w", k, err)
 			}
-			s.log.Info("retro-hunt", "kind", k.Kind, "value", k.Value, "label", rec.Label, "targets", len(sightings), "since", since.UTC().Format(time.RFC3339))
+			s.log.Info("retro-hunt", "kind", k.Kind, "value", k.Value, "label", rec.Label, "targets", len(sightings), "near", len(near), "since", since.UTC().Format(time.RFC3339))
 		}
 	}
 	return n, nil
 }
 
 // retroAlerts are the alerts the rules give a target that carried rec's
-// fingerprint when it was last probed with it. There is no connection to
-// point at: the event is the target itself, at the time it carried the
-// fingerprint, from source "retro-hunt"; the alert id is deterministic,
-// so repeating the hunt yields the same ids.
-func retroAlerts(judge Judge, rec db.Record, s db.Sighting, now time.Time) []stackprint.Alert {
-	fps := s.Fingerprints
-	if !fps.Has(rec.Key()) {
+// fingerprint (or, near, answered 9 of 10 ClientHellos as rec does) when
+// it was last probed. There is no connection to point at: the event is
+// the target itself, at the time it carried the fingerprint, from source
+// "retro-hunt"; the alert id is deterministic, so repeating the hunt
+// yields the same ids.
+func retroAlerts(judge Judge, rec db.Record, s db.Sighting, near *stackprint.Near, now time.Time) []stackprint.Alert {
+	res := s.Result()
+	if near == nil && !s.Fingerprints.Has(rec.Key()) {
+		// Carried before a change: judge the set it had then.
 		for _, h := range s.History {
 			if h.Has(rec.Key()) {
-				fps = h.Fingerprints
+				res = db.Observation{IP: s.IP, Port: s.Port, SNI: s.SNI, Fingerprints: h.Fingerprints, Seen: h.Until, Status: stackprint.StatusOK}.Result()
 				break
 			}
 		}
 	}
+	res.Started = s.Carried
 	t := s.Target()
 	ev := stackprint.Event{
 		TS:     s.Carried,
@@ -145,21 +161,24 @@ func retroAlerts(judge Judge, rec db.Record, s db.Sighting, now time.Time) []sta
 		// The connection that led to the probe: who to look at.
 		ev.TS, ev.Orig, ev.UID, ev.FlowID = c.TS, c.Orig, c.UID, c.FlowID
 	}
-	res := stackprint.Result{Target: t, Started: s.Carried, Status: stackprint.StatusOK, JARM: fps.JARM}
-	if fps.ATSF != "" {
-		res.ATSF = &stackprint.ATSF{ID: fps.ATSF}
-	}
-	if fps.CertSHA256 != "" || fps.CertSHA1 != "" {
-		res.Cert = &stackprint.CertFacts{SHA256: fps.CertSHA256, SHA1: fps.CertSHA1}
-	}
 	m := stackprint.Match{Kind: rec.Kind, Value: rec.Value, Label: rec.Label, Source: rec.Source, Confidence: rec.Confidence,
-		Category: rec.Category, BlockCount: rec.BlockCount, TopCount: rec.TopCount}
+		Category: rec.Category, BlockCount: rec.BlockCount, TopCount: rec.TopCount, Near: near}
+	out := JudgeStored(judge, ev, res, []stackprint.Match{m}, now)
+	for i := range out {
+		out[i].ID = stackprint.AlertID(out[i].Rule, ev, rec.Value) // the fingerprint that matched, not only the JARM
+		out[i].Retro = true
+	}
+	return out
+}
+
+// JudgeStored runs the rules on a connection whose server's result comes
+// from storage (an observation) rather than a probe just made, with its
+// DB matches, exact and near: the one code path of retro-hunts (a
+// fingerprint added later) and backfill (connections of old logs).
+func JudgeStored(judge Judge, ev stackprint.Event, r stackprint.Result, ms []stackprint.Match, now time.Time) []stackprint.Alert {
 	var out []stackprint.Alert
-	for _, v := range judge.JudgeRest(ev, res, []stackprint.Match{m}, nil) {
-		a := stackprint.NewAlert(v, ev, res, now)
-		a.ID = stackprint.AlertID(v.Rule, ev, rec.Value) // the fingerprint that matched, not only the JARM
-		a.Retro = true
-		out = append(out, a)
+	for _, v := range judge.JudgeRest(ev, r, ms, nil) {
+		out = append(out, stackprint.NewAlert(v, ev, r, now))
 	}
 	return out
 }

@@ -64,6 +64,7 @@ type alertJSON struct {
 	Simulated     bool      `json:"simulated"`
 	Suppressed    int       `json:"suppressed"`
 	Retro         bool      `json:"retro"`
+	Backfill      bool      `json:"backfill"` // judged by stackprint scan over old logs
 	Status        string    `json:"status"`
 	ATSF          string    `json:"atsf"`
 	CertSHA256    string    `json:"cert_sha256"`
@@ -138,6 +139,7 @@ func MarshalAlert(a stackprint.Alert) ([]byte, error) {
 		Simulated:   a.Simulated,
 		Suppressed:  a.Suppressed,
 		Retro:       a.Retro,
+		Backfill:    a.Event.Backfill,
 		Status:      string(a.Result.Status),
 		ATSF:        f.atsf,
 		CertSHA256:  f.certSHA256,

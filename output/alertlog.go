@@ -46,6 +46,7 @@ func alertSchema() zeeklog.Schema {
 		{Name: "near_of", Type: "count"},
 		{Name: "near_differs", Type: "vector[string]"},
 		{Name: "near_details", Type: "vector[string]"},
+		{Name: "backfill", Type: "bool"},
 	}}
 }
 
@@ -118,6 +119,7 @@ func alertRecord(a stackprint.Alert) []any {
 		opt(ev.Source),
 		ev.TS,
 		nil, nil, nil, nil,
+		ev.Backfill,
 	}
 	if m := a.Match; hasMatch(m) {
 		rec[25], rec[26], rec[27], rec[28], rec[29] = m.Kind, m.Value, m.Label, m.Source, m.Confidence

@@ -157,6 +157,7 @@ type spECS struct {
 	Simulated     bool     `json:"simulated"`
 	Suppressed    int      `json:"suppressed"`
 	Retro         bool     `json:"retro"`
+	Backfill      bool     `json:"backfill,omitempty"`
 	JARM          string   `json:"jarm,omitempty"`
 	ATSF          *spATSF  `json:"atsf,omitempty"`
 	Match         *spMatch `json:"match,omitempty"`
@@ -248,6 +249,7 @@ func MarshalECS(a stackprint.Alert) ([]byte, error) {
 			Simulated:     a.Simulated,
 			Suppressed:    a.Suppressed,
 			Retro:         a.Retro,
+			Backfill:      ev.Backfill,
 			JARM:          r.JARM,
 			Probe: spProbe{
 				Status:     string(r.Status),

@@ -188,6 +188,9 @@ func MarshalEVE(a stackprint.Alert) ([]byte, error) {
 	}
 	vars = append(vars, eveVar{"stackprint.simulated", strconv.FormatBool(a.Simulated)},
 		eveVar{"stackprint.suppressed", strconv.Itoa(a.Suppressed)}, eveVar{"stackprint.retro", strconv.FormatBool(a.Retro)})
+	if ev.Backfill {
+		vars = append(vars, eveVar{"stackprint.backfill", "true"})
+	}
 	v.Metadata.FlowVars = vars
 	if ev.SNI != "" || r.Cert != nil {
 		t := &eveTLS{SNI: ev.SNI}

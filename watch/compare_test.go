@@ -102,7 +102,11 @@ func TestDriftNeedsConfirmation(t *testing.T) {
 		e, as = Observe(e, okResult(j, nil, nil, "x"), time.Now(), DefaultPolicy())
 		all = append(all, as...)
 	}
-	if len(all) != 1 || !strings.Contains(all[0].Detail, "-> "+b) {
-		t.Fatalf("alerts %v", all)
+	if len(all) != 1 || !strings.Contains(all[0].Detail, "-> "+b) || e.Status() != "drift" {
+		t.Fatalf("alerts %v, status %s", all, e.Status())
+	}
+	fresh, _ := Observe(Entry{Baseline: &Fingerprints{JARM: a}}, okResult(b, nil, nil, "x"), time.Now(), DefaultPolicy())
+	if fresh.Status() != "changing" {
+		t.Fatalf("status %s after a change seen once", fresh.Status())
 	}
 }

@@ -251,6 +251,8 @@ func (e Entry) Status() string {
 		return "unreachable"
 	case e.State.Drift != nil:
 		return "drift"
+	case e.State.Pending != nil:
+		return "changing" // seen once, to be confirmed by the next probe
 	case e.Baseline == nil && e.State.LastProbe.IsZero():
 		return "new"
 	case e.Baseline == nil:

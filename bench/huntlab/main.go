@@ -27,6 +27,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -188,6 +189,8 @@ func serve(args []string) error {
 		f := files[v.key]
 		cmd := exec.Command(osslBin, append([]string{"s_server", "-accept", ap.String(), "-cert", f[0], "-key", f[1], "-www", "-quiet"}, v.args...)...)
 		cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
+		// The servers die with the lab, however it ends.
+		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 		if err := cmd.Start(); err != nil {
 			return fmt.Errorf("openssl s_server: %w", err)
 		}
@@ -256,7 +259,19 @@ func serve(args []string) error {
 		}
 	}
 	fmt.Printf("READY targets=%d servers=%d tarpits=%d openssl=%d mix=%s\n", len(out), len(real), len(pits), *nOpenSSL, strings.Join(mix, ","))
-	_, _ = io.Copy(io.Discard, bufio.NewReader(os.Stdin)) // until the script closes stdin
+	// Until the script closes stdin or signals; the deferred cleanup
+	// stops the openssl servers either way.
+	stdinDone := make(chan struct{})
+	go func() {
+		_, _ = io.Copy(io.Discard, bufio.NewReader(os.Stdin))
+		close(stdinDone)
+	}()
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+	select {
+	case <-stdinDone:
+	case <-sig:
+	}
 	held.Range(func(k, _ any) bool { k.(net.Conn).Close(); return true })
 	return nil
 }

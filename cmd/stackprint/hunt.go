@@ -315,14 +315,13 @@ func countTargets(files []string, ports []uint16, names *hunt.SNIMap) int {
 
 func printHuntProgress(w io.Writer, p hunt.Progress, total int) {
 	secs := p.Elapsed.Seconds()
-	r := float64(p.Done) / max(secs, 1e-9)
-	line := fmt.Sprintf("\rhunt: %d done", p.Done)
-	if total > 0 {
-		line += fmt.Sprintf(" of ~%d (%.0f%%)", total, 100*float64(p.Done)/float64(total))
-	}
-	line += fmt.Sprintf(", %.1f targets/s, %s elapsed", r, p.Elapsed.Round(time.Second))
-	if total > 0 && r > 0 && p.Done < total {
-		line += fmt.Sprintf(", ETA %s", time.Duration(float64(total-p.Done)/r*float64(time.Second)).Round(time.Second))
+	line := fmt.Sprintf("\rhunt: %d records, %.1f targets/s, %s elapsed", p.Done, float64(p.Done)/max(secs, 1e-9), p.Elapsed.Round(time.Second))
+	if total > 0 && p.Settled > 0 {
+		line += fmt.Sprintf(", %.0f%% of ~%d", 100*float64(p.Settled)/float64(total), total)
+		if p.Settled < total {
+			eta := time.Duration(float64(p.Elapsed) * float64(total-p.Settled) / float64(p.Settled))
+			line += fmt.Sprintf(", ETA %s", eta.Round(time.Second))
+		}
 	}
 	fmt.Fprint(w, line+"   ")
 }

@@ -22,7 +22,7 @@ import (
 	"github.com/stackprint/stackprint/tailer"
 )
 
-const scanSynopsis = "stackprint scan --no-probe [-c FILE] [--format zeek|eve] [--capacity N] FILE…"
+const scanSynopsis = "stackprint scan [--no-probe] [-c FILE] [--format zeek|eve] [--capacity N] [--restart] FILE…"
 
 // cmdScan makes one pass over existing logs (plain or .gz) through the real
 // parse path (tailer.ReadFile), then the scope filter and the dedup LRU the
@@ -37,7 +37,8 @@ const scanSynopsis = "stackprint scan --no-probe [-c FILE] [--format zeek|eve] [
 // per wall second, CPU seconds and the peak RSS.
 func cmdScan(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("scan", stdout, stderr)
-	noProbe := fs.Bool("no-probe", false, "only parse, scope and dedup: no network (required for now)")
+	noProbe := fs.Bool("no-probe", false, "only parse, scope and dedup: no network, no outputs (a dry run and the ingest benchmark)")
+	restart := fs.Bool("restart", false, "backfill: judge every server again instead of resuming the interrupted run over the same files")
 	cfgPath := fs.String("c", "", "config file for scope, dedup and tailer limits (default: the embedded default)")
 	format := fs.String("format", "", "zeek or eve (default: detected per file from its first line)")
 	capacity := fs.Int("capacity", 0, "dedup LRU capacity (default: dedup.capacity of the config)")
@@ -45,9 +46,6 @@ func cmdScan(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	files, err := parseInterleaved(fs, args)
 	if err != nil {
 		return err
-	}
-	if !*noProbe {
-		return fmt.Errorf("scan: probing backfill is not implemented yet; run it with --no-probe (usage: %s)", scanSynopsis)
 	}
 	if len(files) == 0 {
 		fs.Usage()
@@ -57,6 +55,9 @@ func cmdScan(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	case "", tailer.FormatZeek, tailer.FormatEve:
 	default:
 		return fmt.Errorf("scan: --format %q: want %q or %q", *format, tailer.FormatZeek, tailer.FormatEve)
+	}
+	if !*noProbe {
+		return runBackfill(ctx, *cfgPath, *format, files, *restart, stdout, stderr)
 	}
 	cfg, err := config.Load(*cfgPath)
 	if err != nil {

@@ -96,7 +96,8 @@ func TestScanErrors(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"x.log"}, "--no-probe"},
+		{[]string{"/nonexistent/ssl.log"}, "/nonexistent/ssl.log"}, // backfill: the file, before any DB
+		{[]string{"--format", "syslog", "x.log"}, "syslog"},
 		{[]string{"--no-probe"}, "no files"},
 		{[]string{"--no-probe", "--format", "syslog", "x.log"}, "syslog"},
 		{[]string{"--no-probe", "/nonexistent/conn.log"}, "/nonexistent/conn.log"},

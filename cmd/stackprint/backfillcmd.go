@@ -1,0 +1,159 @@
+package main
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"slices"
+	"time"
+
+	"github.com/stackprint/stackprint/admin"
+	"github.com/stackprint/stackprint/backfill"
+	"github.com/stackprint/stackprint/config"
+	"github.com/stackprint/stackprint/db"
+	"github.com/stackprint/stackprint/output"
+	"github.com/stackprint/stackprint/probe"
+	"github.com/stackprint/stackprint/rules"
+	"github.com/stackprint/stackprint/tailer"
+)
+
+// runBackfill is `stackprint scan FILE…` without --no-probe: the
+// connections of old logs judged and written to the configured outputs,
+// marked backfill (package backfill).
+func runBackfill(ctx context.Context, cfgPath, format string, files []string, restart bool, stdout, stderr io.Writer) error {
+	cfg, err := config.Load(cfgPath)
+	if err != nil {
+		return err
+	}
+	run, err := runName(files) // reads every file first: a bad name fails before the DB opens
+	if err != nil {
+		return fmt.Errorf("scan: %w", err)
+	}
+	if c, err := admin.Dial(ctx, cfg.DB.AdminSocket); err == nil {
+		c.Close()
+		return fmt.Errorf("scan: a daemon runs on %s and holds the DB; backfill through the daemon is not available yet: stop it, or run scan --no-probe", cfg.DB.AdminSocket)
+	}
+	d, err := db.Open(cfg.DB.Path, db.Options{Timeout: cfg.DB.LockTimeout})
+	if err != nil {
+		return fmt.Errorf("scan: %w", err)
+	}
+	defer d.Close()
+	sink, err := output.OpenSink(output.SinkConfig(cfg.Outputs), output.SinkHooks{})
+	if err != nil {
+		return fmt.Errorf("scan: %w", err)
+	}
+	defer sink.Close()
+	eng, err := probe.NewEngine(cfg.ProbeEngineConfig())
+	if err != nil {
+		return fmt.Errorf("scan: probe engine: %w", err)
+	}
+	ropts, err := cfg.Rules.Options()
+	if err != nil {
+		return err
+	}
+	judge, err := rules.New(ropts)
+	if err != nil {
+		return fmt.Errorf("scan: %w", err)
+	}
+	if restart {
+		run += "@" + time.Now().UTC().Format(time.RFC3339Nano)
+	}
+	bcfg := backfill.Config{
+		Scope:           cfg.Scope.NewScope(),
+		Fresh:           cfg.Dedup.TTL,
+		Workers:         cfg.Scheduler.MaxInFlight,
+		Deadline:        cfg.Probe.Deadline,
+		JARMSNIObserved: cfg.Probe.JARMSNI == "observed",
+	}
+	if isTerminal(stderr) {
+		bcfg.Progress = progressBar(stderr)
+	}
+	b := backfill.New(bcfg, d, eng, judge, sink)
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	opts := tailer.Options{MaxLineBytes: cfg.Tailer.MaxLineBytes, Logger: log}
+	start := time.Now()
+	var total tailer.Stats
+	for _, path := range files {
+		f := format
+		if f == "" {
+			if f, err = detectFormat(path); err != nil {
+				return fmt.Errorf("scan: %w", err)
+			}
+		}
+		st, err := tailer.ReadFile(ctx, tailer.Input{Name: "backfill", Path: path, Format: f}, opts, b.Add)
+		addStats(&total, st)
+		if err != nil {
+			return fmt.Errorf("scan: %w", err)
+		}
+	}
+	sum, err := b.Run(ctx, run)
+	if bcfg.Progress != nil {
+		fmt.Fprintln(stderr)
+	}
+	fmt.Fprintf(stdout, "scan: backfill files=%d lines=%d events=%d parse_errors=%d servers=%d out_of_scope_events=%d resumed=%d cached=%d probed=%d probe_ok=%d alerts=%d seconds=%.1f\n",
+		len(files), total.Lines, sum.Events, total.ParseErrors, sum.Servers, sum.OutOfScope, sum.Resumed, sum.Cached, sum.Probed, sum.ProbeOK, sum.Alerts, time.Since(start).Seconds())
+	if err != nil {
+		return fmt.Errorf("scan: backfill interrupted (run it again to resume): %w", err)
+	}
+	return nil
+}
+
+// runName identifies a backfill pass by its files' contents (size and the
+// hash of their first 64 KiB, in sorted order), so running the same files
+// again, even renamed by a rotation, resumes the pass.
+func runName(files []string) (string, error) {
+	var ids []string
+	for _, p := range files {
+		f, err := os.Open(p)
+		if err != nil {
+			return "", err
+		}
+		st, err := f.Stat()
+		if err != nil {
+			f.Close()
+			return "", err
+		}
+		h := sha256.New()
+		_, err = io.Copy(h, io.LimitReader(f, 64<<10))
+		f.Close()
+		if err != nil {
+			return "", fmt.Errorf("%s: %w", p, err)
+		}
+		ids = append(ids, fmt.Sprintf("%d:%x", st.Size(), h.Sum(nil)))
+	}
+	slices.Sort(ids)
+	h := sha256.New()
+	for _, id := range ids {
+		h.Write([]byte(id + "\n"))
+	}
+	return "files:" + hex.EncodeToString(h.Sum(nil))[:32], nil
+}
+
+// progressBar draws "[####    ] done/total servers  rate/s  ETA" on one
+// terminal line.
+func progressBar(w io.Writer) func(backfill.Progress) {
+	return func(p backfill.Progress) {
+		const width = 30
+		filled := 0
+		if p.Total > 0 {
+			filled = width * p.Done / p.Total
+		}
+		rate := float64(p.Done) / max(p.Elapsed.Seconds(), 1e-3)
+		eta := "-"
+		if rate > 0 {
+			eta = (time.Duration(float64(p.Total-p.Done)/rate) * time.Second).Round(time.Second).String()
+		}
+		bar := make([]byte, width)
+		for i := range bar {
+			bar[i] = ' '
+			if i < filled {
+				bar[i] = '#'
+			}
+		}
+		fmt.Fprintf(w, "\r[%s] %d/%d servers  %.1f/s  ETA %s ", bar, p.Done, p.Total, rate, eta)
+	}
+}
