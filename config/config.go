@@ -14,6 +14,7 @@ import (
 	"github.com/stackprint/stackprint"
 	"github.com/stackprint/stackprint/configs"
 	"github.com/stackprint/stackprint/enrich"
+	"github.com/stackprint/stackprint/kafka"
 	"github.com/stackprint/stackprint/probe"
 )
 
@@ -32,6 +33,14 @@ type Config struct {
 	Log       LogConfig       `yaml:"log"`
 	Daemon    DaemonConfig    `yaml:"daemon"`
 	Metrics   MetricsConfig   `yaml:"metrics"`
+	Kafka     KafkaConfig     `yaml:"kafka"`
+}
+
+// KafkaConfig is the Kafka output and the cluster of instances that share
+// probing and the fingerprint DB (package kafka); both off when absent.
+type KafkaConfig struct {
+	Output  *kafka.OutputConfig  `yaml:"output"`
+	Cluster *kafka.ClusterConfig `yaml:"cluster"`
 }
 
 type DaemonConfig struct {
@@ -61,6 +70,9 @@ type InputConfig struct {
 	Format     string            `yaml:"format"`
 	Archives   []string          `yaml:"archives"`
 	FieldNames map[string]string `yaml:"field_names"`
+	// Kafka makes the input a consumer of Kafka topics instead of a file
+	// (path then stays empty; format is zeek-json or eve).
+	Kafka *kafka.InputConfig `yaml:"kafka"`
 }
 
 type TailerConfig struct {
@@ -262,11 +274,32 @@ func (c *Config) validate() []error {
 			bad(f+".name", in.Name, "duplicate input name")
 		}
 		names[in.Name] = true
+		if in.Kafka != nil {
+			if in.Path != "" {
+				bad(f+".path", in.Path, "a Kafka input reads topics, not a file: remove path or kafka")
+			}
+			for _, e := range in.Kafka.Validate(f+".kafka", in.Format) {
+				bad(e.Field, e.Value, e.Reason)
+			}
+			continue
+		}
 		if in.Path == "" {
 			bad(f+".path", `""`, "required")
 		}
 		if in.Format != "zeek" && in.Format != "eve" {
-			bad(f+".format", in.Format, `must be "zeek" or "eve"`)
+			bad(f+".format", in.Format, `must be "zeek" or "eve" (zeek-json is for a Kafka input)`)
+		}
+	}
+	if c.Kafka.Output != nil {
+		for _, e := range c.Kafka.Output.Validate("kafka.output") {
+			bad(e.Field, e.Value, e.Reason)
+		}
+	}
+	if c.Kafka.Cluster != nil {
+		cl := *c.Kafka.Cluster
+		cl.Defaults()
+		for _, e := range cl.Validate("kafka.cluster") {
+			bad(e.Field, e.Value, e.Reason)
 		}
 	}
 	if c.Tailer.PollInterval <= 0 {

@@ -115,3 +115,26 @@ func TestScopeDenyInMappedFormMatches(t *testing.T) {
 		}
 	}
 }
+
+func TestKafkaInputAndClusterConfig(t *testing.T) {
+	good := "inputs:\n  - name: zk\n    format: zeek-json\n    kafka:\n      brokers: [127.0.0.1:9092]\n      topics: [zeek-ssl]\n      group: stackprint\n" +
+		"kafka:\n  output:\n    brokers: [127.0.0.1:9092]\n    alerts_topic: stackprint.alerts\n  cluster:\n    brokers: [127.0.0.1:9092]\n"
+	cfg, err := Parse([]byte(good))
+	if err != nil {
+		t.Fatalf("valid Kafka config refused: %v", err)
+	}
+	if cfg.Inputs[0].Kafka == nil || cfg.Inputs[0].Kafka.Group != "stackprint" || cfg.Kafka.Output.AlertsTopic != "stackprint.alerts" || cfg.Kafka.Cluster == nil {
+		t.Fatalf("parsed %+v", cfg.Inputs[0])
+	}
+	bad := "inputs:\n  - name: zk\n    format: zeek\n    path: /x.log\n    kafka:\n      brokers: [nohost]\n      topics: [zeek-ssl]\n" +
+		"kafka:\n  cluster:\n    brokers: [127.0.0.1:9092]\n    requests_topic: \"bad topic\"\n"
+	_, err = Parse([]byte(bad))
+	if err == nil {
+		t.Fatal("bad Kafka config accepted")
+	}
+	for _, w := range []string{"config:4: inputs[0].path", "config:6: inputs[0].kafka.brokers[0]", "inputs[0].kafka.group", "config:3: inputs[0].format", "zeek-json", "config:11: kafka.cluster.requests_topic"} {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("error %q lacks %q", err, w)
+		}
+	}
+}

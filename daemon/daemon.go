@@ -43,6 +43,8 @@ type Daemon struct {
 	rules   *rules.Engine
 	ledger  *enrich.Ledger
 	tailers []*tailer.Tailer
+	tnames  []string      // the tailers' input names
+	kafka   *kafkaParts   // Kafka inputs, output, shared probing and DB (kafka.go)
 	watch   *watch.Runner // the watch list's re-probes (watch.go)
 	metrics *metrics
 	cfgPath string // re-read on SIGHUP; "" = the embedded default
@@ -100,9 +102,15 @@ func New(cfg *config.Config, log *slog.Logger, o Options) (_ *Daemon, err error)
 	if d.rules, err = newRulesEngine(cfg.Rules, log); err != nil {
 		return nil, err
 	}
+	if err := d.newKafkaParts(cfg, pcfg); err != nil {
+		return nil, err
+	}
 	// The observation stage sits before the outputs; the metrics count
 	// what reaches them, retro-hunt alerts included.
-	d.observe = observe.New(measuredSink{d.sink, d.metrics}, d.db, d.rules, cfg.DB.RetroWindow, log)
+	d.observe = observe.New(measuredSink{d.outputs(), d.metrics}, d.db, d.rules, cfg.DB.RetroWindow, log)
+	if d.kafka.dbsync != nil {
+		d.kafka.dbsync.OnApplied = d.retroOnApplied
+	}
 	// Events parked by the previous run wait in the backlog; the
 	// scheduler loads them back in turn, client by client.
 	backlog, err := d.db.RebuildBacklog()
@@ -137,13 +145,13 @@ func New(cfg *config.Config, log *slog.Logger, o Options) (_ *Daemon, err error)
 		MemEvents:       cfg.Scheduler.QueueSize,
 		BacklogMax:      cfg.Scheduler.BacklogMax,
 		MaxWait:         cfg.Scheduler.MaxWait,
-		Spill:           d.ledger.Spill,
+		Spill:           d.spill,
 		Load:            d.loadBacklog,
 		Backlog:         backlog,
 		Logger:          log,
-		OnSettled:       d.ledger.Settled,
+		OnSettled:       d.settled,
 		DrainTimeout:    cfg.Daemon.ShutdownTimeout,
-	}, measuredProber{prober, d.metrics}, d.db, d.rules, d.observe)
+	}, measuredProber{d.prober(prober), d.metrics}, d.db, d.rules, d.observe)
 	if err != nil {
 		return nil, err
 	}
@@ -176,6 +184,12 @@ func New(cfg *config.Config, log *slog.Logger, o Options) (_ *Daemon, err error)
 	watcher := tailer.NewDirWatcher(log)
 	d.closers = append(d.closers, watcher.Close)
 	for _, in := range cfg.Inputs {
+		if in.Kafka != nil {
+			if err := d.addKafkaInput(in); err != nil {
+				return nil, err
+			}
+			continue
+		}
 		opts := opts
 		opts.Watcher = watcher
 		if opts.Resume, err = d.resumePositions(in.Name); err != nil {
@@ -208,6 +222,7 @@ func New(cfg *config.Config, log *slog.Logger, o Options) (_ *Daemon, err error)
 			return nil, fmt.Errorf("input %q: %w", in.Name, err)
 		}
 		d.tailers = append(d.tailers, t)
+		d.tnames = append(d.tnames, in.Name)
 	}
 	return d, nil
 }
@@ -271,12 +286,33 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 		d.observe.Prune(aux.ctx, max(d.cfg.DB.RetroWindow, d.cfg.Dedup.TTL), d.cfg.DB.ObservationsMax)
 		return nil
 	})
+	if k := d.kafka; k.shared != nil {
+		// Probes asked of other instances are answered while the pipeline
+		// drains: the shared prober stops with the ledger tier.
+		ledger.g.Go(func() error { return failed(k.shared.Run(ledger.ctx)) })
+	}
+	if k := d.kafka; k.dbsync != nil {
+		aux.g.Go(func() error {
+			if err := k.dbsync.Run(aux.ctx); err != nil && aux.ctx.Err() == nil {
+				return failed(fmt.Errorf("kafka fingerprint sync: %w", err))
+			}
+			return nil
+		})
+	}
 	if d.cfg.Metrics.Listen != "" {
 		aux.g.Go(func() error { return failed(d.serveHTTP(aux.ctx, d.cfg.Metrics.Listen, d.log)) })
 	}
 	inputs, ictx := errgroup.WithContext(fctx)
+	for _, in := range d.kafka.inputs {
+		inputs.Go(func() error {
+			if err := in.Run(ictx); err != nil && !errors.Is(err, context.Canceled) {
+				return failed(fmt.Errorf("input %q: %w", in.Name(), err))
+			}
+			return nil
+		})
+	}
 	for i, t := range d.tailers {
-		name := d.cfg.Inputs[i].Name
+		name := d.tnames[i]
 		inputs.Go(func() error {
 			if err := t.Run(ictx); err != nil && !errors.Is(err, context.Canceled) {
 				return failed(fmt.Errorf("input %q: %w", name, err))
@@ -323,6 +359,11 @@ wait:
 	if cerr := d.ledger.CommitFinal(); cerr != nil {
 		err = errors.Join(err, fmt.Errorf("final checkpoint commit: %w", cerr))
 	}
+	kctx, kcancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	if kerr := d.closeKafka(kctx); kerr != nil {
+		err = errors.Join(err, fmt.Errorf("kafka final commit: %w", kerr))
+	}
+	kcancel()
 	st := d.pipe.Stats()
 	d.log.Info("stackprint stopped", "events", st.Events, "settled", st.Deduped+st.Probed+st.OutOfScope+st.Invalid+st.Expired,
 		"server_probes", st.ServerProbes, "name_probes", st.NameProbes, "alerts", st.Alerts, "parked_for_next_start", st.Waiting+st.Spilled)
@@ -347,6 +388,9 @@ func (d *Daemon) startAdmin(ctx context.Context) (stop func()) {
 // an output write is being retried the ledger commits later.
 func (d *Daemon) syncOutputs() error {
 	err := d.sink.Sync()
+	if err == nil {
+		err = d.syncKafka()
+	}
 	if errors.Is(err, output.ErrRetrying) {
 		return fmt.Errorf("%w: %w", enrich.ErrCommitLater, err)
 	}
@@ -415,6 +459,9 @@ func (d *Daemon) Ready() error {
 	}
 	if err := d.db.Ping(); err != nil {
 		return fmt.Errorf("db: %w", err)
+	}
+	if err := d.kafkaReady(); err != nil {
+		return err
 	}
 	for _, p := range []string{d.cfg.Outputs.Alerts, d.cfg.Outputs.Fingerprints} {
 		if p == "-" {
@@ -491,6 +538,13 @@ func (d *Daemon) resumePositions(input string) ([]tailer.Position, error) {
 }
 
 func (d *Daemon) close() {
+	if d.kafka != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		if err := d.closeKafka(ctx); err != nil {
+			d.log.Warn("close kafka", "err", err)
+		}
+		cancel()
+	}
 	for _, c := range d.closers {
 		if err := c(); err != nil {
 			d.log.Warn("close", "err", err)

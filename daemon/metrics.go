@@ -70,7 +70,7 @@ func newMetrics(d *Daemon) *metrics {
 	m.reg.MustRegister(m.outputErrors)
 	m.reg.MustRegister(m.probes, m.probeDuration, m.probeConns, m.matches, m.alerts, m.reloads,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		&daemonCollector{d: d}, buildInfoCollector(), &healthCollector{d: d})
+		&daemonCollector{d: d}, buildInfoCollector(), &healthCollector{d: d}, &kafkaCollector{d: d})
 	m.reloads.WithLabelValues("ok")
 	m.reloads.WithLabelValues("error")
 	m.reload.ok, m.reload.success = true, time.Now()
@@ -165,7 +165,7 @@ func (c *daemonCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(desc, prometheus.GaugeValue, v, labels...)
 	}
 	for i, t := range d.tailers {
-		name := d.cfg.Inputs[i].Name
+		name := d.tnames[i]
 		st := t.Stats()
 		counter(descLines, st.Lines, name)
 		counter(descParseErrors, st.ParseErrors, name)

@@ -67,7 +67,7 @@ func (c *healthCollector) Collect(ch chan<- prometheus.Metric) {
 	d := c.d
 	for i, t := range d.tailers {
 		if last := t.LastEvent(); !last.IsZero() {
-			ch <- prometheus.MustNewConstMetric(descLastEvent, prometheus.GaugeValue, float64(last.UnixNano())/1e9, d.cfg.Inputs[i].Name)
+			ch <- prometheus.MustNewConstMetric(descLastEvent, prometheus.GaugeValue, float64(last.UnixNano())/1e9, d.tnames[i])
 		}
 	}
 	r := &d.metrics.reload

@@ -79,6 +79,33 @@
 // the alerts that stand). The bucket was added without a schema version
 // change: an older file gains it, empty, at its next writable Open.
 //
+// Buckets "near_atsf" and "near_jarm" (the near-match index, derived from
+// the fingerprints and rebuilt by a writable Open when meta near_indexed is
+// missing; docs/ATSF.md §4):
+//
+//	near_atsf: position (1 byte) | FNV-64 of the nine other answers (8) | entry → empty
+//	near_jarm: "c" proto first-30 NUL value | "e" proto last-32 NUL value → empty
+//
+// entry is the value's STARTTLS prefix (if any) and its 32 bytes. An atsf
+// record keeps its ten answers in its "hellos" field.
+//
+// Bucket "probe_log" (every probe of a target, at most 64 per target):
+//
+//	ip:port NUL sni NUL 8-byte big-endian Unix nanoseconds → JSON ProbeEntry
+//
+// Buckets "alerts" and "alert_index" (written alerts, for explain):
+//
+//	alerts:      alert id → JSON AlertRecord (rule, severity, match, the values the rule read, client)
+//	alert_index: ip:port NUL sni NUL 8-byte time NUL alert id → empty
+//
+// Probe log entries and alerts are pruned with the observations.
+//
+// Bucket "backfill" (progress of `stackprint scan` over old logs):
+//
+//	run NUL ip:port NUL sni → 8-byte time the server was finished
+//
+// run names the pass by its files' contents, so the same files resume it.
+//
 // Buckets "checkpoints" and "pending" hold the daemon's delivery state
 // (state.go): input name → opaque tailer position, and 8-byte big-endian
 // sequence → JSON stackprint.Event parked before its probe finished.

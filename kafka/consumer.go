@@ -341,6 +341,7 @@ func (c *groupConsumer) commitLocked(ctx context.Context, only map[tp]bool) erro
 	}
 	// Everything settled before the positions were taken is written;
 	// make it durable before Kafka forgets the records.
+	t0 := time.Now()
 	if err := c.durable(); errors.Is(err, enrich.ErrCommitLater) {
 		return nil
 	} else if err != nil {
@@ -369,6 +370,7 @@ func (c *groupConsumer) commitLocked(ctx context.Context, only map[tp]bool) erro
 		c.log.Warn("kafka offset commit failed; retried at the next interval", "consumer", c.name, "err", cerr)
 		return nil
 	}
+	c.log.Debug("kafka offsets committed", "consumer", c.name, "offsets", fmt.Sprint(offs), "took", time.Since(t0).Round(time.Microsecond))
 	c.mu.Lock()
 	for k, e := range epochs {
 		if pt := c.parts[k]; pt != nil && pt.epoch == e {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -21,6 +22,7 @@ import (
 // path of matching; the sync only writes to it.
 type FingerprintStore interface {
 	List(kind string) ([]db.Record, error)
+	Get(kind, value string) (db.Record, bool, error)
 	AddRecord(r db.Record) (db.Record, error)
 	Remove(kind, value string) (bool, error)
 	Generation() uint64
@@ -83,9 +85,12 @@ func NewDBSync(cfg ClusterConfig, store FingerprintStore, log *slog.Logger, extr
 
 func recordKey(r db.Record) string { return r.Kind + " " + r.Value }
 
-// content hashes what a record says, not when this DB stored it.
+// content hashes what a record says, not when this DB stored it nor when
+// this instance last saw it (first_seen and last_seen follow each
+// instance's own probes; they are merged, widened, whenever the record
+// travels for another change).
 func content(r db.Record) [32]byte {
-	r.Updated = time.Time{}
+	r.Updated, r.FirstSeen, r.LastSeen = time.Time{}, time.Time{}, time.Time{}
 	b, _ := json.Marshal(r)
 	return sha256.Sum256(b)
 }
@@ -111,8 +116,22 @@ func (s *DBSync) Run(ctx context.Context) error {
 		}
 		return true
 	}
+	// The topic holds each key's history until compaction: only the last
+	// version of each key is applied, and only where the local DB differs
+	// (a restart writes nothing and repeats no retro-hunt).
+	last := map[string]*kgo.Record{}
 	for !loaded() {
-		if err := s.poll(ctx, next, time.Second); err != nil {
+		if err := s.poll(ctx, next, time.Second, func(r *kgo.Record) error { last[string(r.Key)] = r; return nil }); err != nil {
+			return err
+		}
+	}
+	keys := make([]string, 0, len(last))
+	for k := range last {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		if err := s.apply(last[k]); err != nil {
 			return err
 		}
 	}
@@ -123,7 +142,7 @@ func (s *DBSync) Run(ctx context.Context) error {
 	}
 	close(s.loaded)
 	for {
-		if err := s.poll(ctx, next, 250*time.Millisecond); err != nil {
+		if err := s.poll(ctx, next, 250*time.Millisecond, s.apply); err != nil {
 			return err
 		}
 		if s.store.Generation() != s.gen {
@@ -159,8 +178,8 @@ func (s *DBSync) endOffsets(ctx context.Context) (map[int32]int64, error) {
 	}
 }
 
-// poll applies what arrives within d.
-func (s *DBSync) poll(ctx context.Context, next map[int32]int64, d time.Duration) error {
+// poll hands what arrives within d to fn.
+func (s *DBSync) poll(ctx context.Context, next map[int32]int64, d time.Duration, fn func(*kgo.Record) error) error {
 	pctx, cancel := context.WithTimeout(ctx, d)
 	fs := s.cl.PollFetches(pctx)
 	cancel()
@@ -177,7 +196,7 @@ func (s *DBSync) poll(ctx context.Context, next map[int32]int64, d time.Duration
 	fs.EachRecord(func(r *kgo.Record) {
 		next[r.Partition] = r.Offset + 1
 		if aerr == nil {
-			aerr = s.apply(r)
+			aerr = fn(r)
 		}
 	})
 	return aerr
@@ -209,8 +228,15 @@ func (s *DBSync) apply(r *kgo.Record) error {
 		s.log.Warn("kafka fingerprint sync: malformed record skipped", "at", at, "err", err)
 		return nil
 	}
-	if h, ok := s.known[key]; ok && h == content(rec) {
+	h := content(rec)
+	if old, ok := s.known[key]; ok && old == h {
 		return nil // ours, or already applied
+	}
+	if cur, ok, err := s.store.Get(rec.Kind, rec.Value); err == nil && ok && content(cur) == h {
+		// The local DB says the same already (a restart re-reading the
+		// topic): nothing to write, no retro-hunt to repeat.
+		s.known[key] = h
+		return nil
 	}
 	stored, err := s.store.AddRecord(rec)
 	if err != nil {

@@ -116,6 +116,12 @@ func TestDBSyncKeepsEveryDBIdentical(t *testing.T) {
 	if !same(11) {
 		t.Fatalf("late instance differs:\n%s\nvs\n%s", dump(t, dbs[3]), dump(t, dbs[0]))
 	}
+	// A restarted instance re-reads the topic without rewriting its DB.
+	gen := dbs[1].Generation()
+	syncs = append(syncs, start(dbs[1]))
+	if g := dbs[1].Generation(); g != gen {
+		t.Errorf("re-reading the topic wrote to an up-to-date DB (generation %d → %d)", gen, g)
+	}
 	// Quiet: applying never echoes back.
 	time.Sleep(time.Second)
 	_, p1 := syncs[0].Counts()

@@ -108,7 +108,16 @@ func (in *Input) Commit(ctx context.Context) error { return in.c.commit(ctx) }
 func (in *Input) Ready() error { return in.c.ready() }
 
 // Stats returns the assigned partitions' progress, sorted.
-func (in *Input) Stats() []PartitionStats { return in.c.stats() }
+func (in *Input) Stats() []PartitionStats {
+	st := in.c.stats()
+	for i := range st {
+		st[i].Consumer = in.opts.Name
+	}
+	return st
+}
+
+// Name is the input's name.
+func (in *Input) Name() string { return in.opts.Name }
 
 // Counts returns the records read and the malformed ones.
 func (in *Input) Counts() (records, rejected uint64) {

@@ -3,10 +3,20 @@ package kafka
 import (
 	"bufio"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
+	"log/slog"
+	"math/big"
 	"net"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -142,8 +152,17 @@ func (c *collector) handle(_ context.Context, ev stackprint.Event) error {
 
 func newTestInput(t *testing.T, brokers []string, topic string, c *collector) *Input {
 	t.Helper()
-	in, err := NewInput(InputConfig{Brokers: brokers, Topics: []string{topic}, Group: "g", SessionTimeout: time.Second, RevokeWait: 3 * time.Second},
-		InputOptions{Name: "k", Format: FormatZeekJSON, Durable: func() error { return nil }, Handler: c.handle, CommitInterval: 100 * time.Millisecond})
+	return newTestInputCfg(t, InputConfig{Brokers: brokers, Topics: []string{topic}, Group: "g", SessionTimeout: 6 * time.Second, RevokeWait: 3 * time.Second}, c)
+}
+
+func newTestInputCfg(t *testing.T, cfg InputConfig, c *collector) *Input {
+	t.Helper()
+	var log *slog.Logger
+	if os.Getenv("KAFKA_TEST_LOG") != "" {
+		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	in, err := NewInput(cfg,
+		InputOptions{Name: "k", Format: FormatZeekJSON, Durable: func() error { return nil }, Handler: c.handle, CommitInterval: 100 * time.Millisecond, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -408,4 +427,67 @@ func TestConfigValidate(t *testing.T) {
 	if errs := out.Validate("outputs.kafka"); len(errs) != 1 || errs[0].Field != "outputs.kafka.alerts_topic" {
 		t.Errorf("output without topics: %v", errs)
 	}
+}
+
+// TLS (the broker's certificate checked against a CA file) and SASL
+// SCRAM-SHA-256 against kfake; a wrong password is refused.
+func TestInputOverTLSAndSASL(t *testing.T) {
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(7), Subject: pkix.Name{CommonName: "kfake test CA"}, IsCA: true, BasicConstraintsValid: true,
+		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "zeek"),
+		kfake.TLS(&tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}),
+		kfake.EnableSASL(), kfake.Superuser("SCRAM-SHA-256", "sensor", "s3cret"),
+		kfake.ListenFn(func(network, _ string) (net.Listener, error) { return net.Listen(network, "127.0.0.1:0") }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	brokers := c.ListenAddrs()
+	conn := func(pass string) InputConfig {
+		return InputConfig{Brokers: brokers, Topics: []string{"zeek"}, Group: "g", SessionTimeout: 6 * time.Second,
+			TLS: &TLSConfig{CA: ca}, SASL: &SASLConfig{Mechanism: "SCRAM-SHA-256", User: "sensor", Password: pass}}
+	}
+	good := conn("s3cret")
+	if errs := good.Validate("k", FormatZeekJSON); len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	o, err := NewOutput(OutputConfig{Brokers: brokers, TLS: &TLSConfig{CA: ca}, SASL: &SASLConfig{Mechanism: "SCRAM-SHA-256", User: "sensor", Password: "s3cret"}, AlertsTopic: "zeek"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The output's client produces the sensor record (same TLS and SASL).
+	o.cl.Produce(context.Background(), &kgo.Record{Topic: "zeek", Value: zeekSSL(1, true)}, nil)
+	if err := o.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	_ = o.Close()
+	c1 := &collector{count: map[string]int{}}
+	in := newTestInputCfg(t, conn("s3cret"), c1)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- in.Run(ctx) }()
+	waitFor(t, "the event over TLS and SASL", 20*time.Second, func() bool { c1.mu.Lock(); defer c1.mu.Unlock(); return len(c1.seen) == 1 })
+	cancel()
+	<-done
+	_ = in.Close(context.Background())
+	// A wrong password never joins.
+	c2 := &collector{count: map[string]int{}}
+	bad := newTestInputCfg(t, conn("wrong"), c2)
+	ctx2, cancel2 := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel2()
+	_ = bad.Run(ctx2)
+	if bad.Ready() == nil || len(c2.seen) != 0 {
+		t.Fatalf("wrong password: ready=%v seen=%d", bad.Ready(), len(c2.seen))
+	}
+	_ = bad.Close(context.Background())
 }

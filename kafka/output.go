@@ -33,7 +33,15 @@ type Output struct {
 	failed   atomic.Pointer[error] // first produce error: Sync returns it
 	produced atomic.Uint64
 	mu       sync.Mutex // Sync calls one at a time
+
+	bmu sync.Mutex
+	cur *batch // records produced since the last Sync began
 }
+
+// batch counts the records produced between two Syncs: a Sync waits for
+// the acknowledgements of what was produced before it, not for records
+// the pipeline keeps producing meanwhile (kgo's Flush would).
+type batch struct{ wg sync.WaitGroup }
 
 // NewOutput connects the producer.
 func NewOutput(cfg OutputConfig, extra ...kgo.Opt) (*Output, error) {
@@ -51,7 +59,7 @@ func NewOutput(cfg OutputConfig, extra ...kgo.Opt) (*Output, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kafka output: %w", err)
 	}
-	return &Output{cfg: cfg, cl: cl, alerts: m}, nil
+	return &Output{cfg: cfg, cl: cl, alerts: m, cur: &batch{}}, nil
 }
 
 // Alert produces a to the alerts topic (a no-op when none is set).
@@ -82,7 +90,12 @@ func (o *Output) produce(topic, key string, v []byte) error {
 	if p := o.failed.Load(); p != nil {
 		return *p
 	}
+	o.bmu.Lock()
+	b := o.cur
+	b.wg.Add(1)
+	o.bmu.Unlock()
 	o.cl.Produce(context.Background(), &kgo.Record{Topic: topic, Key: []byte(key), Value: v}, func(_ *kgo.Record, err error) {
+		defer b.wg.Done()
 		if err != nil {
 			err = fmt.Errorf("kafka output: produce to %s: %w", topic, err)
 			o.failed.CompareAndSwap(nil, &err)
@@ -93,14 +106,20 @@ func (o *Output) produce(topic, key string, v []byte) error {
 	return nil
 }
 
-// Sync waits until every record produced so far is acknowledged.
+// Sync waits until every record produced before it is acknowledged.
 func (o *Output) Sync() error {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	if err := o.cl.Flush(ctx); err != nil {
-		return fmt.Errorf("kafka output: flush: %w", err)
+	o.bmu.Lock()
+	b := o.cur
+	o.cur = &batch{}
+	o.bmu.Unlock()
+	done := make(chan struct{})
+	go func() { b.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(2 * time.Minute):
+		return errors.New("kafka output: records not acknowledged within 2m")
 	}
 	if p := o.failed.Load(); p != nil {
 		return *p
@@ -114,6 +133,9 @@ func (o *Output) Produced() uint64 { return o.produced.Load() }
 // Close flushes and disconnects.
 func (o *Output) Close() error {
 	err := o.Sync()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err = errors.Join(err, o.cl.Flush(ctx))
 	o.cl.Close()
 	if errors.Is(err, context.Canceled) {
 		return nil

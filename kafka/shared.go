@@ -85,6 +85,10 @@ type SharedOptions struct {
 	Local Prober
 	// Deadline bounds one owned probe.
 	Deadline time.Duration
+	// Allowed is this instance's own scope: a request for a server
+	// outside it (another instance may be configured more widely) is
+	// answered out_of_scope, never dialled. nil allows all.
+	Allowed func(netip.AddrPort) (bool, string)
 	// TTL and NegativeTTL: how long an observation answers events (a
 	// failed probe: NegativeTTL), as dedup.ttl and dedup.negative_ttl.
 	TTL, NegativeTTL time.Duration
@@ -429,9 +433,14 @@ func (s *Shared) work(ctx context.Context, key tp, epoch uint64, r *kgo.Record, 
 	}
 	go func() {
 		defer func() { <-s.sem }()
-		pctx, cancel := context.WithTimeout(ctx, s.opts.Deadline)
-		res := s.opts.Local.ProbeWith(pctx, t, q.JARMSNI, stackprint.ProbeOptions{Kinds: q.Kinds})
-		cancel()
+		var res stackprint.Result
+		if ok, why := s.allowed(t); !ok {
+			res = stackprint.Result{Target: t, Started: time.Now(), Status: stackprint.StatusOutOfScope, Error: "out of the probing instance's scope: " + why}
+		} else {
+			pctx, cancel := context.WithTimeout(ctx, s.opts.Deadline)
+			res = s.opts.Local.ProbeWith(pctx, t, q.JARMSNI, stackprint.ProbeOptions{Kinds: q.Kinds})
+			cancel()
+		}
 		defer func() {
 			s.mu.Lock()
 			delete(s.inflight, k)
@@ -450,6 +459,13 @@ func (s *Shared) work(ctx context.Context, key tp, epoch uint64, r *kgo.Record, 
 		s.wk.settle(key, epoch, r.Offset)
 	}()
 	return nil
+}
+
+func (s *Shared) allowed(t stackprint.Target) (bool, string) {
+	if s.opts.Allowed == nil {
+		return true, ""
+	}
+	return s.opts.Allowed(t.Addr())
 }
 
 // SharedStats counts the shared prober's work.

@@ -12,6 +12,7 @@ import (
 	"math/big"
 	"net"
 	"net/netip"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -77,7 +78,7 @@ func TestSharedProbesEachServerOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	cost := eng.Conns(nil)
-	cfg := ClusterConfig{Brokers: brokers, RequestsTopic: "reqs", ObservationsTopic: "obs", SessionTimeout: time.Second, Wait: 60 * time.Second}
+	cfg := ClusterConfig{Brokers: brokers, RequestsTopic: "reqs", ObservationsTopic: "obs", SessionTimeout: 6 * time.Second, Wait: 60 * time.Second}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var shs []*Shared
@@ -168,5 +169,35 @@ func TestSharedProbesEachServerOnce(t *testing.T) {
 	wg.Wait()
 	for _, sh := range append(shs, sh4) {
 		_ = sh.Close(context.Background())
+	}
+}
+
+// A request for a server outside the owner's own scope is answered
+// out_of_scope and never dialled, whatever the asking instance allows.
+func TestSharedOwnerKeepsItsScope(t *testing.T) {
+	brokers := startKfake(t, 1, "reqs", "obs")
+	s := startTLSServer(t, "127.0.0.60")
+	eng, err := probe.NewEngine(probe.EngineConfig{Kinds: []string{"cert"}, IOTimeout: 3 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	deny := func(ap netip.AddrPort) (bool, string) { return ap.Addr() != s.addr.Addr(), "denied by scope.deny" }
+	sh, err := NewShared(ClusterConfig{Brokers: brokers, RequestsTopic: "reqs", ObservationsTopic: "obs", SessionTimeout: 6 * time.Second, Wait: 30 * time.Second},
+		SharedOptions{Local: eng, Allowed: deny, Deadline: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() { _ = sh.Run(ctx) })
+	defer func() { cancel(); wg.Wait(); _ = sh.Close(context.Background()) }()
+	waitFor(t, "ready", 30*time.Second, func() bool { return sh.Ready() == nil })
+	tg := stackprint.Target{IP: s.addr.Addr(), Port: s.addr.Port()}
+	r := sh.ProbeWith(ctx, tg, tg.IP.String(), stackprint.ProbeOptions{Kinds: []string{"cert"}})
+	if r.Status != stackprint.StatusOutOfScope || !strings.Contains(r.Error, "denied by scope.deny") {
+		t.Fatalf("%s %s", r.Status, r.Error)
+	}
+	if n := s.conns.Load(); n != 0 {
+		t.Fatalf("%d connections to a denied server", n)
 	}
 }

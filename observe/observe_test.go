@@ -1,11 +1,13 @@
 package observe
 
 import (
+	"bufio"
 	"encoding/json"
 	"log/slog"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -16,84 +18,86 @@ import (
 	"github.com/stackprint/stackprint/rules"
 )
 
-const (
-	bad   = "07d19d12d21d21d07c07d19d07d21da5a8ab90bcc6bf8bbc6fbec4bcaa8219"
-	other = "22b22b09b22b22b22b22b22b22b22b352842cd5d6b0278445702035e06875c"
-)
+var goHellos = []string{
+	"771_1301_43.AwQ-51.23_16.AAMCaDI-0.__43.AwQ-51.23_-",
+	"771_c02b_16.AAkIaHR0cC8xLjE-0.____",
+	"771_cca9_35.-65281.-16.AAMCaDI-11.AQA-0.____<40",
+	"______<120",
+	"______<40",
+	"771_1303_43.AwQ-51.23_16.AAMCaDI-0.__43.AwQ-51.23_-",
+	"769_c009_35.-65281.-16.AAMCaDI-0.____",
+	"771_c02b_35.-16.AAMCaDI-0.____",
+	"771_c02b_35.-11.AQA-0.____",
+	"771_cca9_16.AAMCaDI-0.____",
+}
 
-// TestRecordThenRetroHunt runs the stage over a real DB file, the
-// built-in rules and the file outputs: records written through it are
-// kept as observations, and a fingerprint added later raises one
-// retroactive alert per target that carried it inside the window, in the
-// alert file.
-func TestRecordThenRetroHunt(t *testing.T) {
+// A retro-hunt of an ATSF entry that keeps its ten answers alerts on a
+// target probed earlier whose answers differ on one ClientHello (the near
+// rule), through the outputs, and keeps the alert for explain.
+func TestRetroHuntNear(t *testing.T) {
 	dir := t.TempDir()
-	d, err := db.Open(filepath.Join(dir, "stackprint.db"), db.Options{Timeout: time.Second})
+	d, err := db.Open(filepath.Join(dir, "s.db"), db.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer d.Close()
-	alerts := filepath.Join(dir, "alerts.ndjson")
-	sink, err := output.OpenSink(output.SinkConfig{Alerts: alerts, Fingerprints: filepath.Join(dir, "stackprint.log")}, output.SinkHooks{})
+	sink, err := output.OpenSink(output.SinkConfig{Alerts: filepath.Join(dir, "alerts.ndjson")}, output.SinkHooks{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer sink.Close()
-	judge, err := rules.New(rules.Options{Logger: slog.New(slog.DiscardHandler)})
+	eng, err := rules.New(rules.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := New(sink, d, judge, time.Hour, slog.New(slog.DiscardHandler))
+	st := New(sink, d, eng, 24*time.Hour, slog.New(slog.DiscardHandler))
 
-	now := time.Now()
-	for i, r := range []struct {
-		ip, jarm string
-		ago      time.Duration
-	}{
-		{"203.0.113.10", bad, 10 * time.Minute},
-		{"203.0.113.11", bad, 3 * time.Hour}, // outside the window
-		{"203.0.113.12", other, 5 * time.Minute},
-	} {
-		ev := stackprint.Event{TS: now.Add(-r.ago), UID: "Cobs" + string(rune('a'+i)), Orig: netip.MustParseAddrPort("10.0.0.5:40000"),
-			Resp: netip.AddrPortFrom(netip.MustParseAddr(r.ip), 443), SNI: "x.example", Source: "zeek-ssl"}
-		res := stackprint.Result{Target: ev.Target(), Started: now.Add(-r.ago), Status: stackprint.StatusOK, JARM: r.jarm}
-		if err := s.Record(ev, res, nil); err != nil {
-			t.Fatal(err)
-		}
+	variant := slices.Clone(goHellos)
+	variant[3] = "771_1301_43.AwQ-51.29_16.AAUEaW1hcA___-"
+	a := &stackprint.ATSF{ID: db.ATSFID(variant), Fingerprint: strings.Join(variant, "|")}
+	for i, h := range variant {
+		a.Hellos = append(a.Hellos, stackprint.ATSFHello{Name: db.ATSFHelloNames()[i], Raw: h})
 	}
-	if got, err := d.ObservationsWith("jarm", bad, now.Add(-24*time.Hour)); err != nil || len(got) != 2 {
-		t.Fatalf("observations carrying the JARM: %d, %v; want 2", len(got), err)
+	ev := stackprint.Event{TS: time.Now().Add(-time.Hour), UID: "CRetro1", Orig: netip.MustParseAddrPort("10.0.0.5:5000"),
+		Resp: netip.MustParseAddrPort("192.0.2.20:8443"), Source: "zeek-ssl"}
+	if err := st.Record(ev, stackprint.Result{Target: ev.Target(), Started: ev.TS, Status: stackprint.StatusOK, ATSF: a}, nil); err != nil {
+		t.Fatal(err)
 	}
-	if b, _ := os.ReadFile(filepath.Join(dir, "stackprint.log")); strings.Count(string(b), "203.0.113.1") != 3 {
-		t.Errorf("fingerprint log does not hold the three records:\n%s", b)
-	}
-
-	rec, err := d.AddRecord(db.Record{Kind: "jarm", Value: bad, Label: "get2", Source: "test", Confidence: "high"})
+	rec, err := d.AddRecord(db.Record{Kind: "atsf", Value: db.ATSFID(goHellos), Label: "lab-c2", Confidence: "high", Hellos: goHellos})
 	if err != nil {
 		t.Fatal(err)
 	}
-	n, err := s.RetroHunt([]db.Key{rec.Key()})
+	n, err := st.RetroHunt([]db.Key{rec.Key()})
 	if err != nil || n != 1 {
-		t.Fatalf("retro-hunt: %d alerts, %v; want 1 (.10; .11 is outside the window)", n, err)
+		t.Fatalf("retro-hunt: %d alerts, %v; want the near one", n, err)
 	}
-	b, err := os.ReadFile(alerts)
+	f, err := os.Open(filepath.Join(dir, "alerts.ndjson"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
-	if len(lines) != 1 {
-		t.Fatalf("alert file: %d lines:\n%s", len(lines), b)
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	if !sc.Scan() {
+		t.Fatal("no alert written")
 	}
-	for _, want := range []string{`"resp":"203.0.113.10:443"`, `"source":"retro-hunt"`, `"retro":true`, `"label":"get2"`, `"uid":"Cobsa"`} {
-		if !strings.Contains(lines[0], want) {
-			t.Errorf("retro alert lacks %s: %s", want, lines[0])
-		}
+	var got struct {
+		AlertID string `json:"alert_id"`
+		Rule    string `json:"rule"`
+		Retro   bool   `json:"retro"`
+		UID     string `json:"uid"`
+		Match   struct {
+			Near struct {
+				Text string `json:"text"`
+			} `json:"near"`
+		} `json:"match"`
 	}
-	if !json.Valid([]byte(lines[0])) {
-		t.Errorf("alert line is not JSON: %s", lines[0])
+	if err := json.Unmarshal(sc.Bytes(), &got); err != nil {
+		t.Fatal(err)
 	}
-	// Off: a zero window hunts nothing.
-	if n, err := New(sink, d, judge, 0, slog.New(slog.DiscardHandler)).RetroHunt([]db.Key{rec.Key()}); n != 0 || err != nil {
-		t.Errorf("window 0: %d alerts, %v", n, err)
+	if got.Rule != "atsf_near" || !got.Retro || got.UID != "CRetro1" || got.Match.Near.Text != "9 of 10 answers equal to lab-c2; differs on random6306: ALPN" {
+		t.Errorf("alert = %+v", got)
+	}
+	if _, ok, err := d.Alert(got.AlertID); err != nil || !ok {
+		t.Errorf("alert %s not kept for explain: %v", got.AlertID, err)
 	}
 }

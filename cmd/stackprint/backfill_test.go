@@ -217,3 +217,18 @@ func gzipFile(t *testing.T, path string) {
 	}
 	os.Remove(path)
 }
+
+// While a daemon runs (and holds the DB), a backfill says so instead of
+// waiting for the lock.
+func TestBackfillRefusesWhileDaemonRuns(t *testing.T) {
+	dir := t.TempDir()
+	cfgPath, sslLog, _ := labConfig(t, dir)
+	writeZeekSSLT(t, sslLog, nil, true)
+	cmd, stderr := startDaemon(t, cfgPath)
+	waitFor(t, "the admin socket", 20*time.Second, func() bool { return strings.Contains(stderr.String(), "admin socket listening") })
+	_, errOut, err := runBin(t, "scan", "-c", cfgPath, sslLog)
+	if err == nil || !strings.Contains(errOut, "a daemon runs") {
+		t.Errorf("scan while the daemon runs: %v\n%s", err, errOut)
+	}
+	stopDaemon(t, cmd)
+}

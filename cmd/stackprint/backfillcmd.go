@@ -33,9 +33,11 @@ func runBackfill(ctx context.Context, cfgPath, format string, files []string, re
 	if err != nil {
 		return fmt.Errorf("scan: %w", err)
 	}
-	if c, err := admin.Dial(ctx, cfg.DB.AdminSocket); err == nil {
-		c.Close()
-		return fmt.Errorf("scan: a daemon runs on %s and holds the DB; backfill through the daemon is not available yet: stop it, or run scan --no-probe", cfg.DB.AdminSocket)
+	if sock := cfg.DB.AdminSocketPath(); sock != "" {
+		if c, err := admin.Dial(ctx, sock); err == nil {
+			c.Close()
+			return fmt.Errorf("scan: a daemon runs on %s and holds the DB; a backfill through the running daemon is not available yet: stop it for the backfill, or run scan --no-probe", sock)
+		}
 	}
 	d, err := db.Open(cfg.DB.Path, db.Options{Timeout: cfg.DB.LockTimeout})
 	if err != nil {
