@@ -204,6 +204,18 @@ func New(cfg *config.Config, log *slog.Logger, o Options) (_ *Daemon, err error)
 				d.ledger.Progress(name, p.Path, p.Offset, b)
 			}
 		}
+		// The first position of a path without a checkpoint is committed
+		// at once, not at the next ledger interval: a daemon killed
+		// before its first checkpoint then resumes there, and reads the
+		// generations rotated while it was down (docs/TAILER-CASES.md C2).
+		opts.Started = func(p tailer.Position) error {
+			b, err := json.Marshal(p)
+			if err != nil {
+				return err
+			}
+			_, err = d.db.CommitStateSpill(map[string][]byte{enrich.CheckpointKey(name, p.Path): b}, nil, nil, nil)
+			return err
+		}
 		t, err := tailer.New(tailer.Input{Name: in.Name, Path: in.Path, Format: in.Format,
 			Archives: in.Archives, FieldNames: in.FieldNames}, opts, track)
 		if err != nil {

@@ -1250,3 +1250,85 @@ func TestC05_ShortArchiveReadOnce(t *testing.T) {
 		t.Errorf("%+v", st)
 	}
 }
+
+// C2 and C6 before the first checkpoint: a daemon killed before it
+// committed any position, the file rotated three times while it was down.
+// Without a stored start position the next start is a first start, which
+// takes the rotated generations as history and skips them (the loss seen
+// in the daemon's SIGKILL test under load); with the position given to
+// Options.Started it resumes at the start of the first generation and
+// reads every generation, in order.
+func TestC02_C06_KilledBeforeFirstCheckpoint(t *testing.T) {
+	t.Parallel()
+	for _, empty := range []bool{false, true} {
+		t.Run(fmt.Sprintf("created-empty=%v", empty), func(t *testing.T) {
+			t.Parallel()
+			dir := t.TempDir()
+			p := filepath.Join(dir, "ssl.log")
+			in := Input{Path: p, Format: FormatZeek}
+			var mu sync.Mutex
+			var starts []Position
+			var order []string
+			c := newCollector()
+			h := func(ctx context.Context, ev stackprint.Event) error {
+				mu.Lock()
+				order = append(order, "event")
+				mu.Unlock()
+				return c.handle(ctx, ev)
+			}
+			opts := Options{Logger: testLogger(t), PollInterval: 20 * time.Millisecond, RotateWait: 100 * time.Millisecond,
+				Started: func(pos Position) error {
+					mu.Lock()
+					defer mu.Unlock()
+					starts = append(starts, pos)
+					order = append(order, "started")
+					return nil
+				}}
+			if empty {
+				writeFile(t, p, "") // created lazily: no fingerprint when first opened
+			} else {
+				writeFile(t, p, tsvHeader(0)+tsvLines(0, 0, 5))
+			}
+			tl, err := New(in, opts, h)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() { done <- tl.Run(ctx) }()
+			if empty {
+				time.Sleep(100 * time.Millisecond) // opened while empty (either way the result must hold)
+				appendTo(t, p, tsvHeader(0)+tsvLines(0, 0, 5))
+			}
+			checkRange(t, c.waitN(t, 5, 5*time.Second), 0, 5)
+			cancel() // "killed": nothing but the start position was committed
+			if err := <-done; err != nil {
+				t.Fatal(err)
+			}
+			mu.Lock()
+			if len(starts) != 1 || starts[0].Offset != 0 || starts[0].Path != p || starts[0].FPLen == 0 || order[0] != "started" {
+				t.Fatalf("start positions %+v (order %v), want one at offset 0 of %s with a fingerprint, before the first event", starts, order, p)
+			}
+			mu.Unlock()
+			// Down: more lines, then three rotations.
+			appendTo(t, p, tsvLines(0, 5, 8))
+			next := 8
+			base := time.Now().Add(-time.Hour)
+			for g := 1; g <= 3; g++ {
+				rotated := fmt.Sprintf("%s.%d", p, g)
+				mustRename(t, p, rotated)
+				mod := base.Add(time.Duration(g) * time.Minute)
+				if err := os.Chtimes(rotated, mod, mod); err != nil {
+					t.Fatal(err)
+				}
+				writeFile(t, p, tsvHeader(g)+tsvLines(g, next, next+3))
+				next += 3
+			}
+			evs, st := session(t, in, Options{Resume: starts}, next)
+			checkRange(t, evs, 0, next)
+			if st.CatchUpFiles != 3 || st.ResumeFallbacks != 0 || st.ParseErrors != 0 {
+				t.Errorf("%+v", st)
+			}
+		})
+	}
+}

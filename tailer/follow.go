@@ -118,6 +118,12 @@ type lane struct {
 	opened  int  // files opened at the path
 	catchUp bool // a generation was finished: look for the ones after it before opening the path
 	recheck bool // … and look again when the path has a file
+	// started is false until Options.Started was told where reading
+	// began (lanes without a resume position, read from the start).
+	started bool
+	// resumed: the lane resumed in a rotated or archived generation; the
+	// files read are remembered one by one, none is taken as history.
+	resumed bool
 
 	lastOpenErr, lastStatErr string
 }
@@ -142,7 +148,8 @@ type openFile struct {
 	readErr  string
 	progress int64 // offset last reported to Options.Progress
 	parked   bool
-	changed  bool // a read found other first bytes: restart before anything else
+	changed  bool  // a read found other first bytes: restart before anything else
+	startOff int64 // where reading began (0, a resume or a known offset)
 }
 
 func (of *openFile) position(path string) Position {
@@ -268,6 +275,7 @@ func (f *follower) addLane(path string) *lane {
 		_, err := os.Stat(path)
 		ln.fromEnd = err == nil // not for a file created later
 	}
+	ln.started = ln.resume != nil || ln.fromEnd || f.opts.Started == nil
 	f.lanes[path] = ln
 	return ln
 }
@@ -411,7 +419,7 @@ func (f *follower) stepLane(ctx context.Context, ln *lane) (done bool, err error
 		}
 		of := ln.cur
 		if of.catchUp {
-			if err := f.drain(ctx, of); err != nil {
+			if err := f.drain(ctx, ln, of); err != nil {
 				return false, err
 			}
 			if of.gz == nil && !of.fc.closed {
@@ -456,7 +464,7 @@ func (f *follower) stepLane(ctx context.Context, ln *lane) (done bool, err error
 		if f.t.testHook != nil {
 			f.t.testHook("before drain")
 		}
-		if err := f.drain(ctx, of); err != nil {
+		if err := f.drain(ctx, ln, of); err != nil {
 			return false, err
 		}
 		if of.changed {
@@ -637,7 +645,7 @@ func (f *follower) restart(ln *lane, of *openFile, why string) {
 }
 
 // drain delivers every complete line available in of.
-func (f *follower) drain(ctx context.Context, of *openFile) error {
+func (f *follower) drain(ctx context.Context, ln *lane, of *openFile) error {
 	start := of.lr.readPos()
 	defer func() {
 		if of.lr.readPos() > start {
@@ -667,10 +675,28 @@ func (f *follower) drain(ctx context.Context, of *openFile) error {
 		if !of.fp.complete && of.lr.pos > int64(len(of.fp.prefix)) && of.gz == nil {
 			f.refreshFP(of)
 		}
+		if !ln.started && (of.fp.complete || long || len(bytes.TrimSpace(line)) > 0 && line[0] != '#') {
+			if err := f.started(ln, of); err != nil {
+				return err
+			}
+		}
 		if err := f.sink.line(ctx, &of.fc, line, long, of.lr.pos); err != nil {
 			return err
 		}
 	}
+}
+
+// started tells Options.Started where the lane began reading, before its
+// first event.
+func (f *follower) started(ln *lane, of *openFile) error {
+	p := of.position(ln.path)
+	p.Offset = of.startOff
+	if err := f.opts.Started(p); err != nil {
+		return fmt.Errorf("tailer: input %q: record the start position %s: %w", f.t.in.Name, p, err)
+	}
+	ln.started = true
+	f.log.Info("tailer: start position recorded", "position", p.String())
+	return nil
 }
 
 // refreshFP extends the fingerprint of a file that was short when opened.
@@ -844,7 +870,7 @@ func (f *follower) openPath(ln *lane, start int64) bool {
 		return false
 	}
 	ln.lastOpenErr = ""
-	if ln.opened == 0 {
+	if ln.opened == 0 && !ln.resumed {
 		f.baseline(ln)
 	}
 	of := f.newOpenFile(ln, fh, fi, ln.path, nil)
@@ -869,6 +895,7 @@ func (f *follower) openPath(ln *lane, start int64) bool {
 		f.skipToEnd(ln, of, fi.Size())
 	}
 	ln.fromEnd = false
+	of.startOff = of.lr.pos
 	if ln.opened++; ln.opened > 1 {
 		f.t.st.rotations.Add(1)
 	}
@@ -1190,6 +1217,7 @@ func (f *follower) openCandidate(ln *lane, c candidate) *openFile {
 			return nil
 		}
 	}
+	of.startOff = of.lr.pos
 	f.t.st.catchUp.Add(1)
 	f.log.Info("tailer: catching up from an older generation", "file", c.path, "offset", c.offset, "for", ln.path)
 	return of
@@ -1250,6 +1278,7 @@ func (f *follower) applyResume(ln *lane, pos Position) {
 			newer = slices.DeleteFunc(newer, func(o candidate) bool { return o.dev == d && o.ino == i && !o.gz })
 		}
 		ln.backlog = append([]candidate{found}, orderGenerations(newer)...)
+		ln.resumed = true
 		f.log.Info("tailer: resuming in a rotated or archived generation", "position", pos.String(), "file", found.path,
 			"newer_generations", len(ln.backlog)-1, "why_not_the_path", why)
 		return

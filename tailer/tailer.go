@@ -78,6 +78,17 @@ type Options struct {
 	// been read to its end and when a file is finished. Committing it is
 	// safe once every event handed before it is settled.
 	Progress func(Position)
+	// Started, when set, is called from Run's goroutine for each followed
+	// path that has no position in Resume and is read from its start (not
+	// FromEnd): once, just before the first line that could be an event is
+	// handed to the handler, with the position where reading began (the
+	// start of the file). The caller commits it before returning: until a
+	// first checkpoint exists, a restart cannot tell "never started" from
+	// "stopped before the first checkpoint" and takes the generations
+	// already rotated away as history, so a daemon killed before its first
+	// checkpoint would skip the generations rotated while it was down. An
+	// error stops the tailer.
+	Started func(Position) error
 	// Watcher is a DirWatcher shared with other tailers; nil: the tailer
 	// starts its own.
 	Watcher *DirWatcher
