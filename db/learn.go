@@ -49,6 +49,24 @@ type LearnStats struct {
 	LastSeen  time.Time         `json:"last_seen"`
 }
 
+// TopHints are the n most frequent block-list hints of h, most frequent
+// first, ties by name.
+func TopHints(h map[string]uint64, n int) []string {
+	keys := make([]string, 0, len(h))
+	for k := range h {
+		keys = append(keys, k)
+	}
+	for i := 1; i < len(keys); i++ {
+		for j := i; j > 0 && (h[keys[j]] > h[keys[j-1]] || h[keys[j]] == h[keys[j-1]] && keys[j] < keys[j-1]); j-- {
+			keys[j], keys[j-1] = keys[j-1], keys[j]
+		}
+	}
+	if len(keys) > n {
+		keys = keys[:n]
+	}
+	return keys
+}
+
 // Score returns B/(B+T).
 func (s LearnStats) Score() float64 {
 	v, _ := score(s.Block, s.Top)

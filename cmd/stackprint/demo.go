@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net/netip"
@@ -15,10 +14,7 @@ import (
 	"time"
 
 	"github.com/stackprint/stackprint"
-	"github.com/stackprint/stackprint/config"
-	"github.com/stackprint/stackprint/configs"
 	"github.com/stackprint/stackprint/daemon"
-	"github.com/stackprint/stackprint/db"
 	"github.com/stackprint/stackprint/internal/lab"
 	"github.com/stackprint/stackprint/internal/logging"
 	"github.com/stackprint/stackprint/output"
@@ -67,42 +63,22 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if !seed.HasJARM() {
 		return fmt.Errorf("demo: could not fingerprint the seed server %s: %s %s", c2.Addr, seed.Status, seed.Error)
 	}
-	if err := seedDemoDB(dbPath, seed.JARM); err != nil {
+	if err := lab.SeedDemoDB(dbPath, seed.JARM); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "fingerprint DB seeded: jarm %s = \"demo-c2 (test C2)\", confidence high\n\n", seed.JARM)
 
-	conns := []lab.Conn{
-		{UID: "CdemoA1", Orig: "127.0.0.1:50001", Resp: servers[0].Addr, SNI: "www.demo.test"},
-		{UID: "CdemoB1", Orig: "127.0.0.1:50002", Resp: c2.Addr, SNI: "updates.demo.test"},
-		{UID: "CdemoC1", Orig: "127.0.0.1:50003", Resp: servers[2].Addr, SNI: "api.demo.test"},
-		{UID: "CdemoO1", Orig: "127.0.0.1:50004", Resp: netip.MustParseAddrPort("169.254.169.254:443"), SNI: ""},
-		{UID: "CdemoO2", Orig: "127.0.0.1:50005", Resp: netip.MustParseAddrPort("10.1.2.3:443"), SNI: "intranet.demo.test"},
-		{UID: "CdemoA2", Orig: "127.0.0.2:50006", Resp: servers[0].Addr, SNI: "www.demo.test"},
-		{UID: "CdemoB2", Orig: "127.0.0.2:50007", Resp: c2.Addr, SNI: "updates.demo.test"}, // a second host talks to the C2
-	}
-	if len(servers) > 3 {
-		conns = append(conns, lab.Conn{UID: "CdemoD1", Orig: "127.0.0.1:50008", Resp: servers[3].Addr, SNI: "legacy.demo.test"})
-	}
+	conns := lab.DemoConns(servers)
 	logPath := filepath.Join(dir, "ssl.log")
 	half := len(conns) / 2
 	if err := lab.WriteZeekSSL(logPath, conns[:half], true); err != nil {
 		return err
 	}
 
-	cfg, err := config.Parse(configs.DefaultYAML)
+	cfg, err := lab.DemoConfig(dir, dbPath, logPath)
 	if err != nil {
-		return fmt.Errorf("demo: embedded config: %w", err)
+		return err
 	}
-	cfg.DB.Path = dbPath
-	cfg.Inputs = []config.InputConfig{{Name: "demo-zeek-ssl", Path: logPath, Format: "zeek"}}
-	cfg.Scope.Allow = []string{"127.0.0.0/8"} // the lab lives on loopback
-	cfg.Outputs.Alerts = filepath.Join(dir, "alerts.ndjson")
-	cfg.Outputs.Fingerprints = filepath.Join(dir, "stackprint.log")
-	cfg.Scheduler.ProbesPerSecond, cfg.Scheduler.Burst = 50, 10
-	cfg.Probe.IOTimeout = 2 * time.Second
-	cfg.Metrics.Listen = "" // no listener: the demo must not collide with a running daemon
-	cfg.Log.Level = "warn"
 	if *verbose {
 		cfg.Log.Level = "debug"
 	}
@@ -188,14 +164,4 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return fmt.Errorf("demo: expected alerts for the seeded C2 server, got none")
 	}
 	return nil
-}
-
-func seedDemoDB(path, jarm string) error {
-	d, err := db.Open(path, db.Options{Timeout: 2 * time.Second})
-	if err != nil {
-		return err
-	}
-	err = d.Add(db.Record{Kind: "jarm", Value: jarm, Label: "demo-c2 (test C2)", Category: "c2",
-		Source: "stackprint demo", Confidence: "high", Notes: "JARM of the demo's TLS 1.2-only Go server"})
-	return errors.Join(err, d.Close())
 }

@@ -95,20 +95,9 @@ func cmdDBLearn(ctx context.Context, args []string, stdout, stderr io.Writer) er
 			return fmt.Errorf("db learn: %w", err)
 		}
 	}
-	var jobs []learn.Job
-	skipped := 0
-	for _, role := range []string{db.RoleBlock, db.RoleTop} {
-		done, err := st.LearnFinished(ctx, role)
-		if err != nil {
-			return fmt.Errorf("db learn: %w", err)
-		}
-		for _, e := range lists[role] {
-			if done[e.Key] {
-				skipped++
-				continue
-			}
-			jobs = append(jobs, learn.Job{Role: role, Entry: e})
-		}
+	jobs, skipped, err := learn.PendingJobs(ctx, st, lists)
+	if err != nil {
+		return fmt.Errorf("db learn: %w", err)
 	}
 	if skipped > 0 {
 		fmt.Fprintf(stderr, "resuming: %d entries finished by an earlier run are not probed again (--restart starts over)\n", skipped)
@@ -221,20 +210,7 @@ func hintList(h map[string]uint64) string {
 	if len(h) == 0 {
 		return "-"
 	}
-	keys := make([]string, 0, len(h))
-	for k := range h {
-		keys = append(keys, k)
-	}
-	// most frequent first
-	for i := 1; i < len(keys); i++ {
-		for j := i; j > 0 && (h[keys[j]] > h[keys[j-1]] || h[keys[j]] == h[keys[j-1]] && keys[j] < keys[j-1]); j-- {
-			keys[j], keys[j-1] = keys[j-1], keys[j]
-		}
-	}
-	if len(keys) > 3 {
-		keys = keys[:3]
-	}
-	return strings.Join(keys, ", ")
+	return strings.Join(db.TopHints(h, 3), ", ")
 }
 
 func baseName(p string) string {
