@@ -6,8 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
-	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
@@ -64,14 +62,6 @@ func cmdProbe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		fs.Usage()
 		return fmt.Errorf("probe: want exactly one HOST:PORT, got %d arguments", len(pos))
 	}
-	host, portStr, err := net.SplitHostPort(pos[0])
-	if err != nil {
-		return fmt.Errorf("probe: target %q: %w", pos[0], err)
-	}
-	port, err := strconv.ParseUint(portStr, 10, 16)
-	if err != nil || port == 0 {
-		return fmt.Errorf("probe: target %q: invalid port %q", pos[0], portStr)
-	}
 	kindList, err := probe.ParseKinds(strings.Split(*kinds, ","))
 	if err != nil {
 		return fmt.Errorf("probe: --kinds: %w", err)
@@ -88,26 +78,10 @@ func cmdProbe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	default:
 		return fmt.Errorf("probe: --format %q: want text, json or goscanner", *format)
 	}
-	ip, err := netip.ParseAddr(host)
-	name := *sni
+	t, name, err := probe.ResolveTarget(ctx, pos[0], *sni, *ioTimeout)
 	if err != nil {
-		// A host name: resolve once and send the name as SNI, as jarm.py does.
-		rctx, cancel := context.WithTimeout(ctx, *ioTimeout)
-		addrs, rerr := net.DefaultResolver.LookupNetIP(rctx, "ip", host)
-		cancel()
-		if rerr != nil || len(addrs) == 0 {
-			return fmt.Errorf("probe: resolve %q: %v", host, rerr)
-		}
-		ip = addrs[0]
-		if name == "" {
-			name = host
-		}
+		return fmt.Errorf("probe: %w", err)
 	}
-	ip = stackprint.CanonicalAddr(ip)
-	if name == "" {
-		name = ip.String()
-	}
-	t := stackprint.Target{IP: ip, Port: uint16(port), SNI: stackprint.CanonicalSNI(name)}
 	ecfg := probe.EngineConfig{Kinds: kindList, IOTimeout: *ioTimeout, Deadline: *deadline, HTTPWait: *httpWait}
 	switch *startTLS {
 	case "":
@@ -131,7 +105,7 @@ func cmdProbe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	if *format == "json" {
 		out := probeJSON{
-			SchemaVersion: stackprint.SchemaVersion, Target: t.Addr().String(), IP: ip.String(), Port: t.Port,
+			SchemaVersion: stackprint.SchemaVersion, Target: t.Addr().String(), IP: t.IP.String(), Port: t.Port,
 			SNI: name, ObservedSNI: t.SNI, StartTLS: res.StartTLS, Status: string(res.Status), JARM: res.JARM, JARMRaw: res.JARMRaw,
 			ATSF: res.ATSF, Cert: res.Cert, HTTP: res.HTTP, Kinds: []kindJSON{},
 			Conns: res.Conns, DurationMS: res.Duration.Milliseconds(), Error: res.Error,
