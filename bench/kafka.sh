@@ -16,6 +16,7 @@
 #   bench/kafka.sh
 #   EVENTS=100000 INSTANCES=1,2,3 bench/kafka.sh
 #   STACKPRINT=/usr/local/bin/stackprint bench/kafka.sh   an existing binary
+#   KAFKABENCH_PPROF=1 bench/kafka.sh   serve pprof on each instance's metrics address
 #
 # Timings are printed, never asserted.
 set -euo pipefail

@@ -85,6 +85,8 @@ func TestDefaultRules(t *testing.T) {
 		{name: "high jarm", ev: ev, jarm: jarmC2, m: []stackprint.Match{{Kind: "jarm", Value: jarmC2, Label: "c2", Confidence: "high"}}, want: "db_match/high", match: "c2"},
 		{name: "medium jarm", ev: ev, jarm: jarmC2, m: []stackprint.Match{{Kind: "jarm", Value: jarmC2, Label: "c2", Confidence: "medium"}}, want: "db_match/medium", match: "c2"},
 		{name: "unset confidence is medium", ev: ev, jarm: jarmC2, m: []stackprint.Match{{Kind: "jarm", Value: jarmC2, Label: "c2"}}, want: "db_match/medium", match: "c2"},
+		{name: "curated atsf alerts like a jarm", ev: ev, jarm: jarmOther, m: []stackprint.Match{{Kind: "atsf", Value: strings.Repeat("c2", 32), Label: "c2 stack", Confidence: "high"}}, want: "db_match/high", match: "c2 stack"},
+		{name: "learned atsf is left to atsf_score", ev: ev, jarm: jarmOther, m: []stackprint.Match{{Kind: "atsf", Value: strings.Repeat("c2", 32), Label: "learned", Confidence: "high", BlockCount: 1, TopCount: 3}}},
 		{name: "low jarm alone does not alert", ev: ev, jarm: jarmC2, m: []stackprint.Match{{Kind: "jarm", Value: jarmC2, Label: "java", Confidence: "low"}}},
 		{name: "strongest match is reported", ev: ev, jarm: jarmC2, m: []stackprint.Match{
 			{Kind: "jarm", Value: jarmC2, Label: "weak", Confidence: "low"},

@@ -146,11 +146,11 @@ probe: {kinds: [jarm, cert], io_timeout: 3s}
 outputs: {alerts: %[1]s/alerts.ndjson, fingerprints: %[1]s/stackprint.log}
 rules: {suppress: {"*": 0s}}
 log: {level: warn}
-metrics: {listen: %[3]s}
+metrics: {listen: %[3]s, pprof: %[4]v}
 kafka:
   output: {brokers: [%[2]s], alerts_topic: stackprint.alerts}
   cluster: {brokers: [%[2]s], session_timeout: 3s}
-`, idir, broker, metrics)
+`, idir, broker, metrics, os.Getenv("KAFKABENCH_PPROF") != "")
 		if err := os.WriteFile(cfg, []byte(body), 0o644); err != nil {
 			log.Fatal(err)
 		}
@@ -168,6 +168,9 @@ kafka:
 		procs = append(procs, p)
 		readyz = append(readyz, "http://"+metrics+"/readyz")
 		waitReady(readyz[i])
+		if os.Getenv("KAFKABENCH_PPROF") != "" {
+			fmt.Printf("instance %d: pprof on http://%s/debug/pprof/\n", i, metrics)
+		}
 	}
 	defer func() {
 		for _, p := range procs {
