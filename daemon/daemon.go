@@ -387,10 +387,9 @@ func (d *Daemon) startAdmin(ctx context.Context) (stop func()) {
 // syncOutputs makes the outputs durable before a checkpoint commit; while
 // an output write is being retried the ledger commits later.
 func (d *Daemon) syncOutputs() error {
-	err := d.sink.Sync()
-	if err == nil {
-		err = d.syncKafka()
-	}
+	// Through the observe stage: the outputs (files, Kafka), then the
+	// alerts of this group commit kept for explain in one transaction.
+	err := d.observe.Sync()
 	if errors.Is(err, output.ErrRetrying) {
 		return fmt.Errorf("%w: %w", enrich.ErrCommitLater, err)
 	}

@@ -123,14 +123,6 @@ func (d *Daemon) spill(ev stackprint.Event) bool {
 	return d.ledger.Spill(ev)
 }
 
-// syncKafka makes the Kafka output's records acknowledged.
-func (d *Daemon) syncKafka() error {
-	if d.kafka == nil || d.kafka.out == nil {
-		return nil
-	}
-	return d.kafka.out.Sync()
-}
-
 // closeKafka makes the inputs' final commits (after the pipeline has
 // stopped), leaves the groups and flushes the output.
 func (d *Daemon) closeKafka(ctx context.Context) error {

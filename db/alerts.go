@@ -50,30 +50,46 @@ func alertIndexKey(tk string, at time.Time, id string) []byte {
 
 // RecordAlert keeps a written alert for explain. Writing the same id again
 // (a replay after a crash) replaces it.
-func (d *DB) RecordAlert(a stackprint.Alert) error {
-	t := a.Event.Target()
-	if a.Result.Target.IP.IsValid() {
-		t = a.Result.Target
+func (d *DB) RecordAlert(a stackprint.Alert) error { return d.RecordAlerts([]stackprint.Alert{a}) }
+
+// RecordAlerts keeps written alerts for explain in one transaction: the
+// daemon hands them over per group commit, since a transaction (and its
+// fsync) per alert would cap the alert rate at the disk's sync rate.
+func (d *DB) RecordAlerts(as []stackprint.Alert) error {
+	if len(as) == 0 {
+		return nil
 	}
-	t.IP = stackprint.CanonicalAddr(t.IP)
-	rec := AlertRecord{
-		ID: a.ID, TS: a.TS.UTC(), Rule: a.Rule, RuleName: a.RuleName, Severity: a.Severity, SignatureID: a.SignatureID,
-		IP: t.IP, Port: t.Port, SNI: t.SNI, Values: a.Values, Status: a.Result.Status,
-		Fingerprints: FingerprintsOf(a.Result), Retro: a.Retro, Simulated: a.Simulated, Backfill: a.Event.Backfill,
+	type row struct {
+		id, tk string
+		ts     time.Time
+		raw    []byte
 	}
-	if ev := a.Event; ev.Orig.IsValid() {
-		rec.Client = &Client{TS: ev.TS, Orig: ev.Orig, UID: ev.UID, FlowID: ev.FlowID, Source: ev.Source}
+	rows := make([]row, 0, len(as))
+	for _, a := range as {
+		t := a.Event.Target()
+		if a.Result.Target.IP.IsValid() {
+			t = a.Result.Target
+		}
+		t.IP = stackprint.CanonicalAddr(t.IP)
+		rec := AlertRecord{
+			ID: a.ID, TS: a.TS.UTC(), Rule: a.Rule, RuleName: a.RuleName, Severity: a.Severity, SignatureID: a.SignatureID,
+			IP: t.IP, Port: t.Port, SNI: t.SNI, Values: a.Values, Status: a.Result.Status,
+			Fingerprints: FingerprintsOf(a.Result), Retro: a.Retro, Simulated: a.Simulated, Backfill: a.Event.Backfill,
+		}
+		if ev := a.Event; ev.Orig.IsValid() {
+			rec.Client = &Client{TS: ev.TS, Orig: ev.Orig, UID: ev.UID, FlowID: ev.FlowID, Source: ev.Source}
+		}
+		if a.Match != (stackprint.Match{}) || a.Match.Near != nil {
+			m := a.Match
+			rec.Match = &m
+		}
+		raw, err := json.Marshal(rec)
+		if err != nil {
+			return fmt.Errorf("encode alert %s: %w", a.ID, err)
+		}
+		rows = append(rows, row{id: a.ID, tk: TargetKey(t), ts: rec.TS, raw: raw})
 	}
-	if a.Match != (stackprint.Match{}) || a.Match.Near != nil {
-		m := a.Match
-		rec.Match = &m
-	}
-	raw, err := json.Marshal(rec)
-	if err != nil {
-		return fmt.Errorf("encode alert %s: %w", a.ID, err)
-	}
-	tk := TargetKey(t)
-	err = d.update(func(tx *bolt.Tx) error {
+	err := d.update(func(tx *bolt.Tx) error {
 		ab, err := bucket(tx, bucketAlerts)
 		if err != nil {
 			return err
@@ -82,21 +98,29 @@ func (d *DB) RecordAlert(a stackprint.Alert) error {
 		if err != nil {
 			return err
 		}
-		if old := ab.Get([]byte(a.ID)); old != nil {
-			var o AlertRecord
-			if json.Unmarshal(old, &o) == nil {
-				if err := ix.Delete(alertIndexKey(TargetKey(o.Target()), o.TS, o.ID)); err != nil {
-					return err
+		for _, r := range rows {
+			if old := ab.Get([]byte(r.id)); old != nil {
+				var o AlertRecord
+				if json.Unmarshal(old, &o) == nil {
+					if err := ix.Delete(alertIndexKey(TargetKey(o.Target()), o.TS, o.ID)); err != nil {
+						return err
+					}
 				}
 			}
+			if err := ab.Put([]byte(r.id), r.raw); err != nil {
+				return err
+			}
+			if err := ix.Put(alertIndexKey(r.tk, r.ts, r.id), nil); err != nil {
+				return err
+			}
 		}
-		if err := ab.Put([]byte(a.ID), raw); err != nil {
-			return err
-		}
-		return ix.Put(alertIndexKey(tk, rec.TS, a.ID), nil)
+		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("record alert %s in %q: %w", a.ID, d.path, err)
+		if len(rows) == 1 {
+			return fmt.Errorf("record alert %s in %q: %w", rows[0].id, d.path, err)
+		}
+		return fmt.Errorf("record %d alerts in %q: %w", len(rows), d.path, err)
 	}
 	return nil
 }

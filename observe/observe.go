@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"sync"
 	"time"
 
 	"github.com/stackprint/stackprint"
@@ -30,7 +31,7 @@ type Store interface {
 	Get(kind, value string) (db.Record, bool, error)
 	ObservationsWith(kind, value string, since time.Time) ([]db.Sighting, error)
 	PruneObservationsTo(cutoff time.Time, max int) (int, error)
-	RecordAlert(a stackprint.Alert) error
+	RecordAlerts(as []stackprint.Alert) error
 	ObservationsNear(rec db.Record, since time.Time) ([]db.NearSighting, error)
 }
 
@@ -42,7 +43,13 @@ type Stage struct {
 	judge  Judge
 	window time.Duration // retro-hunt window; 0 = off
 	log    *slog.Logger
+
+	mu     sync.Mutex
+	alerts []stackprint.Alert // written downstream, not yet kept for explain
 }
+
+// maxHeldAlerts bounds the alerts held between two Syncs (group commits).
+const maxHeldAlerts = 1024
 
 // New returns the stage in front of next. window is how far back a
 // retro-hunt looks (db.retro_window); 0 turns retro-hunts off.
@@ -62,19 +69,48 @@ func (s *Stage) Record(ev stackprint.Event, r stackprint.Result, m []stackprint.
 	return nil
 }
 
-// Alert passes the alert downstream, then keeps it in the DB for explain.
+// Alert passes the alert downstream, then holds it until the next Sync
+// keeps it in the DB for explain, with the others of that group commit in
+// one transaction. An alert held when the daemon dies is not lost to
+// explain: its event was not committed either, so it is judged and
+// written again after the restart (same alert id).
 func (s *Stage) Alert(a stackprint.Alert) error {
 	if err := s.next.Alert(a); err != nil {
 		return err
 	}
-	if err := s.store.RecordAlert(a); err != nil {
-		return fmt.Errorf("record alert %s: %w", a.ID, err)
+	s.mu.Lock()
+	s.alerts = append(s.alerts, a)
+	full := len(s.alerts) >= maxHeldAlerts
+	s.mu.Unlock()
+	if full {
+		return s.keepAlerts()
 	}
 	return nil
 }
 
-// Sync makes the outputs durable.
-func (s *Stage) Sync() error { return s.next.Sync() }
+// Sync makes the outputs durable, then keeps the alerts written since the
+// last Sync.
+func (s *Stage) Sync() error {
+	if err := s.next.Sync(); err != nil {
+		return err
+	}
+	return s.keepAlerts()
+}
+
+func (s *Stage) keepAlerts() error {
+	s.mu.Lock()
+	held := s.alerts
+	s.alerts = nil
+	s.mu.Unlock()
+	if err := s.store.RecordAlerts(held); err != nil {
+		// Kept for the next Sync (a full disk is waited out upstream).
+		s.mu.Lock()
+		s.alerts = append(held, s.alerts...)
+		s.mu.Unlock()
+		return fmt.Errorf("keep alerts for explain: %w", err)
+	}
+	return nil
+}
 
 // RetroHunt re-checks the stored observations for fingerprints just
 // added: every target that carried one within the window gets the alert
@@ -122,7 +158,7 @@ func (s *Stage) RetroHunt(keys []db.Key) (int, error) {
 		if len(sightings)+len(near) > 0 {
 			// No checkpoint commit follows a retro-hunt on a quiet
 			// daemon: make its alerts durable before the client is told.
-			if err := s.next.Sync(); err != nil {
+			if err := s.Sync(); err != nil {
 				return n, fmt.Errorf("retro-hunt %s: sync alerts: %w", k, err)
 			}
 			s.log.Info("retro-hunt", "kind", k.Kind, "value", k.Value, "label", rec.Label, "targets", len(sightings), "near", len(near), "since", since.UTC().Format(time.RFC3339))

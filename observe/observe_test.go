@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -99,5 +100,64 @@ func TestRetroHuntNear(t *testing.T) {
 	}
 	if _, ok, err := d.Alert(got.AlertID); err != nil || !ok {
 		t.Errorf("alert %s not kept for explain: %v", got.AlertID, err)
+	}
+}
+
+// countingSink is the next stage for TestAlertsKeptPerSync: it counts what
+// reaches it.
+type countingSink struct{ alerts, syncs int }
+
+func (c *countingSink) Record(stackprint.Event, stackprint.Result, []stackprint.Match) error {
+	return nil
+}
+func (c *countingSink) Alert(stackprint.Alert) error { c.alerts++; return nil }
+func (c *countingSink) Sync() error                  { c.syncs++; return nil }
+
+// Alerts go downstream at once and reach the DB (for explain) at the next
+// Sync, all of a group commit in one transaction, and past maxHeldAlerts
+// without waiting for one.
+func TestAlertsKeptPerSync(t *testing.T) {
+	d, err := db.Open(filepath.Join(t.TempDir(), "s.db"), db.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	next := &countingSink{}
+	st := New(next, d, nil, 0, slog.New(slog.DiscardHandler))
+	tgt := stackprint.Target{IP: netip.MustParseAddr("192.0.2.44"), Port: 443}
+	alert := func(i int) stackprint.Alert {
+		ev := stackprint.Event{TS: time.Unix(1_800_000_000+int64(i), 0), Orig: netip.MustParseAddrPort("10.0.0.1:40000"),
+			Resp: netip.AddrPortFrom(tgt.IP, tgt.Port), UID: "Ckept" + strconv.Itoa(i), Source: "zeek-ssl"}
+		r := stackprint.Result{Target: tgt, Status: stackprint.StatusOK}
+		return stackprint.NewAlert(stackprint.Verdict{Rule: "db_match", Severity: "high"}, ev, r, ev.TS)
+	}
+	kept := func() int {
+		as, err := d.AlertsOf(tgt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(as)
+	}
+	for i := range 5 {
+		if err := st.Alert(alert(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if next.alerts != 5 || kept() != 0 {
+		t.Fatalf("before Sync: %d downstream, %d kept; want 5, 0", next.alerts, kept())
+	}
+	if err := st.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if next.syncs != 1 || kept() != 5 {
+		t.Fatalf("after Sync: %d syncs, %d kept; want 1, 5", next.syncs, kept())
+	}
+	for i := range maxHeldAlerts {
+		if err := st.Alert(alert(1000 + i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if kept() != 5+maxHeldAlerts {
+		t.Fatalf("after %d alerts without a Sync: %d kept, want %d", maxHeldAlerts, kept(), 5+maxHeldAlerts)
 	}
 }

@@ -2,13 +2,9 @@ package main
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
-	"slices"
 	"time"
 
 	"github.com/stackprint/stackprint/admin"
@@ -29,7 +25,7 @@ func runBackfill(ctx context.Context, cfgPath, format string, files []string, re
 	if err != nil {
 		return err
 	}
-	run, err := runName(files) // reads every file first: a bad name fails before the DB opens
+	run, err := backfill.RunName(files) // reads every file first: a bad name fails before the DB opens
 	if err != nil {
 		return fmt.Errorf("scan: %w", err)
 	}
@@ -82,12 +78,12 @@ func runBackfill(ctx context.Context, cfgPath, format string, files []string, re
 	for _, path := range files {
 		f := format
 		if f == "" {
-			if f, err = detectFormat(path); err != nil {
+			if f, err = tailer.DetectFormat(path); err != nil {
 				return fmt.Errorf("scan: %w", err)
 			}
 		}
 		st, err := tailer.ReadFile(ctx, tailer.Input{Name: "backfill", Path: path, Format: f}, opts, b.Add)
-		addStats(&total, st)
+		total.Add(st)
 		if err != nil {
 			return fmt.Errorf("scan: %w", err)
 		}
@@ -102,37 +98,6 @@ func runBackfill(ctx context.Context, cfgPath, format string, files []string, re
 		return fmt.Errorf("scan: backfill interrupted (run it again to resume): %w", err)
 	}
 	return nil
-}
-
-// runName identifies a backfill pass by its files' contents (size and the
-// hash of their first 64 KiB, in sorted order), so running the same files
-// again, even renamed by a rotation, resumes the pass.
-func runName(files []string) (string, error) {
-	var ids []string
-	for _, p := range files {
-		f, err := os.Open(p)
-		if err != nil {
-			return "", err
-		}
-		st, err := f.Stat()
-		if err != nil {
-			f.Close()
-			return "", err
-		}
-		h := sha256.New()
-		_, err = io.Copy(h, io.LimitReader(f, 64<<10))
-		f.Close()
-		if err != nil {
-			return "", fmt.Errorf("%s: %w", p, err)
-		}
-		ids = append(ids, fmt.Sprintf("%d:%x", st.Size(), h.Sum(nil)))
-	}
-	slices.Sort(ids)
-	h := sha256.New()
-	for _, id := range ids {
-		h.Write([]byte(id + "\n"))
-	}
-	return "files:" + hex.EncodeToString(h.Sum(nil))[:32], nil
 }
 
 // progressBar draws "[####    ] done/total servers  rate/s  ETA" on one

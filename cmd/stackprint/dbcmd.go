@@ -14,8 +14,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	bolterrors "go.etcd.io/bbolt/errors"
-
 	"github.com/stackprint/stackprint/admin"
 	"github.com/stackprint/stackprint/config"
 	"github.com/stackprint/stackprint/db"
@@ -80,11 +78,23 @@ func (t dbTarget) resolve() (path, socket string, timeout time.Duration, cfg *co
 }
 
 // openStore reaches the running daemon over its admin socket, or opens the
-// file when no daemon answers. write says whether the command may create
-// the file. The file lock wait is bounded by db.lock_timeout, so a daemon
-// that holds the file without answering on its socket gives a clear error,
-// never a hang.
+// file when no daemon answers (admin.OpenFile). write says whether the
+// command may create the file.
 func openStore(ctx context.Context, t dbTarget, write bool, stderr io.Writer) (dbStore, *config.Config, error) {
+	mode := admin.ReadWrite
+	if write {
+		mode = admin.Create
+	}
+	return dialOrOpen(ctx, t, mode, stderr)
+}
+
+// openStoreReadOnly is openStore for commands that only read: without a
+// daemon the file is opened with a shared lock and never created.
+func openStoreReadOnly(ctx context.Context, t dbTarget, stderr io.Writer) (dbStore, *config.Config, error) {
+	return dialOrOpen(ctx, t, admin.ReadOnly, stderr)
+}
+
+func dialOrOpen(ctx context.Context, t dbTarget, mode admin.Mode, stderr io.Writer) (dbStore, *config.Config, error) {
 	path, socket, timeout, cfg, err := t.resolve()
 	if err != nil {
 		return nil, nil, err
@@ -96,24 +106,14 @@ func openStore(ctx context.Context, t dbTarget, write bool, stderr io.Writer) (d
 	if !errors.Is(err, admin.ErrNoDaemon) {
 		return nil, nil, err
 	}
-	if write {
-		if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
-			return nil, nil, fmt.Errorf("create db directory: %w", err)
-		}
-	} else if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
-		return nil, nil, fmt.Errorf("no fingerprint DB at %s (it is created by `stackprint run` or the first `stackprint db add|import`)", path)
-	}
-	d, err := db.Open(path, db.Options{Timeout: timeout})
-	if errors.Is(err, bolterrors.ErrTimeout) {
-		return nil, nil, fmt.Errorf("%w; and no daemon answered on the admin socket %s (is it an older stackprint, or is db.admin_socket different there?)", err, socket)
-	}
+	l, from, err := admin.OpenFile(path, socket, timeout, mode)
 	if err != nil {
 		return nil, nil, err
 	}
-	if from := d.MigratedFrom(); from != 0 {
+	if from != 0 {
 		fmt.Fprintf(stderr, "migrated %s from schema version %d to %d\n", path, from, db.SchemaVersion)
 	}
-	return admin.NewLocal(d, true), cfg, nil
+	return l, cfg, nil
 }
 
 func cmdDBAdd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -518,31 +518,4 @@ func cmdDBRecover(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		"check %s with `stackprint db check --db %s`, then point db.path at it\n",
 		rep.Keys, rep.Buckets, path, pos[0], rep.Salvaged, path, pos[0], pos[0])
 	return nil
-}
-
-// openStoreReadOnly is openStore for commands that only read: without a
-// daemon the file is opened with a shared lock and never created.
-func openStoreReadOnly(ctx context.Context, t dbTarget, stderr io.Writer) (dbStore, *config.Config, error) {
-	path, socket, timeout, cfg, err := t.resolve()
-	if err != nil {
-		return nil, nil, err
-	}
-	c, err := admin.Dial(ctx, socket)
-	if err == nil {
-		return c, cfg, nil
-	}
-	if !errors.Is(err, admin.ErrNoDaemon) {
-		return nil, nil, err
-	}
-	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
-		return nil, nil, fmt.Errorf("no fingerprint DB at %s", path)
-	}
-	d, err := db.Open(path, db.Options{Timeout: timeout, ReadOnly: true})
-	if errors.Is(err, bolterrors.ErrTimeout) {
-		return nil, nil, fmt.Errorf("%w; and no daemon answered on the admin socket %s", err, socket)
-	}
-	if err != nil {
-		return nil, nil, err
-	}
-	return admin.NewLocal(d, true), cfg, nil
 }

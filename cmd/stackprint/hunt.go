@@ -3,21 +3,17 @@ package main
 import (
 	"cmp"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
 	"os"
-	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
 	"golang.org/x/term"
 
 	"github.com/stackprint/stackprint/config"
-	"github.com/stackprint/stackprint/db"
 	"github.com/stackprint/stackprint/hunt"
 	"github.com/stackprint/stackprint/probe"
 )
@@ -58,7 +54,7 @@ func cmdHunt(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return fmt.Errorf("hunt: --format: %w", err)
 	}
-	ports, err := parsePortList(*portsFlag)
+	ports, err := hunt.ParsePorts(*portsFlag)
 	if err != nil {
 		return fmt.Errorf("hunt: --ports: %w", err)
 	}
@@ -144,7 +140,7 @@ func cmdHunt(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		}
 	}
 	if *outPath != "" {
-		f, size, err := openHuntOutput(*outPath, state)
+		f, size, err := hunt.OpenOutput(*outPath, state)
 		if err != nil {
 			return err
 		}
@@ -166,7 +162,7 @@ func cmdHunt(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if showProgress {
 		total := -1
 		if !slices.Contains(files, "-") {
-			total = countTargets(files, ports, names)
+			total = hunt.CountTargets(files, ports)
 		}
 		hcfg.Progress = func(p hunt.Progress) { printHuntProgress(stderr, p, total) }
 	}
@@ -193,9 +189,8 @@ func cmdHunt(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	return err
 }
 
-// huntSnapshot copies the fingerprint DB (through the daemon when one runs
-// and owns the file) into a private file and opens it for exact and near
-// matching, so the run holds no lock on the live DB. No DB yet: no
+// huntSnapshot opens the fingerprint DB (through the daemon when one runs
+// and owns the file) and snapshots it for the hunt. No DB yet: no
 // matcher, said on stderr.
 func huntSnapshot(ctx context.Context, t dbTarget, path string, stderr io.Writer) (hunt.Matcher, func(), error) {
 	st, _, err := openStoreReadOnly(ctx, t, stderr)
@@ -207,110 +202,21 @@ func huntSnapshot(ctx context.Context, t dbTarget, path string, stderr io.Writer
 		return nil, nil, fmt.Errorf("hunt: %w", err)
 	}
 	defer st.Close()
-	dir, err := os.MkdirTemp("", "stackprint-hunt-")
+	d, closeDB, err := hunt.Snapshot(ctx, st, path)
 	if err != nil {
-		return nil, nil, fmt.Errorf("hunt: %w", err)
-	}
-	snap := filepath.Join(dir, "fingerprints.db")
-	if _, err := st.Backup(ctx, snap); err != nil {
-		os.RemoveAll(dir)
-		return nil, nil, fmt.Errorf("hunt: snapshot of %s: %w", path, err)
-	}
-	// Writable: the private copy may need the near index built (a file
-	// written by an older stackprint).
-	d, err := db.Open(snap, db.Options{})
-	if err != nil {
-		os.RemoveAll(dir)
-		return nil, nil, fmt.Errorf("hunt: snapshot of %s: %w", path, err)
+		return nil, nil, err
 	}
 	n := 0
 	if stats, err := d.Stats(); err == nil {
 		n = stats.Fingerprints
 	}
 	fmt.Fprintf(stderr, "hunt: matching against %d fingerprints of %s (exact and near)\n", n, st.Via())
-	return d, func() { d.Close(); os.RemoveAll(dir) }, nil
-}
-
-// openHuntOutput opens the record file for appending. With a state whose
-// last finished record in this same file ended at offset N, what lies
-// past N was written by a run that died before logging it: it is cut off
-// (its target is reported as interrupted instead).
-func openHuntOutput(path string, state *hunt.State) (*os.File, int64, error) {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o640)
-	if err != nil {
-		return nil, 0, fmt.Errorf("hunt: --out: %w", err)
-	}
-	fi, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return nil, 0, fmt.Errorf("hunt: --out: %w", err)
-	}
-	size := fi.Size()
-	if state != nil {
-		abs, err := filepath.Abs(path)
-		if err != nil {
-			f.Close()
-			return nil, 0, fmt.Errorf("hunt: --out: %w", err)
-		}
-		if n := state.OutputSize(abs); n >= 0 && n < size {
-			if err := f.Truncate(n); err != nil {
-				f.Close()
-				return nil, 0, fmt.Errorf("hunt: --out: cut records past the state's last one: %w", err)
-			}
-			size = n
-		}
-	}
-	if _, err := f.Seek(size, io.SeekStart); err != nil {
-		f.Close()
-		return nil, 0, fmt.Errorf("hunt: --out: %w", err)
-	}
-	if state != nil {
-		abs, _ := filepath.Abs(path)
-		if err := state.SetOutput(abs); err != nil {
-			f.Close()
-			return nil, 0, err
-		}
-	}
-	return f, size, nil
-}
-
-func parsePortList(s string) ([]uint16, error) {
-	var out []uint16
-	for f := range strings.SplitSeq(s, ",") {
-		f = strings.TrimSpace(f)
-		if f == "" {
-			continue
-		}
-		n, err := strconv.ParseUint(f, 10, 16)
-		if err != nil || n == 0 {
-			return nil, fmt.Errorf("invalid port %q", f)
-		}
-		out = append(out, uint16(n))
-	}
-	if len(out) == 0 {
-		return nil, errors.New("no port")
-	}
-	return out, nil
+	return d, closeDB, nil
 }
 
 func isTerminal(w io.Writer) bool {
 	f, ok := w.(*os.File)
 	return ok && term.IsTerminal(int(f.Fd()))
-}
-
-// countTargets is the progress total: the targets the files expand to
-// (duplicates and out-of-scope ones included; host names count once).
-func countTargets(files []string, ports []uint16, names *hunt.SNIMap) int {
-	n := 0
-	for _, name := range files {
-		f, err := os.Open(name)
-		if err != nil {
-			return -1
-		}
-		_ = hunt.ReadSpecs(f, name, func(s hunt.Spec) error { n += s.Count(ports); return nil }, func(hunt.BadLine) {})
-		f.Close()
-	}
-	return n
 }
 
 func printHuntProgress(w io.Writer, p hunt.Progress, total int) {
