@@ -1332,3 +1332,45 @@ func TestC02_C06_KilledBeforeFirstCheckpoint(t *testing.T) {
 		})
 	}
 }
+
+// C5 with the rotation between the check of the path's fingerprint and
+// its open: the file opened is the new generation, not the position's;
+// the position is then found in the rotated file and read from there,
+// instead of the new file being read from 0 and the rest of the old one
+// taken as history.
+func TestC05_RotatedWhileResuming(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	p := filepath.Join(dir, "ssl.log")
+	in := Input{Path: p, Format: FormatZeek}
+	writeFile(t, p, tsvHeader(0)+tsvLines(0, 0, 10))
+	evs, _ := session(t, in, Options{}, 10)
+	pos, _ := PositionOf(evs[4]) // committed 5 lines
+	c := newCollector()
+	tl, err := New(in, Options{Logger: testLogger(t), RotateWait: 100 * time.Millisecond, PollInterval: 20 * time.Millisecond,
+		Resume: []Position{pos}}, c.handle)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hooked := false
+	tl.testHook = func(where string) {
+		if where == "resume: path checked" && !hooked {
+			hooked = true
+			mustRename(t, p, p+".1")
+			writeFile(t, p, tsvHeader(1)+tsvLines(1, 10, 13)+tsvLines(1, 13, 40)) // long enough to seek into
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- tl.Run(ctx) }()
+	got := c.waitN(t, 35, 5*time.Second)
+	c.quiet(t, 35, 100*time.Millisecond)
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if !hooked {
+		t.Fatal("the rotation was not made while resuming")
+	}
+	checkRange(t, got, 5, 40)
+}

@@ -411,7 +411,7 @@ func (f *follower) stepLane(ctx context.Context, ln *lane) (done bool, err error
 				}
 				fallthrough
 			default:
-				if !f.openPath(ln, 0) {
+				if !f.openPath(ln, 0, nil) {
 					_, statErr := os.Stat(ln.path)
 					return errors.Is(statErr, fs.ErrNotExist) && f.glob, nil
 				}
@@ -837,8 +837,9 @@ func (f *follower) isKnown(c candidate) (known bool, rest int64) {
 
 // openPath opens the lane's path and makes it the current file, at offset
 // start (0, or a resume offset). It reports false when there is nothing to
-// open yet.
-func (f *follower) openPath(ln *lane, start int64) bool {
+// open yet, or when want is set and the file opened is not want's (the
+// path rotated between the check and the open).
+func (f *follower) openPath(ln *lane, start int64, want *Position) bool {
 	fh, err := os.Open(ln.path)
 	if err != nil {
 		if msg := err.Error(); msg != ln.lastOpenErr {
@@ -869,6 +870,14 @@ func (f *follower) openPath(ln *lane, start int64) bool {
 		}
 		return false
 	}
+	if want != nil {
+		head := make([]byte, want.FPLen)
+		k, _ := fh.ReadAt(head, 0)
+		if !matchesPosition(head[:k], *want) {
+			_ = fh.Close()
+			return false
+		}
+	}
 	ln.lastOpenErr = ""
 	if ln.opened == 0 && !ln.resumed {
 		f.baseline(ln)
@@ -879,7 +888,7 @@ func (f *follower) openPath(ln *lane, start int64) bool {
 			f.log.Warn("tailer: cannot resume, reading from the start", "file", ln.path, "offset", start, "err", err)
 			f.t.st.resumeFallbacks.Add(1)
 			of.close()
-			return f.openPath(ln, 0)
+			return f.openPath(ln, 0, nil)
 		}
 	} else if k := f.knownAs(of); k != nil && k.offset > 0 && fi.Size() >= k.offset {
 		// The same file again (the directory came back after a blip, a
@@ -889,7 +898,7 @@ func (f *follower) openPath(ln *lane, start int64) bool {
 			of.close()
 			ln.cur = nil
 			f.forget(of)
-			return f.openPath(ln, 0)
+			return f.openPath(ln, 0, nil)
 		}
 	} else if ln.fromEnd && fi.Size() > 0 {
 		f.skipToEnd(ln, of, fi.Size())
@@ -1249,11 +1258,14 @@ func (f *follower) applyResume(ln *lane, pos Position) {
 		case fi.Size() < pos.Offset:
 			why = fmt.Sprintf("the file at the path is shorter (%d bytes) than the position", fi.Size())
 		default:
-			if f.openPath(ln, pos.Offset) {
+			if f.t.testHook != nil {
+				f.t.testHook("resume: path checked")
+			}
+			if f.openPath(ln, pos.Offset, &pos) {
 				f.log.Info("tailer: resumed", "position", pos.String())
 				return
 			}
-			why = "cannot open the path"
+			why = "cannot open the path, or it names another file since it was checked"
 		}
 	}
 	cands := f.candidates(ln)
