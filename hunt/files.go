@@ -120,3 +120,29 @@ func CountTargets(files []string, ports []uint16) int {
 	}
 	return n
 }
+
+// OpenSources opens the target files in order ("-" is stdin, named
+// "stdin"). The returned func closes them.
+func OpenSources(files []string, stdin io.Reader) ([]Source, func(), error) {
+	var sources []Source
+	var open []*os.File
+	closeAll := func() {
+		for _, f := range open {
+			f.Close()
+		}
+	}
+	for _, name := range files {
+		if name == "-" {
+			sources = append(sources, Source{Name: "stdin", R: stdin})
+			continue
+		}
+		f, err := os.Open(name)
+		if err != nil {
+			closeAll()
+			return nil, nil, fmt.Errorf("hunt: %w", err)
+		}
+		open = append(open, f)
+		sources = append(sources, Source{Name: name, R: f})
+	}
+	return sources, closeAll, nil
+}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"compress/gzip"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -57,4 +58,26 @@ func (t *Stats) Add(s Stats) {
 	t.ParseErrors += s.ParseErrors
 	t.Skipped += s.Skipped
 	t.LongLines += s.LongLines
+}
+
+// ReadFiles is ReadFile over paths in order, as input name, each in format
+// (zeek or eve; "" = detected per file by DetectFormat). It returns the
+// summed counts and stops at the first error.
+func ReadFiles(ctx context.Context, name string, paths []string, format string, opts Options, h Handler) (Stats, error) {
+	var total Stats
+	for _, path := range paths {
+		f := format
+		if f == "" {
+			var err error
+			if f, err = DetectFormat(path); err != nil {
+				return total, err
+			}
+		}
+		st, err := ReadFile(ctx, Input{Name: name, Path: path, Format: f}, opts, h)
+		total.Add(st)
+		if err != nil {
+			return total, err
+		}
+	}
+	return total, nil
 }

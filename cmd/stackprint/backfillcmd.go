@@ -74,19 +74,9 @@ func runBackfill(ctx context.Context, cfgPath, format string, files []string, re
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	opts := tailer.Options{MaxLineBytes: cfg.Tailer.MaxLineBytes, Logger: log}
 	start := time.Now()
-	var total tailer.Stats
-	for _, path := range files {
-		f := format
-		if f == "" {
-			if f, err = tailer.DetectFormat(path); err != nil {
-				return fmt.Errorf("scan: %w", err)
-			}
-		}
-		st, err := tailer.ReadFile(ctx, tailer.Input{Name: "backfill", Path: path, Format: f}, opts, b.Add)
-		total.Add(st)
-		if err != nil {
-			return fmt.Errorf("scan: %w", err)
-		}
+	total, err := tailer.ReadFiles(ctx, "backfill", files, format, opts, b.Add)
+	if err != nil {
+		return fmt.Errorf("scan: %w", err)
 	}
 	sum, err := b.Run(ctx, run)
 	if bcfg.Progress != nil {

@@ -110,19 +110,11 @@ func cmdHunt(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			return fmt.Errorf("hunt: %w", err)
 		}
 	}
-	var sources []hunt.Source
-	for _, name := range files {
-		if name == "-" {
-			sources = append(sources, hunt.Source{Name: "stdin", R: os.Stdin})
-			continue
-		}
-		f, err := os.Open(name)
-		if err != nil {
-			return fmt.Errorf("hunt: %w", err)
-		}
-		defer f.Close()
-		sources = append(sources, hunt.Source{Name: name, R: f})
+	sources, closeSources, err := hunt.OpenSources(files, os.Stdin)
+	if err != nil {
+		return err
 	}
+	defer closeSources()
 	var state *hunt.State
 	if *statePath != "" {
 		if state, err = hunt.OpenState(*statePath); err != nil {

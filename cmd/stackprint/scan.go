@@ -79,20 +79,10 @@ func cmdScan(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		}
 		defer pprof.StopCPUProfile()
 	}
-	var total tailer.Stats
 	start, cpu0 := time.Now(), cpuSeconds()
-	for _, path := range files {
-		f := *format
-		if f == "" {
-			if f, err = tailer.DetectFormat(path); err != nil {
-				return fmt.Errorf("scan: %w", err)
-			}
-		}
-		st, err := tailer.ReadFile(ctx, tailer.Input{Name: "scan", Path: path, Format: f}, opts, s.Handle)
-		total.Add(st)
-		if err != nil {
-			return fmt.Errorf("scan: %w", err)
-		}
+	total, err := tailer.ReadFiles(ctx, "scan", files, *format, opts, s.Handle)
+	if err != nil {
+		return fmt.Errorf("scan: %w", err)
 	}
 	secs := time.Since(start).Seconds()
 	fmt.Fprintf(stdout, "scan: files=%d lines=%d events=%d parse_errors=%d skipped=%d long_lines=%d distinct_targets=%d deduped=%d out_of_scope=%d to_probe=%d seconds=%.3f lines_per_s=%.0f cpu_seconds=%.3f max_rss_mb=%.1f\n",
