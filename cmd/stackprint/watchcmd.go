@@ -147,26 +147,37 @@ func findWatched(ctx context.Context, st watchStore, arg, sni string) (watch.Ent
 	return watch.Find(list, ap, name, sni != "" || strings.Contains(arg, "/"))
 }
 
-func cmdWatchRemove(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("watch rm", stdout, stderr)
+// openWatched parses the TARGET argument of `watch rm|accept` and finds its
+// entry. The caller closes the store.
+func openWatched(ctx context.Context, cmd string, args []string, stdout, stderr io.Writer) (watchStore, watch.Entry, error) {
+	fs := newFlagSet(cmd, stdout, stderr)
 	t := addTargetFlags(fs)
 	sni := fs.String("sni", "", "the entry's server name, when the address is watched under several")
 	pos, err := parseInterleaved(fs, args)
 	if err != nil {
-		return err
+		return nil, watch.Entry{}, err
 	}
 	if len(pos) != 1 {
-		return fmt.Errorf("watch rm: want one TARGET (ip:port or ip:port/sni), got %d arguments", len(pos))
+		return nil, watch.Entry{}, fmt.Errorf("%s: want one TARGET (ip:port or ip:port/sni), got %d arguments", cmd, len(pos))
 	}
 	st, err := openWatchStore(ctx, t, false, stderr)
+	if err != nil {
+		return nil, watch.Entry{}, err
+	}
+	e, err := findWatched(ctx, st, pos[0], *sni)
+	if err != nil {
+		st.Close()
+		return nil, watch.Entry{}, fmt.Errorf("%s: %w", cmd, err)
+	}
+	return st, e, nil
+}
+
+func cmdWatchRemove(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	st, e, err := openWatched(ctx, "watch rm", args, stdout, stderr)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	e, err := findWatched(ctx, st, pos[0], *sni)
-	if err != nil {
-		return fmt.Errorf("watch rm: %w", err)
-	}
 	found, err := st.WatchRemove(ctx, e.Key())
 	if err != nil {
 		return err
@@ -179,25 +190,11 @@ func cmdWatchRemove(ctx context.Context, args []string, stdout, stderr io.Writer
 }
 
 func cmdWatchAccept(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("watch accept", stdout, stderr)
-	t := addTargetFlags(fs)
-	sni := fs.String("sni", "", "the entry's server name, when the address is watched under several")
-	pos, err := parseInterleaved(fs, args)
-	if err != nil {
-		return err
-	}
-	if len(pos) != 1 {
-		return fmt.Errorf("watch accept: want one TARGET (ip:port or ip:port/sni), got %d arguments", len(pos))
-	}
-	st, err := openWatchStore(ctx, t, false, stderr)
+	st, e, err := openWatched(ctx, "watch accept", args, stdout, stderr)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	e, err := findWatched(ctx, st, pos[0], *sni)
-	if err != nil {
-		return fmt.Errorf("watch accept: %w", err)
-	}
 	e, err = st.WatchAccept(ctx, e.Key())
 	if err != nil {
 		return err
