@@ -212,19 +212,11 @@ type tlsxLine struct {
 // without -jarm, or no answer) are skipped with a warning.
 func parseTLSX(data []byte, name string, o ImportOptions, rep *ImportReport) ([]parsedLine, error) {
 	s := newScanEntries(name, o)
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	sc.Buffer(make([]byte, 0, 64<<10), MaxImportLineBytes)
-	n := 0
-	for sc.Scan() {
-		n++
-		line := bytes.TrimSpace(sc.Bytes())
-		if len(line) == 0 {
-			continue
-		}
+	err := eachLine(data, func(n int, line []byte) {
 		var l tlsxLine
 		if err := json.Unmarshal(line, &l); err != nil {
 			rep.Rejected = append(rep.Rejected, Rejection{Line: n, Reason: fmt.Sprintf("not a tlsx JSON object: %v", err)})
-			continue
+			return
 		}
 		port := strings.Trim(string(l.Port), `"`)
 		server := serverName(l.IP, port, l.Host)
@@ -233,12 +225,12 @@ func parseTLSX(data []byte, name string, o ImportOptions, rep *ImportReport) ([]
 		}
 		if strings.Trim(l.JARMHash, "0") == "" {
 			rep.Warnings = append(rep.Warnings, Rejection{Line: n, Reason: fmt.Sprintf("%s: no jarm_hash (or all zeros), skipped", server)})
-			continue
+			return
 		}
 		s.add(rep, n, "jarm_hash", KindJARM, l.JARMHash, server)
-	}
-	if err := sc.Err(); err != nil {
-		return nil, &importError{line: n + 1, msg: fmt.Sprintf("line longer than %d bytes or unreadable: %v", MaxImportLineBytes, err)}
+	})
+	if err != nil {
+		return nil, err
 	}
 	return s.lines(FormatTLSX), nil
 }
@@ -265,23 +257,15 @@ type probeLine struct {
 // Through STARTTLS both are keyed "PROTOCOL:hex".
 func parseProbe(data []byte, name string, o ImportOptions, rep *ImportReport) ([]parsedLine, error) {
 	s := newScanEntries(name, o)
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	sc.Buffer(make([]byte, 0, 64<<10), MaxImportLineBytes)
-	n := 0
-	for sc.Scan() {
-		n++
-		line := bytes.TrimSpace(sc.Bytes())
-		if len(line) == 0 {
-			continue
-		}
+	err := eachLine(data, func(n int, line []byte) {
 		var l probeLine
 		if err := json.Unmarshal(line, &l); err != nil {
 			rep.Rejected = append(rep.Rejected, Rejection{Line: n, Reason: fmt.Sprintf("not a stackprint probe --json object: %v", err)})
-			continue
+			return
 		}
 		if l.SchemaVersion == nil || l.Target == "" {
 			rep.Rejected = append(rep.Rejected, Rejection{Line: n, Reason: "not a stackprint probe --json object: no schema_version or target"})
-			continue
+			return
 		}
 		server := l.Target
 		if l.SNI != "" {
@@ -295,7 +279,7 @@ func parseProbe(data []byte, name string, o ImportOptions, rep *ImportReport) ([
 		if a := l.ATSF; a != nil && a.ID != "" {
 			if len(a.Hellos) != ATSFHellos {
 				rep.Rejected = append(rep.Rejected, Rejection{Line: n, Reason: fmt.Sprintf("atsf.hellos: %d, want %d", len(a.Hellos), ATSFHellos)})
-				continue
+				return
 			}
 			hellos := make([]string, ATSFHellos)
 			for i, h := range a.Hellos {
@@ -307,7 +291,7 @@ func parseProbe(data []byte, name string, o ImportOptions, rep *ImportReport) ([
 				hellos[i] = StripStatusRequest(h.Raw)
 			}
 			if hellos == nil {
-				continue
+				return
 			}
 			s.add(rep, n, "atsf.id", KindATSF, up+a.ID, server, hellos...)
 			got++
@@ -319,9 +303,28 @@ func parseProbe(data []byte, name string, o ImportOptions, rep *ImportReport) ([
 		if got == 0 {
 			rep.Warnings = append(rep.Warnings, Rejection{Line: n, Reason: fmt.Sprintf("%s: no ATSF (not all ten ClientHellos answered) and no JARM, skipped", server)})
 		}
-	}
-	if err := sc.Err(); err != nil {
-		return nil, &importError{line: n + 1, msg: fmt.Sprintf("line longer than %d bytes or unreadable: %v", MaxImportLineBytes, err)}
+	})
+	if err != nil {
+		return nil, err
 	}
 	return s.lines(FormatProbe), nil
+}
+
+// eachLine calls fn with every non-blank line of a line-per-record import
+// (trimmed) and its 1-based number; a line past MaxImportLineBytes ends
+// the import with an error naming it.
+func eachLine(data []byte, fn func(n int, line []byte)) error {
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	sc.Buffer(make([]byte, 0, 64<<10), MaxImportLineBytes)
+	n := 0
+	for sc.Scan() {
+		n++
+		if line := bytes.TrimSpace(sc.Bytes()); len(line) > 0 {
+			fn(n, line)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return &importError{line: n + 1, msg: fmt.Sprintf("line longer than %d bytes or unreadable: %v", MaxImportLineBytes, err)}
+	}
+	return nil
 }
