@@ -9,20 +9,13 @@ package main
 
 import (
 	"bufio"
-	"crypto"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/rsa"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"net/netip"
 	"os"
@@ -33,6 +26,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/stackprint/stackprint/internal/lab"
 )
 
 func main() {
@@ -134,24 +129,21 @@ func serve(args []string) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	rsaCert, rsaKey, err := newCert("rsa")
+	rsaCert, err := lab.SelfSigned("rsa", "huntlab.test")
 	if err != nil {
 		return err
 	}
-	ecCert, ecKey, err := newCert("ecdsa")
+	ecCert, err := lab.SelfSigned("ecdsa", "huntlab.test")
 	if err != nil {
 		return err
 	}
 	files := map[string][2]string{}
-	for name, kc := range map[string]struct {
-		c tls.Certificate
-		k crypto.Signer
-	}{"rsa": {rsaCert, rsaKey}, "ecdsa": {ecCert, ecKey}} {
+	for name, c := range map[string]tls.Certificate{"rsa": rsaCert, "ecdsa": ecCert} {
 		cf, kf := filepath.Join(dir, name+".crt"), filepath.Join(dir, name+".key")
-		if err := writePEM(cf, "CERTIFICATE", kc.c.Certificate[0]); err != nil {
+		if err := writePEM(cf, "CERTIFICATE", c.Certificate[0]); err != nil {
 			return err
 		}
-		der, err := x509.MarshalPKCS8PrivateKey(kc.k)
+		der, err := x509.MarshalPKCS8PrivateKey(c.PrivateKey)
 		if err != nil {
 			return err
 		}
@@ -308,33 +300,6 @@ func waitAccept(ap netip.AddrPort, within time.Duration) error {
 		time.Sleep(50 * time.Millisecond)
 	}
 	return fmt.Errorf("openssl s_server on %s did not accept", ap)
-}
-
-func newCert(kind string) (tls.Certificate, crypto.Signer, error) {
-	var key crypto.Signer
-	var err error
-	if kind == "rsa" {
-		key, err = rsa.GenerateKey(rand.Reader, 2048)
-	} else {
-		key, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	}
-	if err != nil {
-		return tls.Certificate{}, nil, err
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()),
-		Subject:      pkix.Name{CommonName: "huntlab.test"},
-		DNSNames:     []string{"huntlab.test"},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
-	if err != nil {
-		return tls.Certificate{}, nil, err
-	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, key, nil
 }
 
 func writePEM(path, typ string, der []byte) error {
