@@ -30,7 +30,7 @@ type Store interface {
 	Observation(t stackprint.Target) (db.Observation, bool, error)
 	Match(r stackprint.Result) ([]stackprint.Match, error)
 	RecordObservationOf(ev stackprint.Event, r stackprint.Result) error
-	RecordAlert(a stackprint.Alert) error
+	RecordAlerts(as []stackprint.Alert) error
 	BackfillDone(run, target string) (bool, error)
 	MarkBackfillDone(run, target string) error
 }
@@ -291,19 +291,21 @@ func (b *Backfill) one(ctx context.Context, run string, s *server) (outcome, int
 	if err := b.sink.Record(first, res, ms); err != nil {
 		return out, 0, fmt.Errorf("backfill %s: write record: %w", s.t, err)
 	}
-	n := 0
+	var alerts []stackprint.Alert
 	for _, ev := range s.events {
 		r := res
 		r.Target = ev.Target()
 		for _, a := range observe.JudgeStored(b.judge, ev, r, ms, b.cfg.Now()) {
 			if err := b.sink.Alert(a); err != nil {
-				return out, n, fmt.Errorf("backfill %s: write alert: %w", s.t, err)
+				return out, len(alerts), fmt.Errorf("backfill %s: write alert: %w", s.t, err)
 			}
-			if err := b.store.RecordAlert(a); err != nil {
-				return out, n, err
-			}
-			n++
+			alerts = append(alerts, a)
 		}
+	}
+	n := len(alerts)
+	// Kept for explain in one transaction per server, not one per alert.
+	if err := b.store.RecordAlerts(alerts); err != nil {
+		return out, n, err
 	}
 	// Outputs durable before the server counts as finished.
 	if err := b.sink.Sync(); err != nil {
