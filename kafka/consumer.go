@@ -118,13 +118,22 @@ type groupSettings struct {
 	interval       time.Duration
 	durable        func() error
 	log            *slog.Logger
+	// The consumer's hooks (see groupConsumer): set before the client
+	// exists, since the group may assign partitions (and call forget) as
+	// soon as it does. forget may be nil.
+	decode  func(key tp, r *kgo.Record) (item any, track bool, err error)
+	deliver func(ctx context.Context, key tp, epoch uint64, r *kgo.Record, item any) error
+	forget  func(key tp)
 }
 
-// newGroupConsumer connects; decode, deliver and forget must be set
-// before run.
+// newGroupConsumer connects.
 func newGroupConsumer(conn []kgo.Opt, s groupSettings, extra ...kgo.Opt) (*groupConsumer, error) {
 	c := &groupConsumer{name: s.name, group: s.group, maxPending: s.maxPending, revokeWait: s.revokeWait,
-		interval: s.interval, durable: s.durable, log: s.log, parts: map[tp]*partition{}, forget: func(tp) {}}
+		interval: s.interval, durable: s.durable, log: s.log, parts: map[tp]*partition{},
+		decode: s.decode, deliver: s.deliver, forget: s.forget}
+	if c.forget == nil {
+		c.forget = func(tp) {}
+	}
 	c.settled = sync.NewCond(&c.mu)
 	reset := kgo.NewOffset().AtStart()
 	if s.latest {

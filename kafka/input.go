@@ -79,16 +79,15 @@ func NewInput(cfg InputConfig, opts InputOptions) (*Input, error) {
 		maxPending: cmp.Or(cfg.MaxPending, 10000), revokeWait: cmp.Or(cfg.RevokeWait, 10*time.Second),
 		sessionTimeout: cfg.SessionTimeout, interval: cmp.Or(opts.CommitInterval, 500*time.Millisecond),
 		durable: opts.Durable, log: opts.Logger.With("input", opts.Name),
+		decode: in.decode, deliver: in.deliver,
+		forget: func(k tp) {
+			in.pmu.Lock()
+			delete(in.parsers, k)
+			in.pmu.Unlock()
+		},
 	}, opts.ClientOpts...)
 	if err != nil {
 		return nil, err
-	}
-	in.c.decode = in.decode
-	in.c.deliver = in.deliver
-	in.c.forget = func(k tp) {
-		in.pmu.Lock()
-		delete(in.parsers, k)
-		in.pmu.Unlock()
 	}
 	return in, nil
 }

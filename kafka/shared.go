@@ -198,19 +198,19 @@ func NewShared(cfg ClusterConfig, opts SharedOptions) (*Shared, error) {
 		name: "kafka probe worker", group: cfg.Group, topics: []string{cfg.RequestsTopic},
 		maxPending: 4 * opts.MaxInFlight, revokeWait: opts.Deadline + 5*time.Second, sessionTimeout: cfg.SessionTimeout,
 		interval: 500 * time.Millisecond, durable: func() error { return nil }, log: opts.Logger,
+		decode: func(_ tp, r *kgo.Record) (any, bool, error) {
+			var q probeRequest
+			if err := json.Unmarshal(r.Value, &q); err != nil {
+				return nil, false, fmt.Errorf("probe request: %w", err)
+			}
+			return q, true, nil
+		},
+		deliver: s.work,
 	}, opts.ClientOpts...)
 	if err != nil {
 		s.cl.Close()
 		return nil, err
 	}
-	s.wk.decode = func(_ tp, r *kgo.Record) (any, bool, error) {
-		var q probeRequest
-		if err := json.Unmarshal(r.Value, &q); err != nil {
-			return nil, false, fmt.Errorf("probe request: %w", err)
-		}
-		return q, true, nil
-	}
-	s.wk.deliver = s.work
 	return s, nil
 }
 
