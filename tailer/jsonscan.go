@@ -60,6 +60,14 @@ func swarHas(x uint64, c byte) uint64 {
 	return (y - swarLo) &^ y & swarHi
 }
 
+// swarEq marks with 0x80 exactly the bytes of x equal to the byte
+// repeated in pat (no false positives above a match, unlike swarHas).
+func swarEq(x, pat uint64) uint64 {
+	y := x ^ pat
+	const lo7 = 0x7f7f7f7f7f7f7f7f
+	return ^((y&lo7 + lo7) | y | lo7)
+}
+
 // quoteOrBackslash returns the index of the first '"' or '\\' in b from j
 // on, or len(b): eight bytes at a time.
 func quoteOrBackslash(b []byte, j int) int {
