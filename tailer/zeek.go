@@ -781,18 +781,20 @@ func (p *ZeekParser) jsonLine(line []byte) (stackprint.Event, lineClass, error) 
 		return stackprint.Event{}, classSkip, err
 	}
 	v := &p.vals
-	for i := range v {
-		v[i] = nil
-	}
+	*v = [numSlots][]byte{}
 	kind := logOther
 	pathSeen, sslish := false, false
 	for {
-		key, val, kesc, ok, err := it.next()
+		key, kesc, ok, err := it.nextKey()
 		if err != nil {
 			return stackprint.Event{}, classSkip, err
 		}
 		if !ok {
 			break
+		}
+		val, err := it.value(key)
+		if err != nil {
+			return stackprint.Event{}, classSkip, err
 		}
 		key = decodeKey(key, kesc)
 		if string(key) == "_path" {
@@ -807,13 +809,14 @@ func (p *ZeekParser) jsonLine(line []byte) (stackprint.Event, lineClass, error) 
 			}
 			continue
 		}
-		if s := p.slot(key); s >= 0 {
+		s := p.slot(key)
+		if s >= 0 {
 			if isNull(val) {
 				val = nil
 			}
 			v[s] = val
 		}
-		if !sslish && isSSLField(key) {
+		if !sslish && (s < 0 || s == slotServerName) && isSSLField(key) {
 			sslish = true
 		}
 	}
