@@ -126,51 +126,82 @@ func skipValue(b []byte, i int) (int, error) {
 
 // skipNested returns the index just past the bracket that closes depth
 // levels of objects and arrays opened before b[i]. It only tracks strings
-// and brackets, eight bytes at a time (a '[' closed by '}' is not caught:
-// the value parsers only use what they recognise).
+// (with their escapes) and brackets, eight bytes at a time: each word's
+// quotes, backslashes and brackets are found with exact masks and taken in
+// order (a '[' closed by '}' is not caught: the value parsers only use what
+// they recognise).
 func skipNested(b []byte, i, depth int) (int, error) {
-	for {
-		i = structural(b, i)
-		if i >= len(b) {
-			return len(b), errJSONEnd
-		}
-		switch b[i] {
-		case '"':
-			end, _, err := scanString(b, i)
-			if err != nil {
-				return end, err
+	const (
+		quotes = swarLo * '"'
+		backs  = swarLo * '\\'
+		opens  = swarLo * '{' // '[' | 0x20
+		closes = swarLo * '}' // ']' | 0x20
+	)
+	inStr := false
+	skip := uint64(0) // the first byte of the next word is escaped
+	for ; i+8 <= len(b); i += 8 {
+		x := binary.LittleEndian.Uint64(b[i:])
+		y := x | 0x2020202020202020 // '[' → '{', ']' → '}', exactly
+		m := swarEq(x, quotes) | swarEq(x, backs) | swarEq(y, opens) | swarEq(y, closes)
+		m &^= skip
+		skip = 0
+		for m != 0 {
+			k := bits.TrailingZeros64(m)
+			m &= m - 1
+			c := b[i+k>>3]
+			if inStr {
+				switch c {
+				case '"':
+					inStr = false
+				case '\\':
+					if k == 63 {
+						skip = 0x80 // the escaped byte starts the next word
+					} else {
+						m &^= 1 << (k + 8) // the escaped byte is not structural
+					}
+				}
+				continue
 			}
-			i = end
+			switch c {
+			case '"':
+				inStr = true
+			case '{', '[':
+				depth++
+			case '}', ']':
+				depth--
+				if depth == 0 {
+					return i + k>>3 + 1, nil
+				}
+			}
+		}
+	}
+	if skip != 0 {
+		i++
+	}
+	for ; i < len(b); i++ {
+		c := b[i]
+		if inStr {
+			switch c {
+			case '"':
+				inStr = false
+			case '\\':
+				i++
+			}
 			continue
+		}
+		switch c {
+		case '"':
+			inStr = true
 		case '{', '[':
 			depth++
-		default: // '}', ']'
+		case '}', ']':
 			depth--
 			if depth == 0 {
 				return i + 1, nil
 			}
 		}
-		i++
 	}
-}
-
-// structural returns the index of the first '"', '{', '}', '[' or ']' in b
-// from i on, or len(b).
-func structural(b []byte, i int) int {
-	for ; i+8 <= len(b); i += 8 {
-		x := binary.LittleEndian.Uint64(b[i:])
-		y := x | 0x2020202020202020 // '[' → '{', ']' → '}', exactly
-		if m := swarHas(x, '"') | swarHas(y, '{') | swarHas(y, '}'); m != 0 {
-			return i + bits.TrailingZeros64(m)>>3
-		}
-	}
-	for ; i < len(b); i++ {
-		switch b[i] {
-		case '"', '{', '}', '[', ']':
-			return i
-		}
-	}
-	return i
+	return len(b), errJSONEnd
 }
 
 // objIter walks the members of one JSON object.
