@@ -78,6 +78,19 @@ func swarEq(x, pat uint64) uint64 {
 	return ^((y&lo7 + lo7) | y | lo7)
 }
 
+// movemask gathers the 0x80 bits of a byte mask into the low eight bits
+// (bit k for byte k).
+func movemask(m uint64) uint64 { return (m >> 7) * 0x0102040810204080 >> 56 }
+
+// prefixXOR8 sets bit k of the result to the XOR of bits 0..k of m (eight
+// bits).
+func prefixXOR8(m uint64) uint64 {
+	m ^= m << 1
+	m ^= m << 2
+	m ^= m << 4
+	return m & 0xff
+}
+
 // quoteOrBackslash returns the index of the first '"' or '\\' in b from j
 // on, or len(b): eight bytes at a time.
 func quoteOrBackslash(b []byte, j int) int {
@@ -142,7 +155,27 @@ func skipNested(b []byte, i, depth int) (int, error) {
 	for ; i+8 <= len(b); i += 8 {
 		x := binary.LittleEndian.Uint64(b[i:])
 		y := x | 0x2020202020202020 // '[' → '{', ']' → '}', exactly
-		m := swarEq(x, quotes) | swarEq(x, backs) | swarEq(y, opens) | swarEq(y, closes)
+		q, esc, br := swarEq(x, quotes), swarEq(x, backs), swarEq(y, opens)|swarEq(y, closes)
+		if esc == 0 && skip == 0 {
+			// No escape in the word: the bytes inside strings are a
+			// prefix XOR of its quotes, and only the brackets outside
+			// them are looked at.
+			in := prefixXOR8(movemask(q))
+			if inStr {
+				in ^= 0xff
+			}
+			inStr = in&0x80 != 0
+			for ob := movemask(br) &^ in; ob != 0; ob &= ob - 1 {
+				k := bits.TrailingZeros64(ob)
+				if c := b[i+k]; c == '{' || c == '[' {
+					depth++
+				} else if depth--; depth == 0 {
+					return i + k + 1, nil
+				}
+			}
+			continue
+		}
+		m := q | esc | br
 		m &^= skip
 		skip = 0
 		for m != 0 {
