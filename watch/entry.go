@@ -38,8 +38,12 @@ type State struct {
 	LastError  string    `json:"last_error,omitempty"`
 	// Current is the fingerprint set of the last successful probe.
 	Current *Fingerprints `json:"current,omitempty"`
-	// Failures counts the failed probes since the last success.
-	Failures int `json:"failures,omitempty"`
+	// Failures counts the failed probes since the last success, the
+	// first of which was made at FailingSince.
+	Failures     int       `json:"failures,omitempty"`
+	FailingSince time.Time `json:"failing_since,omitzero"`
+	// LastOK is when the last successful probe was made.
+	LastOK time.Time `json:"last_ok,omitzero"`
 	// Unreachable is set while a watch_unreachable alert stands.
 	Unreachable bool `json:"unreachable,omitempty"`
 	// Drift is the fingerprint set a watch_drift alert was raised for; nil

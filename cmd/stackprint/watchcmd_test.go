@@ -281,7 +281,8 @@ func TestWatchListDaemon(t *testing.T) {
 		t.Fatal(err, out, errOut)
 	}
 	// Re-issued with the same key and issuer: a rotation, not a drift.
-	own.start(&tls.Config{Certificates: []tls.Certificate{watchCert(t, key, 2, year.Add(time.Hour))}, MaxVersion: tls.VersionTLS12,
+	cert2 := watchCert(t, key, 2, year.Add(time.Hour))
+	own.start(&tls.Config{Certificates: []tls.Certificate{cert2}, MaxVersion: tls.VersionTLS12,
 		CipherSuites: cfgB.CipherSuites, CurvePreferences: cfgB.CurvePreferences})
 	waitFor(t, "the rotation alert", 30*time.Second, func() bool { return len(alertsOf(t, p.Alerts, "watch_cert_rotated")) > 0 })
 	rot := alertsOf(t, p.Alerts, "watch_cert_rotated")[0]
@@ -301,6 +302,47 @@ func TestWatchListDaemon(t *testing.T) {
 	if n := len(alertsOf(t, p.Alerts, "watch_drift")); n != 1 {
 		t.Errorf("%d drift alerts after the accept, rotation and outage, want the first only", n)
 	}
+
+	// Back with the same stack: reachable again, and no drift.
+	own.start(&tls.Config{Certificates: []tls.Certificate{cert2}, MaxVersion: tls.VersionTLS12,
+		CipherSuites: cfgB.CipherSuites, CurvePreferences: cfgB.CurvePreferences})
+	waitFor(t, "the reachable-again alert", 30*time.Second, func() bool { return len(alertsOf(t, p.Alerts, "watch_reachable")) > 0 })
+	back := alertsOf(t, p.Alerts, "watch_reachable")[0]
+	t.Logf("reachable-again alert: %s", back["detail"])
+	if d := fmt.Sprint(back["detail"]); !strings.HasPrefix(d, "[web-prod] reachable again after ") || !strings.Contains(d, "last failure: refused") ||
+		!strings.HasSuffix(d, "it answers with its baseline's fingerprints") || back["severity"] != "info" || fmt.Sprint(back["signature_id"]) != "1960005" ||
+		back["resp"] != own.addr.String() || back["status"] != "ok" {
+		t.Errorf("reachable-again alert %v", back)
+	}
+	for range 2 {
+		last := probed()
+		waitFor(t, "another probe", 30*time.Second, func() bool { return probed() != last })
+	}
+	if n, r := len(alertsOf(t, p.Alerts, "watch_drift")), len(alertsOf(t, p.Alerts, "watch_reachable")); n != 1 || r != 1 {
+		t.Errorf("back with the same stack: %d drift alerts (want the first only), %d reachable-again alerts (want 1)", n, r)
+	}
+
+	// Down again, back with another stack (TLS 1.3 again): reachable
+	// again, saying it answers otherwise, and a drift alert of its own.
+	own.stop()
+	waitFor(t, "the second reachability alert", 30*time.Second, func() bool { return len(alertsOf(t, p.Alerts, "watch_unreachable")) > 1 })
+	own.start(&tls.Config{Certificates: []tls.Certificate{cert2}})
+	waitFor(t, "the second reachable-again alert and the drift", 30*time.Second, func() bool {
+		return len(alertsOf(t, p.Alerts, "watch_reachable")) > 1 && len(alertsOf(t, p.Alerts, "watch_drift")) > 1
+	})
+	back = alertsOf(t, p.Alerts, "watch_reachable")[1]
+	drift2 := alertsOf(t, p.Alerts, "watch_drift")[1]
+	t.Logf("reachable-again alert (another stack): %s", back["detail"])
+	t.Logf("drift alert after the outage: %s", drift2["detail"])
+	if d := fmt.Sprint(back["detail"]); !strings.Contains(d, "it answers with other fingerprints than its baseline (JARM, ATSF answers") ||
+		!strings.Contains(d, "a watch_drift alert follows if the next probe confirms them") || strings.Contains(d, "JARM changed") {
+		t.Errorf("reachable-again alert (another stack) %v", back)
+	}
+	if d := fmt.Sprint(drift2["detail"]); !strings.HasPrefix(d, "[web-prod] JARM changed") || strings.Contains(d, "reachable") {
+		t.Errorf("drift after the outage %v", drift2)
+	}
+	own.stop()
+	waitFor(t, "the third reachability alert", 30*time.Second, func() bool { return len(alertsOf(t, p.Alerts, "watch_unreachable")) > 2 })
 
 	var exp []map[string]any
 	for _, a := range alertsOf(t, p.Alerts, "watch_cert_expiry") {
