@@ -295,13 +295,28 @@ func newAlert(e Entry, r stackprint.Result, now time.Time, rule, detail string) 
 	return a
 }
 
-// ErrNoProbeYet is Accept's error for a server never probed successfully.
+// startTLSText names how a probe connected: "STARTTLS smtp" or "direct TLS".
+func startTLSText(p string) string {
+	if p == "" {
+		return "direct TLS"
+	}
+	return "STARTTLS " + p
+}
+
+// ErrNoProbeYet is Accept's error for a server never probed successfully
+// (the way its entry asks).
 var ErrNoProbeYet = errors.New("no successful probe yet, nothing to accept")
 
 // Accept makes the last successful probe's fingerprints e's baseline.
 func Accept(e Entry, now time.Time) (Entry, error) {
 	if e.State.Current == nil {
 		return e, fmt.Errorf("watch accept %s: %w", e.Key(), ErrNoProbeYet)
+	}
+	if c := e.State.Current.StartTLS; e.StartTLS != "" && c != e.StartTLS {
+		// The entry's STARTTLS changed since (import --replace): these
+		// fingerprints were not measured the way it asks.
+		return e, fmt.Errorf("watch accept %s: its last successful probe used %s, the entry asks STARTTLS %s: %w",
+			e.Key(), startTLSText(c), e.StartTLS, ErrNoProbeYet)
 	}
 	b := *e.State.Current
 	e.Baseline, e.BaselineAt = &b, now

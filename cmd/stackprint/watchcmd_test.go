@@ -17,6 +17,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -366,4 +367,92 @@ func TestWatchListDaemon(t *testing.T) {
 	if out, _, err := runBin(t, "watch", "list", "-c", cfgPath); err != nil || !strings.Contains(out, "unreachable") || strings.Contains(out, expiring.addr.String()) {
 		t.Fatalf("list after the stop: %q %v", out, err)
 	}
+}
+
+// A watched SMTP server that speaks TLS only after STARTTLS: the entry's
+// protocol (watch add --starttls, the import's starttls column) is stored,
+// listed (text and JSON), used by every probe of the built daemon and
+// recorded with the baseline; an entry of the same server without it fails
+// its probes (not TLS on that port), and accept refuses until it has a
+// probe made the way it asks.
+func TestWatchStartTLSDaemon(t *testing.T) {
+	dir := t.TempDir()
+	smtp := startSMTPStartTLS(t, "127.0.0.96", &tls.Config{Certificates: []tls.Certificate{watchCert(t, ecKey(t), 1, time.Now().Add(365*24*time.Hour))}})
+	p := flatLab(dir)
+	cfgPath := filepath.Join(dir, "stackprint.yaml")
+	writeConfig(t, cfgPath, configText(t, p, "  every: 1h", "  every: 1s"))
+	if _, err := runCmd(t, "watch", "add", "-c", cfgPath, "--starttls", "smtps", smtp.String()); err == nil || !strings.Contains(err.Error(), `--starttls "smtps": want one of ftp, imap`) {
+		t.Fatalf("bad --starttls: %v", err)
+	}
+	if out, errOut, err := runBin(t, "watch", "add", "-c", cfgPath, "--starttls", "smtp", "--label", "mx", smtp.String()); err != nil ||
+		!strings.Contains(out, "watching "+smtp.String()+" (every watch.every, STARTTLS smtp)") {
+		t.Fatal(err, out, errOut)
+	}
+	list := filepath.Join(dir, "own.csv")
+	if err := os.WriteFile(list, []byte("target,sni,every,label,starttls\n"+smtp.String()+",mx.test,,mx-direct,\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, errOut, err := runBin(t, "watch", "import", "-c", cfgPath, list); err != nil {
+		t.Fatal(err, out, errOut)
+	}
+	cmd, stderr := startDaemon(t, cfgPath)
+	waitFor(t, "the admin socket", 10*time.Second, func() bool { return strings.Contains(stderr.String(), "admin socket listening") })
+	entries := func() map[string]map[string]any {
+		out, errOut, err := runBin(t, "watch", "list", "-c", cfgPath, "--json")
+		if err != nil {
+			t.Fatal(err, errOut)
+		}
+		m := map[string]map[string]any{}
+		for l := range strings.Lines(out) {
+			var e map[string]any
+			if err := json.Unmarshal([]byte(l), &e); err != nil {
+				t.Fatal(err)
+			}
+			m[fmt.Sprint(e["label"])] = e
+		}
+		return m
+	}
+	state := func(e map[string]any) map[string]any { s, _ := e["state"].(map[string]any); return s }
+	waitFor(t, "the STARTTLS baseline and a failed direct probe", 30*time.Second, func() bool {
+		es := entries()
+		return es["mx"]["baseline"] != nil && state(es["mx-direct"])["last_status"] != nil
+	})
+	es := entries()
+	if es["mx"]["starttls"] != "smtp" || es["mx"]["baseline"].(map[string]any)["starttls"] != "smtp" || es["mx"]["baseline"].(map[string]any)["jarm"] == nil {
+		t.Errorf("the STARTTLS entry %v", es["mx"])
+	}
+	if _, ok := es["mx-direct"]["starttls"]; ok || es["mx-direct"]["baseline"] != nil || state(es["mx-direct"])["last_status"] == "ok" {
+		t.Errorf("the entry without STARTTLS %v", es["mx-direct"])
+	}
+	t.Logf("direct probe of the SMTP port: %v: %v", state(es["mx-direct"])["last_status"], state(es["mx-direct"])["last_error"])
+	out, _, err := runBin(t, "watch", "list", "-c", cfgPath)
+	if err != nil || !regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(smtp.String()) + ` +mx +watch\.every +smtp +ok `).MatchString(out) {
+		t.Errorf("list: %v\n%s", err, out)
+	}
+	t.Logf("watch list:\n%s", out)
+	if _, errOut, err := runBin(t, "watch", "accept", "-c", cfgPath, smtp.String()+"/mx.test"); err == nil || !strings.Contains(errOut, "no successful probe yet") {
+		t.Errorf("accept with no successful probe: %v %s", err, errOut)
+	}
+
+	// The import's column, taken by --replace: the daemon probes it with
+	// STARTTLS from then on.
+	if err := os.WriteFile(list, []byte(smtp.String()+",mx.test,1s,mx-direct,smtp\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, errOut, err := runBin(t, "watch", "import", "-c", cfgPath, "--replace", list); err != nil {
+		t.Fatal(err, out, errOut)
+	}
+	waitFor(t, "the baseline of the replaced entry", 30*time.Second, func() bool { return entries()["mx-direct"]["baseline"] != nil })
+	if e := entries()["mx-direct"]; e["starttls"] != "smtp" || e["baseline"].(map[string]any)["starttls"] != "smtp" {
+		t.Errorf("replaced entry %v", e)
+	}
+	out, errOut, err := runBin(t, "watch", "accept", "-c", cfgPath, smtp.String()+"/mx.test")
+	if err != nil || !strings.Contains(out, ", STARTTLS smtp) are its baseline now") {
+		t.Fatal(err, out, errOut)
+	}
+	t.Logf("accept: %s", out)
+	if n := len(readAlerts(t, p.Alerts)); n != 0 {
+		t.Errorf("%d alerts, want none: %v", n, readAlerts(t, p.Alerts))
+	}
+	stopDaemon(t, cmd)
 }
