@@ -79,7 +79,7 @@ func Observe(e Entry, r stackprint.Result, now time.Time, p Policy) (Entry, []st
 				why += ": " + r.Error
 			}
 			return e, []stackprint.Alert{newAlert(e, r, now, RuleUnreachable,
-				fmt.Sprintf("%d probes in a row failed (last: %s)", st.Failures, why))}
+				fmt.Sprintf("%s failed (last: %s)", probesInARow(st.Failures), why))}
 		}
 		return e, nil
 	}
@@ -159,7 +159,7 @@ func stackChanged(alerted, cur Fingerprints) bool {
 // reachableAgain describes the end of an outage: how long, how many
 // probes failed, the last failure and how the server answers now.
 func reachableAgain(prev State, now time.Time, after string) string {
-	msg := fmt.Sprintf("reachable again after %d failed probes", prev.Failures)
+	msg := fmt.Sprintf("reachable again after %d failed probe%s", prev.Failures, map[bool]string{true: "s"}[prev.Failures != 1])
 	var when []string
 	if !prev.FailingSince.IsZero() {
 		msg += " over " + span(now.Sub(prev.FailingSince))
@@ -179,6 +179,14 @@ func reachableAgain(prev State, now time.Time, after string) string {
 		msg += " (" + strings.Join(when, ", ") + ")"
 	}
 	return msg + "; " + after
+}
+
+// probesInARow says how many probes failed: "1 probe", "3 probes in a row".
+func probesInARow(n int) string {
+	if n == 1 {
+		return "1 probe"
+	}
+	return fmt.Sprintf("%d probes in a row", n)
 }
 
 // span renders a duration to the second (in days and hours past two days).

@@ -64,16 +64,19 @@ func NewRunner(store Store, prober Prober, sink AlertSink, p Policy, log *slog.L
 	return r
 }
 
-// SetPolicy swaps the policy (config reload).
+// SetPolicy swaps the policy (config reload); the entries on the default
+// interval are rescheduled by the new one.
 func (r *Runner) SetPolicy(p Policy) {
 	if p.Every <= 0 {
 		p.Every = DefaultPolicy().Every
 	}
 	r.policy.Store(&p)
+	r.Changed()
 }
 
 // Changed tells the runner the list changed (add, rm, accept, import):
-// new entries are probed at once, removed ones are dropped.
+// new entries are probed at once, removed ones are dropped, the others
+// are rescheduled by their (maybe new) interval from their last probe.
 func (r *Runner) Changed() {
 	select {
 	case r.wake <- struct{}{}:
@@ -120,12 +123,16 @@ func (r *Runner) Run(ctx context.Context) error {
 			k := e.Key()
 			seen[k] = true
 			every[k], targets[k] = e.Every, e.Target()
-			if _, ok := sched.at[k]; ok || inFlight[k] {
-				continue
+			if inFlight[k] {
+				continue // rescheduled when its result is filed
 			}
 			due := now
 			if !e.State.LastProbe.IsZero() {
-				due = e.State.LastProbe.Add(r.interval(e.Every))
+				next := r.interval(e.Every)
+				if e.State.Pending != nil {
+					next = min(next, ConfirmAfter)
+				}
+				due = e.State.LastProbe.Add(next)
 			}
 			sched.set(k, due) // a past due time is probed at once
 		}

@@ -19,6 +19,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -426,7 +427,7 @@ func TestWatchStartTLSDaemon(t *testing.T) {
 	}
 	t.Logf("direct probe of the SMTP port: %v: %v", state(es["mx-direct"])["last_status"], state(es["mx-direct"])["last_error"])
 	out, _, err := runBin(t, "watch", "list", "-c", cfgPath)
-	if err != nil || !regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(smtp.String()) + ` +mx +watch\.every +smtp +ok `).MatchString(out) {
+	if err != nil || !regexp.MustCompile(`(?m)^`+regexp.QuoteMeta(smtp.String())+` +mx +watch\.every +smtp +ok `).MatchString(out) {
 		t.Errorf("list: %v\n%s", err, out)
 	}
 	t.Logf("watch list:\n%s", out)
@@ -454,5 +455,123 @@ func TestWatchStartTLSDaemon(t *testing.T) {
 	if n := len(readAlerts(t, p.Alerts)); n != 0 {
 		t.Errorf("%d alerts, want none: %v", n, readAlerts(t, p.Alerts))
 	}
+	stopDaemon(t, cmd)
+}
+
+// The `watch:` settings apply on SIGHUP without a restart: a shorter
+// default interval reschedules the servers at once, a lower
+// unreachable_after and a longer cert_expiry_days take effect at the next
+// probe. A bad `watch:` section is refused with its file:line and the
+// running settings stay.
+func TestSIGHUPReloadsWatchSettings(t *testing.T) {
+	dir := t.TempDir()
+	own := newRestartable(t, "127.0.0.97")
+	cfg := &tls.Config{Certificates: []tls.Certificate{watchCert(t, ecKey(t), 1, time.Now().Add(10*24*time.Hour))}}
+	own.start(cfg)
+	p := flatLab(dir)
+	cfgPath := filepath.Join(dir, "stackprint.yaml")
+	settings := func(every, after, days string) string {
+		return configText(t, p, "  every: 1h", "  every: "+every, "  unreachable_after: 3", "  unreachable_after: "+after,
+			"  cert_expiry_days: 14", "  cert_expiry_days: "+days)
+	}
+	writeConfig(t, cfgPath, settings("1h", "3", "0"))
+	if out, errOut, err := runBin(t, "watch", "add", "-c", cfgPath, "--label", "hup", own.addr.String()); err != nil {
+		t.Fatal(err, out, errOut)
+	}
+	cmd, stderr := startDaemon(t, cfgPath)
+	lastProbe := func() string {
+		// Through the daemon's socket beside the DB: the config file may
+		// be a bad one the daemon refused.
+		out, errOut, err := runBin(t, "watch", "list", "--db", p.DB, "--json")
+		if err != nil {
+			t.Fatal(err, errOut)
+		}
+		var e struct {
+			State struct {
+				LastProbe string `json:"last_probe"`
+			} `json:"state"`
+		}
+		if err := json.Unmarshal([]byte(out), &e); err != nil {
+			t.Fatal(err, out)
+		}
+		return e.State.LastProbe
+	}
+	waitFor(t, "the first probe", 30*time.Second, func() bool { return lastProbe() != "" })
+	first := lastProbe()
+	time.Sleep(2 * time.Second)
+	if lastProbe() != first || len(readAlerts(t, p.Alerts)) != 0 {
+		t.Fatalf("under every: 1h and cert_expiry_days: 0: probed again (%s -> %s) or alerted %v", first, lastProbe(), readAlerts(t, p.Alerts))
+	}
+	hup := func() {
+		t.Helper()
+		if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// every 1s, unreachable after 1 failure, warn 30 days before the end.
+	writeConfig(t, cfgPath, settings("1s", "1", "30"))
+	hup()
+	waitFor(t, "the reload", 10*time.Second, func() bool {
+		return strings.Contains(stderr.String(), "config reloaded") && strings.Contains(stderr.String(), "watch_every=1s watch_unreachable_after=1 watch_cert_expiry_days=30")
+	})
+	waitFor(t, "the expiry warning at the new cert_expiry_days", 30*time.Second, func() bool {
+		return len(alertsOf(t, p.Alerts, "watch_cert_expiry")) == 1
+	})
+	exp := alertsOf(t, p.Alerts, "watch_cert_expiry")[0]
+	t.Logf("expiry alert after the reload: %s", exp["detail"])
+	if !strings.Contains(fmt.Sprint(exp["detail"]), "warning at 30 days") {
+		t.Errorf("expiry alert %v", exp)
+	}
+	own.stop()
+	waitFor(t, "the reachability alert after one failure", 30*time.Second, func() bool { return len(alertsOf(t, p.Alerts, "watch_unreachable")) == 1 })
+	un := alertsOf(t, p.Alerts, "watch_unreachable")[0]
+	t.Logf("reachability alert after the reload: %s", un["detail"])
+	if !strings.HasPrefix(fmt.Sprint(un["detail"]), "[hup] 1 probe failed (last: refused") {
+		t.Errorf("reachability alert %v", un)
+	}
+	own.start(cfg)
+	waitFor(t, "reachable again", 30*time.Second, func() bool { return len(alertsOf(t, p.Alerts, "watch_reachable")) == 1 })
+
+	// Bad watch sections: refused with file:line; the running settings stay.
+	good := settings("1s", "1", "30")
+	lineOf := func(text, field string) int {
+		for i, l := range strings.Split(text, "\n") {
+			if strings.HasPrefix(l, "  "+field+":") && strings.Contains(text[:strings.Index(text, l)], "\nwatch:") {
+				return i + 1
+			}
+		}
+		t.Fatalf("no %s line", field)
+		return 0
+	}
+	for n, bad := range []struct{ old, new, want string }{
+		{"  unreachable_after: 1", "  unreachable_after: -1", "watch.unreachable_after: must be 0..1000 (0 turns the alert off) (got -1)"},
+		{"  every: 1s", "  every: soon", "watch.every"},
+		{"  reachable_again: true", "  reachable_again: maybe", "watch.reachable_again"},
+	} {
+		text := strings.Replace(good, bad.old, bad.new, 1)
+		writeConfig(t, cfgPath, text)
+		hup()
+		field, _, _ := strings.Cut(strings.TrimSpace(bad.new), ":")
+		pos := fmt.Sprintf("%s:%d:", cfgPath, lineOf(text, field))
+		waitFor(t, "the refusal", 10*time.Second, func() bool { return strings.Count(stderr.String(), "config reload refused") == n+1 })
+		var refusal string
+		for l := range strings.Lines(stderr.String()) {
+			if strings.Contains(l, "config reload refused") {
+				refusal = l
+			}
+		}
+		t.Logf("refused: %s", strings.TrimSpace(refusal))
+		if !strings.Contains(refusal, pos) || !strings.Contains(refusal, bad.want) {
+			t.Errorf("refusal %q lacks %q and %q", refusal, pos, bad.want)
+		}
+	}
+	// Still every 1s: probes go on; still one failure to alert.
+	for range 2 {
+		last := lastProbe()
+		waitFor(t, "another probe at 1s", 10*time.Second, func() bool { return lastProbe() != last })
+	}
+	own.stop()
+	waitFor(t, "the second reachability alert after one failure", 30*time.Second, func() bool { return len(alertsOf(t, p.Alerts, "watch_unreachable")) == 2 })
 	stopDaemon(t, cmd)
 }
