@@ -479,6 +479,7 @@ func TestSIGHUPReloadsWatchSettings(t *testing.T) {
 		t.Fatal(err, out, errOut)
 	}
 	cmd, stderr := startDaemon(t, cfgPath)
+	waitFor(t, "the admin socket", 10*time.Second, func() bool { return strings.Contains(stderr.String(), "admin socket listening") })
 	lastProbe := func() string {
 		// Through the daemon's socket beside the DB: the config file may
 		// be a bad one the daemon refused.
