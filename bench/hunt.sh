@@ -8,7 +8,8 @@
 #
 #   stackprint hunt --kinds jarm     JARM alone (the baseline of the ratios)
 #   tlsx -jarm                       projectdiscovery tlsx, built at $TLSX_VERSION
-#   jarm.py                          when JARM_PY names a copy (it is on no registry)
+#   jarm.py                          when JARM_PY names a copy (it is on no registry),
+#                                    as C processes over C shards of the list
 #   stackprint hunt                  the full fingerprint: jarm, cert, http, atsf
 #   reference ATSF scanner           not installable (not served by the Go module proxy): skipped
 #
@@ -144,10 +145,19 @@ else
 	skipped+=("tlsx: not built (see above)")
 fi
 
-jarmpy_ok() { grep -c ',[0-9a-f]\{62\}$' "$work/jarmpy.csv" 2>/dev/null | tr -d ' ' || true; }
+jarmpy_ok() { awk -F, 'length($3) == 62 && $3 !~ /^0+$/' "$work/jarmpy.csv" 2>/dev/null | wc -l | tr -d ' ' || true; }
 if [[ -n ${JARM_PY:-} && -f ${JARM_PY:-} ]]; then
+	# jarm.py probes one target at a time (and waits 20 s on a tarpit): it
+	# runs as $C processes over $C shards of the list, the same concurrency
+	# as every other client; their CPU is counted with the shell's children.
+	# The interpreter itself, not a version manager's shim (pyenv's costs
+	# ~0.5 s of CPU per start).
+	py=$(python3 -c 'import sys; print(sys.executable)')
 	tr ':' ',' <"$work/targets.txt" >"$work/targets.csv"
-	measure "jarm.py" "jarm" jarmpy_ok -- python3 "$JARM_PY" -i "$work/targets.csv" -o "$work/jarmpy"
+	mkdir -p "$work/jarmpy.d"
+	split -n "r/$C" -d -a 4 "$work/targets.csv" "$work/jarmpy.d/in."
+	measure "jarm.py (x$C)" "jarm" jarmpy_ok -- sh -c 'for f in "$1"/in.*; do "$4" "$2" -i "$f" -o "$f.out" & done; wait; cat "$1"/in.*.out.csv >"$3"' \
+		jarmpy "$work/jarmpy.d" "$JARM_PY" "$work/jarmpy.csv" "$py"
 else
 	skipped+=("jarm.py: JARM_PY is not set to a copy of jarm.py (it is on no package registry this project may use)")
 fi
@@ -176,6 +186,16 @@ if [[ -s $work/tlsx.jsonl ]] && command -v jq >/dev/null; then
 		same=$(join "$work/sp.pairs" "$work/tlsx.pairs" | awk '$2 == $3' | wc -l)
 		echo "JARM agreement stackprint vs tlsx: $same of $both targets both hashed"
 	fi
+fi
+
+# JARM agreement between stackprint and jarm.py (its CSV has no port: one
+# target per address, so the address is the key).
+if [[ -s $work/jarmpy.csv ]] && command -v jq >/dev/null; then
+	jq -r 'select(.jarm != null) | "\(.ip) \(.jarm)"' "$work/sp-jarm.jsonl" | sort >"$work/sp.ippairs"
+	awk -F, 'NF == 3 && length($3) == 62 && $3 ~ /^[0-9a-f]+$/ && $3 !~ /^0+$/ { print $2, $3 }' "$work/jarmpy.csv" | sort >"$work/jarmpy.pairs"
+	both=$(join "$work/sp.ippairs" "$work/jarmpy.pairs" | wc -l)
+	same=$(join "$work/sp.ippairs" "$work/jarmpy.pairs" | awk '$2 == $3' | wc -l)
+	echo "JARM agreement stackprint vs jarm.py: $same of $both targets both hashed"
 fi
 
 # What the tarpits cost the full run: their probe time against the
