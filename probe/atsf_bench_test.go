@@ -73,7 +73,7 @@ func BenchmarkBuildATSFHello(b *testing.B) {
 	for b.Loop() {
 		for _, d := range e.atsfDefs {
 			var kl keyLog
-			ac, err := atsfUConn(c1, d, "example.test", &kl, e.dummyKey)
+			ac, err := atsfUConn(c1, d, "example.test", &kl, e.dummyKey, e.x25519Key)
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -132,7 +132,7 @@ func BenchmarkATSFProbe(b *testing.B) {
 	}
 }
 
-func processCPU(b *testing.B) time.Duration {
+func processCPU(b testing.TB) time.Duration {
 	var ru syscall.Rusage
 	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
 		b.Fatal(err)

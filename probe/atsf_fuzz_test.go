@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/ecdh"
 	"crypto/rand"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -93,6 +94,26 @@ func FuzzATSFTranscript(f *testing.F) {
 			}
 			for _, d := range defs {
 				_ = tls12Completes(st, d, bytes.Repeat([]byte{1}, 32), x25519)
+			}
+		}
+		// The incremental walk the prober uses agrees with a walk from
+		// scratch after every record, whenever the secret shows up.
+		for _, from := range []int{0, 1, len(recs) / 2, len(recs) + 1} {
+			sc := newTranscriptScan()
+			for k := 0; k <= len(recs); k++ {
+				var secret []byte
+				if k >= from {
+					secret = fuzzSecret
+				}
+				got, want := sc.scan(recs[:k], secret), scanTranscript(recs[:k], secret)
+				if !reflect.DeepEqual(got, want) {
+					t.Fatalf("secret from record %d: incremental walk after %d records differs:\n%+v\n%+v", from, k, got, want)
+				}
+				for n := 0; n <= k; n++ {
+					if sc.shIn(n) != scanTranscript(recs[:n], nil).sh.seen {
+						t.Fatalf("shIn(%d) after %d records = %v", n, k, sc.shIn(n))
+					}
+				}
 			}
 		}
 		if !bytes.Equal(in, data) {

@@ -72,7 +72,7 @@ func ParseKinds(kinds []string) ([]string, error) {
 // every kind with the defaults.
 type EngineConfig struct {
 	Kinds     []string      // subset of jarm, cert, http, atsf; nil → all
-	Dialer    Dialer        // nil → &net.Dialer{}
+	Dialer    Dialer        // nil → a net.Dialer without TCP keep-alive
 	IOTimeout time.Duration // per connect, write and read; 0 → DefaultIOTimeout
 	Deadline  time.Duration // whole target; 0 → DefaultDeadline
 	// Politeness: new connections per second to one destination IP (all
@@ -143,7 +143,7 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 		rand:      cfg.Rand,
 	}
 	if e.dialer == nil {
-		e.dialer = &net.Dialer{}
+		e.dialer = probeDialer()
 	}
 	if e.ioTimeout <= 0 {
 		e.ioTimeout = DefaultIOTimeout
