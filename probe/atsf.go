@@ -31,10 +31,7 @@ func (e *Engine) runATSF(ctx context.Context, d *targetDialer, network, addr, sn
 	var firstFail stackprint.Status
 	var firstErr string
 	stopped := ""
-	// One X25519 key pair serves the target's ClientHellos that carry a
-	// real X25519 share (docs/ATSF.md §1.2): a scanner keeps no secret, and
-	// no answer depends on the share's value. Made when first needed.
-	var x25519 *ecdh.PrivateKey
+	var tgt atsfTarget
 	for i, def := range e.atsfDefs {
 		a.Hellos[i].Name = def.Name
 		if stopped != "" {
@@ -49,11 +46,11 @@ func (e *Engine) runATSF(ctx context.Context, d *targetDialer, network, addr, sn
 			}
 			continue
 		}
-		if x25519 == nil && def.realShares() > 0 {
+		if tgt.x25519 == nil && def.realShares() > 0 {
 			// On failure utls makes its own per connection.
-			x25519, _ = ecdh.X25519().GenerateKey(rand.Reader)
+			tgt.x25519, _ = ecdh.X25519().GenerateKey(rand.Reader)
 		}
-		o := e.atsfHello(ctx, d, network, addr, def, sni, x25519)
+		o := e.atsfHello(ctx, d, network, addr, def, sni, &tgt)
 		a.Hellos[i] = o.hello
 		raws[i] = o.hello.Raw
 		if o.hello.Raw != "" {
@@ -82,9 +79,18 @@ func (e *Engine) runATSF(ctx context.Context, d *targetDialer, network, addr, sn
 	return a, kr
 }
 
+// atsfTarget is what the ClientHellos to one target share.
+type atsfTarget struct {
+	// x25519 is the key pair of every real X25519 share (docs/ATSF.md
+	// §1.2): a scanner keeps no secret, and no answer depends on the
+	// share's value. Made when first needed.
+	x25519 *ecdh.PrivateKey
+	leaf   leafCache // the server's leaf, parsed once
+}
+
 // atsfHello runs one ClientHello to the point where utls stops and
 // extracts the features of what the server sent until then.
-func (e *Engine) atsfHello(ctx context.Context, d *targetDialer, network, addr string, def *atsfDef, sni string, x25519 *ecdh.PrivateKey) (o atsfOutcome) {
+func (e *Engine) atsfHello(ctx context.Context, d *targetDialer, network, addr string, def *atsfDef, sni string, tgt *atsfTarget) (o atsfOutcome) {
 	o.hello.Name = def.Name
 	defer func() {
 		// utls must not take the daemon down on a hostile answer.
@@ -102,7 +108,7 @@ func (e *Engine) atsfHello(ctx context.Context, d *targetDialer, network, addr s
 	rc := newRecordConn(ctx, conn, e.ioTimeout, e.readCap)
 	rc.firstVersion = min(def.Version, 0x0303) // the reference caps the record version
 	var kl keyLog
-	ac, err := atsfUConn(rc, def, sni, &kl, e.dummyKey, x25519)
+	ac, err := atsfUConn(rc, def, sni, &kl, e.dummyKey, tgt.x25519)
 	if err != nil {
 		o.status, o.hello.Error = stackprint.StatusHandshakeError, err.Error()
 		return o
@@ -154,7 +160,7 @@ func (e *Engine) atsfHello(ctx context.Context, d *targetDialer, network, addr s
 			t := scan.scan(rc.records, secret)
 			shDone := secret != nil || scan.shIn(rc.delivered)
 			complete, more = t.flightState(secret != nil, shDone)
-			if complete && !t.tls13 && !tls12Completes(t, def, rc.clientRandom, e.x25519Key) {
+			if complete && !t.tls13 && !tls12Completes(t, def, rc.clientRandom, &tgt.leaf) {
 				goOn, complete = true, false
 			}
 			return complete, more

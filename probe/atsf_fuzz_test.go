@@ -2,8 +2,6 @@ package probe
 
 import (
 	"bytes"
-	"crypto/ecdh"
-	"crypto/rand"
 	"reflect"
 	"slices"
 	"strings"
@@ -38,10 +36,6 @@ func splitRecords(b []byte) []tlsRecord {
 
 func FuzzATSFTranscript(f *testing.F) {
 	defs, err := loadATSFDefs()
-	if err != nil {
-		f.Fatal(err)
-	}
-	x25519, err := ecdh.X25519().GenerateKey(rand.Reader)
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -93,7 +87,11 @@ func FuzzATSFTranscript(f *testing.F) {
 				t.Fatal("flight both complete and incomplete")
 			}
 			for _, d := range defs {
-				_ = tls12Completes(st, d, bytes.Repeat([]byte{1}, 32), x25519)
+				var leaves leafCache
+				a := tls12Completes(st, d, bytes.Repeat([]byte{1}, 32), &leaves)
+				if b := tls12Completes(st, d, bytes.Repeat([]byte{1}, 32), &leaves); a != b || a != tls12Completes(st, d, bytes.Repeat([]byte{1}, 32), nil) {
+					t.Fatal("a cached leaf changes the decision")
+				}
 			}
 		}
 		// The incremental walk the prober uses agrees with a walk from

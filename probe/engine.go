@@ -121,7 +121,6 @@ type Engine struct {
 	readBufs     sync.Pool    // *bufio.Reader of readBufSize for ATSF connections
 	atsfCut      atomic.Int64 // ATSF connections closed after the server's flight (tests)
 	dummyKey     *ecdh.PrivateKey
-	x25519Key    *ecdh.PrivateKey // checks a server's X25519 share (tls12Completes)
 }
 
 // NewEngine checks cfg and returns a prober.
@@ -202,9 +201,6 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 	}
 	if e.dummyKey, err = ecdh.P256().GenerateKey(rand.Reader); err != nil {
 		return nil, fmt.Errorf("probe: dummy key: %w", err)
-	}
-	if e.x25519Key, err = ecdh.X25519().GenerateKey(rand.Reader); err != nil {
-		return nil, fmt.Errorf("probe: x25519 key: %w", err)
 	}
 	return e, nil
 }
