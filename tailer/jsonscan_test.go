@@ -2,6 +2,7 @@ package tailer
 
 import (
 	"math/rand/v2"
+	"strings"
 	"testing"
 )
 
@@ -53,5 +54,26 @@ func TestSkipNestedWords(t *testing.T) {
 				t.Fatalf("skipNested(%q, %d, %d) = %d, %v; want %d, %v", b, start, depth, gotEnd, gotErr, wantEnd, wantErr)
 			}
 		}
+	}
+}
+
+// TestStrArena: strings from the arena keep their bytes while later ones
+// are added, across chunks, and long ones are copied on their own.
+func TestStrArena(t *testing.T) {
+	var a strArena
+	var got, want []string
+	for i := range 2000 {
+		b := []byte("C" + strings.Repeat(string(rune('a'+i%26)), i%70))
+		got = append(got, a.str(b))
+		want = append(want, string(b))
+		clear(b) // the caller's buffer is reused: the string must not change
+	}
+	for i := range got {
+		if got[i] != want[i] {
+			t.Fatalf("string %d = %q, want %q", i, got[i], want[i])
+		}
+	}
+	if a.str(nil) != "" {
+		t.Fatal("empty")
 	}
 }

@@ -321,7 +321,7 @@ func TLSVersion(s string) (proto, version string, ok bool) {
 // parse for the common case: a lower-case host name (letters, digits, '-'
 // and '.', at least one letter, no trailing dot) is already canonical and
 // cannot be an IP literal.
-func canonicalSNI(b []byte) string {
+func canonicalSNI(b []byte, a *strArena) string {
 	letter := false
 	for _, c := range b {
 		switch {
@@ -335,7 +335,7 @@ func canonicalSNI(b []byte) string {
 	if !letter || b[len(b)-1] == '.' || string(b) == "-" {
 		return stackprint.CanonicalSNI(string(b))
 	}
-	return string(b)
+	return a.str(b)
 }
 
 // MaxSNIBytes is the longest host name: 253 bytes of labels and dots (RFC
