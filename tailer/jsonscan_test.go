@@ -1,9 +1,11 @@
 package tailer
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"strings"
 	"testing"
+	"time"
 )
 
 // skipNestedRef is skipNested byte by byte: the reference the word-wise
@@ -75,5 +77,31 @@ func TestStrArena(t *testing.T) {
 	}
 	if a.str(nil) != "" {
 		t.Fatal("empty")
+	}
+}
+
+// TestParseISOTimeDates compares the date arithmetic with time.Date on
+// every day of years around the edges, and month ends run over.
+func TestParseISOTimeDates(t *testing.T) {
+	for _, year := range []int{0, 1, 4, 100, 400, 1582, 1899, 1900, 1969, 1970, 1999, 2000, 2023, 2024, 2100, 2400, 9999} {
+		for month := 1; month <= 12; month++ {
+			for day := 1; day <= 31; day++ {
+				for _, sec := range []int{0, 59, 60} {
+					s := fmt.Sprintf("%04d-%02d-%02dT23:59:%02d.5-0130", year, month, day, sec)
+					got, err := parseISOTime([]byte(s))
+					want := time.Date(year, time.Month(month), day, 23, 59, sec, 5e8, time.UTC)
+					if want.Day() != day && sec != 60 {
+						if err == nil {
+							t.Fatalf("%s: %v, want an error", s, got)
+						}
+						continue
+					}
+					want = want.Add(90 * time.Minute)
+					if err != nil || got != want {
+						t.Fatalf("%s: %v, %v; want %v", s, got, err, want)
+					}
+				}
+			}
+		}
 	}
 }
