@@ -120,6 +120,9 @@ type Observation struct {
 	// request removed, "" for an unanswered ClientHello): what near
 	// matching and explain compare with DB entries.
 	Hellos []string `json:"hellos,omitempty"`
+	// HellosProto is the STARTTLS prefix ("smtp:") of the probe that gave
+	// Hellos, "" for direct TLS: what their near index keys hash with.
+	HellosProto string `json:"hellos_proto,omitempty"`
 }
 
 // maxClients bounds Observation.Clients; maxProbeLog the probe log
@@ -224,7 +227,14 @@ func (d *DB) RecordObservationOf(ev stackprint.Event, r stackprint.Result) error
 			}
 		}
 		if hellos, ok := HellosOf(r.ATSF); ok {
-			o.Hellos = hellos
+			proto := ""
+			if r.StartTLS != "" {
+				proto = r.StartTLS + ":"
+			}
+			if err := reindexObsNear(tx, tk, hellosProto(o), o.Hellos, proto, hellos); err != nil {
+				return err
+			}
+			o.Hellos, o.HellosProto = hellos, proto
 		}
 		if err := logProbe(tx, tk, ProbeEntry{Time: at, Status: r.Status, Error: r.Error, Fingerprints: fps, Client: client, Backfill: ev.Backfill}); err != nil {
 			return fmt.Errorf("probe log of %s: %w", t, err)
@@ -438,6 +448,9 @@ func (d *DB) PruneObservationsTo(cutoff time.Time, max int) (int, error) {
 			}
 		}
 		for _, a := range dead {
+			if err := unindexObsNear(tx, []byte(a.key), ob.Get([]byte(a.key))); err != nil {
+				return err
+			}
 			if err := ob.Delete([]byte(a.key)); err != nil {
 				return err
 			}
