@@ -83,6 +83,12 @@ func (e *StatusError) Error() string { return e.Msg }
 func (c *Client) call(ctx context.Context, method, route string, q url.Values, body io.Reader, out any, hdr ...*http.Header) error {
 	ctx, cancel := context.WithTimeout(ctx, callTimeout)
 	defer cancel()
+	return c.send(ctx, method, route, q, body, out, hdr...)
+}
+
+// send is call without its time bound: a backfill upload lasts as long as
+// its job.
+func (c *Client) send(ctx context.Context, method, route string, q url.Values, body io.Reader, out any, hdr ...*http.Header) error {
 	u := "http://stackprint/" + apiVersion + route
 	if len(q) > 0 {
 		u += "?" + q.Encode()

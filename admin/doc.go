@@ -30,6 +30,14 @@
 //	POST   /v1/watch?replace=             add {"entries": [watch.Entry]}, all or none (409 if watched)
 //	DELETE /v1/watch?target=KEY           stop watching ip:port[/sni] (404 if not watched)
 //	POST   /v1/watch/accept?target=KEY    the last successful probe becomes the baseline
+//	POST   /v1/backfill                   create a backfill job {"run": NAME, "servers": N}: a
+//	                                      BackfillJob (409 while another is waiting or running)
+//	POST   /v1/backfill/{id}/servers      its upload: NDJSON, one backfill.Server a line, read
+//	                                      as the daemon judges them; answered at the end with the
+//	                                      job (400 naming a bad line); a client that hangs up
+//	                                      cancels the job
+//	GET    /v1/backfill, GET /v1/backfill/{id}   jobs and their progress
+//	DELETE /v1/backfill/{id}              cancel (what finished stays finished)
 //
 // Errors are {"error": "…"} with 400 for a malformed request, 404 for an
 // unknown route or entry, 405 for a wrong method, 411 for an import
@@ -37,7 +45,8 @@
 // (with the report), 503 when all connections are taken, 500 otherwise.
 // Bodies are bounded (http.MaxBytesReader), connections are capped, and
 // every connection has read, write and idle timeouts, so a client cannot
-// make the daemon hold more than the limits.
+// make the daemon hold more than the limits. A backfill upload has no
+// whole-request timeout (it lasts as long as its job) but one per line.
 //
 // One Client speaks it; Local runs the same operations on an open DB when
 // no daemon runs. The CLI uses either through one interface of its own.

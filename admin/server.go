@@ -60,8 +60,11 @@ type ServerConfig struct {
 	Rules explain.Rules
 	// Watch is told when the watch list changed, so the daemon probes new
 	// entries at once (watch.go); nil: nobody to tell.
-	Watch  WatchNotifier
-	Logger *slog.Logger
+	Watch WatchNotifier
+	// Backfill judges the servers of backfill jobs (backfill.go); nil:
+	// the routes answer 501.
+	Backfill Backfiller
+	Logger   *slog.Logger
 }
 
 // Server serves the admin API of a running daemon.
@@ -76,13 +79,22 @@ type Server struct {
 	sock   os.FileInfo // the socket file we created, to remove only ours
 	http   *http.Server
 	once   sync.Once
+
+	backfiller Backfiller
+	jobs       jobs
+	jobCtx     context.Context // ends when the daemon stops: jobs end with it
+	stopJobs   context.CancelFunc
+	jobWG      sync.WaitGroup // running jobs, waited for by stop
+	jobMu      sync.Mutex     // jobWG.Add against stop's Wait
+	stopped    bool
 }
 
 // Listen creates the socket. A daemon that cannot open it logs the error
 // and runs on: the CLI then reports the locked file and that no daemon
 // answered.
 func Listen(cfg ServerConfig) (*Server, error) {
-	s := &Server{db: cfg.DB, store: NewLocal(cfg.DB, false), hunter: cfg.Hunter, watch: cfg.Watch, log: cfg.Logger, path: cfg.Socket}
+	s := &Server{db: cfg.DB, store: NewLocal(cfg.DB, false), hunter: cfg.Hunter, watch: cfg.Watch, log: cfg.Logger, path: cfg.Socket,
+		backfiller: cfg.Backfill}
 	s.store.SetRules(cfg.Rules)
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -98,6 +110,8 @@ func Listen(cfg ServerConfig) (*Server, error) {
 		IdleTimeout:       idleTimeout,
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+		// A backfill upload watches its connection (backfill.go).
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context { return context.WithValue(ctx, connKey{}, c) },
 	}
 	return s, nil
 }
@@ -106,6 +120,7 @@ func Listen(cfg ServerConfig) (*Server, error) {
 // stop lets requests in flight answer (up to a few seconds) and removes
 // the socket.
 func (s *Server) Start(ctx context.Context) (stop func()) {
+	s.jobCtx, s.stopJobs = context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -116,8 +131,13 @@ func (s *Server) Start(ctx context.Context) (stop func()) {
 	stopWatch := context.AfterFunc(ctx, s.shutdown)
 	return func() {
 		stopWatch()
+		s.stopJobs() // a backfill upload would hold the shutdown for its grace
+		s.jobMu.Lock()
+		s.stopped = true
+		s.jobMu.Unlock()
 		s.shutdown()
 		<-done
+		s.jobWG.Wait() // no job writes to the DB or the outputs once stopped
 		s.removeSocket()
 	}
 }
@@ -284,7 +304,8 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("POST "+v+"/learn/reset", s.learnReset)
 	mux.HandleFunc("POST "+v+"/learn/promote", s.learnPromote)
 	mux.HandleFunc("GET "+v+"/explain", s.explain)
-	s.watchRoutes(mux, v) // watch.go
+	s.watchRoutes(mux, v)    // watch.go
+	s.backfillRoutes(mux, v) // backfill.go
 	return mux
 }
 

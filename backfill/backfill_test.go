@@ -66,7 +66,7 @@ func TestBackfillCachedAndScope(t *testing.T) {
 		t.Fatal(err)
 	}
 	scope := enrich.NewScope([]netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}, nil, nil)
-	b := New(Config{Scope: scope, Fresh: time.Hour}, d, eng, judge, sink)
+	b := New(Config{Scope: scope, Fresh: time.Hour}, d, EngineProber{Engine: eng, Deadline: 5 * time.Second}, judge, sink)
 	for _, ev := range []stackprint.Event{
 		fresh,
 		{TS: now, UID: "CFresh2", Orig: netip.MustParseAddrPort("10.0.0.7:5001"), Resp: closed},

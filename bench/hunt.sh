@@ -8,13 +8,15 @@
 #
 #   stackprint hunt --kinds jarm     JARM alone (the baseline of the ratios)
 #   tlsx -jarm                       projectdiscovery tlsx, built at $TLSX_VERSION
-#   jarm.py                          when JARM_PY names a copy (it is on no registry)
+#   jarm.py                          when JARM_PY names a copy (it is on no registry),
+#                                    as C processes over C shards of the list
 #   stackprint hunt                  the full fingerprint: jarm, cert, http, atsf
 #   reference ATSF scanner           not installable (not served by the Go module proxy): skipped
 #
 # and prints one table: targets/s (wall) and client CPU per target
 # (user+sys of the client process and its children, getrusage), with the
-# ratios against stackprint's JARM run, the JARM agreement between
+# ratios against stackprint's JARM run, the lab servers' CPU per target
+# during each client's run (from /proc), the JARM agreement between
 # stackprint and tlsx, what the tarpits cost, and the ATSF client CPU of
 # the cut handshake against the full-handshake baseline
 # (BenchmarkATSFProbe, same run).
@@ -108,14 +110,28 @@ fi
 total=$(wc -l <"$work/targets.txt")
 echo "hunt bench: $(sed -n 's/^READY //p' "$work/servers"), port $PORT, concurrency $C, I/O timeout ${TIMEOUT}s, $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg), $(go version | cut -d' ' -f3)"
 
+# srvcpu: user+system CPU of the lab (huntlab and its openssl s_server
+# children) so far, in clock ticks: the servers share the cores with the
+# client, so their CPU per target bounds what any client can reach.
+srvcpu() {
+	local p t=0
+	for p in "$srv" $(pgrep -P "$srv" || true); do
+		t=$((t + $(sed 's/.*) //' "/proc/$p/stat" 2>/dev/null | awk '{ print $12 + $13 }' || echo 0)))
+	done
+	echo "$t"
+}
+ticks=$(getconf CLK_TCK)
+
 # measure NAME MODE OKCOUNTER -- CMD…: one table row.
 rows=()
 base_tps= base_cpu=
 measure() {
 	local name=$1 mode=$2 counter=$3
 	shift 4
-	local m
+	local m s0 s1
+	s0=$(srvcpu)
 	m=$("$work/huntlab" measure -- "$@" 2>&1 >/dev/null | grep '^MEASURE' | tail -1)
+	s1=$(srvcpu)
 	read -r _ wall user sys code <<<"$m"
 	local ok
 	ok=$($counter)
@@ -124,9 +140,10 @@ measure() {
 	cpu=$(awk -v n="$total" -v u="$user" -v s="$sys" 'BEGIN { printf "%.2f", (u + s) * 1000 / n }')
 	if [[ -z $base_tps ]]; then base_tps=$tps base_cpu=$cpu; fi
 	last_wall=$wall
-	rows+=("$(printf '%-20s %-20s %7d %7d %8.1f %9s %13s %10s %10s %5s' "$name" "$mode" "$total" "$ok" "$wall" "$tps" "$cpu" \
+	rows+=("$(printf '%-20s %-20s %7d %7d %8.1f %9s %13s %10s %10s %5s %14s' "$name" "$mode" "$total" "$ok" "$wall" "$tps" "$cpu" \
 		"$(awk -v a="$tps" -v b="$base_tps" 'BEGIN { printf "%.2fx", a / b }')" \
-		"$(awk -v a="$cpu" -v b="$base_cpu" 'BEGIN { printf "%.2fx", a / b }')" "$code")")
+		"$(awk -v a="$cpu" -v b="$base_cpu" 'BEGIN { printf "%.2fx", a / b }')" "$code" \
+		"$(awk -v d=$((s1 - s0)) -v t="$ticks" -v n="$total" 'BEGIN { printf "%.2f", d * 1000 / t / n }')")")
 	printf '%s\n' "${rows[-1]}" >&2
 }
 skipped=()
@@ -144,10 +161,19 @@ else
 	skipped+=("tlsx: not built (see above)")
 fi
 
-jarmpy_ok() { grep -c ',[0-9a-f]\{62\}$' "$work/jarmpy.csv" 2>/dev/null | tr -d ' ' || true; }
+jarmpy_ok() { awk -F, 'length($3) == 62 && $3 !~ /^0+$/' "$work/jarmpy.csv" 2>/dev/null | wc -l | tr -d ' ' || true; }
 if [[ -n ${JARM_PY:-} && -f ${JARM_PY:-} ]]; then
+	# jarm.py probes one target at a time (and waits 20 s on a tarpit): it
+	# runs as $C processes over $C shards of the list, the same concurrency
+	# as every other client; their CPU is counted with the shell's children.
+	# The interpreter itself, not a version manager's shim (pyenv's costs
+	# ~0.5 s of CPU per start).
+	py=$(python3 -c 'import sys; print(sys.executable)')
 	tr ':' ',' <"$work/targets.txt" >"$work/targets.csv"
-	measure "jarm.py" "jarm" jarmpy_ok -- python3 "$JARM_PY" -i "$work/targets.csv" -o "$work/jarmpy"
+	mkdir -p "$work/jarmpy.d"
+	split -n "r/$C" -d -a 4 "$work/targets.csv" "$work/jarmpy.d/in."
+	measure "jarm.py (x$C)" "jarm" jarmpy_ok -- sh -c 'for f in "$1"/in.*; do "$4" "$2" -i "$f" -o "$f.out" & done; wait; cat "$1"/in.*.out.csv >"$3"' \
+		jarmpy "$work/jarmpy.d" "$JARM_PY" "$work/jarmpy.csv" "$py"
 else
 	skipped+=("jarm.py: JARM_PY is not set to a copy of jarm.py (it is on no package registry this project may use)")
 fi
@@ -159,9 +185,10 @@ measure "stackprint hunt" "jarm,cert,http,atsf" sp_full_ok -- "$work/stackprint"
 skipped+=("reference ATSF scanner (tumi8/goscanner): not served by the Go module proxy, so not installable here")
 
 echo
-printf '%-20s %-20s %7s %7s %8s %9s %13s %10s %10s %5s\n' client kinds targets ok wall_s targets/s cpu_ms/target tps_ratio cpu_ratio exit
+printf '%-20s %-20s %7s %7s %8s %9s %13s %10s %10s %5s %14s\n' client kinds targets ok wall_s targets/s cpu_ms/target tps_ratio cpu_ratio exit srv_cpu_ms/t
 printf '%s\n' "${rows[@]}"
-echo "(ok: targets with a JARM, or with a complete ATSF for the full run; ratios against stackprint's JARM run)"
+echo "(ok: targets with a JARM, or with a complete ATSF for the full run; ratios against stackprint's JARM run;"
+echo " srv_cpu_ms/t: the lab servers' CPU per target during that client's run, on the same cores)"
 for s in "${skipped[@]}"; do echo "skipped: $s"; done
 
 if ! command -v jq >/dev/null; then
@@ -176,6 +203,16 @@ if [[ -s $work/tlsx.jsonl ]] && command -v jq >/dev/null; then
 		same=$(join "$work/sp.pairs" "$work/tlsx.pairs" | awk '$2 == $3' | wc -l)
 		echo "JARM agreement stackprint vs tlsx: $same of $both targets both hashed"
 	fi
+fi
+
+# JARM agreement between stackprint and jarm.py (its CSV has no port: one
+# target per address, so the address is the key).
+if [[ -s $work/jarmpy.csv ]] && command -v jq >/dev/null; then
+	jq -r 'select(.jarm != null) | "\(.ip) \(.jarm)"' "$work/sp-jarm.jsonl" | sort >"$work/sp.ippairs"
+	awk -F, 'NF == 3 && length($3) == 62 && $3 ~ /^[0-9a-f]+$/ && $3 !~ /^0+$/ { print $2, $3 }' "$work/jarmpy.csv" | sort >"$work/jarmpy.pairs"
+	both=$(join "$work/sp.ippairs" "$work/jarmpy.pairs" | wc -l)
+	same=$(join "$work/sp.ippairs" "$work/jarmpy.pairs" | awk '$2 == $3' | wc -l)
+	echo "JARM agreement stackprint vs jarm.py: $same of $both targets both hashed"
 fi
 
 # What the tarpits cost the full run: their probe time against the

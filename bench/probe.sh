@@ -5,8 +5,10 @@
 # concurrency C from a separate client process, first with JARM alone (the
 # baseline), then with every kind (jarm, cert, http, atsf). For each run it
 # prints targets/s, client CPU ms per target (user+sys of the client
-# process, getrusage) and the client's peak RSS, plus the ratios of the
-# full set against JARM alone measured in the same run.
+# process, getrusage), the client's peak RSS and the servers' CPU ms per
+# target (user+sys of the server process over the run, from /proc: client
+# and servers share the cores), plus the ratios of the full set against
+# JARM alone measured in the same run.
 #
 #   bench/probe.sh            N=200 servers, C=8
 #   bench/probe.sh 500 16
@@ -56,12 +58,18 @@ if [[ -z $targets ]]; then
 fi
 
 echo "probe bench: $N servers, concurrency $C, $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg), $(go version | cut -d' ' -f3)"
-printf '%-22s %7s %5s %9s %12s %12s %8s %s\n' kinds targets conc targets/s cpu_ms/target peak_rss_MiB conns/t statuses
-run() { # kinds → best line of RUNS (highest targets/s)
-	local best= line
+printf '%-22s %7s %5s %9s %12s %12s %8s %-12s %s\n' kinds targets conc targets/s cpu_ms/target peak_rss_MiB conns/t statuses server_cpu_ms/target
+# srvcpu: user+system CPU of the server process so far, in clock ticks.
+srvcpu() { sed 's/.*) //' "/proc/$srv/stat" | awk '{ print $12 + $13 }'; }
+ticks=$(getconf CLK_TCK)
+run() { # kinds → best line of RUNS (highest targets/s), with the servers' CPU per target
+	local best= line s0 s1
 	for _ in $(seq "$RUNS"); do
+		s0=$(srvcpu)
 		line=$(STACKPRINT_PROBE_TEST_HELPER=benchclient STACKPRINT_PROBE_TEST_HELPER_KINDS=$1 \
 			STACKPRINT_PROBE_TEST_HELPER_C=$C STACKPRINT_PROBE_TEST_HELPER_TARGETS="$targets" "$bin")
+		s1=$(srvcpu)
+		line=$(awk -v l="$line" -v d=$((s1 - s0)) -v t="$ticks" -v n="$N" 'BEGIN { printf "%s %.2f", l, d * 1000 / t / n }')
 		if [[ -z $best ]] || awk -v a="$(awk '{print $4}' <<<"$line")" -v b="$(awk '{print $4}' <<<"$best")" 'BEGIN { exit !(a > b) }'; then
 			best=$line
 		fi

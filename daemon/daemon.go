@@ -47,7 +47,8 @@ type Daemon struct {
 	kafka   *kafkaParts   // Kafka inputs, output, shared probing and DB (kafka.go)
 	watch   *watch.Runner // the watch list's re-probes (watch.go)
 	metrics *metrics
-	cfgPath string // re-read on SIGHUP; "" = the embedded default
+	cfgPath string                       // re-read on SIGHUP; "" = the embedded default
+	scope   atomic.Pointer[enrich.Scope] // as the pipeline has it: backfill jobs start with it
 
 	closers []func() error        // closed after the tailers have stopped
 	running atomic.Bool           // tailers started, not yet stopping
@@ -124,8 +125,9 @@ func New(cfg *config.Config, log *slog.Logger, o Options) (_ *Daemon, err error)
 	if burst == 0 {
 		burst = probe.DefaultConnBurst
 	}
+	d.scope.Store(cfg.Scope.NewScope())
 	d.pipe, err = enrich.New(enrich.Config{
-		Scope:           cfg.Scope.NewScope(),
+		Scope:           d.scope.Load(),
 		TTL:             cfg.Dedup.TTL,
 		NegativeTTL:     cfg.Dedup.NegativeTTL,
 		Capacity:        cfg.Dedup.Capacity,
@@ -375,7 +377,7 @@ wait:
 // fatal: the CLI then reports the locked file and that no daemon answered.
 func (d *Daemon) startAdmin(ctx context.Context) (stop func()) {
 	path := d.cfg.DB.AdminSocketPath()
-	s, err := admin.Listen(admin.ServerConfig{Socket: path, DB: d.db, Hunter: d.observe, Watch: d.watch, Rules: explainRules(d.rules), Logger: d.log})
+	s, err := admin.Listen(admin.ServerConfig{Socket: path, DB: d.db, Hunter: d.observe, Watch: d.watch, Rules: explainRules(d.rules), Backfill: d, Logger: d.log})
 	if err != nil {
 		d.log.Error("admin socket unavailable; `stackprint db` cannot reach this daemon", "socket", path, "err", err)
 		return func() {}
@@ -488,7 +490,9 @@ func (d *Daemon) Reload() {
 		d.log.Error("config reload refused: rules do not load; keeping the running config", "err", err)
 		return
 	}
-	d.pipe.SetScope(cfg.Scope.NewScope())
+	scope := cfg.Scope.NewScope()
+	d.pipe.SetScope(scope)
+	d.scope.Store(scope)
 	d.watch.SetPolicy(cfg.Watch.Policy())
 	// logrotate's rename+create of the NDJSON/EVE alert files.
 	if err := d.sink.Reopen(); err != nil {

@@ -23,6 +23,26 @@ var WatchClient = netip.IPv6Unspecified()
 // It returns when the probe ends, or with ctx's error when ctx ends
 // first (a queued probe is then dropped, one in flight finishes unseen).
 func (p *Pipeline) ProbeNow(ctx context.Context, t stackprint.Target, client netip.Addr) (stackprint.Result, error) {
+	return p.probeNow(ctx, t, client, false)
+}
+
+// ProbeNowOrFinish is ProbeNow, except that a probe already in flight
+// when ctx ends is waited for (its deadline bounds it) and its result
+// returned with a nil error: a backfill keeps the answer whose
+// connections the server was already sent. A probe cut short by the
+// pipeline stopping returns an error.
+func (p *Pipeline) ProbeNowOrFinish(ctx context.Context, t stackprint.Target, client netip.Addr) (stackprint.Result, error) {
+	return p.probeNow(ctx, t, client, true)
+}
+
+// directResult is what a ProbeNow unit hands back; cut: the pipeline
+// stopped during the probe, so res is not the server's whole answer.
+type directResult struct {
+	res stackprint.Result
+	cut bool
+}
+
+func (p *Pipeline) probeNow(ctx context.Context, t stackprint.Target, client netip.Addr, finish bool) (stackprint.Result, error) {
 	if !t.IP.IsValid() || t.Port == 0 {
 		return stackprint.Result{}, fmt.Errorf("probe %s: invalid target", t)
 	}
@@ -32,30 +52,40 @@ func (p *Pipeline) ProbeNow(ctx context.Context, t stackprint.Target, client net
 	s := &server{key: t, first: nm}
 	nm.srv = s
 	u := p.newUnit(s, nm, p.cfg.ServerCost, p.cfg.Now())
-	u.direct = make(chan stackprint.Result, 1)
+	u.direct = make(chan directResult, 1)
 	s.u, nm.u = u, u
 	p.push(u, client)
 	p.mu.Unlock()
+	wait := func(d directResult) (stackprint.Result, error) {
+		if d.cut {
+			return d.res, fmt.Errorf("probe %s: cut short: the scheduler stopped", t)
+		}
+		return d.res, nil
+	}
 	select {
-	case res := <-u.direct:
-		return res, nil
+	case d := <-u.direct:
+		return wait(d)
 	case <-ctx.Done():
 		p.mu.Lock()
-		if u.state == stateQueued {
+		queued := u.state == stateQueued
+		if queued {
 			u.state = stateDone // the fair queue drops it when it comes up
 			p.unitGone()
 		}
 		p.mu.Unlock()
+		if finish && !queued {
+			return wait(<-u.direct)
+		}
 		return stackprint.Result{}, fmt.Errorf("probe %s: %w", t, ctx.Err())
 	}
 }
 
 // directDone hands a ProbeNow result over.
-func (p *Pipeline) directDone(u *unit, res stackprint.Result) {
+func (p *Pipeline) directDone(u *unit, res stackprint.Result, cut bool) {
 	if res.Status == stackprint.StatusOK {
 		p.probeOK.Add(1)
 	}
-	u.direct <- res
+	u.direct <- directResult{res, cut}
 	p.mu.Lock()
 	p.unitGone()
 	p.mu.Unlock()

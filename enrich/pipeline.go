@@ -190,7 +190,7 @@ type unit struct {
 	clients  []netip.Addr // clients whose queues hold it (bounded)
 	// direct receives the result of a probe asked for by ProbeNow: outside
 	// the cache, no event waits for it.
-	direct chan stackprint.Result
+	direct chan directResult
 }
 
 func (u *unit) ip() netip.Addr { return u.nm.t.IP }
@@ -785,7 +785,11 @@ func (p *Pipeline) dispatch(ctx, probeCtx context.Context) {
 				p.mu.Lock()
 				now = p.cfg.Now()
 			}
-			p.start(u, now, probeCtx)
+			// A ProbeNow unit whose caller gave up while it waited here
+			// for the budget was dropped (and counted out): not probed.
+			if u.state == stateQueued {
+				p.start(u, now, probeCtx)
+			}
 			p.mu.Unlock()
 			continue
 		}
@@ -1013,7 +1017,7 @@ func (p *Pipeline) probe(ctx context.Context, u *unit) {
 	p.mu.Unlock()
 	p.signal()
 	if u.direct != nil {
-		p.directDone(u, res)
+		p.directDone(u, res, ctx.Err() != nil)
 		return
 	}
 	if ctx.Err() != nil {

@@ -3,6 +3,8 @@ package probe
 import (
 	"bufio"
 	"context"
+	"crypto/ecdh"
+	"crypto/rand"
 	"fmt"
 	"slices"
 	"strings"
@@ -29,6 +31,7 @@ func (e *Engine) runATSF(ctx context.Context, d *targetDialer, network, addr, sn
 	var firstFail stackprint.Status
 	var firstErr string
 	stopped := ""
+	var tgt atsfTarget
 	for i, def := range e.atsfDefs {
 		a.Hellos[i].Name = def.Name
 		if stopped != "" {
@@ -43,7 +46,11 @@ func (e *Engine) runATSF(ctx context.Context, d *targetDialer, network, addr, sn
 			}
 			continue
 		}
-		o := e.atsfHello(ctx, d, network, addr, def, sni)
+		if tgt.x25519 == nil && def.realShares() > 0 {
+			// On failure utls makes its own per connection.
+			tgt.x25519, _ = ecdh.X25519().GenerateKey(rand.Reader)
+		}
+		o := e.atsfHello(ctx, d, network, addr, def, sni, &tgt)
 		a.Hellos[i] = o.hello
 		raws[i] = o.hello.Raw
 		if o.hello.Raw != "" {
@@ -72,9 +79,18 @@ func (e *Engine) runATSF(ctx context.Context, d *targetDialer, network, addr, sn
 	return a, kr
 }
 
+// atsfTarget is what the ClientHellos to one target share.
+type atsfTarget struct {
+	// x25519 is the key pair of every real X25519 share (docs/ATSF.md
+	// §1.2): a scanner keeps no secret, and no answer depends on the
+	// share's value. Made when first needed.
+	x25519 *ecdh.PrivateKey
+	leaf   leafCache // the server's leaf, parsed once
+}
+
 // atsfHello runs one ClientHello to the point where utls stops and
 // extracts the features of what the server sent until then.
-func (e *Engine) atsfHello(ctx context.Context, d *targetDialer, network, addr string, def *atsfDef, sni string) (o atsfOutcome) {
+func (e *Engine) atsfHello(ctx context.Context, d *targetDialer, network, addr string, def *atsfDef, sni string, tgt *atsfTarget) (o atsfOutcome) {
 	o.hello.Name = def.Name
 	defer func() {
 		// utls must not take the daemon down on a hostile answer.
@@ -92,13 +108,16 @@ func (e *Engine) atsfHello(ctx context.Context, d *targetDialer, network, addr s
 	rc := newRecordConn(ctx, conn, e.ioTimeout, e.readCap)
 	rc.firstVersion = min(def.Version, 0x0303) // the reference caps the record version
 	var kl keyLog
-	ac, err := atsfUConn(rc, def, sni, &kl, e.dummyKey)
+	ac, err := atsfUConn(rc, def, sni, &kl, e.dummyKey, tgt.x25519)
 	if err != nil {
 		o.status, o.hello.Error = stackprint.StatusHandshakeError, err.Error()
 		return o
 	}
 	uc := ac.uc
 	alpnDone := ac.alpn == nil
+	// One walk over the records serves every decision below and the
+	// features: each record is parsed (and decrypted) once.
+	scan := newTranscriptScan()
 	rc.onRecord = func(r tlsRecord) {
 		// Runs inside utls's read, before utls parses the record.
 		if hrrHasCookie(r) {
@@ -111,7 +130,7 @@ func (e *Engine) atsfHello(ctx context.Context, d *targetDialer, network, addr s
 		}
 		// The TLS 1.3 handshake secret is logged before utls reads
 		// EncryptedExtensions, so that record decrypts here already.
-		if proto, decided := parseTranscript(rc.records, kl.secret(serverHSLabel)).serverALPN(); decided {
+		if proto, decided := scan.scan(rc.records, kl.secret(serverHSLabel)).serverALPN(); decided {
 			alpnDone = true
 			ac.acceptALPN(proto)
 		}
@@ -138,17 +157,17 @@ func (e *Engine) atsfHello(ctx context.Context, d *targetDialer, network, addr s
 			secret := kl.secret(serverHSLabel)
 			// utls has taken the ServerHello (TLS 1.3: it logged the
 			// secret), so a cipher it refuses has been refused.
-			shDone := secret != nil || scanTranscript(rc.records[:rc.delivered], nil).sh.seen
-			t := scanTranscript(rc.records, secret)
+			t := scan.scan(rc.records, secret)
+			shDone := secret != nil || scan.shIn(rc.delivered)
 			complete, more = t.flightState(secret != nil, shDone)
-			if complete && !t.tls13 && !tls12Completes(t, def, rc.clientRandom, e.x25519Key) {
+			if complete && !t.tls13 && !tls12Completes(t, def, rc.clientRandom, &tgt.leaf) {
 				goOn, complete = true, false
 			}
 			return complete, more
 		}
 	}
 	herr := uc.HandshakeContext(ctx)
-	tr := parseTranscript(rc.records, kl.secret(serverHSLabel))
+	tr := scan.scan(rc.records, kl.secret(serverHSLabel))
 	o.hello.Raw = tr.atsfString()
 	if herr == nil {
 		o.hello.Version = uc.ConnectionState().Version

@@ -3,6 +3,8 @@ package probe
 import (
 	"bytes"
 	"context"
+	"crypto/ecdh"
+	"crypto/rand"
 	"net"
 	"net/netip"
 	"syscall"
@@ -66,6 +68,10 @@ func BenchmarkBuildATSFHello(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	x25519, err := ecdh.X25519().GenerateKey(rand.Reader)
+	if err != nil {
+		b.Fatal(err)
+	}
 	c1, c2 := net.Pipe()
 	defer c1.Close()
 	defer c2.Close()
@@ -73,7 +79,7 @@ func BenchmarkBuildATSFHello(b *testing.B) {
 	for b.Loop() {
 		for _, d := range e.atsfDefs {
 			var kl keyLog
-			ac, err := atsfUConn(c1, d, "example.test", &kl, e.dummyKey)
+			ac, err := atsfUConn(c1, d, "example.test", &kl, e.dummyKey, x25519)
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -132,7 +138,7 @@ func BenchmarkATSFProbe(b *testing.B) {
 	}
 }
 
-func processCPU(b *testing.B) time.Duration {
+func processCPU(b testing.TB) time.Duration {
 	var ru syscall.Rusage
 	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
 		b.Fatal(err)

@@ -41,8 +41,11 @@ type atsfClient struct {
 // atsfUConn prepares a utls client that sends d exactly as docs/ATSF.md §1.2
 // describes (see the package doc for what still differs). sni "" sends no
 // server_name. dummy is any ECDHE key: utls insists on one before it reads
-// a ServerHello, even when the ClientHello carried no real share.
-func atsfUConn(conn net.Conn, d *atsfDef, sni string, keyLog io.Writer, dummy *ecdh.PrivateKey) (*atsfClient, error) {
+// a ServerHello, even when the ClientHello carried no real share. x25519,
+// when not nil, is the key pair of a real X25519 share (one per target:
+// the share's value is no feature, and utls would make a fresh one per
+// connection); shares of other groups are made by utls.
+func atsfUConn(conn net.Conn, d *atsfDef, sni string, keyLog io.Writer, dummy, x25519 *ecdh.PrivateKey) (*atsfClient, error) {
 	cfg := &utls.Config{
 		ServerName:         sni,
 		InsecureSkipVerify: true, // facts, not trust: the answer is recorded whatever the certificate
@@ -52,6 +55,7 @@ func atsfUConn(conn net.Conn, d *atsfDef, sni string, keyLog io.Writer, dummy *e
 	uc := utls.UClient(conn, cfg, utls.HelloCustom)
 
 	var ks *utls.KeyShareExtension
+	var ecdhe *ecdh.PrivateKey // the key of a share filled in here
 	var curves *utls.SupportedCurvesExtension
 	var exts []utls.TLSExtension
 	ac := &atsfClient{uc: uc, def: d, sni: sni != ""}
@@ -84,8 +88,15 @@ func atsfUConn(conn net.Conn, d *atsfDef, sni string, keyLog io.Writer, dummy *e
 			ks = &utls.KeyShareExtension{KeyShares: []utls.KeyShare{}}
 			for _, s := range d.KeyShares {
 				k := utls.KeyShare{Group: utls.CurveID(s.Group)}
-				if s.Dummy {
+				switch {
+				case s.Dummy:
 					k.Data = []byte{0}
+				case s.Group == uint16(utls.X25519) && x25519 != nil:
+					// utls keeps a share with data as it is.
+					k.Data = x25519.PublicKey().Bytes()
+					if ecdhe == nil {
+						ecdhe = x25519
+					}
 				}
 				ks.KeyShares = append(ks.KeyShares, k)
 			}
@@ -130,6 +141,13 @@ func atsfUConn(conn net.Conn, d *atsfDef, sni string, keyLog io.Writer, dummy *e
 		if s.Dummy {
 			ks.KeyShares[i].Group = utls.CurveID(s.Group)
 		}
+	}
+	if ecdhe != nil && d.firstRealShare() == uint16(utls.X25519) {
+		// What utls sets for the first real share it makes itself.
+		if uc.HandshakeState.State13.KeyShareKeys == nil {
+			uc.HandshakeState.State13.KeyShareKeys = &utls.KeySharePrivateKeys{}
+		}
+		uc.HandshakeState.State13.KeyShareKeys.Ecdhe = ecdhe
 	}
 	if d.realShares() == 0 {
 		// Never used for key agreement: utls rejects a ServerHello share

@@ -1,6 +1,8 @@
 package probe
 
 import (
+	"crypto/ecdh"
+	"crypto/rand"
 	"crypto/tls"
 	"net"
 	"net/netip"
@@ -78,5 +80,47 @@ func TestATSFCutMatchesFullHandshake(t *testing.T) {
 		if s.wantCut != (n > 0) {
 			t.Errorf("%s: %d hellos cut, want cut=%v", s.name, n, s.wantCut)
 		}
+	}
+}
+
+// TestX25519LowOrder checks the table against crypto/ecdh, which utls uses:
+// every listed value, with and without the ignored top bit, makes ECDH fail,
+// and random values (and their neighbours of the listed ones) do not.
+func TestX25519LowOrder(t *testing.T) {
+	priv, err := ecdh.X25519().GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ecdhFails := func(u []byte) bool {
+		pub, err := ecdh.X25519().NewPublicKey(u)
+		if err != nil {
+			t.Fatalf("NewPublicKey(%x): %v", u, err)
+		}
+		_, err = priv.ECDH(pub)
+		return err != nil
+	}
+	check := func(u []byte) {
+		t.Helper()
+		if got, want := x25519LowOrder(u), ecdhFails(u); got != want {
+			t.Errorf("x25519LowOrder(%x) = %v, crypto/ecdh refuses it: %v", u, got, want)
+		}
+	}
+	for _, bad := range x25519SmallOrder {
+		if !x25519LowOrder(bad[:]) || !ecdhFails(bad[:]) {
+			t.Errorf("%x: listed but not refused", bad)
+		}
+		high := bad
+		high[31] |= 0x80
+		check(high[:])
+		for _, d := range []int{-1, 1} {
+			n := bad
+			n[0] += byte(d) // a neighbour: refused only if listed itself
+			check(n[:])
+		}
+	}
+	for range 2000 {
+		u := make([]byte, 32)
+		_, _ = rand.Read(u)
+		check(u)
 	}
 }

@@ -223,6 +223,17 @@ func parseATSFDef(name string, b []byte) (*atsfDef, error) {
 	return d, nil
 }
 
+// firstRealShare is the group of the first planned real key share, 0 if
+// none.
+func (d *atsfDef) firstRealShare() uint16 {
+	for _, s := range d.KeyShares {
+		if !s.Dummy {
+			return s.Group
+		}
+	}
+	return 0
+}
+
 // realShares counts the planned real (non-dummy) key shares.
 func (d *atsfDef) realShares() int {
 	n := 0

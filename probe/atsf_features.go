@@ -1,9 +1,11 @@
 package probe
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -75,75 +77,167 @@ type transcript struct {
 // after a TLS 1.3 ServerHello. It never panics on hostile input and keeps
 // what it could read.
 func parseTranscript(records []tlsRecord, secret []byte) *transcript {
-	return (&transcript{}).parse(records, secret)
+	p := newTranscriptParser(false)
+	for _, rec := range records {
+		p.step(rec, secret)
+	}
+	return p.t
 }
 
 // scanTranscript is parseTranscript without keeping the certificate chain:
 // for the decisions taken while the records arrive.
 func scanTranscript(records []tlsRecord, secret []byte) *transcript {
-	return (&transcript{noChain: true}).parse(records, secret)
+	p := newTranscriptParser(true)
+	for _, rec := range records {
+		p.step(rec, secret)
+	}
+	return p.t
 }
 
-func (t *transcript) parse(records []tlsRecord, secret []byte) *transcript {
-	var plain, inner []byte // handshake message reassembly buffers
-	var dec *tls13Decrypter
-	encDone := false // server Finished seen, or decryption impossible
-	for _, rec := range records {
-		if t.sh.seen && !t.flightEnd && rec.typ != recChangeCipher {
-			want := uint8(recHandshake)
-			if t.tls13 {
-				want = recApplication
-			}
-			t.flightBroken = t.flightBroken || rec.typ != want
+// transcriptParser is the state of a walk over the records, kept so that
+// a walk can go on when more records arrive (transcriptScan).
+type transcriptParser struct {
+	t             *transcript
+	plain, inner  []byte // handshake message reassembly buffers
+	dec           *tls13Decrypter
+	encDone       bool // server Finished seen, or decryption impossible
+	stopped       bool // a reassembly buffer overflowed: nothing more is read
+	shAt, records int  // record that completed the ServerHello (-1: none yet); records stepped
+}
+
+func newTranscriptParser(noChain bool) *transcriptParser {
+	return &transcriptParser{t: &transcript{noChain: noChain}, shAt: -1}
+}
+
+// needsSecret reports whether stepping rec would use the handshake secret:
+// the first encrypted record after a TLS 1.3 ServerHello.
+func (p *transcriptParser) needsSecret(rec tlsRecord) bool {
+	return !p.stopped && rec.typ == recApplication && p.t.tls13 && !p.encDone && p.dec == nil
+}
+
+// step parses the next record.
+func (p *transcriptParser) step(rec tlsRecord, secret []byte) {
+	t := p.t
+	p.records++
+	if p.stopped {
+		return
+	}
+	if t.sh.seen && !t.flightEnd && rec.typ != recChangeCipher {
+		want := uint8(recHandshake)
+		if t.tls13 {
+			want = recApplication
 		}
-		switch rec.typ {
+		t.flightBroken = t.flightBroken || rec.typ != want
+	}
+	switch rec.typ {
+	case recAlert:
+		t.addAlerts(rec.body)
+	case recHandshake:
+		if t.tls13 {
+			return // nothing but ServerHello may be plaintext in TLS 1.3
+		}
+		if len(p.plain)+len(rec.body) > maxHandshakeBuf {
+			p.stopped = true
+			return
+		}
+		p.plain = append(p.plain, rec.body...)
+		p.plain = t.eachMessage(p.plain, t.plainMessage)
+		if t.sh.seen && p.shAt < 0 {
+			p.shAt = p.records - 1
+		}
+	case recApplication:
+		if !t.tls13 || p.encDone {
+			return
+		}
+		if p.dec == nil {
+			var err error
+			if secret != nil {
+				p.dec, err = newTLS13Decrypter(t.cipher, secret)
+			}
+			if secret == nil || err != nil {
+				t.undecrypted, p.encDone = true, true
+				return
+			}
+		}
+		typ, pt, err := p.dec.open(rec)
+		if err != nil {
+			t.undecrypted, p.encDone = true, true
+			return
+		}
+		switch typ {
 		case recAlert:
-			t.addAlerts(rec.body)
+			t.addAlerts(pt)
 		case recHandshake:
-			if t.tls13 {
-				continue // nothing but ServerHello may be plaintext in TLS 1.3
+			if len(p.inner)+len(pt) > maxHandshakeBuf {
+				p.stopped = true
+				return
 			}
-			if len(plain)+len(rec.body) > maxHandshakeBuf {
-				return t
-			}
-			plain = append(plain, rec.body...)
-			plain = t.eachMessage(plain, t.plainMessage)
-		case recApplication:
-			if !t.tls13 || encDone {
-				continue
-			}
-			if dec == nil {
-				var err error
-				if secret != nil {
-					dec, err = newTLS13Decrypter(t.cipher, secret)
+			p.inner = append(p.inner, pt...)
+			p.inner = t.eachMessage(p.inner, func(typ uint8, body []byte) {
+				if !p.encDone {
+					p.encDone = t.encryptedMessage(typ, body)
 				}
-				if secret == nil || err != nil {
-					t.undecrypted, encDone = true, true
-					continue
-				}
-			}
-			typ, pt, err := dec.open(rec)
-			if err != nil {
-				t.undecrypted, encDone = true, true
-				continue
-			}
-			switch typ {
-			case recAlert:
-				t.addAlerts(pt)
-			case recHandshake:
-				if len(inner)+len(pt) > maxHandshakeBuf {
-					return t
-				}
-				inner = append(inner, pt...)
-				inner = t.eachMessage(inner, func(typ uint8, body []byte) {
-					if !encDone {
-						encDone = t.encryptedMessage(typ, body)
-					}
-				})
-			}
+			})
 		}
 	}
-	return t
+}
+
+// transcriptScan is scanTranscript for a record log that only grows: each
+// call parses the records added since the last one (a TLS 1.3 record is
+// decrypted once, not once per call) and returns what scanTranscript would
+// return for the whole log and that secret. The records must be the same
+// log, extended; the secret may appear (nil, then the logged secret) but
+// never change.
+type transcriptScan struct {
+	p      *transcriptParser // the walk over the records that need no secret or had it
+	secret []byte            // the secret the walk used, if any
+}
+
+func newTranscriptScan() *transcriptScan {
+	return &transcriptScan{p: newTranscriptParser(true)}
+}
+
+// scan brings the walk up to records and returns the transcript. The
+// result is valid until the next call.
+func (s *transcriptScan) scan(records []tlsRecord, secret []byte) *transcript {
+	if s.secret != nil && !bytes.Equal(s.secret, secret) || s.p.records > len(records) {
+		*s = *newTranscriptScan() // not the log or secret walked so far: start over
+	}
+	if secret != nil {
+		s.secret = secret
+	}
+	for s.p.records < len(records) {
+		rec := records[s.p.records]
+		if secret == nil && s.p.needsSecret(rec) {
+			// Without the secret this record ends decryption for good,
+			// which the secret logged later would undo: walk the rest on
+			// a copy and keep the walk here for the next call.
+			c := s.p.fork()
+			for _, r := range records[s.p.records:] {
+				c.step(r, nil)
+			}
+			return c.t
+		}
+		s.p.step(rec, secret)
+	}
+	return s.p.t
+}
+
+// shIn reports whether the ServerHello is complete within the first n
+// records (scanTranscript(records[:n], nil).sh.seen: the ServerHello is
+// plaintext, so the secret never changes where it ends).
+func (s *transcriptScan) shIn(n int) bool {
+	return s.p.shAt >= 0 && s.p.shAt < n
+}
+
+// fork copies the walk so that stepping the copy leaves p as it is: every
+// slice the walk appends to is clipped, so an append reallocates.
+func (p *transcriptParser) fork() *transcriptParser {
+	t := *p.t
+	t.alerts, t.chain = slices.Clip(t.alerts), slices.Clip(t.chain)
+	c := *p
+	c.t, c.plain, c.inner = &t, slices.Clip(p.plain), slices.Clip(p.inner)
+	return &c
 }
 
 func (t *transcript) addAlerts(b []byte) {

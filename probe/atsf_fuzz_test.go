@@ -2,8 +2,7 @@ package probe
 
 import (
 	"bytes"
-	"crypto/ecdh"
-	"crypto/rand"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -37,10 +36,6 @@ func splitRecords(b []byte) []tlsRecord {
 
 func FuzzATSFTranscript(f *testing.F) {
 	defs, err := loadATSFDefs()
-	if err != nil {
-		f.Fatal(err)
-	}
-	x25519, err := ecdh.X25519().GenerateKey(rand.Reader)
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -92,7 +87,31 @@ func FuzzATSFTranscript(f *testing.F) {
 				t.Fatal("flight both complete and incomplete")
 			}
 			for _, d := range defs {
-				_ = tls12Completes(st, d, bytes.Repeat([]byte{1}, 32), x25519)
+				var leaves leafCache
+				a := tls12Completes(st, d, bytes.Repeat([]byte{1}, 32), &leaves)
+				if b := tls12Completes(st, d, bytes.Repeat([]byte{1}, 32), &leaves); a != b || a != tls12Completes(st, d, bytes.Repeat([]byte{1}, 32), nil) {
+					t.Fatal("a cached leaf changes the decision")
+				}
+			}
+		}
+		// The incremental walk the prober uses agrees with a walk from
+		// scratch after every record, whenever the secret shows up.
+		for _, from := range []int{0, 1, len(recs) / 2, len(recs) + 1} {
+			sc := newTranscriptScan()
+			for k := 0; k <= len(recs); k++ {
+				var secret []byte
+				if k >= from {
+					secret = fuzzSecret
+				}
+				got, want := sc.scan(recs[:k], secret), scanTranscript(recs[:k], secret)
+				if !reflect.DeepEqual(got, want) {
+					t.Fatalf("secret from record %d: incremental walk after %d records differs:\n%+v\n%+v", from, k, got, want)
+				}
+				for n := 0; n <= k; n++ {
+					if sc.shIn(n) != scanTranscript(recs[:n], nil).sh.seen {
+						t.Fatalf("shIn(%d) after %d records = %v", n, k, sc.shIn(n))
+					}
+				}
 			}
 		}
 		if !bytes.Equal(in, data) {

@@ -109,6 +109,14 @@ func ecdsaCert() (tls.Certificate, error) {
 // GODEBUG=tls10server=1,tlssha1=1 on ip and returns its address.
 func startGoReferenceServer(t testing.TB, ip string) netip.AddrPort {
 	t.Helper()
+	ap, _ := startGoHelperServer(t, ip, "tls10server=1,tlssha1=1")
+	return ap
+}
+
+// startGoHelperServer runs the helper server with GODEBUG=godebug on ip
+// and returns its address and pid (benchmarks read its CPU time).
+func startGoHelperServer(t testing.TB, ip, godebug string) (netip.AddrPort, int) {
+	t.Helper()
 	a := mustLoopback(t, ip)
 	exe, err := os.Executable()
 	if err != nil {
@@ -116,7 +124,7 @@ func startGoReferenceServer(t testing.TB, ip string) netip.AddrPort {
 	}
 	cmd := exec.Command(exe, "-test.run=^$")
 	cmd.Env = append(os.Environ(),
-		"GODEBUG=tls10server=1,tlssha1=1",
+		"GODEBUG="+godebug,
 		helperEnv+"=goserver",
 		helperEnv+"_ADDR="+netip.AddrPortFrom(a, 0).String())
 	stdin, err := cmd.StdinPipe()
@@ -147,7 +155,7 @@ func startGoReferenceServer(t testing.TB, ip string) netip.AddrPort {
 	if err != nil || !ok {
 		t.Fatalf("helper server did not start: %q %v", line, err)
 	}
-	return netip.MustParseAddrPort(addr)
+	return netip.MustParseAddrPort(addr), cmd.Process.Pid
 }
 
 // atsfTestdata returns testdata/atsf at the repository root (see its

@@ -1,6 +1,7 @@
 package probe
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/ecdh"
 	"crypto/ecdsa"
@@ -21,12 +22,13 @@ import (
 // than the rest of the probe). It says false whenever it is not sure
 // (TLS 1.0/1.1 signatures, a signature algorithm the ClientHello did not
 // list, Ed25519, unusual keys): the handshake
-// then runs to its end as before. clientRandom is the ClientHello's.
-func tls12Completes(t *transcript, d *atsfDef, clientRandom []byte, x25519 *ecdh.PrivateKey) bool {
+// then runs to its end as before. clientRandom is the ClientHello's; leaves
+// (may be nil) keeps the target's parsed leaf across its ClientHellos.
+func tls12Completes(t *transcript, d *atsfDef, clientRandom []byte, leaves *leafCache) bool {
 	if t.tls13 || t.negotiated != 0x0303 || len(clientRandom) != 32 || t.chainLen == 0 || len(t.chain) == 0 {
 		return false
 	}
-	leaf, err := x509.ParseCertificate(t.chain[0])
+	leaf, err := leaves.parse(t.chain[0])
 	if err != nil {
 		return false
 	}
@@ -64,16 +66,11 @@ func tls12Completes(t *transcript, d *atsfDef, clientRandom []byte, x25519 *ecdh
 	default:
 		return false
 	}
-	peer, err := curve.NewPublicKey(point)
-	if err != nil {
+	if _, err := curve.NewPublicKey(point); err != nil {
 		return false
 	}
-	if group == 29 {
-		// A low-order point gives an all-zero secret, which utls refuses;
-		// X25519 is cheap.
-		if _, err := x25519.ECDH(peer); err != nil {
-			return false
-		}
+	if group == 29 && x25519LowOrder(point) {
+		return false // an all-zero secret, which utls refuses
 	}
 	alg, ok1 := s.u16()
 	sig, ok2 := s.vec16()
@@ -106,6 +103,64 @@ func tls12Completes(t *transcript, d *atsfDef, clientRandom []byte, x25519 *ecdh
 	default:
 		return isEC && ecdsa.VerifyASN1(ecKey, digest, sig)
 	}
+}
+
+// leafCache is the last leaf certificate parsed for one target: its
+// ClientHellos mostly get the same one, and parsing it cost more than the
+// rest of the check. The zero value is ready; nil parses every time.
+type leafCache struct {
+	der  []byte
+	cert *x509.Certificate
+	err  error
+}
+
+func (c *leafCache) parse(der []byte) (*x509.Certificate, error) {
+	if c == nil {
+		return x509.ParseCertificate(der)
+	}
+	if c.der == nil || !bytes.Equal(c.der, der) {
+		c.der = der
+		c.cert, c.err = x509.ParseCertificate(der)
+	}
+	return c.cert, c.err
+}
+
+// x25519LowOrder reports whether X25519 with the public value u gives the
+// all-zero secret for every private key (RFC 7748 §6.1: the points of small
+// order), what crypto/ecdh's ECDH refuses, without a scalar multiplication.
+// The top bit is ignored as X25519 ignores it; the rest is the value itself
+// or, for the two non-canonical encodings of 0 and 1, the value plus p.
+func x25519LowOrder(u []byte) bool {
+	if len(u) != 32 {
+		return false
+	}
+	var v [32]byte
+	copy(v[:], u)
+	v[31] &= 0x7f
+	for _, bad := range &x25519SmallOrder {
+		if v == bad {
+			return true
+		}
+	}
+	return false
+}
+
+// x25519SmallOrder lists the little-endian encodings (top bit clear) of the
+// u-coordinates of small order: 0, 1, the two points of order 8, p-1, p and
+// p+1 (p = 2^255-19).
+var x25519SmallOrder = [7][32]byte{
+	{},
+	{1},
+	{0xe0, 0xeb, 0x7a, 0x7c, 0x3b, 0x41, 0xb8, 0xae, 0x16, 0x56, 0xe3, 0xfa, 0xf1, 0x9f, 0xc4, 0x6a,
+		0xda, 0x09, 0x8d, 0xeb, 0x9c, 0x32, 0xb1, 0xfd, 0x86, 0x62, 0x05, 0x16, 0x5f, 0x49, 0xb8, 0x00},
+	{0x5f, 0x9c, 0x95, 0xbc, 0xa3, 0x50, 0x8c, 0x24, 0xb1, 0xd0, 0xb1, 0x55, 0x9c, 0x83, 0xef, 0x5b,
+		0x04, 0x44, 0x5c, 0xc4, 0x58, 0x1c, 0x8e, 0x86, 0xd8, 0x22, 0x4e, 0xdd, 0xd0, 0x9f, 0x11, 0x57},
+	{0xec, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+		0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f},
+	{0xed, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+		0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f},
+	{0xee, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+		0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f},
 }
 
 // The TLS 1.2 suites utls implements, by key exchange.

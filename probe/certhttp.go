@@ -69,7 +69,13 @@ func (e *Engine) runCertHTTP(ctx context.Context, d *targetDialer, network, addr
 		InsecureSkipVerify: true,
 		MinVersion:         tls.VersionTLS10,
 		CipherSuites:       allCipherSuites(),
-		KeyLogWriter:       &kl,
+		// Go's default groups less the post-quantum hybrids: the
+		// certificate and the HTTP answer are the same whatever the key
+		// exchange, and an ML-KEM key pair per connection (and the
+		// server's encapsulation) cost more than the rest of the
+		// handshake's key exchange.
+		CurvePreferences: []tls.CurveID{tls.X25519, tls.CurveP256, tls.CurveP384, tls.CurveP521},
+		KeyLogWriter:     &kl,
 	}
 	// No ALPN: HTTP/1.1 is what a server assumes without it, and a server
 	// that answers with a protocol the client did not offer (Botan does)

@@ -35,7 +35,8 @@
 //
 // One deliberate difference (docs/JARM.md §1.3): the x25519 key share is a real
 // public key derived from the random source instead of 32 random bytes,
-// so stacks that reject a key with the top bit set answer deterministically.
+// so stacks that reject a key with the top bit set answer deterministically;
+// one key per target serves its ten ClientHellos.
 // An all-zero scalar is sent as 32 zero bytes, as jarm.py would send them,
 // so the zero-random golden vectors still match.
 //

@@ -72,7 +72,7 @@ func ParseKinds(kinds []string) ([]string, error) {
 // every kind with the defaults.
 type EngineConfig struct {
 	Kinds     []string      // subset of jarm, cert, http, atsf; nil → all
-	Dialer    Dialer        // nil → &net.Dialer{}
+	Dialer    Dialer        // nil → a net.Dialer without TCP keep-alive
 	IOTimeout time.Duration // per connect, write and read; 0 → DefaultIOTimeout
 	Deadline  time.Duration // whole target; 0 → DefaultDeadline
 	// Politeness: new connections per second to one destination IP (all
@@ -121,7 +121,6 @@ type Engine struct {
 	readBufs     sync.Pool    // *bufio.Reader of readBufSize for ATSF connections
 	atsfCut      atomic.Int64 // ATSF connections closed after the server's flight (tests)
 	dummyKey     *ecdh.PrivateKey
-	x25519Key    *ecdh.PrivateKey // checks a server's X25519 share (tls12Completes)
 }
 
 // NewEngine checks cfg and returns a prober.
@@ -143,7 +142,7 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 		rand:      cfg.Rand,
 	}
 	if e.dialer == nil {
-		e.dialer = &net.Dialer{}
+		e.dialer = probeDialer()
 	}
 	if e.ioTimeout <= 0 {
 		e.ioTimeout = DefaultIOTimeout
@@ -202,9 +201,6 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 	}
 	if e.dummyKey, err = ecdh.P256().GenerateKey(rand.Reader); err != nil {
 		return nil, fmt.Errorf("probe: dummy key: %w", err)
-	}
-	if e.x25519Key, err = ecdh.X25519().GenerateKey(rand.Reader); err != nil {
-		return nil, fmt.Errorf("probe: x25519 key: %w", err)
 	}
 	return e, nil
 }

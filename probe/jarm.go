@@ -22,6 +22,13 @@ type Dialer interface {
 	DialContext(ctx context.Context, network, address string) (net.Conn, error)
 }
 
+// probeDialer is the system dialer for probe connections. A probe
+// connection lives for one exchange, so TCP keep-alive (four setsockopt
+// calls per connection in Go's default dialer) never comes into play.
+func probeDialer() *net.Dialer {
+	return &net.Dialer{KeepAlive: -1}
+}
+
 // JARM probe defaults.
 const (
 	DefaultJARMIOTimeout = 5 * time.Second  // per connect, send and recv (jarm.py: 20 s)
@@ -31,7 +38,7 @@ const (
 
 // JARMConfig configures a JARM prober. The zero value is usable.
 type JARMConfig struct {
-	Dialer    Dialer        // nil → &net.Dialer{}
+	Dialer    Dialer        // nil → probeDialer()
 	IOTimeout time.Duration // per connect/send/recv; 0 → DefaultJARMIOTimeout. Any timeout aborts the run (ZeroJARM, StatusTimeout), like jarm.py.
 	Deadline  time.Duration // hard deadline for the whole target; 0 → DefaultJARMDeadline
 	Rand      io.Reader     // nil → crypto/rand; must be safe for concurrent use if Probe is
@@ -64,7 +71,7 @@ func NewJARM(cfg JARMConfig) *JARM {
 		readCap:   cfg.ReadCap,
 	}
 	if j.dialer == nil {
-		j.dialer = &net.Dialer{}
+		j.dialer = probeDialer()
 	}
 	if j.ioTimeout <= 0 {
 		j.ioTimeout = DefaultJARMIOTimeout

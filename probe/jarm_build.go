@@ -152,17 +152,11 @@ type helloRandom struct {
 func greaseValue(b byte) uint16 { return 0x0a0a + 0x1010*uint16(b&0x0f) }
 
 // drawHelloRandom reads one ClientHello's randomness from rnd: random,
-// session id, four GREASE picks (read for every probe, used only by the
-// GREASE ones) and the key share scalar.
-//
-// Project choice (docs/JARM.md §1.3): the key share is the X25519 public key of a
-// private scalar read from rnd, so its top bit is always clear. An all-zero
-// scalar is sent as 32 zero bytes instead, exactly as jarm.py would send
-// those random bytes; that keeps the zero-random golden vectors valid, and a
-// real random source yields 32 zero bytes with probability 2^-256.
+// session id and four GREASE picks (read for every probe, used only by the
+// GREASE ones). The key share is drawn once per target (drawKeyShare).
 func drawHelloRandom(rnd io.Reader, grease bool) (helloRandom, error) {
 	var hr helloRandom
-	var buf [32 + 32 + 4 + 32]byte
+	var buf [32 + 32 + 4]byte
 	if _, err := io.ReadFull(rnd, buf[:]); err != nil {
 		return hr, fmt.Errorf("read randomness: %w", err)
 	}
@@ -173,16 +167,34 @@ func drawHelloRandom(rnd io.Reader, grease bool) (helloRandom, error) {
 			hr.grease[i] = greaseValue(buf[64+i])
 		}
 	}
-	scalar := buf[68:100]
-	if allZero(scalar) {
-		return hr, nil
-	}
-	priv, err := ecdh.X25519().NewPrivateKey(scalar)
-	if err != nil {
-		return hr, fmt.Errorf("x25519 key share: %w", err)
-	}
-	copy(hr.keyShare[:], priv.PublicKey().Bytes())
 	return hr, nil
+}
+
+// drawKeyShare reads a private scalar from rnd and returns its X25519
+// public key, the key_exchange bytes of all ten ClientHellos of one target.
+//
+// Project choice (docs/JARM.md §1.3): the key share is a real X25519 public
+// key, so its top bit is always clear, and one per target rather than one
+// per ClientHello: nothing is ever computed with it, no answer depends on
+// its value, and the nine scalar multiplications saved were a tenth of the
+// JARM client's CPU. An all-zero scalar is sent as 32 zero bytes instead,
+// exactly as jarm.py would send those random bytes; that keeps the
+// zero-random golden vectors valid, and a real random source yields 32 zero
+// bytes with probability 2^-256.
+func drawKeyShare(rnd io.Reader) (share [32]byte, err error) {
+	var scalar [32]byte
+	if _, err := io.ReadFull(rnd, scalar[:]); err != nil {
+		return share, fmt.Errorf("read randomness: %w", err)
+	}
+	if allZero(scalar[:]) {
+		return share, nil
+	}
+	priv, err := ecdh.X25519().NewPrivateKey(scalar[:])
+	if err != nil {
+		return share, fmt.Errorf("x25519 key share: %w", err)
+	}
+	copy(share[:], priv.PublicKey().Bytes())
+	return share, nil
 }
 
 func allZero(b []byte) bool {
@@ -210,11 +222,16 @@ func BuildJARMProbes(host string, rnd io.Reader) ([10][]byte, error) {
 	if len(host) > maxJARMHost {
 		return out, fmt.Errorf("build jarm probes: host name of %d bytes is too long", len(host))
 	}
+	share, err := drawKeyShare(rnd)
+	if err != nil {
+		return out, fmt.Errorf("build jarm probes: key share: %w", err)
+	}
 	for i, spec := range jarmProbeSpecs() {
 		hr, err := drawHelloRandom(rnd, spec.grease)
 		if err != nil {
 			return out, fmt.Errorf("build jarm probe %d (%s): %w", i+1, spec.name, err)
 		}
+		hr.keyShare = share
 		out[i] = buildJARMHello(spec, host, &hr)
 	}
 	return out, nil

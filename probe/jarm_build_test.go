@@ -93,22 +93,22 @@ func TestBuildJARMProbesRandomness(t *testing.T) {
 	if err != nil {
 		t.Fatalf("BuildJARMProbes: %v", err)
 	}
+	// The key share is the X25519 public key of the scalar drawn first
+	// from rnd (project choice, docs/JARM.md §1.3): top bit clear, the
+	// same in all ten ClientHellos of the target.
+	scalar := make([]byte, 32)
+	for k := range scalar {
+		scalar[k] = byte(1 + k)
+	}
+	priv, err := ecdh.X25519().NewPrivateKey(scalar)
+	if err != nil {
+		t.Fatal(err)
+	}
 	specs := jarmProbeSpecs()
 	for i, p := range probes {
 		hr, err := extractHelloRandom(p, specs[i])
 		if err != nil {
 			t.Fatalf("probe %d: %v", i+1, err)
-		}
-		// The key share is the X25519 public key of the scalar drawn
-		// from rnd (project choice, docs/JARM.md §1.3): top bit clear.
-		base := i * 100
-		scalar := make([]byte, 32)
-		for k := range scalar {
-			scalar[k] = byte(base + 69 + k)
-		}
-		priv, err := ecdh.X25519().NewPrivateKey(scalar)
-		if err != nil {
-			t.Fatal(err)
 		}
 		if !bytes.Equal(hr.keyShare[:], priv.PublicKey().Bytes()) {
 			t.Errorf("probe %d: key share is not the X25519 public key of the drawn scalar", i+1)
@@ -116,6 +116,7 @@ func TestBuildJARMProbesRandomness(t *testing.T) {
 		if hr.keyShare[31]&0x80 != 0 {
 			t.Errorf("probe %d: key share top bit set", i+1)
 		}
+		base := 32 + i*68
 		if hr.random[0] != byte(base+1) || hr.sessionID[0] != byte(base+33) {
 			t.Errorf("probe %d: random/session id not taken from rnd", i+1)
 		}
@@ -139,8 +140,8 @@ func TestBuildJARMProbesRandomness(t *testing.T) {
 			t.Errorf("probe %d: rebuild from extracted randomness differs", i+1)
 		}
 	}
-	if rnd.n != 1000 {
-		t.Errorf("consumed %d random bytes, want 1000", rnd.n)
+	if rnd.n != 32+10*68 {
+		t.Errorf("consumed %d random bytes, want %d", rnd.n, 32+10*68)
 	}
 }
 

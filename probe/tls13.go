@@ -21,7 +21,15 @@ import (
 // processed the final ServerHello, before it reads EncryptedExtensions, so
 // every later failure leaves them here. Only the handshake's own goroutine
 // writes to it.
-type keyLog struct{ buf []byte }
+type keyLog struct {
+	buf []byte
+	// The last secret looked up, for as long as nothing was written:
+	// the ATSF prober asks before every record.
+	seenLen     int
+	seenLabel   string
+	seenSecret  []byte
+	seenIsValid bool
+}
 
 // keyLogCap bounds the log; one handshake writes four lines of < 300 bytes.
 const keyLogCap = 4096
@@ -36,6 +44,15 @@ func (k *keyLog) Write(p []byte) (int, error) {
 
 // secret returns the last secret logged under label, or nil.
 func (k *keyLog) secret(label string) []byte {
+	if k.seenIsValid && k.seenLen == len(k.buf) && k.seenLabel == label {
+		return k.seenSecret
+	}
+	out := k.lookup(label)
+	k.seenLen, k.seenLabel, k.seenSecret, k.seenIsValid = len(k.buf), label, out, true
+	return out
+}
+
+func (k *keyLog) lookup(label string) []byte {
 	var out []byte
 	for line := range bytes.SplitSeq(k.buf, []byte("\n")) {
 		f := bytes.Fields(line)

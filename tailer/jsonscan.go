@@ -23,9 +23,19 @@ var (
 	errJSONNotObject = errors.New("not a JSON object")
 )
 
+// tokenEnd marks the bytes that end a bare token (number or literal).
+var tokenEnd = [256]bool{',': true, '}': true, ']': true, ' ': true, '\t': true, '\r': true, '\n': true}
+
 func isJSONSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\r' || c == '\n' }
 
 func skipSpace(b []byte, i int) int {
+	if i < len(b) && b[i] > ' ' {
+		return i // the common case: no white space, inlined
+	}
+	return skipSpaceSlow(b, i)
+}
+
+func skipSpaceSlow(b []byte, i int) int {
 	for i < len(b) && isJSONSpace(b[i]) {
 		i++
 	}
@@ -58,6 +68,14 @@ const (
 func swarHas(x uint64, c byte) uint64 {
 	y := x ^ (swarLo * uint64(c))
 	return (y - swarLo) &^ y & swarHi
+}
+
+// swarEq marks with 0x80 exactly the bytes of x equal to the byte
+// repeated in pat (no false positives above a match, unlike swarHas).
+func swarEq(x, pat uint64) uint64 {
+	y := x ^ pat
+	const lo7 = 0x7f7f7f7f7f7f7f7f
+	return ^((y&lo7 + lo7) | y | lo7)
 }
 
 // quoteOrBackslash returns the index of the first '"' or '\\' in b from j
@@ -213,9 +231,18 @@ func (it *objIter) nextKey() (key []byte, keyEsc, ok bool, err error) {
 	if b[i] != '"' {
 		return nil, false, false, fmt.Errorf("expected a key at byte %d", i)
 	}
-	kend, kesc, err := scanString(b, i)
-	if err != nil {
-		return nil, false, false, err
+	// Keys are short: a byte loop finds the end of one without escapes.
+	kend, kesc := i+1, false
+	for kend < len(b) && b[kend] != '"' && b[kend] != '\\' {
+		kend++
+	}
+	if kend < len(b) && b[kend] == '"' {
+		kend++
+	} else {
+		var err error
+		if kend, kesc, err = scanString(b, i); err != nil {
+			return nil, false, false, err
+		}
 	}
 	key = b[i+1 : kend-1]
 	i = skipSpace(b, kend)
@@ -228,8 +255,26 @@ func (it *objIter) nextKey() (key []byte, keyEsc, ok bool, err error) {
 
 // value skips the value at the iterator's position and returns it.
 func (it *objIter) value(key []byte) ([]byte, error) {
-	i := it.i
-	vend, err := skipValue(it.b, i)
+	b, i := it.b, it.i
+	if i < len(b) {
+		// Fast paths for the common values: a string without escapes and
+		// a number.
+		switch c := b[i]; {
+		case c == '"':
+			if j := quoteOrBackslash(b, i+1); j < len(b) && b[j] == '"' {
+				it.i = j + 1
+				return b[i : j+1], nil
+			}
+		case c >= '0' && c <= '9' || c == '-':
+			j := i + 1
+			for j < len(b) && !tokenEnd[b[j]] {
+				j++
+			}
+			it.i = j
+			return b[i:j], nil
+		}
+	}
+	vend, err := skipValue(b, i)
 	if err != nil {
 		return nil, fmt.Errorf("value of %q: %w", key, err)
 	}

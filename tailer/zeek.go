@@ -2,8 +2,10 @@ package tailer
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"math/bits"
 	"net/netip"
 	"strings"
 	"time"
@@ -340,31 +342,24 @@ func (p *ZeekParser) tsvLine(line []byte) (stackprint.Event, lineClass, error) {
 	if p.schemaErr != nil {
 		return stackprint.Event{}, classSkip, p.schemaErr
 	}
-	for i := range p.vals {
-		p.vals[i] = nil
-	}
-	// Split only the columns needed, then count the rest (vectorised) to
-	// check the line has exactly the #fields columns.
-	rest, more := line, true
-	n := 0
-	for c := 0; c <= p.maxCol && more; c++ {
-		var f []byte
-		if len(p.hdr.Separator) == 1 {
-			if j := bytes.IndexByte(rest, p.hdr.Separator[0]); j >= 0 {
-				f, rest = rest[:j], rest[j+1:]
-			} else {
-				f, rest, more = rest, nil, false
-			}
-		} else {
+	p.vals = [numSlots][]byte{}
+	var n int
+	if len(p.hdr.Separator) == 1 {
+		n = p.splitTSV(line, p.hdr.Separator[0])
+	} else {
+		// Split only the columns needed, then count the rest.
+		rest, more := line, true
+		for c := 0; c <= p.maxCol && more; c++ {
+			var f []byte
 			f, rest, more = bytes.Cut(rest, p.hdr.Separator)
+			n++
+			if s := p.colSlot[c]; s >= 0 {
+				p.vals[s] = f
+			}
 		}
-		n++
-		if s := p.colSlot[c]; s >= 0 {
-			p.vals[s] = f
+		if more {
+			n += bytes.Count(rest, p.hdr.Separator) + 1
 		}
-	}
-	if more {
-		n += bytes.Count(rest, p.hdr.Separator) + 1
 	}
 	if n != len(p.hdr.Fields) {
 		if n < len(p.hdr.Fields) {
@@ -376,65 +371,78 @@ func (p *ZeekParser) tsvLine(line []byte) (stackprint.Event, lineClass, error) {
 	return p.record(p.kind, &p.vals, true)
 }
 
+// splitTSV files the columns of line that slots need into p.vals and
+// returns the number of columns. One pass, eight bytes at a time: the
+// separators of the needed columns are found with a word mask, the rest
+// only counted.
+func (p *ZeekParser) splitTSV(line []byte, sep byte) int {
+	pat := swarLo * uint64(sep)
+	col, start := 0, 0
+	i := 0
+	for ; i+8 <= len(line); i += 8 {
+		m := swarEq(binary.LittleEndian.Uint64(line[i:]), pat)
+		if col > p.maxCol {
+			col += bits.OnesCount64(m)
+			continue
+		}
+		for m != 0 {
+			j := i + bits.TrailingZeros64(m)>>3
+			m &= m - 1
+			if col <= p.maxCol {
+				if s := p.colSlot[col]; s >= 0 {
+					p.vals[s] = line[start:j]
+				}
+			}
+			col++
+			start = j + 1
+		}
+	}
+	for ; i < len(line); i++ {
+		if line[i] == sep {
+			if col <= p.maxCol {
+				if s := p.colSlot[col]; s >= 0 {
+					p.vals[s] = line[start:i]
+				}
+			}
+			col++
+			start = i + 1
+		}
+	}
+	if col <= p.maxCol {
+		if s := p.colSlot[col]; s >= 0 {
+			p.vals[s] = line[start:]
+		}
+	}
+	return col + 1
+}
+
 // record turns the raw values of one ssl or conn record into an event. For
 // TSV the values are raw TSV fields; for JSON they are JSON values (strings
-// quoted, numbers bare; nil when absent or null).
+// quoted, numbers bare; nil when absent or null). It allocates only the
+// strings the event keeps (uid, a server name, a service other than ssl).
 func (p *ZeekParser) record(kind logKind, v *[numSlots][]byte, tsv bool) (stackprint.Event, lineClass, error) {
-	name := func(s int) string {
-		if tsv && p.col[s] >= 0 {
-			return string(p.hdr.Fields[p.col[s]])
-		}
-		return slotName(s)
-	}
-	str := func(s int) ([]byte, bool, error) { // decoded bytes, set?
-		raw := v[s]
-		if raw == nil {
-			return nil, false, nil
-		}
-		if tsv {
-			if bytes.Equal(raw, p.hdr.Unset) {
-				return nil, false, nil
-			}
-			if bytes.Equal(raw, p.hdr.Empty) {
-				return nil, true, nil
-			}
-			if bytes.IndexByte(raw, '\\') >= 0 {
-				return zeeklog.AppendUnescaped(nil, raw), true, nil
-			}
-			return raw, true, nil
-		}
-		if !isJSONString(raw) {
-			return nil, false, fieldErr(name(s), raw, errNotString)
-		}
-		b, err := jsonStringBytes(raw)
-		if err != nil {
-			return nil, false, fieldErr(name(s), raw, err)
-		}
-		return b, true, nil
-	}
-
 	var svc []byte
 	if kind == logConn {
 		// Filter first: most conn records are not TLS.
 		var err error
 		svc, _, err = p.service(v[slotService], tsv)
 		if err != nil {
-			return stackprint.Event{}, classSkip, fieldErr(name(slotService), v[slotService], err)
+			return stackprint.Event{}, classSkip, fieldErr(p.fieldName(slotService, tsv), v[slotService], err)
 		}
 		if !hasSSLService(svc) {
 			return stackprint.Event{}, classSkip, nil
 		}
-		proto, ok, err := str(slotProto)
+		proto, ok, err := p.str(v, slotProto, tsv)
 		if err != nil {
 			return stackprint.Event{}, classSkip, err
 		}
 		if !ok {
-			return stackprint.Event{}, classSkip, fieldErr(name(slotProto), nil, ErrMissingField)
+			return stackprint.Event{}, classSkip, fieldErr(p.fieldName(slotProto, tsv), nil, ErrMissingField)
 		}
-		if !strings.EqualFold(string(proto), "tcp") {
+		if !asciiEqualFold(proto, "tcp") {
 			return stackprint.Event{}, classSkip, nil
 		}
-		st, _, err := str(slotConnState)
+		st, _, err := p.str(v, slotConnState, tsv)
 		if err != nil {
 			return stackprint.Event{}, classSkip, err
 		}
@@ -449,48 +457,30 @@ func (p *ZeekParser) record(kind logKind, v *[numSlots][]byte, tsv bool) (stackp
 		ev.Service = serviceName(svc)
 	}
 	for _, s := range requiredSlots() {
-		if v[s] == nil || (tsv && bytes.Equal(v[s], p.hdr.Unset)) {
-			return stackprint.Event{}, classSkip, fieldErr(name(s), nil, ErrMissingField)
+		if v[s] == nil || (tsv && p.isUnset(v[s])) {
+			return stackprint.Event{}, classSkip, fieldErr(p.fieldName(s, tsv), nil, ErrMissingField)
 		}
 	}
 	ts, err := p.zeekTime(v[slotTS], tsv)
 	if err != nil {
-		return stackprint.Event{}, classSkip, fieldErr(name(slotTS), v[slotTS], err)
+		return stackprint.Event{}, classSkip, fieldErr(p.fieldName(slotTS, tsv), v[slotTS], err)
 	}
 	ev.TS = ts
-	uid, ok, err := str(slotUID)
+	uid, ok, err := p.str(v, slotUID, tsv)
 	if err != nil {
 		return stackprint.Event{}, classSkip, err
 	}
 	if ok {
 		ev.UID = string(uid)
 	}
-	var addrs [2]netip.AddrPort
-	for i, pair := range [2][2]int{{slotOrigH, slotOrigP}, {slotRespH, slotRespP}} {
-		hb := v[pair[0]]
-		if !tsv {
-			if hb, err = jsonStringBytes(hb); err != nil {
-				return stackprint.Event{}, classSkip, fieldErr(name(pair[0]), v[pair[0]], errBadAddr)
-			}
-		}
-		a, ok := parseAddr(hb)
-		if !ok {
-			return stackprint.Event{}, classSkip, fieldErr(name(pair[0]), v[pair[0]], errBadAddr)
-		}
-		pb := v[pair[1]]
-		if !tsv && isJSONString(pb) { // tolerate "443" and "443/tcp"
-			pb, _ = jsonStringBytes(pb)
-			pb, _, _ = bytes.Cut(pb, []byte{'/'})
-		}
-		port, ok := parsePort(pb)
-		if !ok {
-			return stackprint.Event{}, classSkip, fieldErr(name(pair[1]), v[pair[1]], errBadPort)
-		}
-		addrs[i] = netip.AddrPortFrom(a, port)
+	if ev.Orig, err = p.endpoint(v, slotOrigH, slotOrigP, tsv); err != nil {
+		return stackprint.Event{}, classSkip, err
 	}
-	ev.Orig, ev.Resp = addrs[0], addrs[1]
+	if ev.Resp, err = p.endpoint(v, slotRespH, slotRespP, tsv); err != nil {
+		return stackprint.Event{}, classSkip, err
+	}
 	if kind == logSSL {
-		sni, ok, err := str(slotServerName)
+		sni, ok, err := p.str(v, slotServerName, tsv)
 		if err != nil {
 			return stackprint.Event{}, classSkip, err
 		}
@@ -501,6 +491,103 @@ func (p *ZeekParser) record(kind logKind, v *[numSlots][]byte, tsv bool) (stackp
 	return ev, classEvent, nil
 }
 
+// fieldName is the name of slot s for messages: as the #fields header
+// spells it for TSV, else the canonical name.
+func (p *ZeekParser) fieldName(s int, tsv bool) string {
+	if tsv && p.col[s] >= 0 {
+		return string(p.hdr.Fields[p.col[s]])
+	}
+	return slotName(s)
+}
+
+func (p *ZeekParser) isUnset(raw []byte) bool { return string(raw) == string(p.hdr.Unset) }
+func (p *ZeekParser) isEmpty(raw []byte) bool { return string(raw) == string(p.hdr.Empty) }
+
+// str decodes the string in slot s: the bytes and whether the field is set
+// (a TSV empty marker is set and empty). Unescaping allocates; the common
+// value without escapes aliases the line.
+func (p *ZeekParser) str(v *[numSlots][]byte, s int, tsv bool) ([]byte, bool, error) {
+	raw := v[s]
+	if raw == nil {
+		return nil, false, nil
+	}
+	if tsv {
+		switch {
+		case p.isUnset(raw):
+			return nil, false, nil
+		case p.isEmpty(raw):
+			return nil, true, nil
+		case hasBackslash(raw):
+			return zeeklog.AppendUnescaped(nil, raw), true, nil
+		}
+		return raw, true, nil
+	}
+	if !isJSONString(raw) {
+		return nil, false, fieldErr(p.fieldName(s, tsv), raw, errNotString)
+	}
+	b, err := jsonStringBytes(raw)
+	if err != nil {
+		return nil, false, fieldErr(p.fieldName(s, tsv), raw, err)
+	}
+	return b, true, nil
+}
+
+// endpoint parses an address and port pair of slots.
+func (p *ZeekParser) endpoint(v *[numSlots][]byte, hs, ps int, tsv bool) (netip.AddrPort, error) {
+	hb := v[hs]
+	if !tsv {
+		var err error
+		if hb, err = jsonStringBytes(hb); err != nil {
+			return netip.AddrPort{}, fieldErr(p.fieldName(hs, tsv), v[hs], errBadAddr)
+		}
+	}
+	a, ok := parseAddr(hb)
+	if !ok {
+		return netip.AddrPort{}, fieldErr(p.fieldName(hs, tsv), v[hs], errBadAddr)
+	}
+	pb := v[ps]
+	if !tsv && isJSONString(pb) { // tolerate "443" and "443/tcp"
+		pb, _ = jsonStringBytes(pb)
+		pb, _, _ = bytes.Cut(pb, []byte{'/'})
+	}
+	port, ok := parsePort(pb)
+	if !ok {
+		return netip.AddrPort{}, fieldErr(p.fieldName(ps, tsv), v[ps], errBadPort)
+	}
+	return netip.AddrPortFrom(a, port), nil
+}
+
+// hasBackslash reports whether b holds a '\\' (short values without the
+// call into bytes.IndexByte).
+func hasBackslash(b []byte) bool {
+	if len(b) > 16 {
+		return bytes.IndexByte(b, '\\') >= 0
+	}
+	for _, c := range b {
+		if c == '\\' {
+			return true
+		}
+	}
+	return false
+}
+
+// asciiEqualFold reports whether b is s in any ASCII case (s lower case).
+func asciiEqualFold(b []byte, s string) bool {
+	if len(b) != len(s) {
+		return false
+	}
+	for i := range len(b) {
+		c := b[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != s[i] {
+			return false
+		}
+	}
+	return true
+}
+
 // service returns the conn service list as one comma-separated string
 // (TSV string, JSON string or JSON array).
 func (p *ZeekParser) service(raw []byte, tsv bool) ([]byte, bool, error) {
@@ -508,10 +595,10 @@ func (p *ZeekParser) service(raw []byte, tsv bool) ([]byte, bool, error) {
 		return nil, false, nil
 	}
 	if tsv {
-		if bytes.Equal(raw, p.hdr.Unset) || bytes.Equal(raw, p.hdr.Empty) {
+		if p.isUnset(raw) || p.isEmpty(raw) {
 			return nil, false, nil
 		}
-		if bytes.IndexByte(raw, '\\') >= 0 {
+		if hasBackslash(raw) {
 			return zeeklog.AppendUnescaped(nil, raw), true, nil
 		}
 		return raw, true, nil
@@ -559,6 +646,76 @@ func (p *ZeekParser) service(raw []byte, tsv bool) ([]byte, bool, error) {
 // serviceName is the service list without the ssl entries, lower case
 // ("smtp,ssl" → "smtp"): the protocol TLS was started from, if any.
 func serviceName(svc []byte) string {
+	if asciiEqualFold(svc, "ssl") {
+		return "" // the common case, without splitting
+	}
+	if !isASCII(svc) {
+		return serviceNameUnicode(svc)
+	}
+	var out []byte
+	for rest := svc; ; {
+		e, more := nextElem(&rest)
+		if len(e) > 0 && !asciiEqualFold(e, "ssl") && !asciiEqualFold(e, "-ssl") {
+			if len(out) > 0 {
+				out = append(out, ',')
+			}
+			for _, c := range e {
+				if 'A' <= c && c <= 'Z' {
+					c += 'a' - 'A'
+				}
+				out = append(out, c)
+			}
+		}
+		if !more {
+			return string(out)
+		}
+	}
+}
+
+// nextElem cuts the next comma-separated element off *rest, trimmed of
+// white space; more is false for the last one.
+func nextElem(rest *[]byte) (e []byte, more bool) {
+	i := bytes.IndexByte(*rest, ',')
+	if i < 0 {
+		e, *rest = *rest, nil
+	} else {
+		e, *rest, more = (*rest)[:i], (*rest)[i+1:], true
+	}
+	return bytes.TrimSpace(e), more
+}
+
+// hasSSLService reports whether the comma-separated service list names the
+// ssl analyzer as confirmed: "ssl" is an element and "-ssl" (removed after
+// a DPD violation) is not.
+func hasSSLService(svc []byte) bool {
+	if len(svc) == 0 {
+		return false
+	}
+	if asciiEqualFold(svc, "ssl") {
+		return true
+	}
+	if !isASCII(svc) {
+		return hasSSLServiceUnicode(svc)
+	}
+	found := false
+	for rest := svc; ; {
+		e, more := nextElem(&rest)
+		switch {
+		case asciiEqualFold(e, "ssl"):
+			found = true
+		case asciiEqualFold(e, "-ssl"):
+			return false
+		}
+		if !more {
+			return found
+		}
+	}
+}
+
+// serviceNameUnicode and hasSSLServiceUnicode are serviceName and
+// hasSSLService for a list with non-ASCII bytes: Unicode case folding and
+// white space, as the ASCII versions would have if they could.
+func serviceNameUnicode(svc []byte) string {
 	var out []string
 	for e := range bytes.SplitSeq(svc, []byte{','}) {
 		e = bytes.ToLower(bytes.TrimSpace(e))
@@ -570,13 +727,7 @@ func serviceName(svc []byte) string {
 	return strings.Join(out, ",")
 }
 
-// hasSSLService reports whether the comma-separated service list names the
-// ssl analyzer as confirmed: "ssl" is an element and "-ssl" (removed after
-// a DPD violation) is not.
-func hasSSLService(svc []byte) bool {
-	if len(svc) == 0 {
-		return false
-	}
+func hasSSLServiceUnicode(svc []byte) bool {
 	found := false
 	for e := range bytes.SplitSeq(svc, []byte{','}) {
 		e = bytes.TrimSpace(e)
@@ -588,6 +739,15 @@ func hasSSLService(svc []byte) bool {
 		}
 	}
 	return found
+}
+
+func isASCII(b []byte) bool {
+	for _, c := range b {
+		if c >= 0x80 {
+			return false
+		}
+	}
+	return true
 }
 
 // zeekTime parses a Zeek time value: TSV epoch seconds; JSON epoch seconds
@@ -621,18 +781,20 @@ func (p *ZeekParser) jsonLine(line []byte) (stackprint.Event, lineClass, error) 
 		return stackprint.Event{}, classSkip, err
 	}
 	v := &p.vals
-	for i := range v {
-		v[i] = nil
-	}
+	*v = [numSlots][]byte{}
 	kind := logOther
 	pathSeen, sslish := false, false
 	for {
-		key, val, kesc, ok, err := it.next()
+		key, kesc, ok, err := it.nextKey()
 		if err != nil {
 			return stackprint.Event{}, classSkip, err
 		}
 		if !ok {
 			break
+		}
+		val, err := it.value(key)
+		if err != nil {
+			return stackprint.Event{}, classSkip, err
 		}
 		key = decodeKey(key, kesc)
 		if string(key) == "_path" {
@@ -647,13 +809,14 @@ func (p *ZeekParser) jsonLine(line []byte) (stackprint.Event, lineClass, error) 
 			}
 			continue
 		}
-		if s := p.slot(key); s >= 0 {
+		s := p.slot(key)
+		if s >= 0 {
 			if isNull(val) {
 				val = nil
 			}
 			v[s] = val
 		}
-		if !sslish && isSSLField(key) {
+		if !sslish && (s < 0 || s == slotServerName) && isSSLField(key) {
 			sslish = true
 		}
 	}

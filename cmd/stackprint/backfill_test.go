@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"compress/gzip"
+	"context"
 	"crypto/tls"
 	"fmt"
 	"net"
@@ -19,6 +20,7 @@ import (
 	"time"
 
 	"github.com/stackprint/stackprint"
+	"github.com/stackprint/stackprint/admin"
 	"github.com/stackprint/stackprint/db"
 	"github.com/stackprint/stackprint/internal/lab"
 )
@@ -218,17 +220,180 @@ func gzipFile(t *testing.T, path string) {
 	os.Remove(path)
 }
 
-// While a daemon runs (and holds the DB), a backfill says so instead of
-// waiting for the lock.
-func TestBackfillRefusesWhileDaemonRuns(t *testing.T) {
+// While a daemon runs (and holds the DB), `scan` reads the rotated logs and
+// the daemon judges their servers through its scheduler and outputs. The
+// scan client is SIGKILLed while the third server is being probed: the
+// daemon cancels the job at once (the probe in flight is dropped), a second
+// scan resumes and no server probed in full is probed again (connection
+// counts of the servers), and every connection has its alert in the
+// daemon's alert file, marked backfill.
+func TestBackfillThroughDaemonResumesAfterSIGKILL(t *testing.T) {
 	dir := t.TempDir()
-	cfgPath, sslLog, _ := labConfig(t, dir)
-	writeZeekSSLT(t, sslLog, nil, true)
-	cmd, stderr := startDaemon(t, cfgPath)
-	waitFor(t, "the admin socket", 20*time.Second, func() bool { return strings.Contains(stderr.String(), "admin socket listening") })
-	_, errOut, err := runBin(t, "scan", "-c", cfgPath, sslLog)
-	if err == nil || !strings.Contains(errOut, "a daemon runs") {
-		t.Errorf("scan while the daemon runs: %v\n%s", err, errOut)
+	p := flatLab(dir)
+	cfgPath := filepath.Join(dir, "stackprint.yaml")
+	// One probe slot: backfill jobs judge one server at a time
+	// (a quarter of max_in_flight, at least one).
+	writeConfig(t, cfgPath, configText(t, p, "allow: []", "allow: [127.0.0.0/8]", "max_in_flight: 256", "max_in_flight: 1"))
+	writeZeekSSLT(t, p.SSL, nil, true) // the daemon's live input: empty
+
+	cert := mustCert(t, "rsa")
+	const nServers = 12
+	var servers []*countingTLS
+	for i := range nServers {
+		servers = append(servers, startCountingTLS(t, fmt.Sprintf("127.0.10.%d", i+1), cert))
 	}
-	stopDaemon(t, cmd)
+	slices.SortFunc(servers, func(a, b *countingTLS) int {
+		return strings.Compare(db.TargetKey(stackprint.Target{IP: a.addr.Addr(), Port: a.addr.Port()}), db.TargetKey(stackprint.Target{IP: b.addr.Addr(), Port: b.addr.Port()}))
+	})
+	ref := startCountingTLS(t, "127.0.10.100", cert)
+	out, errOut, err := runBin(t, "probe", "--json", "--kinds", "jarm", ref.addr.String())
+	if err != nil {
+		t.Fatalf("probe: %v\n%s", err, errOut)
+	}
+	jarm := between(out, `"jarm":"`, `"`)
+	if _, errOut, err := runBin(t, "db", "add", "-c", cfgPath, "--kind", "jarm", "--value", jarm, "--label", "backfill-c2", "--confidence", "high"); err != nil {
+		t.Fatalf("db add: %v\n%s", err, errOut)
+	}
+
+	// The old logs, not the daemon's input: ssl.log.2.gz and ssl.log.1.
+	old := filepath.Join(dir, "archive")
+	if err := os.MkdirAll(old, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var gen2, gen1 []lab.Conn
+	for i, s := range servers {
+		gen2 = append(gen2, lab.Conn{UID: fmt.Sprintf("CDmOld%02d", i), Orig: fmt.Sprintf("10.3.0.%d:4%04d", i+1, i), Resp: s.addr})
+		gen1 = append(gen1, lab.Conn{UID: fmt.Sprintf("CDmNew%02d", i), Orig: fmt.Sprintf("10.4.0.%d:5%04d", i+1, i), Resp: s.addr})
+	}
+	writeZeekSSLT(t, filepath.Join(old, "ssl.log.2"), gen2, true)
+	gzipFile(t, filepath.Join(old, "ssl.log.2"))
+	writeZeekSSLT(t, filepath.Join(old, "ssl.log.1"), gen1, true)
+	files := []string{filepath.Join(old, "ssl.log.2.gz"), filepath.Join(old, "ssl.log.1")}
+
+	daemon, dstderr := startDaemon(t, cfgPath)
+	waitFor(t, "the admin socket", 20*time.Second, func() bool { return strings.Contains(dstderr.String(), "admin socket listening") })
+	client, err := admin.Dial(context.Background(), filepath.Join(dir, "admin.sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+
+	cmd := exec.Command(binPath, append([]string{"scan", "-c", cfgPath}, files...)...)
+	var stderr syncBuffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+	deadline := time.Now().Add(60 * time.Second)
+	for servers[2].conns.Load() == 0 {
+		select {
+		case <-exited:
+			t.Fatalf("scan ended before the third server was probed\n%s", stderr.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			t.Fatalf("the third server was never probed\n%s", stderr.String())
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-exited
+	// The daemon sees the upload break and cancels the job.
+	var job admin.BackfillJob
+	waitFor(t, "the job to end", 30*time.Second, func() bool {
+		jobs, err := client.BackfillJobs(context.Background())
+		if err != nil || len(jobs) != 1 {
+			return false
+		}
+		job = jobs[0]
+		return job.State != admin.JobRunning
+	})
+	if job.State != admin.JobCancelled || job.Progress.Summary.Servers < 2 {
+		t.Errorf("job after the client's kill: %+v", job)
+	}
+	time.Sleep(200 * time.Millisecond) // a dropped probe's last connection
+	atEnd := make([]int64, nServers)
+	for i, s := range servers {
+		atEnd[i] = s.conns.Load()
+	}
+	perProbe := atEnd[0]
+	if perProbe == 0 || atEnd[1] != perProbe {
+		t.Fatalf("connections when the job ended %v: the first two servers should have one whole probe each", atEnd)
+	}
+
+	// Second run, the daemon SIGKILLed while it probes the server after
+	// the next one, then started again.
+	next := slices.IndexFunc(atEnd, func(n int64) bool { return n < perProbe })
+	if next < 0 || next+1 >= nServers {
+		t.Fatalf("connections when the job ended %v: nothing left for a second interruption", atEnd)
+	}
+	cmd = exec.Command(binPath, append([]string{"scan", "-c", cfgPath}, files...)...)
+	var out2 syncBuffer
+	cmd.Stdout, cmd.Stderr = &out2, &out2
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the second run to probe", 60*time.Second, func() bool { return servers[next+1].conns.Load() > atEnd[next+1] })
+	if err := daemon.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	daemon.Wait()
+	atKill := make([]int64, nServers)
+	for i, s := range servers {
+		atKill[i] = s.conns.Load()
+	}
+	if err := cmd.Wait(); err == nil || !strings.Contains(out2.String(), "scan: backfill files=2") || !strings.Contains(out2.String(), "interrupted") {
+		t.Errorf("scan whose daemon was killed: %v\n%s", err, out2.String())
+	}
+	daemon, dstderr = startDaemon(t, cfgPath)
+	waitFor(t, "the admin socket again", 20*time.Second, func() bool { return strings.Contains(dstderr.String(), "admin socket listening") })
+
+	out, errOut, err = runBin(t, append([]string{"scan", "-c", cfgPath}, files...)...)
+	if err != nil {
+		t.Fatalf("resume: %v\n%s", err, errOut)
+	}
+	t.Logf("job at the client's kill: %+v; connections then %v; at the daemon's kill %v; resume: %s", job.Progress.Summary, atEnd, atKill, strings.TrimSpace(out))
+	// The server in flight at the daemon's kill is the last one touched:
+	// its probe may be lost with the daemon and made again.
+	inFlight := slices.IndexFunc(atKill, func(n int64) bool { return n == 0 }) - 1
+	if inFlight < 0 {
+		inFlight = nServers - 1
+	}
+	for i, s := range servers {
+		n := s.conns.Load()
+		switch {
+		case i == inFlight:
+			if n > atKill[i]+perProbe {
+				t.Errorf("server %d (%s), probed at the daemon's kill: %d connections, more than %d and one more probe", i, s.addr, n, atKill[i])
+			}
+		case atKill[i] == perProbe && n != perProbe:
+			t.Errorf("server %d (%s), probed in full before a kill: %d connections at the end: probed twice", i, s.addr, n)
+		case atKill[i] < perProbe && atEnd[i] == atKill[i] && n != atKill[i]+perProbe:
+			t.Errorf("server %d (%s): %d connections at the end, %d before: want one more probe", i, s.addr, n, atKill[i])
+		}
+	}
+	if !strings.Contains(out, fmt.Sprintf("servers=%d", nServers)) || !strings.Contains(out, fmt.Sprintf("events=%d", 2*nServers)) {
+		t.Errorf("resume summary: %s", out)
+	}
+	ids, uids := map[string]bool{}, map[string]bool{}
+	for _, a := range readAlerts(t, p.Alerts) {
+		if a["backfill"] != true || a["rule"] != "db_match" {
+			t.Errorf("alert not marked backfill: %v", a)
+		}
+		ids[fmt.Sprint(a["alert_id"])] = true
+		uids[fmt.Sprint(a["uid"])] = true
+	}
+	if len(ids) != 2*nServers || len(uids) != 2*nServers {
+		t.Errorf("%d distinct alert ids for %d connections (uids %d)", len(ids), 2*nServers, len(uids))
+	}
+	out, errOut, err = runBin(t, append([]string{"scan", "-c", cfgPath}, files...)...)
+	if err != nil || !strings.Contains(out, fmt.Sprintf("resumed=%d", nServers)) || !strings.Contains(out, "probed=0") {
+		t.Errorf("last run: %v %s %s", err, out, errOut)
+	}
+	stopDaemon(t, daemon)
 }

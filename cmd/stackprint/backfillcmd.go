@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -29,10 +30,17 @@ func runBackfill(ctx context.Context, cfgPath, format string, files []string, re
 	if err != nil {
 		return fmt.Errorf("scan: %w", err)
 	}
+	if restart {
+		run += "@" + time.Now().UTC().Format(time.RFC3339Nano)
+	}
 	if sock := cfg.DB.AdminSocketPath(); sock != "" {
-		if c, err := admin.Dial(ctx, sock); err == nil {
-			c.Close()
-			return fmt.Errorf("scan: a daemon runs on %s and holds the DB; a backfill through the running daemon is not available yet: stop it for the backfill, or run scan --no-probe", sock)
+		c, err := admin.Dial(ctx, sock)
+		switch {
+		case err == nil:
+			defer c.Close()
+			return backfillViaDaemon(ctx, c, cfg, format, files, run, stdout, stderr)
+		case !errors.Is(err, admin.ErrNoDaemon):
+			return fmt.Errorf("scan: %w", err)
 		}
 	}
 	d, err := db.Open(cfg.DB.Path, db.Options{Timeout: cfg.DB.LockTimeout})
@@ -57,35 +65,66 @@ func runBackfill(ctx context.Context, cfgPath, format string, files []string, re
 	if err != nil {
 		return fmt.Errorf("scan: %w", err)
 	}
-	if restart {
-		run += "@" + time.Now().UTC().Format(time.RFC3339Nano)
-	}
 	bcfg := backfill.Config{
-		Scope:           cfg.Scope.NewScope(),
-		Fresh:           cfg.Dedup.TTL,
-		Workers:         cfg.Scheduler.MaxInFlight,
-		Deadline:        cfg.Probe.Deadline,
-		JARMSNIObserved: cfg.Probe.JARMSNI == "observed",
+		Scope:    cfg.Scope.NewScope(),
+		Fresh:    cfg.Dedup.TTL,
+		Workers:  cfg.Scheduler.MaxInFlight,
+		Progress: progressIfTerminal(stderr),
 	}
-	if isTerminal(stderr) {
-		bcfg.Progress = progressBar(stderr)
-	}
-	b := backfill.New(bcfg, d, eng, judge, sink)
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	opts := tailer.Options{MaxLineBytes: cfg.Tailer.MaxLineBytes, Logger: log}
+	prober := backfill.EngineProber{Engine: eng, Deadline: cfg.Probe.Deadline, JARMSNIObserved: cfg.Probe.JARMSNI == "observed"}
+	b := backfill.New(bcfg, d, prober, judge, sink)
 	start := time.Now()
-	total, err := tailer.ReadFiles(ctx, "backfill", files, format, opts, b.Add)
+	total, err := tailer.ReadFiles(ctx, "backfill", files, format, backfillReadOptions(cfg, stderr), b.Add)
 	if err != nil {
 		return fmt.Errorf("scan: %w", err)
 	}
 	sum, err := b.Run(ctx, run)
-	if bcfg.Progress != nil {
+	return backfillSummary(stdout, stderr, bcfg.Progress != nil, len(files), total, sum, start, err)
+}
+
+// backfillViaDaemon is the backfill while a daemon runs: this process
+// reads the logs (the daemon may not be allowed to) and groups them by
+// server, the daemon judges them through its own scope, scheduler, rules
+// and outputs, streamed over the admin socket (admin.Client.Backfill).
+// The scope of this config applies first, the daemon's then.
+func backfillViaDaemon(ctx context.Context, c *admin.Client, cfg *config.Config, format string, files []string, run string, stdout, stderr io.Writer) error {
+	col := backfill.NewCollector(cfg.Scope.NewScope())
+	start := time.Now()
+	total, err := tailer.ReadFiles(ctx, "backfill", files, format, backfillReadOptions(cfg, stderr), col.Add)
+	if err != nil {
+		return fmt.Errorf("scan: %w", err)
+	}
+	progress := progressIfTerminal(stderr)
+	sum, err := c.Backfill(ctx, run, col.Servers(), progress)
+	if err != nil {
+		err = fmt.Errorf("through %s: %w", c.Via(), err)
+	}
+	return backfillSummary(stdout, stderr, progress != nil, len(files), total, col.Complete(sum), start, err)
+}
+
+func backfillReadOptions(cfg *config.Config, stderr io.Writer) tailer.Options {
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	return tailer.Options{MaxLineBytes: cfg.Tailer.MaxLineBytes, Logger: log}
+}
+
+// backfillSummary prints the summary line of a backfill, interrupted or
+// not.
+func backfillSummary(stdout, stderr io.Writer, bar bool, files int, total tailer.Stats, sum backfill.Summary, start time.Time, err error) error {
+	if bar {
 		fmt.Fprintln(stderr)
 	}
 	fmt.Fprintf(stdout, "scan: backfill files=%d lines=%d events=%d parse_errors=%d servers=%d out_of_scope_events=%d resumed=%d cached=%d probed=%d probe_ok=%d alerts=%d seconds=%.1f\n",
-		len(files), total.Lines, sum.Events, total.ParseErrors, sum.Servers, sum.OutOfScope, sum.Resumed, sum.Cached, sum.Probed, sum.ProbeOK, sum.Alerts, time.Since(start).Seconds())
+		files, total.Lines, sum.Events, total.ParseErrors, sum.Servers, sum.OutOfScope, sum.Resumed, sum.Cached, sum.Probed, sum.ProbeOK, sum.Alerts, time.Since(start).Seconds())
 	if err != nil {
 		return fmt.Errorf("scan: backfill interrupted (run it again to resume): %w", err)
+	}
+	return nil
+}
+
+// progressIfTerminal is a progress bar on a terminal, else nil.
+func progressIfTerminal(w io.Writer) func(backfill.Progress) {
+	if isTerminal(w) {
+		return progressBar(w)
 	}
 	return nil
 }

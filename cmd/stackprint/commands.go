@@ -76,9 +76,10 @@ func commands() []command {
 			run: cmdProbe,
 		},
 		{
-			name: "scan", summary: "one pass over existing logs: parse, scope, dedup (no network)",
+			name: "scan", summary: "backfill: judge the connections of old logs (through the running daemon if one runs); --no-probe: parse, scope, dedup only",
 			usage: scanSynopsis,
 			examples: []string{
+				"stackprint scan ssl.log.2.gz ssl.log.1   # judge old logs, alerts marked backfill; run again to resume",
 				"stackprint scan --no-probe conn.log ssl.log eve.json   # lines, events, parse errors, distinct targets, seconds",
 			},
 			run: cmdScan,

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"time"
@@ -46,6 +47,7 @@ func cmdHunt(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	connRate := fs.Float64("conns-per-ip", 0, "new connections per second to one IP (default: probe.conns_per_ip_per_second)")
 	noMatch := fs.Bool("no-match", false, "do not read the fingerprint DB")
 	progress := fs.String("progress", "auto", "progress on stderr: auto (when stderr is a terminal), always, never")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the run to this file (go tool pprof)")
 	files, err := parseInterleaved(fs, args)
 	if err != nil {
 		return err
@@ -157,6 +159,17 @@ func cmdHunt(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			total = hunt.CountTargets(files, ports)
 		}
 		hcfg.Progress = func(p hunt.Progress) { printHuntProgress(stderr, p, total) }
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return fmt.Errorf("hunt: %w", err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("hunt: cpu profile: %w", err)
+		}
+		defer pprof.StopCPUProfile()
 	}
 	sum, err := hunt.Run(ctx, hcfg, sources)
 	if showProgress {

@@ -18,10 +18,11 @@ import (
 
 const scanSynopsis = "stackprint scan [--no-probe] [-c FILE] [--format zeek|eve] [--capacity N] [--restart] FILE…"
 
-// cmdScan makes one pass over existing logs (plain or .gz) through the real
-// parse path (tailer.ReadFile), then the scope filter and the dedup LRU the
-// daemon uses, without any network, and prints a one-line summary: the
-// ingest benchmark and a dry run of what a backfill would probe.
+// cmdScan is the backfill of old logs (backfillcmd.go) or, with
+// --no-probe, one pass over them (plain or .gz) through the real parse
+// path (tailer.ReadFile), then the scope filter and the dedup LRU the
+// daemon uses, without any network, and a one-line summary: the ingest
+// benchmark and a dry run of what a backfill would probe.
 //
 // Summary fields: lines read (headers included), events (TLS connections),
 // parse_errors, skipped (valid non-TLS records), long_lines, distinct_targets
