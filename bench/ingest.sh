@@ -18,6 +18,9 @@
 #   BENCH_DIR=/var/tmp/bench bench/ingest.sh   keep (and reuse) the files
 #   CAPACITY=1000000 bench/ingest.sh           dedup LRU capacity (default: config)
 #   STACKPRINT=/usr/local/bin/stackprint bench/ingest.sh   an existing binary
+#   BASELINE=/tmp/stackprint.old bench/ingest.sh   also time another binary,
+#                                              run for run beside this one (before/after
+#                                              under the same load): rows "FORMAT@base"
 #
 # Timings are printed, never asserted: they depend on the machine and on
 # what else runs on it (the load average is printed with the figures).
@@ -52,6 +55,32 @@ fi
 now() { date +%s.%N; }
 calc() { awk "BEGIN { print $1 }"; }
 
+# measure NAME BINARY PATH: best of RUNS runs of BINARY on PATH, one row.
+measure() {
+	local name=$1 b=$2 path=$3 best_wc= best= summary= r t0 t1 wc_s out s
+	for ((r = 0; r < RUNS; r++)); do
+		t0=$(now)
+		wc -l "$path" >/dev/null
+		t1=$(now)
+		wc_s=$(calc "$t1 - $t0")
+		if [[ -z $best_wc ]] || (($(calc "($wc_s < $best_wc)"))); then best_wc=$wc_s; fi
+		out=$(GOMAXPROCS=1 "$b" scan --no-probe "${cap_flag[@]}" "$path")
+		s=$(sed -n 's/.* seconds=\([0-9.]*\).*/\1/p' <<<"$out")
+		if [[ -z $best ]] || (($(calc "($s < $best)"))); then best=$s; summary=$out; fi
+	done
+	local lines rss distinct cpu cpu_lps lps wc_lps ratio
+	lines=$(sed -n 's/.* lines=\([0-9]*\).*/\1/p' <<<"$summary")
+	rss=$(sed -n 's/.* max_rss_mb=\([0-9.]*\).*/\1/p' <<<"$summary")
+	distinct=$(sed -n 's/.* distinct_targets=\([0-9]*\).*/\1/p' <<<"$summary")
+	cpu=$(sed -n 's/.* cpu_seconds=\([0-9.]*\).*/\1/p' <<<"$summary")
+	cpu_lps=$(calc "$lines / $cpu")
+	lps=$(calc "$lines / $best")
+	wc_lps=$(calc "$lines / $best_wc")
+	ratio=$(calc "$best / $best_wc")
+	printf '%-15s %10d %9.3f %12.0f %12.0f %12.0f %8.1fx %8.1f %9d\n' "$name" "$lines" "$best" "$lps" "$cpu_lps" "$wc_lps" "$ratio" "$rss" "$distinct"
+	echo "  $summary"
+}
+
 for servers in $SERVERS; do
 dir=$work/$LINES-$servers
 if [[ ! -s $dir/eve.json ]]; then
@@ -61,34 +90,15 @@ if [[ ! -s $dir/eve.json ]]; then
 fi
 echo
 echo "ingest: $LINES connections, $servers TLS servers; $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg), $(go version | cut -d' ' -f3)"
-printf '%-10s %10s %9s %12s %12s %12s %9s %8s %9s\n' format lines seconds lines/s lines/cpu_s wc_lines/s ratio rss_MB distinct
+printf '%-15s %10s %9s %12s %12s %12s %9s %8s %9s\n' format lines seconds lines/s lines/cpu_s wc_lines/s ratio rss_MB distinct
 for spec in "zeek-tsv conn.log" "zeek-json conn.json" "eve eve.json"; do
 	read -r name file <<<"$spec"
 	path=$dir/$file
 	cat "$path" >/dev/null # page cache warm for both
-	best_wc=
-	best=
-	summary=
-	for ((r = 0; r < RUNS; r++)); do
-		t0=$(now)
-		wc -l "$path" >/dev/null
-		t1=$(now)
-		wc_s=$(calc "$t1 - $t0")
-		if [[ -z $best_wc ]] || (($(calc "($wc_s < $best_wc)"))); then best_wc=$wc_s; fi
-		out=$(GOMAXPROCS=1 "$bin" scan --no-probe "${cap_flag[@]}" "$path")
-		s=$(sed -n 's/.* seconds=\([0-9.]*\).*/\1/p' <<<"$out")
-		if [[ -z $best ]] || (($(calc "($s < $best)"))); then best=$s; summary=$out; fi
-	done
-	lines=$(sed -n 's/.* lines=\([0-9]*\).*/\1/p' <<<"$summary")
-	rss=$(sed -n 's/.* max_rss_mb=\([0-9.]*\).*/\1/p' <<<"$summary")
-	distinct=$(sed -n 's/.* distinct_targets=\([0-9]*\).*/\1/p' <<<"$summary")
-	cpu=$(sed -n 's/.* cpu_seconds=\([0-9.]*\).*/\1/p' <<<"$summary")
-	cpu_lps=$(calc "$lines / $cpu")
-	lps=$(calc "$lines / $best")
-	wc_lps=$(calc "$lines / $best_wc")
-	ratio=$(calc "$best / $best_wc")
-	printf '%-10s %10d %9.3f %12.0f %12.0f %12.0f %8.1fx %8.1f %9d\n' "$name" "$lines" "$best" "$lps" "$cpu_lps" "$wc_lps" "$ratio" "$rss" "$distinct"
-	echo "  $summary"
+	if [[ -n "${BASELINE:-}" ]]; then
+		measure "$name@base" "$BASELINE" "$path"
+	fi
+	measure "$name" "$bin" "$path"
 done
 done
 echo

@@ -18,6 +18,9 @@ type WatchConfig struct {
 	// UnreachableAfter failed probes in a row raise watch_unreachable; 0
 	// disables the alert.
 	UnreachableAfter int `yaml:"unreachable_after"`
+	// ReachableAgain raises watch_reachable at the first successful probe
+	// after a watch_unreachable alert.
+	ReachableAgain bool `yaml:"reachable_again"`
 	// CertExpiryDays raises watch_cert_expiry when a certificate ends
 	// within that many days; 0 disables the warning.
 	CertExpiryDays int `yaml:"cert_expiry_days"`
@@ -42,7 +45,7 @@ func (c WatchConfig) validate() []error {
 
 // Policy is the watch runner's policy.
 func (c WatchConfig) Policy() watch.Policy {
-	return watch.Policy{Every: c.Every, FailAfter: c.UnreachableAfter, ExpiryWarn: time.Duration(c.CertExpiryDays) * 24 * time.Hour}
+	return watch.Policy{Every: c.Every, FailAfter: c.UnreachableAfter, ReachableAgain: c.ReachableAgain, ExpiryWarn: time.Duration(c.CertExpiryDays) * 24 * time.Hour}
 }
 
 // WatchEntries turns rules.baselines (the drift baselines of earlier

@@ -505,7 +505,8 @@ func (d *Daemon) Reload() {
 	}
 	d.cfg.Scope, d.cfg.Rules, d.cfg.Watch = cfg.Scope, cfg.Rules, cfg.Watch
 	d.metrics.reloaded(true)
-	d.log.Info("config reloaded", "scope_allow", cfg.Scope.Allow, "scope_deny", cfg.Scope.Deny)
+	d.log.Info("config reloaded", "scope_allow", cfg.Scope.Allow, "scope_deny", cfg.Scope.Deny,
+		"watch_every", cfg.Watch.Every, "watch_unreachable_after", cfg.Watch.UnreachableAfter, "watch_cert_expiry_days", cfg.Watch.CertExpiryDays)
 }
 
 // checkpointInterval is how often input positions are committed; a crash

@@ -380,7 +380,7 @@ func Recover(src, dst string) (RecoverReport, error) {
 	// The near index is derived from the fingerprints: dropped here, it
 	// is rebuilt by the Open below from what was recovered.
 	err = out.Update(func(tx *bolt.Tx) error {
-		for _, name := range []string{bucketNearATSF, bucketNearJARM} {
+		for _, name := range []string{bucketNearATSF, bucketNearJARM, bucketObsNear} {
 			if tx.Bucket([]byte(name)) != nil {
 				if err := tx.DeleteBucket([]byte(name)); err != nil {
 					return err
@@ -388,6 +388,9 @@ func Recover(src, dst string) (RecoverReport, error) {
 			}
 		}
 		if m := tx.Bucket([]byte(bucketMeta)); m != nil {
+			if err := m.Delete([]byte(keyObsNearIndexed)); err != nil {
+				return err
+			}
 			return m.Delete([]byte(keyNearIndexed))
 		}
 		return nil

@@ -47,7 +47,7 @@ func schemaBuckets() []string {
 		bucketMeta, bucketFingerprints, bucketObservations, bucketObsIndex,
 		bucketLearnTargets, bucketLearned, bucketCheckpoints, bucketPending,
 		bucketNearATSF, bucketNearJARM, bucketProbeLog, bucketAlerts, bucketAlertIndex,
-		bucketWatch, bucketBackfill,
+		bucketWatch, bucketBackfill, bucketObsNear,
 	}
 }
 

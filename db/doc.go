@@ -89,6 +89,16 @@
 // entry is the value's STARTTLS prefix (if any) and its 32 bytes. An atsf
 // record keeps its ten answers in its "hellos" field.
 //
+// Bucket "obs_near" (the same index over the observations' answers, for
+// retro-hunts of new ATSF entries; moved when a target's answers change,
+// dropped with a pruned observation, built by a writable Open when meta
+// obs_near_indexed is missing):
+//
+//	position (1 byte) | FNV-64 of the nine other answers (8) | ip:port NUL sni → empty
+//
+// The hash includes the observation's hellos_proto (the STARTTLS prefix of
+// the probe that gave the answers).
+//
 // Bucket "probe_log" (every probe of a target, at most 64 per target):
 //
 //	ip:port NUL sni NUL 8-byte big-endian Unix nanoseconds → JSON ProbeEntry

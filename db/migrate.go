@@ -77,6 +77,9 @@ func migrate(tx *bolt.Tx, now time.Time) (int, error) {
 	if err := ensureNearIndex(tx); err != nil {
 		return 0, err
 	}
+	if err := ensureObsNearIndex(tx); err != nil {
+		return 0, err
+	}
 	if err := meta.Put([]byte(keySchemaVersion), []byte(strconv.Itoa(SchemaVersion))); err != nil {
 		return 0, fmt.Errorf("write schema version: %w", err)
 	}

@@ -12,7 +12,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"time"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -587,45 +586,4 @@ func NearTo(rec Record, hellos []string) *stackprint.Near {
 		return nil
 	}
 	return n
-}
-
-// ObservationsNear returns the targets probed at or after since whose last
-// ATSF answers are near rec's (9 of 10 equal), for a retro-hunt of a new
-// entry. It reads every observation with answers: retro-hunts are rare,
-// probes use the index.
-func (d *DB) ObservationsNear(rec Record, since time.Time) ([]NearSighting, error) {
-	if rec.Kind != KindATSF || len(rec.Hellos) != ATSFHellos {
-		return nil, nil
-	}
-	proto, _ := splitProto(rec.Value)
-	var out []NearSighting
-	err := d.view(func(tx *bolt.Tx) error {
-		ob := tx.Bucket([]byte(bucketObservations))
-		if ob == nil {
-			return nil
-		}
-		return ob.ForEach(func(k, v []byte) error {
-			if !bytes.Contains(v, []byte(`"hellos"`)) {
-				return nil
-			}
-			var o Observation
-			if err := json.Unmarshal(v, &o); err != nil {
-				return fmt.Errorf("decode observation %q: %w", k, err)
-			}
-			if o.Seen.Before(since) {
-				return nil
-			}
-			if p, _ := splitProto(o.ATSF); p != proto && o.ATSF != "" {
-				return nil
-			}
-			if n := NearTo(rec, o.Hellos); n != nil {
-				out = append(out, NearSighting{Sighting: Sighting{Observation: o, Carried: o.Seen}, Near: n})
-			}
-			return nil
-		})
-	})
-	if err != nil {
-		return nil, fmt.Errorf("observations near %s in %q: %w", rec.Key(), d.path, err)
-	}
-	return out, nil
 }

@@ -122,6 +122,9 @@ type Observation struct {
 	// request removed, "" for an unanswered ClientHello): what near
 	// matching and explain compare with DB entries.
 	Hellos []string `json:"hellos,omitempty"`
+	// HellosProto is the STARTTLS prefix ("smtp:") of the probe that gave
+	// Hellos, "" for direct TLS: what their near index keys hash with.
+	HellosProto string `json:"hellos_proto,omitempty"`
 }
 
 // maxClients bounds Observation.Clients; maxProbeLog the probe log
@@ -229,7 +232,14 @@ func (d *DB) RecordObservationOf(ev stackprint.Event, r stackprint.Result) error
 			}
 		}
 		if hellos, ok := HellosOf(r.ATSF); ok {
-			o.Hellos = hellos
+			proto := ""
+			if r.StartTLS != "" {
+				proto = r.StartTLS + ":"
+			}
+			if err := reindexObsNear(tx, tk, hellosProto(o), o.Hellos, proto, hellos); err != nil {
+				return err
+			}
+			o.Hellos, o.HellosProto = hellos, proto
 		}
 		if err := logProbe(tx, tk, ProbeEntry{Time: at, Status: r.Status, Error: r.Error, Fingerprints: fps, Client: client, Backfill: ev.Backfill}); err != nil {
 			return fmt.Errorf("probe log of %s: %w", t, err)
@@ -429,6 +439,9 @@ func (d *DB) PruneObservationsTo(cutoff time.Time, max int) (int, error) {
 			return err
 		}
 		for _, k := range dead {
+			if err := unindexObsNear(tx, k, ob.Get(k)); err != nil {
+				return err
+			}
 			if err := ob.Delete(k); err != nil {
 				return err
 			}
@@ -567,6 +580,9 @@ func pruneOver(tx *bolt.Tx, max int) (int, error) {
 			if err := pl.Delete(lk); err != nil {
 				return 0, err
 			}
+		}
+		if err := unindexObsNear(tx, k, ob.Get(k)); err != nil {
+			return 0, err
 		}
 		if err := ob.Delete(k); err != nil {
 			return 0, err

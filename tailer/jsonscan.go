@@ -78,6 +78,19 @@ func swarEq(x, pat uint64) uint64 {
 	return ^((y&lo7 + lo7) | y | lo7)
 }
 
+// movemask gathers the 0x80 bits of a byte mask into the low eight bits
+// (bit k for byte k).
+func movemask(m uint64) uint64 { return (m >> 7) * 0x0102040810204080 >> 56 }
+
+// prefixXOR8 sets bit k of the result to the XOR of bits 0..k of m (eight
+// bits).
+func prefixXOR8(m uint64) uint64 {
+	m ^= m << 1
+	m ^= m << 2
+	m ^= m << 4
+	return m & 0xff
+}
+
 // quoteOrBackslash returns the index of the first '"' or '\\' in b from j
 // on, or len(b): eight bytes at a time.
 func quoteOrBackslash(b []byte, j int) int {
@@ -126,51 +139,102 @@ func skipValue(b []byte, i int) (int, error) {
 
 // skipNested returns the index just past the bracket that closes depth
 // levels of objects and arrays opened before b[i]. It only tracks strings
-// and brackets, eight bytes at a time (a '[' closed by '}' is not caught:
-// the value parsers only use what they recognise).
+// (with their escapes) and brackets, eight bytes at a time: each word's
+// quotes, backslashes and brackets are found with exact masks and taken in
+// order (a '[' closed by '}' is not caught: the value parsers only use what
+// they recognise).
 func skipNested(b []byte, i, depth int) (int, error) {
-	for {
-		i = structural(b, i)
-		if i >= len(b) {
-			return len(b), errJSONEnd
-		}
-		switch b[i] {
-		case '"':
-			end, _, err := scanString(b, i)
-			if err != nil {
-				return end, err
+	const (
+		quotes = swarLo * '"'
+		backs  = swarLo * '\\'
+		opens  = swarLo * '{' // '[' | 0x20
+		closes = swarLo * '}' // ']' | 0x20
+	)
+	inStr := false
+	skip := uint64(0) // the first byte of the next word is escaped
+	for ; i+8 <= len(b); i += 8 {
+		x := binary.LittleEndian.Uint64(b[i:])
+		y := x | 0x2020202020202020 // '[' → '{', ']' → '}', exactly
+		q, esc, br := swarEq(x, quotes), swarEq(x, backs), swarEq(y, opens)|swarEq(y, closes)
+		if esc == 0 && skip == 0 {
+			// No escape in the word: the bytes inside strings are a
+			// prefix XOR of its quotes, and only the brackets outside
+			// them are looked at.
+			in := prefixXOR8(movemask(q))
+			if inStr {
+				in ^= 0xff
 			}
-			i = end
+			inStr = in&0x80 != 0
+			for ob := movemask(br) &^ in; ob != 0; ob &= ob - 1 {
+				k := bits.TrailingZeros64(ob)
+				if c := b[i+k]; c == '{' || c == '[' {
+					depth++
+				} else if depth--; depth == 0 {
+					return i + k + 1, nil
+				}
+			}
 			continue
+		}
+		m := q | esc | br
+		m &^= skip
+		skip = 0
+		for m != 0 {
+			k := bits.TrailingZeros64(m)
+			m &= m - 1
+			c := b[i+k>>3]
+			if inStr {
+				switch c {
+				case '"':
+					inStr = false
+				case '\\':
+					if k == 63 {
+						skip = 0x80 // the escaped byte starts the next word
+					} else {
+						m &^= 1 << (k + 8) // the escaped byte is not structural
+					}
+				}
+				continue
+			}
+			switch c {
+			case '"':
+				inStr = true
+			case '{', '[':
+				depth++
+			case '}', ']':
+				depth--
+				if depth == 0 {
+					return i + k>>3 + 1, nil
+				}
+			}
+		}
+	}
+	if skip != 0 {
+		i++
+	}
+	for ; i < len(b); i++ {
+		c := b[i]
+		if inStr {
+			switch c {
+			case '"':
+				inStr = false
+			case '\\':
+				i++
+			}
+			continue
+		}
+		switch c {
+		case '"':
+			inStr = true
 		case '{', '[':
 			depth++
-		default: // '}', ']'
+		case '}', ']':
 			depth--
 			if depth == 0 {
 				return i + 1, nil
 			}
 		}
-		i++
 	}
-}
-
-// structural returns the index of the first '"', '{', '}', '[' or ']' in b
-// from i on, or len(b).
-func structural(b []byte, i int) int {
-	for ; i+8 <= len(b); i += 8 {
-		x := binary.LittleEndian.Uint64(b[i:])
-		y := x | 0x2020202020202020 // '[' → '{', ']' → '}', exactly
-		if m := swarHas(x, '"') | swarHas(y, '{') | swarHas(y, '}'); m != 0 {
-			return i + bits.TrailingZeros64(m)>>3
-		}
-	}
-	for ; i < len(b); i++ {
-		switch b[i] {
-		case '"', '{', '}', '[', ']':
-			return i
-		}
-	}
-	return i
+	return len(b), errJSONEnd
 }
 
 // objIter walks the members of one JSON object.

@@ -110,3 +110,45 @@ func TestDriftNeedsConfirmation(t *testing.T) {
 		t.Fatalf("status %s after a change seen once", fresh.Status())
 	}
 }
+
+// The starttls column of a watch list file and `watch add --starttls`:
+// protocol names and sensors' service names, a bad one named file:line;
+// an accept refuses fingerprints measured otherwise than the entry asks.
+func TestStartTLSOfEntries(t *testing.T) {
+	data := "target,sni,every,label,starttls\n192.0.2.25:2525,mx.example.org,,mx,smtp\n192.0.2.26:5222,,,chat,xmpp\n" +
+		"192.0.2.27:5269,,,s2s,XMPP\n192.0.2.28:5432,,,db,postgresql\n192.0.2.10:443,,,web\n"
+	es, err := ParseList(t.Context(), nil, "own.csv", []byte(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range es {
+		got = append(got, e.StartTLS)
+	}
+	if want := "smtp xmpp-client xmpp-server postgres "; strings.Join(got, " ") != want {
+		t.Fatalf("starttls %q, want %q", strings.Join(got, " "), want)
+	}
+	if es[0].Target().StartTLS != "smtp" || es[0].Key() != "192.0.2.25:2525/mx.example.org" {
+		t.Errorf("target %+v key %s", es[0].Target(), es[0].Key())
+	}
+	_, err = ParseList(t.Context(), nil, "own.csv", []byte("192.0.2.25:25,,,,smtps\n192.0.2.26:25,,,,\"smtp,imap\"\n192.0.2.27:25,,,,smtp,imap\n"))
+	for _, want := range []string{`own.csv:1: starttls "smtps": want one of ftp, imap, ldap, pop3, postgres, smtp, xmpp-client, xmpp-server`,
+		`own.csv:2: starttls "smtp,imap"`, "own.csv:3: 6 fields, want at most 5"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error %v lacks %q", err, want)
+		}
+	}
+	if err := (&Entry{Addr: es[0].Addr, StartTLS: "tls"}).Validate(); err == nil || !strings.Contains(err.Error(), `starttls "tls"`) {
+		t.Errorf("Validate: %v", err)
+	}
+
+	e := es[0]
+	e.State.Current = &Fingerprints{JARM: strings.Repeat("1", 62)} // measured by direct TLS
+	if _, err := Accept(e, time.Now()); err == nil || !strings.Contains(err.Error(), "its last successful probe used direct TLS, the entry asks STARTTLS smtp") {
+		t.Errorf("accept of a direct-TLS probe for a STARTTLS entry: %v", err)
+	}
+	e.State.Current.StartTLS = "smtp"
+	if e, err = Accept(e, time.Now()); err != nil || e.Baseline.StartTLS != "smtp" {
+		t.Errorf("accept: %v %+v", err, e.Baseline)
+	}
+}

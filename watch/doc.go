@@ -32,4 +32,9 @@
 //     timeout, not TLS, …); never a drift. Cleared by the next success.
 //   - watch_cert_expiry: the certificate ends within Policy.ExpiryWarn
 //     (once per certificate).
+//   - watch_reachable: the first successful probe after watch_unreachable
+//     (Policy.ReachableAgain): how long the server was down, how many
+//     probes failed, and whether it answers with its baseline. Never a
+//     drift: the answers are compared as after any probe, so a server back
+//     with another stack raises watch_drift too, when confirmed.
 package watch

@@ -19,6 +19,10 @@ type Entry struct {
 	SNI   string         `json:"sni,omitempty"`   // server_name of the probes; "" = none
 	Every time.Duration  `json:"every,omitempty"` // re-probe interval; 0 = the daemon's watch.every
 	Label string         `json:"label,omitempty"`
+	// StartTLS is the STARTTLS protocol every probe upgrades with first
+	// (stackprint.StartTLSProtocols); "" = by port, as the daemon's probes
+	// of logged connections decide (probe.starttls_ports).
+	StartTLS string `json:"starttls,omitempty"`
 	// Origin says where the entry came from: "cli", "import FILE:LINE",
 	// "config rules.baselines[N]".
 	Origin string    `json:"origin,omitempty"`
@@ -38,8 +42,12 @@ type State struct {
 	LastError  string    `json:"last_error,omitempty"`
 	// Current is the fingerprint set of the last successful probe.
 	Current *Fingerprints `json:"current,omitempty"`
-	// Failures counts the failed probes since the last success.
-	Failures int `json:"failures,omitempty"`
+	// Failures counts the failed probes since the last success, the
+	// first of which was made at FailingSince.
+	Failures     int       `json:"failures,omitempty"`
+	FailingSince time.Time `json:"failing_since,omitzero"`
+	// LastOK is when the last successful probe was made.
+	LastOK time.Time `json:"last_ok,omitzero"`
 	// Unreachable is set while a watch_unreachable alert stands.
 	Unreachable bool `json:"unreachable,omitempty"`
 	// Drift is the fingerprint set a watch_drift alert was raised for; nil
@@ -56,7 +64,24 @@ type State struct {
 
 // Target is what the daemon probes for e.
 func (e Entry) Target() stackprint.Target {
-	return stackprint.Target{IP: e.Addr.Addr(), Port: e.Addr.Port(), SNI: e.SNI}
+	return stackprint.Target{IP: e.Addr.Addr(), Port: e.Addr.Port(), SNI: e.SNI, StartTLS: e.StartTLS}
+}
+
+// ParseStartTLS reads the STARTTLS protocol of `watch add --starttls` and
+// of an import's starttls column for a server on port: a protocol name,
+// or a service name as sensors write it (xmpp: the client or, on 5269,
+// the server variant; postgresql); "" stays "" (by port).
+func ParseStartTLS(s string, port uint16) (string, error) {
+	s = strings.ToLower(strings.TrimSpace(s))
+	if s == "" || stackprint.IsStartTLSProtocol(s) {
+		return s, nil
+	}
+	if !strings.Contains(s, ",") {
+		if p := stackprint.StartTLSFromService(s, port); p != "" {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("starttls %q: want one of %s (xmpp and postgresql are understood too)", s, strings.Join(stackprint.StartTLSProtocols(), ", "))
 }
 
 // Key is the entry's identity in the list and the DB: ip:port, plus /sni
@@ -79,6 +104,9 @@ func (e *Entry) Validate() error {
 			return fmt.Errorf("watch: sni %q: not a host name", e.SNI)
 		}
 		e.SNI = sni
+	}
+	if e.StartTLS != "" && !stackprint.IsStartTLSProtocol(e.StartTLS) {
+		return fmt.Errorf("watch: starttls %q: want one of %s", e.StartTLS, strings.Join(stackprint.StartTLSProtocols(), ", "))
 	}
 	if e.Every != 0 && e.Every < MinEvery {
 		return fmt.Errorf("watch: every %s: at least %s", e.Every, MinEvery)
@@ -120,6 +148,9 @@ type Fingerprints struct {
 	// header ("" when it sent none).
 	HTTP       bool   `json:"http,omitempty"`
 	HTTPServer string `json:"http_server,omitempty"`
+	// StartTLS is the protocol the probe upgraded with ("" = direct TLS);
+	// not compared: it says how the fingerprints were measured.
+	StartTLS string `json:"starttls,omitempty"`
 }
 
 // Hello is the answer to one ATSF ClientHello.
@@ -152,7 +183,7 @@ func kindOK(r stackprint.Result, k string) bool {
 // FromResult takes the comparable fingerprints of a probe result; ok is
 // false when the probe measured nothing (the server did not answer).
 func FromResult(r stackprint.Result) (Fingerprints, bool) {
-	var f Fingerprints
+	f := Fingerprints{StartTLS: r.StartTLS}
 	if r.HasJARM() && kindOK(r, stackprint.KindJARM) {
 		f.JARM = r.JARM
 	}

@@ -66,12 +66,14 @@ type LineError struct {
 
 func (e LineError) Error() string { return fmt.Sprintf("%s:%d: %s", e.File, e.Line, e.Reason) }
 
-// ListHeader is the optional first line of a watch list file.
-const ListHeader = "target,sni,every,label"
+// ListHeader is the optional first line of a watch list file (files
+// written before the starttls column, with the first four, still load).
+const ListHeader = "target,sni,every,label,starttls"
 
 // ParseList reads a watch list file: one server per line as CSV
-// `target[,sni[,every[,label]]]` (target HOST:PORT, every a Go duration
-// such as 30m, empty fields for the defaults), blank lines and lines
+// `target[,sni[,every[,label[,starttls]]]]` (target HOST:PORT, every a Go
+// duration such as 30m, starttls a protocol as `watch add --starttls`
+// takes it, empty fields for the defaults), blank lines and lines
 // starting with # skipped, an optional header line. Every bad line is
 // reported (LineError, file:line); entries come back only when there is
 // none, so an import is all or nothing. A target listed twice is an error.
@@ -114,11 +116,11 @@ func ParseList(ctx context.Context, res Resolver, name string, data []byte) ([]E
 		if strings.EqualFold(strings.Join(rec, ","), ListHeader) || (len(out) == 0 && len(errs) == 0 && strings.EqualFold(rec[0], "target")) {
 			continue
 		}
-		if len(rec) > 4 {
-			bad("%d fields, want at most 4 (%s)", len(rec), ListHeader)
+		if len(rec) > 5 {
+			bad("%d fields, want at most 5 (%s)", len(rec), ListHeader)
 			continue
 		}
-		rec = append(rec, "", "", "")[:4]
+		rec = append(rec, "", "", "", "")[:5]
 		e := Entry{Label: rec[3], Origin: fmt.Sprintf("import %s:%d", name, line)}
 		ap, sni, err := ParseTarget(ctx, res, rec[0], rec[1])
 		if err != nil {
@@ -133,6 +135,10 @@ func ParseList(ctx context.Context, res Resolver, name string, data []byte) ([]E
 				continue
 			}
 			e.Every = d
+		}
+		if e.StartTLS, err = ParseStartTLS(rec[4], ap.Port()); err != nil {
+			bad("%v", err)
+			continue
 		}
 		if err := e.Validate(); err != nil {
 			bad("%s", strings.TrimPrefix(err.Error(), "watch: "))

@@ -20,11 +20,13 @@ const (
 	RuleRotated     = "watch_cert_rotated"
 	RuleUnreachable = "watch_unreachable"
 	RuleExpiry      = "watch_cert_expiry"
+	RuleReachable   = "watch_reachable"
 
 	SIDDrift       = 1960001
 	SIDRotated     = 1960002
 	SIDUnreachable = 1960003
 	SIDExpiry      = 1960004
+	SIDReachable   = 1960005
 )
 
 // Source is the Event.Source of the watch list's alerts.
@@ -40,11 +42,14 @@ type Policy struct {
 	// ExpiryWarn raises watch_cert_expiry when a certificate ends within
 	// it; 0 disables it.
 	ExpiryWarn time.Duration
+	// ReachableAgain raises watch_reachable at the first successful probe
+	// after a watch_unreachable alert.
+	ReachableAgain bool
 }
 
 // DefaultPolicy is the policy of an empty config.
 func DefaultPolicy() Policy {
-	return Policy{Every: time.Hour, FailAfter: 3, ExpiryWarn: 14 * 24 * time.Hour}
+	return Policy{Every: time.Hour, FailAfter: 3, ExpiryWarn: 14 * 24 * time.Hour, ReachableAgain: true}
 }
 
 // failed reports whether a probe result says the server did not answer
@@ -58,9 +63,13 @@ func failed(r stackprint.Result) bool {
 // raises a drift for a failed probe.
 func Observe(e Entry, r stackprint.Result, now time.Time, p Policy) (Entry, []stackprint.Alert) {
 	st := &e.State
+	prev := *st
 	st.LastProbe, st.LastStatus, st.LastError = now, string(r.Status), r.Error
 	cur, measured := FromResult(r)
 	if failed(r) || !measured {
+		if st.Failures == 0 {
+			st.FailingSince = now
+		}
 		st.Failures++
 		st.Pending = nil // confirmed only by two answers in a row
 		if p.FailAfter > 0 && st.Failures >= p.FailAfter && !st.Unreachable {
@@ -70,16 +79,21 @@ func Observe(e Entry, r stackprint.Result, now time.Time, p Policy) (Entry, []st
 				why += ": " + r.Error
 			}
 			return e, []stackprint.Alert{newAlert(e, r, now, RuleUnreachable,
-				fmt.Sprintf("%d probes in a row failed (last: %s)", st.Failures, why))}
+				fmt.Sprintf("%s failed (last: %s)", probesInARow(st.Failures), why))}
 		}
 		return e, nil
 	}
-	st.Failures, st.Unreachable = 0, false
+	st.Failures, st.FailingSince, st.Unreachable, st.LastOK = 0, time.Time{}, false, now
 	st.Current = &cur
-	var alerts []stackprint.Alert
+	var (
+		alerts []stackprint.Alert
+		// after says how the server answers, for the reachable-again alert.
+		after string
+	)
 	if e.Baseline == nil {
 		b := cur
 		e.Baseline, e.BaselineAt = &b, now
+		after = "no baseline before: this probe recorded it"
 	} else {
 		changes := Compare(*e.Baseline, cur)
 		var stack, rotation []Change
@@ -98,22 +112,31 @@ func Observe(e Entry, r stackprint.Result, now time.Time, p Policy) (Entry, []st
 			switch {
 			case st.Drift != nil && !stackChanged(*st.Drift, cur):
 				st.Pending = nil // alerted already
+				after = "it still answers with the fingerprints of the standing watch_drift alert (" + changedParts(stack) + ")"
 			case st.Pending != nil && !stackChanged(*st.Pending, cur):
 				d := cur
 				st.Drift, st.Pending = &d, nil
 				alerts = append(alerts, newAlert(e, r, now, RuleDrift, Describe(changes)))
+				after = "it answers with other fingerprints than its baseline (" + changedParts(stack) + "): see the watch_drift alert"
 			default:
 				pend := cur
 				st.Pending = &pend
+				after = "it answers with other fingerprints than its baseline (" + changedParts(stack) + "): a watch_drift alert follows if the next probe confirms them"
 			}
 		default:
 			st.Drift, st.Pending = nil, nil
+			after = "it answers with its baseline's fingerprints"
 			if len(rotation) > 0 {
 				alerts = append(alerts, newAlert(e, r, now, RuleRotated, Describe(rotation)))
 				e.Baseline.Cert = cur.Cert
+				after = "it answers with its baseline's fingerprints and a rotated certificate (watch_cert_rotated)"
 			}
 			complete(e.Baseline, cur)
 		}
+	}
+	if prev.Unreachable && p.ReachableAgain {
+		// First, before what the answer says (drift, rotation).
+		alerts = append([]stackprint.Alert{newAlert(e, r, now, RuleReachable, reachableAgain(prev, now, after))}, alerts...)
 	}
 	if a, ok := expiry(e, r, cur, now, p); ok {
 		alerts = append(alerts, a)
@@ -131,6 +154,67 @@ func stackChanged(alerted, cur Fingerprints) bool {
 		}
 	}
 	return false
+}
+
+// reachableAgain describes the end of an outage: how long, how many
+// probes failed, the last failure and how the server answers now.
+func reachableAgain(prev State, now time.Time, after string) string {
+	msg := fmt.Sprintf("reachable again after %d failed probe%s", prev.Failures, map[bool]string{true: "s"}[prev.Failures != 1])
+	var when []string
+	if !prev.FailingSince.IsZero() {
+		msg += " over " + span(now.Sub(prev.FailingSince))
+		when = append(when, "failing since "+prev.FailingSince.UTC().Format(time.RFC3339))
+	}
+	if !prev.LastOK.IsZero() {
+		when = append(when, "last success "+prev.LastOK.UTC().Format(time.RFC3339))
+	}
+	if prev.LastStatus != "" {
+		why := prev.LastStatus
+		if prev.LastError != "" {
+			why += ": " + prev.LastError
+		}
+		when = append(when, "last failure: "+why)
+	}
+	if len(when) > 0 {
+		msg += " (" + strings.Join(when, ", ") + ")"
+	}
+	return msg + "; " + after
+}
+
+// probesInARow says how many probes failed: "1 probe", "3 probes in a row".
+func probesInARow(n int) string {
+	if n == 1 {
+		return "1 probe"
+	}
+	return fmt.Sprintf("%d probes in a row", n)
+}
+
+// span renders a duration to the second (in days and hours past two days).
+func span(d time.Duration) string {
+	if d >= 48*time.Hour {
+		return fmt.Sprintf("%d days %dh", int(d.Hours()/24), int((d % (24 * time.Hour)).Hours()))
+	}
+	return d.Round(time.Second).String()
+}
+
+// changedParts names what differs in stack changes: "JARM, ATSF answers".
+func changedParts(cs []Change) string {
+	names := make([]string, 0, len(cs))
+	for _, c := range cs {
+		switch c.What {
+		case ChangeJARM:
+			names = append(names, "JARM")
+		case ChangeATSF:
+			names = append(names, "ATSF answers")
+		case ChangeCert:
+			names = append(names, "certificate")
+		case ChangeHTTPServer:
+			names = append(names, "HTTP Server header")
+		default:
+			names = append(names, c.What)
+		}
+	}
+	return strings.Join(names, ", ")
 }
 
 func expiry(e Entry, r stackprint.Result, cur Fingerprints, now time.Time, p Policy) (stackprint.Alert, bool) {
@@ -192,6 +276,10 @@ func rulesInfo(rule string) ruleInfo {
 		return ruleInfo{"Watched server's certificate expires soon",
 			"The certificate of a server on the watch list ends within the configured warning period (watch.cert_expiry_days).",
 			"Misc activity", "low", SIDExpiry, []string{"watch", "certificate", "own-server"}}
+	case RuleReachable:
+		return ruleInfo{"Watched server reachable again",
+			"A server on the watch list that had raised watch_unreachable answered a probe again: how long it was down, how many probes failed, and whether it answers with its baseline's fingerprints (a different stack is a watch_drift alert of its own).",
+			"Not Suspicious Traffic", "info", SIDReachable, []string{"watch", "reachability", "own-server"}}
 	}
 	return ruleInfo{name: rule, severity: "info"}
 }
@@ -215,13 +303,28 @@ func newAlert(e Entry, r stackprint.Result, now time.Time, rule, detail string) 
 	return a
 }
 
-// ErrNoProbeYet is Accept's error for a server never probed successfully.
+// startTLSText names how a probe connected: "STARTTLS smtp" or "direct TLS".
+func startTLSText(p string) string {
+	if p == "" {
+		return "direct TLS"
+	}
+	return "STARTTLS " + p
+}
+
+// ErrNoProbeYet is Accept's error for a server never probed successfully
+// (the way its entry asks).
 var ErrNoProbeYet = errors.New("no successful probe yet, nothing to accept")
 
 // Accept makes the last successful probe's fingerprints e's baseline.
 func Accept(e Entry, now time.Time) (Entry, error) {
 	if e.State.Current == nil {
 		return e, fmt.Errorf("watch accept %s: %w", e.Key(), ErrNoProbeYet)
+	}
+	if c := e.State.Current.StartTLS; e.StartTLS != "" && c != e.StartTLS {
+		// The entry's STARTTLS changed since (import --replace): these
+		// fingerprints were not measured the way it asks.
+		return e, fmt.Errorf("watch accept %s: its last successful probe used %s, the entry asks STARTTLS %s: %w",
+			e.Key(), startTLSText(c), e.StartTLS, ErrNoProbeYet)
 	}
 	b := *e.State.Current
 	e.Baseline, e.BaselineAt = &b, now

@@ -157,11 +157,12 @@ func TestCertRotationIsNotDrift(t *testing.T) {
 
 // A watched server that goes down raises the reachability alert after
 // FailAfter failed probes, once, and never a drift; when it answers again
-// as before, nothing is raised.
+// as before, the reachable-again alert says how long it was down and that
+// it answers with its baseline, and nothing else is raised.
 func TestUnreachableIsNotDrift(t *testing.T) {
 	s := newTLSServer(t)
 	p := newEngine(t)
-	pol := watch.Policy{Every: time.Minute, FailAfter: 3}
+	pol := watch.Policy{Every: time.Minute, FailAfter: 3, ReachableAgain: true}
 	cert := certOf(t, newKey(t), 1, time.Now().Add(365*24*time.Hour))
 	cfg := &tls.Config{Certificates: []tls.Certificate{cert}}
 	s.start(cfg, "nginx")
@@ -186,8 +187,61 @@ func TestUnreachableIsNotDrift(t *testing.T) {
 	}
 	s.start(cfg, "nginx")
 	e, as := watch.Observe(e, probeNow(t, p, s), now.Add(10*time.Minute), pol)
-	if len(as) != 0 || e.State.Unreachable || e.State.Failures != 0 {
+	if len(as) != 1 || as[0].Rule != watch.RuleReachable || e.State.Unreachable || e.State.Failures != 0 || !e.State.FailingSince.IsZero() {
 		t.Fatalf("back up: alerts %v, state %+v", rules(as), e.State)
+	}
+	t.Logf("reachable-again alert: %s", as[0].Detail)
+	if d := as[0].Detail; !strings.HasPrefix(d, "[web-prod] reachable again after 4 failed probes over 9m0s (failing since ") ||
+		!strings.Contains(d, ", last failure: refused") || !strings.HasSuffix(d, "; it answers with its baseline's fingerprints") ||
+		as[0].Severity != "info" || as[0].SignatureID != watch.SIDReachable {
+		t.Errorf("reachable-again alert %q (%s, %d)", d, as[0].Severity, as[0].SignatureID)
+	}
+	if _, as = watch.Observe(e, probeNow(t, p, s), now.Add(11*time.Minute), pol); len(as) != 0 {
+		t.Errorf("the next probe raised %v", rules(as))
+	}
+}
+
+// A server that comes back with another stack raises both alerts, each
+// saying its own part: reachable again (with other fingerprints than the
+// baseline) at once, the drift when the next probe confirms it. With
+// ReachableAgain off, the outage's end raises nothing.
+func TestReachableAgainWithAnotherStack(t *testing.T) {
+	s := newTLSServer(t)
+	p := newEngine(t)
+	pol := watch.Policy{Every: time.Minute, FailAfter: 2, ReachableAgain: true}
+	cert := certOf(t, newKey(t), 1, time.Now().Add(365*24*time.Hour))
+	s.start(&tls.Config{Certificates: []tls.Certificate{cert}}, "nginx")
+	now := time.Now()
+	e, _ := watch.Observe(entryOf(s), probeNow(t, p, s), now, pol)
+	s.stop()
+	for i := range 2 {
+		e, _ = watch.Observe(e, probeNow(t, p, s), now.Add(time.Duration(i+1)*time.Minute), pol)
+	}
+	if !e.State.Unreachable {
+		t.Fatalf("not unreachable: %+v", e.State)
+	}
+	down := e
+	s.start(&tls.Config{Certificates: []tls.Certificate{cert}, MaxVersion: tls.VersionTLS12,
+		CipherSuites: []uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA}}, "nginx")
+	e, as := watch.Observe(e, probeNow(t, p, s), now.Add(3*time.Minute), pol)
+	if len(as) != 1 || as[0].Rule != watch.RuleReachable || e.State.Pending == nil {
+		t.Fatalf("back with another stack: alerts %v, pending %v", rules(as), e.State.Pending)
+	}
+	t.Logf("reachable-again alert (another stack): %s", as[0].Detail)
+	if d := as[0].Detail; !strings.Contains(d, "reachable again after 2 failed probes over 2m0s") ||
+		!strings.HasSuffix(d, "it answers with other fingerprints than its baseline (JARM, ATSF answers): a watch_drift alert follows if the next probe confirms them") ||
+		strings.Contains(d, "JARM changed") {
+		t.Errorf("reachable-again alert %q", d)
+	}
+	e, as = watch.Observe(e, probeNow(t, p, s), now.Add(3*time.Minute+10*time.Second), pol)
+	if len(as) != 1 || as[0].Rule != watch.RuleDrift || !strings.Contains(as[0].Detail, "JARM changed") || strings.Contains(as[0].Detail, "reachable") {
+		t.Fatalf("confirming probe: %v %v", rules(as), as)
+	}
+	t.Logf("drift alert after the outage: %s", as[0].Detail)
+
+	pol.ReachableAgain = false
+	if e, as = watch.Observe(down, probeNow(t, p, s), now.Add(3*time.Minute), pol); len(as) != 0 || e.State.Unreachable {
+		t.Errorf("reachable_again off: alerts %v, state %+v", rules(as), e.State)
 	}
 }
 

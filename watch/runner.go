@@ -3,7 +3,6 @@ package watch
 import (
 	"container/heap"
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -65,16 +64,19 @@ func NewRunner(store Store, prober Prober, sink AlertSink, p Policy, log *slog.L
 	return r
 }
 
-// SetPolicy swaps the policy (config reload).
+// SetPolicy swaps the policy (config reload); the entries on the default
+// interval are rescheduled by the new one.
 func (r *Runner) SetPolicy(p Policy) {
 	if p.Every <= 0 {
 		p.Every = DefaultPolicy().Every
 	}
 	r.policy.Store(&p)
+	r.Changed()
 }
 
 // Changed tells the runner the list changed (add, rm, accept, import):
-// new entries are probed at once, removed ones are dropped.
+// new entries are probed at once, removed ones are dropped, the others
+// are rescheduled by their (maybe new) interval from their last probe.
 func (r *Runner) Changed() {
 	select {
 	case r.wake <- struct{}{}:
@@ -90,6 +92,7 @@ type RunnerStats struct {
 
 type outcome struct {
 	key string
+	t   stackprint.Target
 	res stackprint.Result
 	err error
 }
@@ -99,6 +102,9 @@ type outcome struct {
 func (r *Runner) Run(ctx context.Context) error {
 	sched := newSchedule()
 	every := map[string]time.Duration{}
+	// targets holds what each entry is probed as (its STARTTLS protocol
+	// is not part of its key); reloaded with the list.
+	targets := map[string]stackprint.Target{}
 	inFlight := map[string]bool{}
 	results := make(chan outcome)
 	var wg sync.WaitGroup
@@ -116,19 +122,24 @@ func (r *Runner) Run(ctx context.Context) error {
 		for _, e := range list {
 			k := e.Key()
 			seen[k] = true
-			every[k] = e.Every
-			if _, ok := sched.at[k]; ok || inFlight[k] {
-				continue
+			every[k], targets[k] = e.Every, e.Target()
+			if inFlight[k] {
+				continue // rescheduled when its result is filed
 			}
 			due := now
 			if !e.State.LastProbe.IsZero() {
-				due = e.State.LastProbe.Add(r.interval(e.Every))
+				next := r.interval(e.Every)
+				if e.State.Pending != nil {
+					next = min(next, ConfirmAfter)
+				}
+				due = e.State.LastProbe.Add(next)
 			}
 			sched.set(k, due) // a past due time is probed at once
 		}
 		for k := range every {
 			if !seen[k] {
 				delete(every, k)
+				delete(targets, k)
 				sched.remove(k)
 			}
 		}
@@ -152,14 +163,11 @@ func (r *Runner) Run(ctx context.Context) error {
 				continue
 			}
 			inFlight[k] = true
-			t, err := targetOfKey(k)
-			if err != nil {
-				return err
-			}
+			t := targets[k]
 			wg.Go(func() {
 				res, err := r.prober.ProbeNow(pctx, t)
 				select {
-				case results <- outcome{k, res, err}:
+				case results <- outcome{k, t, res, err}:
 				case <-pctx.Done():
 				}
 			})
@@ -188,10 +196,7 @@ func (r *Runner) Run(ctx context.Context) error {
 				continue
 			}
 			if r.Record != nil {
-				t, err := targetOfKey(o.key)
-				if err != nil {
-					return err
-				}
+				t := o.t
 				o.res.Target = t
 				ev := stackprint.Event{TS: r.now(), Resp: t.Addr(), SNI: t.SNI, Source: Source, Kind: "watch"}
 				if err := r.Record(ev, o.res); err != nil {
@@ -272,14 +277,6 @@ func (r *Runner) file(key string, res stackprint.Result) (pending bool, _ error)
 // Stats returns the runner's counters.
 func (r *Runner) Stats() RunnerStats {
 	return RunnerStats{Watched: int(r.watched.Load()), Probes: r.probes.Load(), Alerts: r.alerts.Load(), Fail: r.failures.Load()}
-}
-
-func targetOfKey(k string) (stackprint.Target, error) {
-	ap, sni, err := ParseKey(k, "")
-	if err != nil {
-		return stackprint.Target{}, errors.New("watch: stored key " + err.Error())
-	}
-	return stackprint.Target{IP: ap.Addr(), Port: ap.Port(), SNI: sni}, nil
 }
 
 // schedule is a heap of due times by entry key.

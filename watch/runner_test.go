@@ -106,3 +106,38 @@ func TestRunnerRecordsBaselineAndRaisesDrift(t *testing.T) {
 		t.Fatalf("a removed entry was probed %d more times", p2-p1)
 	}
 }
+
+// A new default interval (config reload) reschedules the entries on the
+// default at once: a server probed under an hour's interval is probed
+// again within seconds of SetPolicy shortening it, not an hour later.
+func TestRunnerSetPolicyReschedules(t *testing.T) {
+	d, err := db.Open(filepath.Join(t.TempDir(), "fp.db"), db.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	s := newTLSServer(t)
+	s.start(&tls.Config{Certificates: []tls.Certificate{certOf(t, newKey(t), 1, time.Now().Add(365*24*time.Hour))}}, "nginx")
+	if _, err := d.WatchAdd([]watch.Entry{entryOf(s)}, false); err != nil {
+		t.Fatal(err)
+	}
+	r := watch.NewRunner(d, newEngine(t), &alertLog{}, watch.DefaultPolicy(), nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	waitFor(t, "the first probe", func() bool { return r.Stats().Probes == 1 })
+	time.Sleep(time.Second)
+	if n := r.Stats().Probes; n != 1 {
+		t.Fatalf("%d probes under an hour's interval", n)
+	}
+	pol := watch.DefaultPolicy()
+	pol.Every = 500 * time.Millisecond
+	r.SetPolicy(pol)
+	waitFor(t, "two more probes at the new interval", func() bool { return r.Stats().Probes >= 3 })
+}

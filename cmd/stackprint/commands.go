@@ -197,9 +197,10 @@ func commands() []command {
 		},
 		{
 			name: "watch add", summary: "watch a server: re-probed on its schedule, drift and reachability alerts",
-			usage: "stackprint watch add [--sni NAME] [--every 1h] [--label L] [flags] HOST:PORT",
+			usage: "stackprint watch add [--sni NAME] [--every 1h] [--label L] [--starttls PROTO] [flags] HOST:PORT",
 			examples: []string{
 				"stackprint watch add --label web-prod --every 30m 192.0.2.10:443",
+				"stackprint watch add --starttls smtp --label mx 192.0.2.25:2525   # SMTP STARTTLS first (by default on 21 25 110 143 389 587 5222 5269 5432)",
 				"stackprint watch add www.example.org:443    # resolved once; SNI = www.example.org",
 			},
 			run: cmdWatchAdd,
@@ -231,10 +232,10 @@ func commands() []command {
 			run: cmdWatchAccept,
 		},
 		{
-			name: "watch import", summary: "add servers from a file (CSV target,sni,every,label; all or nothing)",
+			name: "watch import", summary: "add servers from a file (CSV target,sni,every,label,starttls; all or nothing)",
 			usage: "stackprint watch import [--replace] [flags] FILE",
 			examples: []string{
-				"stackprint watch import own-servers.csv   # lines: 192.0.2.10:443,www.example.org,30m,web-prod",
+				"stackprint watch import own-servers.csv   # lines: 192.0.2.10:443,www.example.org,30m,web-prod  or  192.0.2.25:2525,mx.example.org,,mx,smtp",
 			},
 			run: cmdWatchImport,
 		},

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/stackprint/stackprint"
 	"github.com/stackprint/stackprint/watch"
 )
 
@@ -46,6 +48,8 @@ func cmdWatchAdd(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	sni := fs.String("sni", "", "server_name of the probes (default: the host name of HOST:PORT, none for an IP)")
 	every := fs.Duration("every", 0, "re-probe interval, e.g. 30m (default: watch.every of the daemon's config)")
 	label := fs.String("label", "", "a name for the server in alerts, e.g. web-prod")
+	startTLS := fs.String("starttls", "", "upgrade every probe with this STARTTLS protocol first ("+strings.Join(stackprint.StartTLSProtocols(), ", ")+
+		"; default: by port, as probe.starttls_ports says for logged connections)")
 	pos, err := parseInterleaved(fs, args)
 	if err != nil {
 		return err
@@ -58,6 +62,9 @@ func cmdWatchAdd(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		return fmt.Errorf("watch add: %w", err)
 	}
 	e := watch.Entry{Addr: ap, SNI: name, Every: *every, Label: *label, Origin: "cli"}
+	if e.StartTLS, err = watch.ParseStartTLS(*startTLS, ap.Port()); err != nil {
+		return fmt.Errorf("watch add: --%w", err)
+	}
 	if err := e.Validate(); err != nil {
 		return fmt.Errorf("watch add: %w", err)
 	}
@@ -70,7 +77,11 @@ func cmdWatchAdd(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "watching %s (every %s) via %s\n", added[0].Key(), everyText(added[0].Every), st.Via())
+	how := ""
+	if added[0].StartTLS != "" {
+		how = ", STARTTLS " + added[0].StartTLS
+	}
+	fmt.Fprintf(stdout, "watching %s (every %s%s) via %s\n", added[0].Key(), everyText(added[0].Every), how, st.Via())
 	if st.Live() {
 		fmt.Fprintln(stdout, "the daemon probes it now; its first successful probe records the baseline")
 	} else {
@@ -112,7 +123,7 @@ func cmdWatchList(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		return nil
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "TARGET\tLABEL\tEVERY\tSTATUS\tLAST PROBE\tJARM (BASELINE)")
+	fmt.Fprintln(tw, "TARGET\tLABEL\tEVERY\tSTARTTLS\tSTATUS\tLAST PROBE\tJARM (BASELINE)")
 	for _, e := range list {
 		last := "-"
 		if !e.State.LastProbe.IsZero() {
@@ -122,9 +133,21 @@ func cmdWatchList(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		if e.Baseline != nil && e.Baseline.JARM != "" {
 			jarm = e.Baseline.JARM
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", e.Key(), orDashText(e.Label), everyText(e.Every), e.Status(), last, jarm)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.Key(), orDashText(e.Label), everyText(e.Every), startTLSColumn(e), e.Status(), last, jarm)
 	}
 	return tw.Flush()
+}
+
+// startTLSColumn is the entry's STARTTLS protocol, or the one its last
+// successful probe used by port ("smtp (port)"), or "-".
+func startTLSColumn(e watch.Entry) string {
+	switch {
+	case e.StartTLS != "":
+		return e.StartTLS
+	case e.State.Current != nil && e.State.Current.StartTLS != "":
+		return e.State.Current.StartTLS + " (port)"
+	}
+	return "-"
 }
 
 func orDashText(s string) string {
@@ -199,8 +222,12 @@ func cmdWatchAccept(ctx context.Context, args []string, stdout, stderr io.Writer
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "%s: the fingerprints of its last successful probe (%s) are its baseline now (jarm %s)\n",
-		e.Key(), e.State.LastProbe.UTC().Format(time.RFC3339), orDashText(e.Baseline.JARM))
+	how := ""
+	if e.Baseline.StartTLS != "" {
+		how = ", STARTTLS " + e.Baseline.StartTLS
+	}
+	fmt.Fprintf(stdout, "%s: the fingerprints of its last successful probe (%s%s) are its baseline now (jarm %s)\n",
+		e.Key(), cmp.Or(e.State.LastOK, e.State.LastProbe).UTC().Format(time.RFC3339), how, orDashText(e.Baseline.JARM))
 	return nil
 }
 
