@@ -166,7 +166,7 @@ func (e *Engine) atsfHello(ctx context.Context, d *targetDialer, network, addr s
 			return complete, more
 		}
 	}
-	herr := uc.HandshakeContext(ctx)
+	herr := handshake(ctx, conn, uc.HandshakeContext)
 	tr := scan.scan(rc.records, kl.secret(serverHSLabel))
 	o.hello.Raw = tr.atsfString()
 	if herr == nil {

@@ -81,7 +81,7 @@ func (e *Engine) runCertHTTP(ctx context.Context, d *targetDialer, network, addr
 	// that answers with a protocol the client did not offer (Botan does)
 	// would make crypto/tls abort before the Certificate.
 	tc := tls.Client(rc, cfg)
-	herr := tc.HandshakeContext(ctx)
+	herr := handshake(ctx, conn, tc.HandshakeContext)
 	tr := parseTranscript(rc.records, kl.secret(serverHSLabel))
 	failStatus := func() stackprint.Status { return classify(ctx, rc.err, herr) }
 
