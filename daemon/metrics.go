@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"os"
-	"runtime/debug"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/stackprint/stackprint"
 	"github.com/stackprint/stackprint/enrich"
+	"github.com/stackprint/stackprint/internal/buildinfo"
 	"github.com/stackprint/stackprint/observe"
 )
 
@@ -220,20 +220,11 @@ func (c *daemonCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
+// BuildInfo is the running binary's version, commit and Go version
+// (internal/buildinfo: the linker's values, else what Go recorded).
 func BuildInfo() (version, commit, goVersion string) {
-	version, commit, goVersion = "(devel)", "unknown", "unknown"
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		goVersion = bi.GoVersion
-		if bi.Main.Version != "" {
-			version = bi.Main.Version
-		}
-		for _, s := range bi.Settings {
-			if s.Key == "vcs.revision" {
-				commit = s.Value
-			}
-		}
-	}
-	return version, commit, goVersion
+	in := buildinfo.Get()
+	return in.Version, in.Commit, in.GoVersion
 }
 
 // serveHTTP serves /metrics, /healthz and /readyz on addr until ctx ends.

@@ -112,6 +112,12 @@ func (d *DB) exportRecords(w io.Writer, o ExportOptions, minRank int) (int, erro
 			row := []string{r.Kind, r.Value, r.Label, r.Source, r.Confidence, r.Category, r.Notes,
 				strconv.FormatUint(r.BlockCount, 10), strconv.FormatUint(r.TopCount, 10),
 				rfc3339OrEmpty(r.FirstSeen), rfc3339OrEmpty(r.LastSeen)}
+			// An atsf entry's ten answers, one column per ClientHello.
+			hellos := r.Hellos
+			if len(hellos) != ATSFHellos {
+				hellos = make([]string, ATSFHellos)
+			}
+			row = append(row, hellos...)
 			if err := cw.Write(row); err != nil {
 				return 0, err
 			}

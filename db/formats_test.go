@@ -2,6 +2,8 @@ package db
 
 import (
 	"bytes"
+	"encoding/csv"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -161,6 +163,7 @@ func TestExportRoundTrip(t *testing.T) {
 		{Kind: "jarm", Value: jarmA, Label: "a, with comma", Category: "c2", Source: "s", Confidence: "high", Notes: "line1\nline2", FirstSeen: c.t, LastSeen: c.t},
 		{Kind: "cert_sha1", Value: sha1A, Label: "cert", Source: "abuse.ch SSLBL", Confidence: "low"},
 		{Kind: "atsf", Value: strings.Repeat("ab", 32), Label: "atsf-thing", Source: "lab", Confidence: "medium", BlockCount: 4, TopCount: 1},
+		{Kind: "atsf", Value: ATSFID(goHellos), Label: "go-server", Source: "lab", Confidence: "high", Hellos: goHellos},
 	}
 	for _, r := range recs {
 		if err := d.Add(r); err != nil {
@@ -170,24 +173,43 @@ func TestExportRoundTrip(t *testing.T) {
 	for _, format := range []string{ExportJSONL, ExportCSV} {
 		var buf bytes.Buffer
 		n, err := d.Export(&buf, ExportOptions{Format: format})
-		if err != nil || n != 3 {
+		if err != nil || n != len(recs) {
 			t.Fatalf("export %s: %d %v", format, n, err)
+		}
+		if format == ExportCSV {
+			// One column per ClientHello, named after it, with the answers
+			// of an atsf entry that has them.
+			rows, err := csv.NewReader(bytes.NewReader(buf.Bytes())).ReadAll()
+			if err != nil {
+				t.Fatal(err)
+			}
+			header := rows[0]
+			i := slices.Index(header, "random6306")
+			if i < 0 || !slices.Equal(header[len(header)-ATSFHellos:], ATSFHelloNames()) {
+				t.Fatalf("csv header: %q", header)
+			}
+			for _, row := range rows[1:] {
+				if want := map[bool]string{true: goHellos[3], false: ""}[row[2] == "go-server"]; row[i] != want {
+					t.Errorf("csv row %q: random6306 = %q, want %q", row[2], row[i], want)
+				}
+			}
 		}
 		d2, _ := openTest(t)
 		rep, err := d2.ImportWith(bytes.NewReader(buf.Bytes()), "export."+format, ImportOptions{})
-		if err != nil || rep.Format != format || rep.Accepted != 3 {
+		if err != nil || rep.Format != format || rep.Accepted != len(recs) {
 			t.Fatalf("re-import %s: %+v %v\n%s", format, rep, err, buf.String())
 		}
 		for _, want := range recs {
 			got, ok, _ := d2.Get(want.Kind, want.Value)
 			if !ok || got.Label != want.Label || got.Notes != want.Notes || got.Confidence != want.Confidence ||
-				got.BlockCount != want.BlockCount || got.TopCount != want.TopCount || !got.FirstSeen.Equal(want.FirstSeen) {
+				got.BlockCount != want.BlockCount || got.TopCount != want.TopCount || !got.FirstSeen.Equal(want.FirstSeen) ||
+				!slices.Equal(got.Hellos, want.Hellos) {
 				t.Errorf("%s round trip: got %+v want %+v", format, got, want)
 			}
 		}
 	}
 	var buf bytes.Buffer
-	if n, _ := d.Export(&buf, ExportOptions{Format: ExportJSONL, MinConfidence: "medium"}); n != 2 {
+	if n, _ := d.Export(&buf, ExportOptions{Format: ExportJSONL, MinConfidence: "medium"}); n != 3 {
 		t.Errorf("min confidence medium exported %d", n)
 	}
 	if _, err := d.Export(&buf, ExportOptions{Format: "yaml"}); err == nil {

@@ -381,12 +381,13 @@ func readCSV(cr *csv.Reader, rep *ImportReport, fn func(line int, fields []strin
 // csvColumns are the columns of our CSV: the required ones first.
 func csvColumns() (required, optional []string) {
 	return []string{"kind", "value", "label", "source", "confidence"},
-		[]string{"category", "notes", "block_count", "top_count", "first_seen", "last_seen"}
+		append([]string{"category", "notes", "block_count", "top_count", "first_seen", "last_seen"}, atsfHelloNames[:]...)
 }
 
 // parseCSV reads our CSV: a header line naming the columns kind, value,
 // label, source, confidence and optionally category, notes, block_count,
-// top_count, first_seen, last_seen (RFC 3339), in any order.
+// top_count, first_seen, last_seen (RFC 3339) and the ten ClientHello
+// names (an atsf entry's answers, random4520 … random9428), in any order.
 func parseCSV(data []byte, rep *ImportReport) ([]parsedLine, error) {
 	cr := newCSVReader(data)
 	header, err := cr.Read()
@@ -420,6 +421,14 @@ func parseCSV(data []byte, rep *ImportReport) ([]parsedLine, error) {
 		rec := Record{
 			Kind: get("kind"), Value: get("value"), Label: get("label"), Source: get("source"),
 			Confidence: get("confidence"), Category: get("category"), Notes: get("notes"),
+		}
+		for _, n := range atsfHelloNames {
+			if get(n) != "" {
+				for _, n := range atsfHelloNames {
+					rec.Hellos = append(rec.Hellos, get(n)) // checked against the value with the record
+				}
+				break
+			}
 		}
 		var perr error
 		for _, f := range []struct {

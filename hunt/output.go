@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/stackprint/stackprint"
+	"github.com/stackprint/stackprint/db"
 	"github.com/stackprint/stackprint/zeeklog"
 )
 
@@ -50,6 +51,10 @@ type Record struct {
 	Conns      int                `json:"conns"`
 	DurationMS int64              `json:"duration_ms"`
 	Source     string             `json:"source"` // FILE:LINE of the input line
+
+	// Hellos are the ten ATSF answers (status_request removed, "" for one
+	// unanswered), as a DB entry keeps them: the CSV's last ten columns.
+	Hellos []string `json:"-"`
 }
 
 // recordOf turns a probe result into a record.
@@ -65,6 +70,7 @@ func recordOf(res stackprint.Result, jarmSNI, where string, matches []stackprint
 	if res.HasATSF() {
 		r.ATSF = res.ATSF.ID
 	}
+	r.Hellos, _ = db.HellosOf(res.ATSF)
 	if c := res.Cert; c != nil {
 		r.CertSHA256, r.CertSHA1, r.Subject, r.Issuer = c.SHA256, c.SHA1, c.Subject, c.Issuer
 	}
@@ -117,7 +123,8 @@ func (e *Encoder) Header(now time.Time) []byte {
 		for i, c := range columns {
 			names[i] = c.Name
 		}
-		_ = e.csv.Write(names)
+		// Then one column per ATSF ClientHello, named after it.
+		_ = e.csv.Write(append(names, db.ATSFHelloNames()...))
 		e.csv.Flush()
 		return bytes.Clone(e.buf.Bytes())
 	case FormatZeek:
@@ -144,7 +151,11 @@ func (e *Encoder) Encode(r Record) ([]byte, error) {
 			r.JARM, r.ATSF, r.CertSHA256, r.CertSHA1, r.Subject, r.Issuer, r.HTTPServer, r.StartTLS,
 			strings.Join(kinds, ";"), strings.Join(labels, ";"), strings.Join(near, ";"),
 			strconv.Itoa(r.Conns), strconv.FormatInt(r.DurationMS, 10), r.Source, r.Error)
-		if err := e.csv.Write(row); err != nil {
+		hellos := r.Hellos
+		if len(hellos) != db.ATSFHellos {
+			hellos = make([]string, db.ATSFHellos)
+		}
+		if err := e.csv.Write(append(row, hellos...)); err != nil {
 			return nil, err
 		}
 		e.csv.Flush()

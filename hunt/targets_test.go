@@ -121,7 +121,8 @@ func itoa(p uint16) string {
 func TestEncoders(t *testing.T) {
 	r := Record{IP: netip.MustParseAddr("192.0.2.1"), Port: 443, SNI: "a.example.org", JARMSNI: "192.0.2.1", Status: stackprint.StatusOK,
 		JARM: "2ad2ad0002ad2ad22c2ad2ad2ad2ad2eac92ec34bcc0cf7520e97547f83e81", Matches: []stackprint.Match{{Kind: "jarm", Label: "c2,x"},
-			{Kind: "atsf", Label: "c2-y", Near: &stackprint.Near{Agree: 9, Of: 10, Differs: []string{"random6306"}, Details: []string{"ALPN"}}}}, Conns: 10, Source: "l:1"}
+			{Kind: "atsf", Label: "c2-y", Near: &stackprint.Near{Agree: 9, Of: 10, Differs: []string{"random6306"}, Details: []string{"ALPN"}}}}, Conns: 10, Source: "l:1",
+		Hellos: []string{"771_1301_43.AwQ-51.23_16.AAMCaDI-0.__43.AwQ-51.23_-", "a", "b", "______<120", "c", "d", "e", "f", "g", "______<40"}}
 	for _, f := range Formats() {
 		e, err := NewEncoder(f)
 		if err != nil {
@@ -135,7 +136,9 @@ func TestEncoders(t *testing.T) {
 		s := string(line)
 		switch f {
 		case FormatCSV:
-			if !strings.HasPrefix(h, "ts,ip,port,sni,") || !strings.Contains(s, `,192.0.2.1,443,a.example.org,`) || !strings.Contains(s, `,jarm,"c2,x",atsf: 9 of 10 answers equal to c2-y; differs on random6306: ALPN,10,`) {
+			if !strings.HasPrefix(h, "ts,ip,port,sni,") || !strings.Contains(s, `,192.0.2.1,443,a.example.org,`) || !strings.Contains(s, `,jarm,"c2,x",atsf: 9 of 10 answers equal to c2-y; differs on random6306: ALPN,10,`) ||
+				!strings.HasSuffix(h, ",error,random4520,random458,random6112,random6306,random6939,random7225,random7590,random8273,random9057,random9428\n") ||
+				!strings.HasSuffix(s, ",l:1,,771_1301_43.AwQ-51.23_16.AAMCaDI-0.__43.AwQ-51.23_-,a,b,______<120,c,d,e,f,g,______<40\n") {
 				t.Errorf("csv:\n%s%s", h, s)
 			}
 		case FormatZeek:

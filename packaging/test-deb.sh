@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Builds the .deb (and the .rpm), installs the .deb on this machine with
 # dpkg, checks what it installed (user, modes, conffiles, config check,
+# the version the binary prints, the man page rendered by groff, the bash
+# and zsh completions, the Debian changelog and copyright file,
 # systemd-analyze verify of the unit, logrotate, the syscall filter against
 # a trace of the daemon), removes it (config, DB and logs stay), purges it
 # (nothing of it stays but the system user, as Debian policy asks) and
@@ -19,6 +21,9 @@ command -v logrotate >/dev/null 2>&1 || need+=(logrotate)
 command -v readelf >/dev/null 2>&1 || need+=(binutils)
 command -v rpm >/dev/null 2>&1 || need+=(rpm)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
+command -v groff >/dev/null 2>&1 || need+=(groff-base)
+command -v zsh >/dev/null 2>&1 || need+=(zsh)
+command -v dpkg-parsechangelog >/dev/null 2>&1 || need+=(dpkg-dev)
 if ((${#need[@]})); then
 	say "installing ${need[*]}"
 	apt-get -o DPkg::Lock::Timeout=600 update -qq
@@ -60,9 +65,59 @@ conffiles=$(dpkg-query -W -f='${Conffiles}\n' stackprint | awk 'NF {print $1}' |
 readelf -l /usr/bin/stackprint | grep -q INTERP && fail "/usr/bin/stackprint is not static"
 
 say "stackprint version; config check (the installed /usr/bin/stackprint)"
-/usr/bin/stackprint version
+pkgver=$(dpkg-query -W -f='${Version}' stackprint)
+upver=${pkgver%-*} # without nfpm's release
+version=$(/usr/bin/stackprint version)
+echo "  $version (package $pkgver)"
+[[ "$version" == "stackprint $upver commit "* ]] || fail "stackprint version says \"$version\", the package is $pkgver"
+if git rev-parse --git-dir >/dev/null 2>&1; then
+	[[ "$version" == *" commit $(git rev-parse HEAD) "* ]] || fail "stackprint version names another commit than HEAD: $version"
+fi
 /usr/bin/stackprint config check -c /etc/stackprint/stackprint.yaml
 runuser -u stackprint -- /usr/bin/stackprint config check -c /etc/stackprint/stackprint.yaml
+
+say "documentation: man page, completions, changelog, copyright"
+man1=/usr/share/man/man1/stackprint.1.gz
+bashc=/usr/share/bash-completion/completions/stackprint
+zshc=/usr/share/zsh/vendor-completions/_stackprint
+chlog=/usr/share/doc/stackprint/changelog.Debian.gz
+copyright=/usr/share/doc/stackprint/copyright
+for f in "$man1" "$bashc" "$zshc" "$chlog" "$copyright"; do
+	[[ -s "$f" ]] || fail "$f is missing or empty"
+	printf '%s\n' "${installed[@]}" | grep -qxF "$f" || fail "$f is not the package's (dpkg -L)"
+	[[ $(stat -c '%U:%G %a' "$f") == "root:root 644" ]] || fail "$f: $(stat -c '%U:%G %a' "$f")"
+done
+gzip -t "$man1" "$chlog" || fail "a .gz file is not gzip"
+# The page as man shows it: groff with warnings on, none printed.
+warn=$(zcat "$man1" | groff -man -Tutf8 -ww -z 2>&1) || fail "groff: $warn"
+[[ -z "$warn" ]] || fail "groff warns about $man1: $warn"
+page=$(zcat "$man1" | groff -man -Tutf8 -P-cbou 2>/dev/null)
+for want in "stackprint - active TLS server fingerprinting" "stackprint watch add" "--starttls" "stackprint $upver"; do
+	grep -qF -- "$want" <<<"$page" || fail "the rendered man page lacks \"$want\""
+done
+if command -v man >/dev/null 2>&1; then
+	MANPAGER=cat MANWIDTH=100 man -l "$man1" 2>/dev/null | grep -qF "stackprint watch add" || fail "man -l $man1 does not render it"
+fi
+say "man page: $(wc -l <<<"$page") lines rendered, no groff warning"
+# Completions as the shells load them.
+got=$(bash -c 'source "$0"; COMP_WORDS=(stackprint wat); COMP_CWORD=1; _stackprint; echo "${COMPREPLY[*]}"' "$bashc")
+[[ "$got" == "watch" ]] || fail "bash completion of 'stackprint wat': \"$got\""
+got=$(bash -c 'source "$0"; COMP_WORDS=(stackprint watch add --star); COMP_CWORD=3; _stackprint; echo "${COMPREPLY[*]}"' "$bashc")
+[[ "$got" == "--starttls" ]] || fail "bash completion of 'stackprint watch add --star': \"$got\""
+zsh -n "$zshc" || fail "zsh -n $zshc"
+got=$(zsh -f -c '_describe() { local -a a; a=("${(@P)${@[-1]}}"); print -rl -- "${a[@]}"; }; _files() { :; }
+source "$1" >/dev/null; words=(stackprint ""); CURRENT=2; PREFIX=""; _stackprint' zsh "$zshc")
+grep -q '^watch:' <<<"$got" || fail "zsh completion of 'stackprint ' lacks watch: $got"
+# The changelog parses and names this version; the copyright file is
+# machine-readable (DEP-5) with a text for every licence it names.
+clv=$(zcat "$chlog" | dpkg-parsechangelog -l - -S Version) || fail "dpkg-parsechangelog $chlog"
+[[ "$clv" == "$pkgver" ]] || fail "changelog version $clv, package $pkgver"
+head -1 "$copyright" | grep -qxF 'Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/' || fail "$copyright is not DEP-5"
+for lic in $(awk '/^Files:/ {f = 1} f && /^License:/ {print $2; f = 0}' "$copyright" | sort -u); do
+	awk -v l="$lic" 'BEGIN {RS = ""} $0 ~ "^License: " l "\n" && $0 !~ /(^|\n)Files:/ {found = 1} END {exit !found}' "$copyright" ||
+		fail "$copyright names licence $lic without its text paragraph"
+done
+say "changelog ($clv) and copyright ok"
 
 say "systemd-analyze verify /usr/lib/systemd/system/stackprint.service"
 out=$(systemd-analyze verify /usr/lib/systemd/system/stackprint.service 2>&1) || fail "systemd-analyze verify: $out"
@@ -144,6 +199,8 @@ say "dpkg -P stackprint"
 dpkg -P stackprint
 for f in "${installed[@]}" /etc/stackprint /var/lib/stackprint /var/log/stackprint; do
 	case "$f" in /etc | /usr | /usr/bin | /usr/share | /usr/share/doc | /usr/lib | /usr/lib/systemd | /usr/lib/systemd/system | /var | /var/lib | /var/log | /etc/logrotate.d | /) continue ;; esac
+	# Directories other packages share (man-db, bash-completion, zsh).
+	case "$f" in /usr/share/man | /usr/share/man/man1 | /usr/share/bash-completion | /usr/share/bash-completion/completions | /usr/share/zsh | /usr/share/zsh/vendor-completions) continue ;; esac
 	[[ -e "$f" ]] && fail "after purge, $f is still there"
 done
 dpkg -s stackprint >/dev/null 2>&1 && fail "dpkg still knows stackprint after purge"

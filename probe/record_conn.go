@@ -205,6 +205,21 @@ func (r *recordConn) readRecord() error {
 	return nil
 }
 
+// handshake runs a TLS client's HandshakeContext without the goroutine
+// that crypto/tls and utls start for every handshake under a cancellable
+// context (with two channels and a context of its own): ctx's end closes
+// conn instead, from a callback that costs nothing until then, and the
+// error is ctx's, as theirs would be. The I/O deadlines of the recordConn
+// on conn already follow ctx's deadline.
+func handshake(ctx context.Context, conn net.Conn, hs func(context.Context) error) error {
+	stop := context.AfterFunc(ctx, func() { _ = conn.Close() })
+	err := hs(context.Background())
+	if !stop() {
+		return ctx.Err() // ended while the handshake ran
+	}
+	return err
+}
+
 // looksTLS checks a record header prefix: a known content type and major
 // version 3. An SSLv2 answer (high bit set), HTTP text or noise fails.
 func looksTLS(h []byte) bool {
