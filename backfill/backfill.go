@@ -257,6 +257,10 @@ func (b *Runner) Run(ctx context.Context, run string, total int, servers iter.Se
 		wg.Go(func() {
 			for s := range jobs {
 				outcome, alerts, err := b.one(ctx, run, s)
+				if outcome == outcomeInterrupted {
+					fail(err)
+					continue // not judged: neither done nor counted
+				}
 				mu.Lock()
 				done++
 				sum.Events += s.Count
@@ -316,7 +320,8 @@ feed:
 type outcome int
 
 const (
-	outcomeResumed outcome = iota
+	outcomeInterrupted outcome = iota // ctx ended before the server's probe
+	outcomeResumed
 	outcomeOutOfScope
 	outcomeCached
 	outcomeProbed
@@ -351,7 +356,7 @@ func (b *Runner) one(ctx context.Context, run string, s Server) (outcome, int, e
 		out = outcomeProbed
 		res, err = b.prober.Probe(ctx, t)
 		if err != nil {
-			return out, 0, err // interrupted: the server is not finished
+			return outcomeInterrupted, 0, err // the server is not finished
 		}
 		// Kept at once, even when the run is being interrupted: a run
 		// interrupted from here on finds the server fresh and does not

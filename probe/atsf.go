@@ -6,6 +6,7 @@ import (
 	"crypto/ecdh"
 	"crypto/rand"
 	"fmt"
+	"net"
 	"slices"
 	"strings"
 
@@ -138,16 +139,8 @@ func (e *Engine) atsfHello(ctx context.Context, d *targetDialer, network, addr s
 	if e.atsfBaseline {
 		rc.src = conn
 	} else {
-		br, _ := e.readBufs.Get().(*bufio.Reader)
-		if br == nil {
-			br = bufio.NewReaderSize(conn, readBufSize)
-		} else {
-			br.Reset(conn)
-		}
-		defer func() {
-			br.Reset(nil)
-			e.readBufs.Put(br)
-		}()
+		br := e.readBuffer(conn)
+		defer e.putReadBuffer(br)
 		rc.src = br
 		goOn := false // the handshake must run to its end
 		rc.ahead = func() (complete, more bool) {
@@ -191,6 +184,22 @@ func (e *Engine) atsfHello(ctx context.Context, d *targetDialer, network, addr s
 		o.status = classify(ctx, rc.err, herr)
 	}
 	return o
+}
+
+// readBuffer is a read buffer of readBufSize on conn from the engine's pool.
+func (e *Engine) readBuffer(conn net.Conn) *bufio.Reader {
+	br, _ := e.readBufs.Get().(*bufio.Reader)
+	if br == nil {
+		return bufio.NewReaderSize(conn, readBufSize)
+	}
+	br.Reset(conn)
+	return br
+}
+
+// putReadBuffer returns br to the pool; the connection is not read again.
+func (e *Engine) putReadBuffer(br *bufio.Reader) {
+	br.Reset(nil)
+	e.readBufs.Put(br)
 }
 
 // hrrHasCookie reports whether r carries a HelloRetryRequest with a

@@ -38,6 +38,13 @@ func CertFactsFromChain(chain [][]byte) (*stackprint.CertFacts, error) {
 }
 
 func certFacts(leaf []byte, chainLen int) *stackprint.CertFacts {
+	return certFactsParsed(leaf, chainLen, nil)
+}
+
+// certFactsParsed is certFacts with the leaf already parsed by the TLS
+// client (used only when it is these very bytes), which saves parsing it
+// twice.
+func certFactsParsed(leaf []byte, chainLen int, parsed *x509.Certificate) *stackprint.CertFacts {
 	s256 := sha256.Sum256(leaf)
 	s1 := sha1.Sum(leaf)
 	f := &stackprint.CertFacts{
@@ -45,10 +52,13 @@ func certFacts(leaf []byte, chainLen int) *stackprint.CertFacts {
 		SHA1:     hex.EncodeToString(s1[:]),
 		ChainLen: chainLen,
 	}
-	c, err := x509.ParseCertificate(leaf)
-	if err != nil {
-		f.ParseError = shortError(err)
-		return f
+	c := parsed
+	if c == nil || !bytes.Equal(c.Raw, leaf) {
+		var err error
+		if c, err = x509.ParseCertificate(leaf); err != nil {
+			f.ParseError = shortError(err)
+			return f
+		}
 	}
 	f.Subject = boundedString(c.Subject.String())
 	f.Issuer = boundedString(c.Issuer.String())

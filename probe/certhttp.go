@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"io"
 	"net"
@@ -63,12 +64,15 @@ func (e *Engine) runCertHTTP(ctx context.Context, d *targetDialer, network, addr
 	}
 	defer conn.Close()
 	rc := newRecordConn(ctx, conn, e.ioTimeout, e.readCap)
+	br := e.readBuffer(conn)
+	defer e.putReadBuffer(br)
+	rc.src = br
 	var kl keyLog
 	cfg := &tls.Config{
 		ServerName:         t.SNI, // "" sends no SNI: an IP literal is never a server name
 		InsecureSkipVerify: true,
 		MinVersion:         tls.VersionTLS10,
-		CipherSuites:       allCipherSuites(),
+		CipherSuites:       e.certSuites,
 		// Go's default groups less the post-quantum hybrids: the
 		// certificate and the HTTP answer are the same whatever the key
 		// exchange, and an ML-KEM key pair per connection (and the
@@ -87,7 +91,11 @@ func (e *Engine) runCertHTTP(ctx context.Context, d *targetDialer, network, addr
 
 	if wantCert {
 		if tr.chainLen > 0 && len(tr.chain[0]) > 0 {
-			cert = certFacts(tr.chain[0], tr.chainLen)
+			var parsed *x509.Certificate
+			if pc := tc.ConnectionState().PeerCertificates; len(pc) > 0 {
+				parsed = pc[0]
+			}
+			cert = certFactsParsed(tr.chain[0], tr.chainLen, parsed)
 			certKR.Status = stackprint.StatusOK
 		} else {
 			certKR.Status = stackprint.StatusHandshakeError

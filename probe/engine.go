@@ -118,7 +118,8 @@ type Engine struct {
 	// atsfBaseline runs every ATSF handshake to its end with unbuffered
 	// reads, as before the cut; benchmarks compare against it in one run.
 	atsfBaseline bool
-	readBufs     sync.Pool    // *bufio.Reader of readBufSize for ATSF connections
+	readBufs     sync.Pool    // *bufio.Reader of readBufSize for ATSF and certificate connections
+	certSuites   []uint16     // allCipherSuites, built once (crypto/tls allocates the list per call)
 	atsfCut      atomic.Int64 // ATSF connections closed after the server's flight (tests)
 	dummyKey     *ecdh.PrivateKey
 }
@@ -195,6 +196,7 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 			e.rateWait = DefaultMaxRateWait
 		}
 	}
+	e.certSuites = allCipherSuites()
 	var err error
 	if e.atsfDefs, err = loadATSFDefs(); err != nil {
 		return nil, fmt.Errorf("probe: %w", err)

@@ -138,7 +138,8 @@ func progressBar(w io.Writer) func(backfill.Progress) {
 		if p.Total > 0 {
 			filled = width * p.Done / p.Total
 		}
-		rate := float64(p.Done) / max(p.Elapsed.Seconds(), 1e-3)
+		// Servers an earlier run finished cost nothing: not in the rate.
+		rate := float64(p.Done-p.Summary.Resumed) / max(p.Elapsed.Seconds(), 1e-3)
 		eta := "-"
 		if rate > 0 {
 			eta = (time.Duration(float64(p.Total-p.Done)/rate) * time.Second).Round(time.Second).String()
