@@ -80,13 +80,6 @@ func New(cfg *config.Config, log *slog.Logger, o Options) (_ *Daemon, err error)
 	if d.db, err = db.Open(cfg.DB.Path, db.Options{Timeout: cfg.DB.LockTimeout}); err != nil {
 		return nil, err
 	}
-	// Opened once the DB's lock is held: a second daemon on the same DB
-	// fails above instead of emptying this file under the first.
-	results, err := db.OpenResultCache(resultCachePath(cfg.DB.Path), cfg.DB.LockTimeout)
-	if err != nil {
-		return nil, err
-	}
-	d.closers = append(d.closers, results.Close)
 	d.metrics = newMetrics(d)
 	if d.sink, err = output.OpenSink(output.SinkConfig(cfg.Outputs), output.SinkHooks{
 		OnAlert: o.OnAlert, OnRecord: o.OnRecord, OnWriteErr: d.onWriteErr,
@@ -100,6 +93,13 @@ func New(cfg *config.Config, log *slog.Logger, o Options) (_ *Daemon, err error)
 	if err != nil {
 		return nil, fmt.Errorf("probe engine: %w", err)
 	}
+	// Opened once the DB's lock is held: a second daemon on the same DB
+	// fails above instead of emptying this file under the first.
+	results, err := enrich.OpenResultFile(cfg.DB.Path+".results", cfg.Dedup.Capacity, enrich.ResultBlock(prober.Kinds()))
+	if err != nil {
+		return nil, err
+	}
+	d.closers = append(d.closers, results.Close)
 	if d.rules, err = newRulesEngine(cfg.Rules, log); err != nil {
 		return nil, err
 	}
@@ -131,7 +131,7 @@ func New(cfg *config.Config, log *slog.Logger, o Options) (_ *Daemon, err error)
 		TTL:             cfg.Dedup.TTL,
 		NegativeTTL:     cfg.Dedup.NegativeTTL,
 		Capacity:        cfg.Dedup.Capacity,
-		Results:         resultStore{results},
+		Results:         results,
 		HotResults:      cfg.Dedup.HotResults,
 		ServerKinds:     serverKinds,
 		NameKinds:       nameKinds,

@@ -188,13 +188,24 @@ func (x *Index) Has(k Key, now time.Time) bool {
 	return e != 0 && now.UnixNano() < x.ents[e].expires
 }
 
+// Entry returns the entry number of k (1..capacity, 0 when not held) and
+// its expiry in Unix nanoseconds. The number stays k's while k is held: a
+// result file keeps k's result in that slot.
+func (x *Index) Entry(k Key) (e uint32, expires int64) {
+	if e = x.find(k); e != 0 {
+		expires = x.ents[e].expires
+	}
+	return e, expires
+}
+
 // Put holds k until expires with flags, as the most recently used,
-// evicting the least recently used key when the index is full.
-func (x *Index) Put(k Key, expires time.Time, flags uint8) {
+// evicting the least recently used key when the index is full. It returns
+// k's entry number.
+func (x *Index) Put(k Key, expires time.Time, flags uint8) uint32 {
 	if e := x.find(k); e != 0 {
 		x.ents[e].expires, x.ents[e].flags = expires.UnixNano(), flags
 		x.toFront(e)
-		return
+		return e
 	}
 	if x.n >= x.cap {
 		old := x.ents[x.tail].key()
@@ -223,6 +234,7 @@ func (x *Index) Put(k Key, expires time.Time, flags uint8) {
 	}
 	x.n++
 	x.linkFront(e)
+	return e
 }
 
 // Remove drops k if held.
