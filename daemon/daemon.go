@@ -288,6 +288,16 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 		d.observe.Prune(aux.ctx, max(d.cfg.DB.RetroWindow, d.cfg.Dedup.TTL), d.cfg.DB.ObservationsMax)
 		return nil
 	})
+	aux.g.Go(func() error {
+		// A file from before obs_near: indexed in batches while the daemon
+		// runs; near retro-hunts read every observation until it is done.
+		if n, err := d.db.BuildObsNearIndex(aux.ctx); err != nil && aux.ctx.Err() == nil {
+			d.log.Warn("index the observations' ATSF answers for near retro-hunts", "err", err)
+		} else if n > 0 {
+			d.log.Info("indexed the observations' ATSF answers for near retro-hunts", "observations", n)
+		}
+		return nil
+	})
 	if k := d.kafka; k.shared != nil {
 		// Probes asked of other instances are answered while the pipeline
 		// drains: the shared prober stops with the ledger tier.

@@ -2,6 +2,7 @@ package db
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"slices"
@@ -19,8 +20,10 @@ import (
 const (
 	bucketObsNear = "obs_near"
 	// keyObsNearIndexed in meta records that obs_near covers every
-	// observation (built by the writable Open that first saw the file).
+	// observation (BuildObsNearIndex finished); keyObsNearCursor is the
+	// last observation an unfinished build indexed.
 	keyObsNearIndexed = "obs_near_indexed"
+	keyObsNearCursor  = "obs_near_cursor"
 )
 
 // hellosProto is the STARTTLS prefix the answers of o were hashed with:
@@ -82,32 +85,77 @@ func unindexObsNear(tx *bolt.Tx, tk, raw []byte) error {
 	return reindexObsNear(tx, string(tk), hellosProto(o), o.Hellos, "", nil)
 }
 
-// ensureObsNearIndex builds obs_near from the observations once, for a
-// file written before it existed (writable Open).
-func ensureObsNearIndex(tx *bolt.Tx) error {
-	meta := tx.Bucket([]byte(bucketMeta))
-	if meta == nil || meta.Get([]byte(keyObsNearIndexed)) != nil {
-		return nil
-	}
-	if _, err := tx.CreateBucketIfNotExists([]byte(bucketObsNear)); err != nil {
-		return fmt.Errorf("create bucket %s: %w", bucketObsNear, err)
-	}
-	if ob := tx.Bucket([]byte(bucketObservations)); ob != nil {
-		err := ob.ForEach(func(k, v []byte) error {
-			if !bytes.Contains(v, []byte(`"hellos"`)) {
+// obsNearBatch is how many observations one transaction of
+// BuildObsNearIndex indexes: bbolt inserts into unsplit in-memory nodes,
+// so one transaction over a million observations would be quadratic, and
+// it would hold the writers back meanwhile.
+const obsNearBatch = 2000
+
+// BuildObsNearIndex indexes the observations' answers of a file written
+// before obs_near existed (the daemon runs it at start, in the
+// background), a batch per transaction, resuming where an interrupted
+// build stopped (meta obs_near_cursor). Observations recorded meanwhile
+// index themselves; until it ends, ObservationsNear reads every
+// observation. It returns the observations indexed.
+func (d *DB) BuildObsNearIndex(ctx context.Context) (int, error) {
+	return d.buildObsNearIndex(ctx, obsNearBatch, 0)
+}
+
+// buildObsNearIndex is BuildObsNearIndex in batches of batch, stopping
+// after maxBatches transactions (0: until done).
+func (d *DB) buildObsNearIndex(ctx context.Context, batch, maxBatches int) (int, error) {
+	n := 0
+	for txs := 0; maxBatches == 0 || txs < maxBatches; txs++ {
+		if err := ctx.Err(); err != nil {
+			return n, err
+		}
+		done := false
+		err := d.update(func(tx *bolt.Tx) error {
+			meta := tx.Bucket([]byte(bucketMeta))
+			if meta == nil || meta.Get([]byte(keyObsNearIndexed)) != nil {
+				done = true
 				return nil
 			}
-			var o Observation
-			if err := json.Unmarshal(v, &o); err != nil {
-				return fmt.Errorf("decode observation %q: %w", k, err)
+			c := tx.Bucket([]byte(bucketObservations)).Cursor()
+			k, v := c.First()
+			if cur := meta.Get([]byte(keyObsNearCursor)); cur != nil {
+				if k, v = c.Seek(cur); k != nil && bytes.Equal(k, cur) {
+					k, v = c.Next()
+				}
 			}
-			return reindexObsNear(tx, string(k), "", nil, hellosProto(o), o.Hellos)
+			var last []byte
+			for i := 0; k != nil && i < batch; k, v = c.Next() {
+				last = k
+				i++
+				if !bytes.Contains(v, []byte(`"hellos"`)) {
+					continue
+				}
+				var o Observation
+				if err := json.Unmarshal(v, &o); err != nil {
+					return fmt.Errorf("decode observation %q: %w", k, err)
+				}
+				if err := reindexObsNear(tx, string(k), "", nil, hellosProto(o), o.Hellos); err != nil {
+					return err
+				}
+				n++
+			}
+			if k == nil {
+				done = true
+				if err := meta.Delete([]byte(keyObsNearCursor)); err != nil {
+					return err
+				}
+				return meta.Put([]byte(keyObsNearIndexed), []byte("1"))
+			}
+			return meta.Put([]byte(keyObsNearCursor), bytes.Clone(last))
 		})
 		if err != nil {
-			return fmt.Errorf("build obs_near: %w", err)
+			return n, fmt.Errorf("build obs_near in %q: %w", d.path, err)
+		}
+		if done {
+			return n, nil
 		}
 	}
-	return meta.Put([]byte(keyObsNearIndexed), []byte("1"))
+	return n, nil
 }
 
 // ObservationsNear returns the targets probed at or after since whose last
@@ -167,6 +215,19 @@ func (d *DB) ObservationsNear(rec Record, since time.Time) ([]NearSighting, erro
 		return nil, fmt.Errorf("observations near %s in %q: %w", rec.Key(), d.path, err)
 	}
 	return out, nil
+}
+
+// markObsNearIndexed marks the index of a file without observations
+// complete (a new file: each observation indexes itself).
+func markObsNearIndexed(tx *bolt.Tx) error {
+	meta, ob := tx.Bucket([]byte(bucketMeta)), tx.Bucket([]byte(bucketObservations))
+	if meta == nil || ob == nil || meta.Get([]byte(keyObsNearIndexed)) != nil {
+		return nil
+	}
+	if k, _ := ob.Cursor().First(); k != nil {
+		return nil // BuildObsNearIndex's job, in batches
+	}
+	return meta.Put([]byte(keyObsNearIndexed), []byte("1"))
 }
 
 func obsNearIndexed(tx *bolt.Tx) bool {
