@@ -162,6 +162,25 @@ func (x *Index) find(k Key) uint32 {
 	}
 }
 
+// Touch reads the table slot where k would be found first, and returns
+// it only so that the read is kept: a caller that knows the next keys
+// touches them all before it looks them up, so that their cache misses
+// overlap instead of following each other.
+func (x *Index) Touch(k Key) uint64 { return x.slots[k.H1&x.mask] }
+
+// TouchVictims reads the table slots of the next n entries an insert into
+// a full index would evict (see Touch).
+func (x *Index) TouchVictims(n int) uint64 {
+	if x.n < x.cap {
+		return 0
+	}
+	var sum uint64
+	for e := x.tail; e != 0 && n > 0; e, n = x.ents[e].prev, n-1 {
+		sum += x.slots[x.ents[e].h1&x.mask]
+	}
+	return sum
+}
+
 func slot(e uint32, h1 uint64) uint64 { return uint64(e)<<32 | uint64(uint32(h1)) }
 
 // Get reports whether k is held and not expired at now, with its flags;
