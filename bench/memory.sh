@@ -7,18 +7,31 @@
 #      and then 1,000,000 distinct TLS servers in 11.0.0.0/8, all out of
 #      scope (scope.deny), dedup.capacity = the number of servers, so every
 #      server ends in the cache. Printed once every line is read.
-#   2. Probing: N (4,000) Go TLS servers on loopback IPs (127.0.3.1 on, the
-#      probe package's bench servers), named by an ssl.log written in four
-#      steps; after each step, once every target is probed, the RSS.
+#   2. Probing: N (4,000) Go TLS servers on loopback (the probe package's
+#      bench servers, at most 8,000 per process on 127.3.0.1 on: a second
+#      process takes the same IPs with other ports), named by an ssl.log
+#      appended STEP (500) new targets at a time, each batch written once
+#      the last one is probed, so the events waiting at once stay the same
+#      whatever N is. At the checkpoints CHECK (1000 2000 4000 8000 16000,
+#      up to N, and N) the figures. The limits that bound what probing
+#      keeps are those of LIMITS (a YAML fragment, default: the daemon's
+#      defaults with observations_max 1000, dedup.capacity 2000 and
+#      hot_results 1000, so that 4,000 targets are past all of them),
+#      printed with the figures.
 #
-# Each line prints the peak RSS (VmHWM), the RSS now split into anonymous
-# memory and file-backed pages (the binary's and the bbolt maps: the DB
-# and the dedup result file beside it), the Go heap in use (metrics), the
-# bbolt file sizes and the dedup cache's size (servers and names). With PROFILE_DIR set, a heap profile of each run
-# is saved there (/debug/pprof/heap; `go tool pprof -top FILE`).
+# Each line prints the peak RSS (VmHWM) and the RSS now, split into
+# anonymous memory (of it, the Go heap's spans not returned to the OS; the
+# rest is stacks, GC metadata and the dedup index) and file-backed pages (the binary's and the
+# bbolt map of the DB), the Go heap in use, the DB and dedup result file
+# sizes (the result file is read with pread, never mapped) and the dedup
+# cache's size (servers and names). With PROFILE_DIR set, a heap profile
+# of each line is saved there (/debug/pprof/heap; `go tool pprof -top FILE`)
+# with the metrics and smaps_rollup.
 #
 #   bench/memory.sh
 #   SERVERS="100000" N=400 bench/memory.sh
+#   PART=probe N=16000 bench/memory.sh            probing only, 16,000 targets
+#   LIMITS="db: {observations_max: 1000000}" PART=probe bench/memory.sh
 #   KINDS=jarm,cert,http,atsf bench/memory.sh    probing with every kind (default jarm)
 #   STACKPRINT=/path/to/stackprint bench/memory.sh   figures of another build
 #   PART=cache|probe bench/memory.sh             one part only
@@ -27,12 +40,20 @@ cd "$(dirname "$0")/.."
 SERVERS=${SERVERS:-100000 1000000}
 N=${N:-4000}
 KINDS=${KINDS:-jarm}
+STEP=${STEP:-500}
+CHECK=${CHECK:-1000 2000 4000 8000 16000}
+LIMITS=${LIMITS:-"{db: {observations_max: 1000}, dedup: {capacity: 2000, hot_results: 1000}}"}
 PART=${PART:-all}
 work=$(mktemp -d /tmp/stackprint-memory.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 bin=${STACKPRINT:-$work/stackprint}
 [[ -n ${STACKPRINT:-} ]] || go build -o "$bin" ./cmd/stackprint
-if [[ -n ${PROFILE_DIR:-} ]]; then mkdir -p "$PROFILE_DIR"; fi
+if [[ -n ${PROFILE_DIR:-} ]]; then
+	mkdir -p "$PROFILE_DIR"
+	# One heap sample per 4 KiB allocated instead of 512 KiB: a heap of a
+	# few MiB is then profiled to the allocation site.
+	export GODEBUG=${GODEBUG:+$GODEBUG,}memprofilerate=4096
+fi
 echo "memory: $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg), $(go version | cut -d' ' -f3)"
 
 # The measuring side, run inside the namespace: wait for a condition on the
@@ -43,18 +64,21 @@ m() { # metric value (sum over label sets when the name has no labels given)
 		index($0, k" ")==1 || index($0, k"{")==1 { s += $NF; n++ } END { if (n) printf "%d\n", s }'
 }
 figures() { # label pid db
-	local hwm anon file dbmap heap dbsz rsz
+	local hwm anon file dbmap heap gosys dbsz rsz
 	hwm=$(awk '/VmHWM/ {print $2}' /proc/$2/status)
 	anon=$(awk '/RssAnon/ {print $2}' /proc/$2/status)
 	file=$(awk '/RssFile/ {print $2}' /proc/$2/status)
-	# The bbolt maps: the resident pages of the mappings of the DB file and
-	# of the dedup result file beside it.
+	# The bbolt map: the resident pages of the mappings of the DB file (and
+	# of the dedup result file beside it, in builds that mapped it).
 	dbmap=$(awk -v f="$(readlink -f "$3")" '/^[0-9a-f]+-[0-9a-f]+ / { on = ($NF == f || $NF == f ".results") } on && /^Rss:/ { s += $2 } END { print s + 0 }' /proc/$2/smaps)
 	heap=$(m go_memstats_heap_inuse_bytes)
+	# The Go heap's spans not returned to the OS (in use, or idle and kept
+	# for the next allocations).
+	gosys=$(($(m go_memstats_heap_sys_bytes) - $(m go_memstats_heap_released_bytes)))
 	dbsz=$(stat -c %s "$3")
 	rsz=$(stat -c %s "$3.results" 2>/dev/null || echo 0)
-	printf '%-36s peak RSS %6.1f MiB  now: anon %6.1f, file %5.1f (DB maps %5.1f) MiB  heap in use %6.1f MiB  DB file %6.1f MiB (+ results %5.1f)  cache %s\n' \
-		"$1" "$(mib "$hwm")" "$(mib "$anon")" "$(mib "$file")" "$(mib "$dbmap")" "$(mib $((heap / 1024)))" "$(mib $((dbsz / 1024)))" "$(mib $((rsz / 1024)))" "$(m stackprint_dedup_cache_size)"
+	printf '%-30s peak RSS %6.1f MiB  now: anon %6.1f (Go heap %5.1f), file %5.1f (DB maps %5.1f) MiB  heap in use %5.1f MiB  DB file %6.1f MiB (+ results %5.1f)  cache %s\n' \
+		"$1" "$(mib "$hwm")" "$(mib "$anon")" "$(mib $((gosys / 1024)))" "$(mib "$file")" "$(mib "$dbmap")" "$(mib $((heap / 1024)))" "$(mib $((dbsz / 1024)))" "$(mib $((rsz / 1024)))" "$(m stackprint_dedup_cache_size)"
 	if [[ -n ${PROFILE_DIR:-} ]]; then
 		local base
 		base=$PROFILE_DIR/$(tr -c 'a-zA-Z0-9\n' _ <<<"$1" | tr -s _ | head -c 40)
@@ -126,36 +150,54 @@ scheduler: {probes_per_second: 1000, burst: 100, max_in_flight: 64}
 probe: {kinds: [${KINDS//,/, }], conns_per_ip_per_second: 1000, conns_per_ip_burst: 100, deadline: 15s}
 log: {level: warn}
 YAML
-	unshare -n -- env DIR="$dir" BIN="$bin" PORT=19466 LIB="$work/lib.sh" PROFILE_DIR="${PROFILE_DIR:-}" N="$N" KINDS="$KINDS" bash -c '
+	mkdir -p "$dir/conf.d"
+	printf '%s\n' "$LIMITS" >"$dir/conf.d/limits.yaml"
+	echo "memory: probing with the limits $LIMITS, $STEP new targets at a time"
+	checks=""
+	for c in $CHECK; do ((c < N)) && checks+="$c "; done
+	checks+=$N
+	unshare -n -- env DIR="$dir" BIN="$bin" PORT=19466 LIB="$work/lib.sh" PROFILE_DIR="${PROFILE_DIR:-}" N="$N" KINDS="$KINDS" STEP="$STEP" CHECKS="$checks" bash -c '
 		set -euo pipefail
 		ip link set lo up
 		. "$LIB"
 		ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 		mkfifo "$DIR/stdin"
-		STACKPRINT_PROBE_TEST_HELPER=benchservers STACKPRINT_PROBE_TEST_HELPER_N=$N \
-			"$DIR/probe.test" <"$DIR/stdin" >"$DIR/servers" 2>"$DIR/servers.err" &
-		srv=$!
-		exec 3>"$DIR/stdin"
-		for _ in $(seq 300); do grep -q "^LISTEN " "$DIR/servers" 2>/dev/null && break; sleep 0.1; done
-		read -r -a targets <<<"$(sed -n "s/^LISTEN //p" "$DIR/servers")"
-		if ((${#targets[@]} != N)); then echo "memory: servers did not start" >&2; cat "$DIR/servers.err" >&2; exit 1; fi
+		# Up to 8,000 servers per process; the processes share the IPs
+		# (127.3.0.1 on), each listening on ports of its own.
+		procs=$(((N + 7999) / 8000))
+		targets=()
+		exec 3<>"$DIR/stdin"
+		for ((k = 0; k < procs; k++)); do
+			n=$(((N - k * 8000) < 8000 ? N - k * 8000 : 8000))
+			STACKPRINT_PROBE_TEST_HELPER=benchservers STACKPRINT_PROBE_TEST_HELPER_N=$n \
+				"$DIR/probe.test" <"$DIR/stdin" >"$DIR/servers.$k" 2>"$DIR/servers.$k.err" 3>&- &
+			for _ in $(seq 600); do grep -q "^LISTEN " "$DIR/servers.$k" 2>/dev/null && break; sleep 0.1; done
+			read -r -a more <<<"$(sed -n "s/^LISTEN //p" "$DIR/servers.$k")"
+			if ((${#more[@]} != n)); then echo "memory: servers did not start" >&2; cat "$DIR/servers.$k.err" >&2; exit 1; fi
+			targets+=("${more[@]}")
+		done
 		printf "#separator \\\\x09\n#set_separator\t,\n#empty_field\t(empty)\n#unset_field\t-\n#path\tssl\n#fields\tts\tuid\tid.orig_h\tid.orig_p\tid.resp_h\tid.resp_p\tserver_name\testablished\n#types\ttime\tstring\taddr\tport\taddr\tport\tstring\tbool\n" >"$DIR/ssl.log"
 		"$BIN" run -c "$DIR/stackprint.yaml" 2>"$DIR/stderr" &
 		pid=$! DAEMON_PID=$! DAEMON_ERR=$DIR/stderr
 		sleep 1
 		done_=0
-		for step in $((N / 10)) $((N / 4)) $((N / 2)) $N; do
-			for ((i = done_; i < step; i++)); do
-				hp=${targets[i]}
-				printf "1764230400.%06d\tC%08d\t10.1.%d.%d\t%d\t%s\t%s\t-\tT\n" $i $i $((i / 250 % 250)) $((i % 250 + 1)) $((40000 + i % 20000)) "${hp%:*}" "${hp##*:}"
-			done >>"$DIR/ssl.log"
-			done_=$step
-			wait_metric stackprint_probes_total "$step" 900
+		start=$(date +%s)
+		for check in $CHECKS; do
+			while ((done_ < check)); do
+				step=$((done_ + STEP < check ? done_ + STEP : check))
+				for ((i = done_; i < step; i++)); do
+					hp=${targets[i]}
+					printf "1764230400.%06d\tC%08d\t10.1.%d.%d\t%d\t%s\t%s\t-\tT\n" $i $i $((i / 250 % 250)) $((i % 250 + 1)) $((40000 + i % 20000)) "${hp%:*}" "${hp##*:}"
+				done >>"$DIR/ssl.log"
+				done_=$step
+				wait_metric stackprint_probes_total "$step" 900
+			done
 			sleep 1
-			figures "$step loopback targets probed ($KINDS)" $pid "$DIR/state.db"
+			figures "$check targets probed ($KINDS)" $pid "$DIR/state.db"
 		done
+		echo "memory: $N targets probed in $(($(date +%s) - start)) s; the daemon used $(awk "{printf \"%.1f\", (\$14 + \$15) / $(getconf CLK_TCK)}" /proc/$pid/stat) CPU s"
 		kill -TERM $pid; wait $pid || true
 		exec 3>&-
-		wait $srv 2>/dev/null || true
+		wait 2>/dev/null || true
 	'
 fi

@@ -80,13 +80,6 @@ func New(cfg *config.Config, log *slog.Logger, o Options) (_ *Daemon, err error)
 	if d.db, err = db.Open(cfg.DB.Path, db.Options{Timeout: cfg.DB.LockTimeout}); err != nil {
 		return nil, err
 	}
-	// Opened once the DB's lock is held: a second daemon on the same DB
-	// fails above instead of emptying this file under the first.
-	results, err := db.OpenResultCache(resultCachePath(cfg.DB.Path), cfg.DB.LockTimeout)
-	if err != nil {
-		return nil, err
-	}
-	d.closers = append(d.closers, results.Close)
 	d.metrics = newMetrics(d)
 	if d.sink, err = output.OpenSink(output.SinkConfig(cfg.Outputs), output.SinkHooks{
 		OnAlert: o.OnAlert, OnRecord: o.OnRecord, OnWriteErr: d.onWriteErr,
@@ -100,6 +93,13 @@ func New(cfg *config.Config, log *slog.Logger, o Options) (_ *Daemon, err error)
 	if err != nil {
 		return nil, fmt.Errorf("probe engine: %w", err)
 	}
+	// Opened once the DB's lock is held: a second daemon on the same DB
+	// fails above instead of emptying this file under the first.
+	results, err := enrich.OpenResultFile(cfg.DB.Path+".results", cfg.Dedup.Capacity, enrich.ResultBlock(prober.Kinds()))
+	if err != nil {
+		return nil, err
+	}
+	d.closers = append(d.closers, results.Close)
 	if d.rules, err = newRulesEngine(cfg.Rules, log); err != nil {
 		return nil, err
 	}
@@ -131,7 +131,7 @@ func New(cfg *config.Config, log *slog.Logger, o Options) (_ *Daemon, err error)
 		TTL:             cfg.Dedup.TTL,
 		NegativeTTL:     cfg.Dedup.NegativeTTL,
 		Capacity:        cfg.Dedup.Capacity,
-		Results:         resultStore{results},
+		Results:         results,
 		HotResults:      cfg.Dedup.HotResults,
 		ServerKinds:     serverKinds,
 		NameKinds:       nameKinds,
@@ -286,6 +286,16 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 	})
 	aux.g.Go(func() error {
 		d.observe.Prune(aux.ctx, max(d.cfg.DB.RetroWindow, d.cfg.Dedup.TTL), d.cfg.DB.ObservationsMax)
+		return nil
+	})
+	aux.g.Go(func() error {
+		// A file from before obs_near: indexed in batches while the daemon
+		// runs; near retro-hunts read every observation until it is done.
+		if n, err := d.db.BuildObsNearIndex(aux.ctx); err != nil && aux.ctx.Err() == nil {
+			d.log.Warn("index the observations' ATSF answers for near retro-hunts", "err", err)
+		} else if n > 0 {
+			d.log.Info("indexed the observations' ATSF answers for near retro-hunts", "observations", n)
+		}
 		return nil
 	})
 	if k := d.kafka; k.shared != nil {

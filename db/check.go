@@ -388,8 +388,10 @@ func Recover(src, dst string) (RecoverReport, error) {
 			}
 		}
 		if m := tx.Bucket([]byte(bucketMeta)); m != nil {
-			if err := m.Delete([]byte(keyObsNearIndexed)); err != nil {
-				return err
+			for _, k := range []string{keyObsNearIndexed, keyObsNearCursor} {
+				if err := m.Delete([]byte(k)); err != nil {
+					return err
+				}
 			}
 			return m.Delete([]byte(keyNearIndexed))
 		}

@@ -69,6 +69,7 @@ type DB struct {
 	migrated int // schema version migrated from, 0 if none
 	readOnly bool
 	gen      atomic.Uint64 // bumped on every change to fingerprints
+	obsCount atomic.Int64  // observations kept (Observations)
 }
 
 // Open opens the fingerprint DB at path. A writable open creates the file
@@ -100,6 +101,9 @@ func Open(path string, opts Options) (*DB, error) {
 		err = d.update(func(tx *bolt.Tx) error {
 			from, err := migrate(tx, d.now().UTC())
 			d.migrated = from
+			if b := tx.Bucket([]byte(bucketObservations)); err == nil && b != nil {
+				d.obsCount.Store(int64(b.Stats().KeyN))
+			}
 			return err
 		})
 	}

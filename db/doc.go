@@ -91,8 +91,9 @@
 //
 // Bucket "obs_near" (the same index over the observations' answers, for
 // retro-hunts of new ATSF entries; moved when a target's answers change,
-// dropped with a pruned observation, built by a writable Open when meta
-// obs_near_indexed is missing):
+// dropped with a pruned observation; complete when meta obs_near_indexed
+// is set, else built by BuildObsNearIndex in batches, meta
+// obs_near_cursor the last observation indexed):
 //
 //	position (1 byte) | FNV-64 of the nine other answers (8) | ip:port NUL sni → empty
 //

@@ -77,7 +77,7 @@ func migrate(tx *bolt.Tx, now time.Time) (int, error) {
 	if err := ensureNearIndex(tx); err != nil {
 		return 0, err
 	}
-	if err := ensureObsNearIndex(tx); err != nil {
+	if err := markObsNearIndexed(tx); err != nil {
 		return 0, err
 	}
 	if err := meta.Put([]byte(keySchemaVersion), []byte(strconv.Itoa(SchemaVersion))); err != nil {

@@ -2,6 +2,7 @@ package db
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"slices"
@@ -19,8 +20,10 @@ import (
 const (
 	bucketObsNear = "obs_near"
 	// keyObsNearIndexed in meta records that obs_near covers every
-	// observation (built by the writable Open that first saw the file).
+	// observation (BuildObsNearIndex finished); keyObsNearCursor is the
+	// last observation an unfinished build indexed.
 	keyObsNearIndexed = "obs_near_indexed"
+	keyObsNearCursor  = "obs_near_cursor"
 )
 
 // hellosProto is the STARTTLS prefix the answers of o were hashed with:
@@ -32,6 +35,18 @@ func hellosProto(o Observation) string {
 	}
 	p, _ := splitProto(o.ATSF)
 	return p
+}
+
+// obsAnswers are the fields of a stored observation its index keys come
+// from: decoding only them skips the history, clients and the rest.
+type obsAnswers struct {
+	ATSF        string   `json:"atsf"`
+	Hellos      []string `json:"hellos"`
+	HellosProto string   `json:"hellos_proto"`
+}
+
+func (a obsAnswers) proto() string {
+	return hellosProto(Observation{Fingerprints: Fingerprints{ATSF: a.ATSF}, HellosProto: a.HellosProto})
 }
 
 // obsNearKeys are the ten index keys of answers hellos of target key tk.
@@ -75,39 +90,84 @@ func unindexObsNear(tx *bolt.Tx, tk, raw []byte) error {
 	if !bytes.Contains(raw, []byte(`"hellos"`)) {
 		return nil
 	}
-	var o Observation
+	var o obsAnswers
 	if err := json.Unmarshal(raw, &o); err != nil {
 		return fmt.Errorf("decode observation %q: %w", tk, err)
 	}
-	return reindexObsNear(tx, string(tk), hellosProto(o), o.Hellos, "", nil)
+	return reindexObsNear(tx, string(tk), o.proto(), o.Hellos, "", nil)
 }
 
-// ensureObsNearIndex builds obs_near from the observations once, for a
-// file written before it existed (writable Open).
-func ensureObsNearIndex(tx *bolt.Tx) error {
-	meta := tx.Bucket([]byte(bucketMeta))
-	if meta == nil || meta.Get([]byte(keyObsNearIndexed)) != nil {
-		return nil
-	}
-	if _, err := tx.CreateBucketIfNotExists([]byte(bucketObsNear)); err != nil {
-		return fmt.Errorf("create bucket %s: %w", bucketObsNear, err)
-	}
-	if ob := tx.Bucket([]byte(bucketObservations)); ob != nil {
-		err := ob.ForEach(func(k, v []byte) error {
-			if !bytes.Contains(v, []byte(`"hellos"`)) {
+// obsNearBatch is how many observations one transaction of
+// BuildObsNearIndex indexes: bbolt inserts into unsplit in-memory nodes,
+// so one transaction over a million observations would be quadratic, and
+// it would hold the writers back meanwhile.
+const obsNearBatch = 2000
+
+// BuildObsNearIndex indexes the observations' answers of a file written
+// before obs_near existed (the daemon runs it at start, in the
+// background), a batch per transaction, resuming where an interrupted
+// build stopped (meta obs_near_cursor). Observations recorded meanwhile
+// index themselves; until it ends, ObservationsNear reads every
+// observation. It returns the observations indexed.
+func (d *DB) BuildObsNearIndex(ctx context.Context) (int, error) {
+	return d.buildObsNearIndex(ctx, obsNearBatch, 0)
+}
+
+// buildObsNearIndex is BuildObsNearIndex in batches of batch, stopping
+// after maxBatches transactions (0: until done).
+func (d *DB) buildObsNearIndex(ctx context.Context, batch, maxBatches int) (int, error) {
+	n := 0
+	for txs := 0; maxBatches == 0 || txs < maxBatches; txs++ {
+		if err := ctx.Err(); err != nil {
+			return n, err
+		}
+		done := false
+		err := d.update(func(tx *bolt.Tx) error {
+			meta := tx.Bucket([]byte(bucketMeta))
+			if meta == nil || meta.Get([]byte(keyObsNearIndexed)) != nil {
+				done = true
 				return nil
 			}
-			var o Observation
-			if err := json.Unmarshal(v, &o); err != nil {
-				return fmt.Errorf("decode observation %q: %w", k, err)
+			c := tx.Bucket([]byte(bucketObservations)).Cursor()
+			k, v := c.First()
+			if cur := meta.Get([]byte(keyObsNearCursor)); cur != nil {
+				if k, v = c.Seek(cur); k != nil && bytes.Equal(k, cur) {
+					k, v = c.Next()
+				}
 			}
-			return reindexObsNear(tx, string(k), "", nil, hellosProto(o), o.Hellos)
+			var last []byte
+			for i := 0; k != nil && i < batch; k, v = c.Next() {
+				last = k
+				i++
+				if !bytes.Contains(v, []byte(`"hellos"`)) {
+					continue
+				}
+				var o obsAnswers
+				if err := json.Unmarshal(v, &o); err != nil {
+					return fmt.Errorf("decode observation %q: %w", k, err)
+				}
+				if err := reindexObsNear(tx, string(k), "", nil, o.proto(), o.Hellos); err != nil {
+					return err
+				}
+				n++
+			}
+			if k == nil {
+				done = true
+				if err := meta.Delete([]byte(keyObsNearCursor)); err != nil {
+					return err
+				}
+				return meta.Put([]byte(keyObsNearIndexed), []byte("1"))
+			}
+			return meta.Put([]byte(keyObsNearCursor), bytes.Clone(last))
 		})
 		if err != nil {
-			return fmt.Errorf("build obs_near: %w", err)
+			return n, fmt.Errorf("build obs_near in %q: %w", d.path, err)
+		}
+		if done {
+			return n, nil
 		}
 	}
-	return meta.Put([]byte(keyObsNearIndexed), []byte("1"))
+	return n, nil
 }
 
 // ObservationsNear returns the targets probed at or after since whose last
@@ -167,6 +227,19 @@ func (d *DB) ObservationsNear(rec Record, since time.Time) ([]NearSighting, erro
 		return nil, fmt.Errorf("observations near %s in %q: %w", rec.Key(), d.path, err)
 	}
 	return out, nil
+}
+
+// markObsNearIndexed marks the index of a file without observations
+// complete (a new file: each observation indexes itself).
+func markObsNearIndexed(tx *bolt.Tx) error {
+	meta, ob := tx.Bucket([]byte(bucketMeta)), tx.Bucket([]byte(bucketObservations))
+	if meta == nil || ob == nil || meta.Get([]byte(keyObsNearIndexed)) != nil {
+		return nil
+	}
+	if k, _ := ob.Cursor().First(); k != nil {
+		return nil // BuildObsNearIndex's job, in batches
+	}
+	return meta.Put([]byte(keyObsNearIndexed), []byte("1"))
 }
 
 func obsNearIndexed(tx *bolt.Tx) bool {

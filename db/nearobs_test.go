@@ -1,8 +1,10 @@
 package db
 
 import (
+	"context"
 	"encoding/json"
 	"flag"
+	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -114,17 +116,21 @@ func TestObservationsNearIndex(t *testing.T) {
 	}
 }
 
-// A file written before obs_near existed gets it at its next writable
-// Open; until then a read-only open finds near observations by reading
-// them all.
-func TestObservationsNearIndexBuiltOnOpen(t *testing.T) {
+// A file written before obs_near existed gets it from BuildObsNearIndex
+// (the daemon runs it at start), a batch per transaction, resuming after
+// an interruption; until it ends, ObservationsNear reads every
+// observation and finds the same.
+func TestObservationsNearIndexBuild(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "old.db")
 	d, err := Open(path, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	now := time.Now().UTC()
-	observe(t, d, "192.0.2.1:443", with(goHellos, 2, "______<70"), "", now)
+	for i := range 5 {
+		observe(t, d, fmt.Sprintf("192.0.2.%d:443", i+1), with(goHellos, i, "______<70"), "", now)
+	}
+	// Make it an old file.
 	err = d.update(func(tx *bolt.Tx) error {
 		if err := tx.DeleteBucket([]byte(bucketObsNear)); err != nil {
 			return err
@@ -140,20 +146,44 @@ func TestObservationsNearIndexBuiltOnOpen(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := nearTargets(t, ro, rec, time.Time{}); len(got) != 1 {
+	if got := nearTargets(t, ro, rec, time.Time{}); len(got) != 5 {
 		t.Errorf("read-only, no index: %q", got)
 	}
 	ro.Close()
+
 	d, err = Open(path, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer d.Close()
-	if n := obsNearKeyCount(t, d); n != ATSFHellos {
-		t.Fatalf("obs_near keys after the writable open: %d", n)
+	if got := nearTargets(t, d, rec, time.Time{}); len(got) != 5 {
+		t.Errorf("writable, index not built yet: %q", got)
 	}
-	if got := nearTargets(t, d, rec, time.Time{}); len(got) != 1 {
-		t.Errorf("near after rebuild: %q", got)
+	// One batch of two, interrupted; one more observation meanwhile; then
+	// the rest.
+	if n, err := d.buildObsNearIndex(context.Background(), 2, 1); err != nil || n != 2 {
+		t.Fatalf("first batch: %d %v", n, err)
+	}
+	observe(t, d, "192.0.2.9:443", with(goHellos, 9, "______<70"), "", now)
+	if n, err := d.BuildObsNearIndex(context.Background()); err != nil || n != 4 {
+		t.Fatalf("rest of the build: %d %v", n, err)
+	}
+	if n := obsNearKeyCount(t, d); n != 6*ATSFHellos {
+		t.Fatalf("obs_near keys after the build: %d", n)
+	}
+	var indexed bool
+	d.view(func(tx *bolt.Tx) error {
+		indexed = obsNearIndexed(tx) && tx.Bucket([]byte(bucketMeta)).Get([]byte(keyObsNearCursor)) == nil
+		return nil
+	})
+	if !indexed {
+		t.Fatal("build finished without marking the index complete")
+	}
+	if got := nearTargets(t, d, rec, time.Time{}); len(got) != 6 {
+		t.Errorf("near after the build: %q", got)
+	}
+	if n, err := d.BuildObsNearIndex(context.Background()); err != nil || n != 0 {
+		t.Errorf("build of a built index: %d %v", n, err)
 	}
 }
 
@@ -206,6 +236,33 @@ func BenchmarkObservationsNear(b *testing.B) {
 	}
 	rec := Record{Kind: KindATSF, Value: ATSFID(entry), Label: "new", Hellos: entry}
 	st, _ := os.Stat(path)
+	// build: indexing the observations of a file from before obs_near.
+	b.Run("build", func(b *testing.B) {
+		cpu := time.Duration(0)
+		for b.Loop() {
+			b.StopTimer()
+			err := d.update(func(tx *bolt.Tx) error {
+				if err := tx.DeleteBucket([]byte(bucketObsNear)); err != nil {
+					return err
+				}
+				if _, err := tx.CreateBucket([]byte(bucketObsNear)); err != nil {
+					return err
+				}
+				return tx.Bucket([]byte(bucketMeta)).Delete([]byte(keyObsNearIndexed))
+			})
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.StartTimer()
+			cpu0 := cpuTime()
+			if n, err := d.BuildObsNearIndex(context.Background()); err != nil || n != *nearObs {
+				b.Fatalf("build: %d %v", n, err)
+			}
+			cpu += cpuTime() - cpu0
+		}
+		b.ReportMetric(float64(cpu)/float64(b.N), "cpu-ns/op")
+		b.ReportMetric(float64(*nearObs), "observations")
+	})
 	for _, mode := range []string{"scan", "index"} {
 		b.Run(mode, func(b *testing.B) {
 			var found int

@@ -5,7 +5,9 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"math"
 	"net/netip"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -199,7 +201,9 @@ func (d *DB) RecordObservationOf(ev stackprint.Event, r stackprint.Result) error
 	t := r.Target
 	t.IP = stackprint.CanonicalAddr(t.IP)
 	tk := TargetKey(t)
+	added := false
 	err := d.update(func(tx *bolt.Tx) error {
+		added = false // bbolt may run the function again
 		ob, err := bucket(tx, bucketObservations)
 		if err != nil {
 			return err
@@ -215,6 +219,7 @@ func (d *DB) RecordObservationOf(ev stackprint.Event, r stackprint.Result) error
 			}
 		} else {
 			o = Observation{IP: t.IP, Port: t.Port, SNI: t.SNI}
+			added = true
 		}
 		o.Probes++
 		var client *Client
@@ -270,6 +275,9 @@ func (d *DB) RecordObservationOf(ev stackprint.Event, r stackprint.Result) error
 	})
 	if err != nil {
 		return fmt.Errorf("record observation of %s in %q: %w", r.Target, d.path, err)
+	}
+	if added {
+		d.obsCount.Add(1)
 	}
 	return nil
 }
@@ -402,8 +410,8 @@ func (d *DB) PruneObservations(cutoff time.Time) (int, error) {
 }
 
 // PruneObservationsTo is PruneObservations that also keeps at most max
-// observations (0: no bound), deleting those probed longest ago first,
-// with their index entries. bbolt reuses the pages it frees, so the file
+// observations (0: no bound), deleting those probed longest ago first
+// (PruneObservationsOver). bbolt reuses the pages it frees, so the file
 // stays at the size of its high-water mark instead of growing.
 func (d *DB) PruneObservationsTo(cutoff time.Time, max int) (int, error) {
 	n := 0
@@ -416,42 +424,25 @@ func (d *DB) PruneObservationsTo(cutoff time.Time, max int) (int, error) {
 		if err != nil {
 			return err
 		}
-		type aged struct {
-			key  string
-			last time.Time
-		}
-		var dead, live []aged
+		var dead [][]byte
 		err = ob.ForEach(func(k, v []byte) error {
-			var o struct {
-				LastProbe time.Time `json:"last_probe"`
+			last, err := lastProbe(k, v)
+			if err != nil {
+				return err
 			}
-			if err := json.Unmarshal(v, &o); err != nil {
-				return fmt.Errorf("decode observation %q: %w", k, err)
-			}
-			if o.LastProbe.Before(cutoff) {
-				dead = append(dead, aged{string(k), o.LastProbe})
-			} else if max > 0 {
-				live = append(live, aged{string(k), o.LastProbe})
+			if last < cutoff.UnixNano() {
+				dead = append(dead, append([]byte(nil), k...))
 			}
 			return nil
 		})
 		if err != nil {
 			return err
 		}
-		gone := map[string]bool{}
-		if max > 0 && len(live) > max {
-			sort.Slice(live, func(i, j int) bool { return live[i].last.Before(live[j].last) })
-			over := live[:len(live)-max]
-			dead = append(dead, over...)
-			for _, a := range over {
-				gone[a.key] = true
-			}
-		}
-		for _, a := range dead {
-			if err := unindexObsNear(tx, []byte(a.key), ob.Get([]byte(a.key))); err != nil {
+		for _, k := range dead {
+			if err := unindexObsNear(tx, k, ob.Get(k)); err != nil {
 				return err
 			}
-			if err := ob.Delete([]byte(a.key)); err != nil {
+			if err := ob.Delete(k); err != nil {
 				return err
 			}
 		}
@@ -462,7 +453,7 @@ func (d *DB) PruneObservationsTo(cutoff time.Time, max int) (int, error) {
 			if err != nil {
 				return fmt.Errorf("obs_index %q: %w", k, err)
 			}
-			if t.Before(cutoff) || (len(gone) > 0 && gone[indexTarget(k)]) {
+			if t.Before(cutoff) {
 				stale = append(stale, append([]byte(nil), k...))
 			}
 			return nil
@@ -475,12 +466,144 @@ func (d *DB) PruneObservationsTo(cutoff time.Time, max int) (int, error) {
 				return err
 			}
 		}
-		return pruneAlertsAndLog(tx, cutoff)
+		if err := pruneAlertsAndLog(tx, cutoff); err != nil {
+			return err
+		}
+		over, err := pruneOver(tx, max)
+		n += over
+		return err
 	})
+	d.obsCount.Add(-int64(n))
 	if err != nil {
 		return 0, fmt.Errorf("prune observations in %q: %w", d.path, err)
 	}
 	return n, nil
+}
+
+// Observations is the number of observations kept (counted at Open, kept
+// up to date by this DB's writes); 0 for a read-only DB.
+func (d *DB) Observations() int { return int(d.obsCount.Load()) }
+
+// PruneObservationsOver deletes the observations probed longest ago
+// until at most max are left (max > 0), with their index entries and
+// probe logs, and returns how many it deleted. Unlike PruneObservationsTo
+// it reads no other bucket, so it is cheap enough to run whenever the
+// count passes the bound, not just hourly.
+func (d *DB) PruneObservationsOver(max int) (int, error) {
+	n := 0
+	err := d.update(func(tx *bolt.Tx) error {
+		var err error
+		n, err = pruneOver(tx, max)
+		return err
+	})
+	d.obsCount.Add(-int64(n))
+	if err != nil {
+		return 0, fmt.Errorf("prune observations in %q: %w", d.path, err)
+	}
+	return n, nil
+}
+
+// pruneOver deletes the observations probed longest ago past max (0: no
+// bound). It holds one 8-byte time per observation and the keys of those
+// it deletes, never the observations.
+func pruneOver(tx *bolt.Tx, max int) (int, error) {
+	if max <= 0 {
+		return 0, nil
+	}
+	ob, err := bucket(tx, bucketObservations)
+	if err != nil {
+		return 0, err
+	}
+	var times []int64
+	err = ob.ForEach(func(k, v []byte) error {
+		t, err := lastProbe(k, v)
+		times = append(times, t)
+		return err
+	})
+	if err != nil || len(times) <= max {
+		return 0, err
+	}
+	over := len(times) - max
+	slices.Sort(times)
+	edge := times[over-1] // the newest to go; of those probed at edge, only as many as needed
+	atEdge := over - sort.Search(over, func(i int) bool { return times[i] == edge })
+	times = nil
+	var dead [][]byte
+	err = ob.ForEach(func(k, v []byte) error {
+		t, err := lastProbe(k, v)
+		if err == nil && (t < edge || (t == edge && atEdge > 0)) {
+			if t == edge {
+				atEdge--
+			}
+			dead = append(dead, append([]byte(nil), k...))
+		}
+		return err
+	})
+	if err != nil {
+		return 0, err
+	}
+	ix, err := bucket(tx, bucketObsIndex)
+	if err != nil {
+		return 0, err
+	}
+	pl, err := bucket(tx, bucketProbeLog)
+	if err != nil {
+		return 0, err
+	}
+	for _, k := range dead {
+		// The index entries of every fingerprint set it still names
+		// (older ones go by age).
+		var o Observation
+		if err := json.Unmarshal(ob.Get(k), &o); err != nil {
+			return 0, fmt.Errorf("decode observation %q: %w", k, err)
+		}
+		sets := []Fingerprints{o.Fingerprints}
+		for _, h := range o.History {
+			sets = append(sets, h.Fingerprints)
+		}
+		for _, fps := range sets {
+			for _, fk := range fps.keys() {
+				if err := ix.Delete(indexKey(fk, string(k))); err != nil {
+					return 0, err
+				}
+			}
+		}
+		prefix := append(slices.Clip(k), 0)
+		var logged [][]byte
+		c := pl.Cursor()
+		for lk, _ := c.Seek(prefix); lk != nil && bytes.HasPrefix(lk, prefix); lk, _ = c.Next() {
+			if len(lk) == len(prefix)+8 {
+				logged = append(logged, append([]byte(nil), lk...))
+			}
+		}
+		for _, lk := range logged {
+			if err := pl.Delete(lk); err != nil {
+				return 0, err
+			}
+		}
+		if err := unindexObsNear(tx, k, ob.Get(k)); err != nil {
+			return 0, err
+		}
+		if err := ob.Delete(k); err != nil {
+			return 0, err
+		}
+	}
+	return len(dead), nil
+}
+
+// lastProbe is the time of an observation's last probe, in Unix
+// nanoseconds.
+func lastProbe(k, v []byte) (int64, error) {
+	var o struct {
+		LastProbe time.Time `json:"last_probe"`
+	}
+	if err := json.Unmarshal(v, &o); err != nil {
+		return 0, fmt.Errorf("decode observation %q: %w", k, err)
+	}
+	if o.LastProbe.IsZero() {
+		return math.MinInt64, nil
+	}
+	return o.LastProbe.UnixNano(), nil
 }
 
 // indexTarget is the target key of an obs_index key (kind NUL value NUL

@@ -191,3 +191,87 @@ func TestPruneObservationsToACount(t *testing.T) {
 		t.Fatalf("%d index entries left, want 4", idx)
 	}
 }
+
+// TestPruneObservationsOverKeepsTheNewest: past the bound, the ones
+// probed longest ago go with their index entries (current and past
+// fingerprints) and probe logs; ties at the edge are cut to the exact
+// count; the kept ones keep theirs; the count follows, and is counted
+// again when the file is opened anew.
+func TestPruneObservationsOverKeepsTheNewest(t *testing.T) {
+	d, c := openTest(t)
+	t0 := c.t
+	for i := range 12 {
+		ip := fmt.Sprintf("192.0.2.%d", i+1)
+		at := t0.Add(time.Duration(min(i, 10)) * time.Minute) // .11 and .12 tie at +10m
+		// Two probes each, the fingerprint changed: two index entries.
+		if err := d.RecordObservation(result(ip, 443, "", jarmA, stackprint.StatusOK, at.Add(-time.Hour))); err != nil {
+			t.Fatal(err)
+		}
+		if err := d.RecordObservation(result(ip, 443, "", jarmB, stackprint.StatusOK, at)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := d.Observations(); n != 12 {
+		t.Fatalf("Observations = %d, want 12", n)
+	}
+	if n, err := d.PruneObservationsOver(12); err != nil || n != 0 {
+		t.Fatalf("at the bound: pruned %d, %v", n, err)
+	}
+	n, err := d.PruneObservationsOver(2)
+	if err != nil || n != 10 {
+		t.Fatalf("PruneObservationsOver(2) = %d, %v; want 10", n, err)
+	}
+	if n := d.Observations(); n != 2 {
+		t.Fatalf("Observations = %d after the prune, want 2", n)
+	}
+	kept := 0
+	for i := range 12 {
+		ip := netip.MustParseAddr(fmt.Sprintf("192.0.2.%d", i+1))
+		_, ok, err := d.Observation(stackprint.Target{IP: ip, Port: 443})
+		if err != nil {
+			t.Fatal(err)
+		}
+		log, err := d.ProbeLog(stackprint.Target{IP: ip, Port: 443})
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch {
+		case ok && i < 9:
+			t.Fatalf("%s kept, probed before the newest two", ip)
+		case ok && len(log) != 2, !ok && len(log) != 0:
+			t.Fatalf("%s kept %v with %d probe log entries", ip, ok, len(log))
+		}
+		if ok {
+			kept++
+		}
+	}
+	if kept != 2 {
+		t.Fatalf("%d kept, want 2", kept)
+	}
+	for _, j := range []string{jarmA, jarmB} {
+		if s, err := d.ObservationsWith("jarm", j, time.Time{}); err != nil || len(s) != 2 {
+			t.Fatalf("ObservationsWith(%s) = %d, %v; want the two kept", j, len(s), err)
+		}
+	}
+	var idx int
+	_ = d.view(func(tx *bolt.Tx) error { idx = tx.Bucket([]byte(bucketObsIndex)).Stats().KeyN; return nil })
+	if idx != 4 {
+		t.Fatalf("%d index entries left, want 4 (two fingerprints of two targets)", idx)
+	}
+	// The two left were probed at the same time: one goes.
+	if n, err := d.PruneObservationsOver(1); err != nil || n != 1 || d.Observations() != 1 {
+		t.Fatalf("PruneObservationsOver(1) = %d, %v; %d left", n, err, d.Observations())
+	}
+	path := d.Path()
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	d2, err := Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d2.Close()
+	if n := d2.Observations(); n != 1 {
+		t.Fatalf("Observations after a reopen = %d, want 1", n)
+	}
+}

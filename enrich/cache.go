@@ -10,21 +10,36 @@ import (
 )
 
 // ResultStore keeps the full results of cached targets out of memory (the
-// daemon: a bbolt file). It is a cache: a result it lost or never got is
-// probed again, so writes need not be durable. tag is the exact key of
-// the target the result belongs to; the pipeline compares it on every
-// read, so a hash collision can never hand one target another's result.
+// daemon: a ResultFile), one per index entry. It is a cache: a result it
+// lost or never got is probed again, so writes need not be durable. Tag
+// is the exact key of the target the result belongs to; the pipeline
+// compares it on every read, so a hash collision can never hand one
+// target another's result.
 type ResultStore interface {
-	// ApplyResults writes and deletes, in order.
+	// ApplyResults writes, in order (a later write to a slot wins).
 	ApplyResults(ops []ResultOp) error
-	GetResult(k Key) (tag []byte, r stackprint.Result, ok bool, err error)
+	// GetResult reads what slot holds if it was written for k with that
+	// expiry (Unix nanoseconds); ok is false for anything else.
+	GetResult(slot uint32, k Key, expires int64) (st Stored, ok bool, err error)
 }
 
-// ResultOp is one store write (Result set) or delete (Result nil).
+// ResultOp is one store write: the result of k, the holder of index entry
+// Slot until Expires.
 type ResultOp struct {
-	Key    Key
-	Tag    []byte
-	Result *stackprint.Result
+	Slot    uint32
+	Key     Key
+	Expires int64
+	Stored
+}
+
+// Stored is a judged target's result as a store keeps it: with its
+// matches and the DB generation they were made at (matched again on use
+// when the DB changed since).
+type Stored struct {
+	Tag     []byte
+	Result  stackprint.Result
+	Matches []stackprint.Match
+	Gen     uint64
 }
 
 // DefaultHotResults is how many full results stay in memory by default
@@ -47,17 +62,14 @@ type dedupCache struct {
 	hot      *simplelru.LRU[Key, any]
 	store    ResultStore
 
-	// ops are the store writes and deletes made under Pipeline.mu, in
-	// order; flushStore applies them outside it (one flusher at a time,
-	// so their order holds).
+	// ops are the store writes made under Pipeline.mu, in order;
+	// flushStore applies them outside it (one flusher at a time, so
+	// their order holds). Nothing is ever deleted: a slot's record is
+	// overwritten by its entry's next key, and a read checks the key and
+	// expiry it wants.
 	ops     []ResultOp
 	flushMu sync.Mutex
 }
-
-// maxPendingDeletes bounds the deletes waiting for a flush; past it they
-// are dropped (a stale row costs disk, never a wrong verdict: the index no
-// longer holds its key, and a later put overwrites it).
-const maxPendingDeletes = 1 << 16
 
 func newDedupCache(capacity, hot int, store ResultStore) *dedupCache {
 	c := &dedupCache{keyer: NewKeyer(), inflight: map[cacheKey]any{}, store: store}
@@ -65,12 +77,7 @@ func newDedupCache(capacity, hot int, store ResultStore) *dedupCache {
 		hot = capacity
 	}
 	c.hot, _ = simplelru.NewLRU[Key, any](max(hot, 1), nil)
-	c.idx = NewIndex(capacity, func(k Key) {
-		c.hot.Remove(k)
-		if c.store != nil && len(c.ops) < maxPendingDeletes {
-			c.ops = append(c.ops, ResultOp{Key: k})
-		}
-	})
+	c.idx = NewIndex(capacity, func(k Key) { c.hot.Remove(k) })
 	return c
 }
 
@@ -116,13 +123,11 @@ func (c *dedupCache) lookup(ck cacheKey, now time.Time, inScope func() bool) (v 
 	return nil, true, false
 }
 
-// forget drops a judged entry and its stored result.
+// forget drops a judged entry (its stored result is never read again:
+// the next key of its slot overwrites it).
 func (c *dedupCache) forget(ck cacheKey, k Key) {
 	c.idx.Remove(k)
 	c.hot.Remove(k)
-	if c.store != nil {
-		c.ops = append(c.ops, ResultOp{Key: k})
-	}
 }
 
 // judged files a completed entry: out of flight, into the index until
@@ -136,10 +141,17 @@ func (c *dedupCache) judged(ck cacheKey, v any, r stackprint.Result, expires tim
 	if r.Status == stackprint.StatusOutOfScope {
 		flags = FlagOutOfScope // the scope changed while it waited
 	}
-	c.idx.Put(k, expires, flags)
+	e := c.idx.Put(k, expires, flags)
 	c.hot.Add(k, v)
 	if c.store != nil {
-		c.ops = append(c.ops, ResultOp{Key: k, Tag: tagOf(ck), Result: &r})
+		op := ResultOp{Slot: e, Key: k, Expires: expires.UnixNano(), Stored: Stored{Tag: tagOf(ck), Result: r}}
+		switch v := v.(type) {
+		case *name:
+			op.Matches, op.Gen = v.matches, v.gen
+		case *server:
+			op.Matches, op.Gen = v.coreM, v.gen
+		}
+		c.ops = append(c.ops, op)
 	}
 }
 

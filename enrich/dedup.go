@@ -162,6 +162,25 @@ func (x *Index) find(k Key) uint32 {
 	}
 }
 
+// Touch reads the table slot where k would be found first, and returns
+// it only so that the read is kept: a caller that knows the next keys
+// touches them all before it looks them up, so that their cache misses
+// overlap instead of following each other.
+func (x *Index) Touch(k Key) uint64 { return x.slots[k.H1&x.mask] }
+
+// TouchVictims reads the table slots of the next n entries an insert into
+// a full index would evict (see Touch).
+func (x *Index) TouchVictims(n int) uint64 {
+	if x.n < x.cap {
+		return 0
+	}
+	var sum uint64
+	for e := x.tail; e != 0 && n > 0; e, n = x.ents[e].prev, n-1 {
+		sum += x.slots[x.ents[e].h1&x.mask]
+	}
+	return sum
+}
+
 func slot(e uint32, h1 uint64) uint64 { return uint64(e)<<32 | uint64(uint32(h1)) }
 
 // Get reports whether k is held and not expired at now, with its flags;
@@ -188,13 +207,24 @@ func (x *Index) Has(k Key, now time.Time) bool {
 	return e != 0 && now.UnixNano() < x.ents[e].expires
 }
 
+// Entry returns the entry number of k (1..capacity, 0 when not held) and
+// its expiry in Unix nanoseconds. The number stays k's while k is held: a
+// result file keeps k's result in that slot.
+func (x *Index) Entry(k Key) (e uint32, expires int64) {
+	if e = x.find(k); e != 0 {
+		expires = x.ents[e].expires
+	}
+	return e, expires
+}
+
 // Put holds k until expires with flags, as the most recently used,
-// evicting the least recently used key when the index is full.
-func (x *Index) Put(k Key, expires time.Time, flags uint8) {
+// evicting the least recently used key when the index is full. It returns
+// k's entry number.
+func (x *Index) Put(k Key, expires time.Time, flags uint8) uint32 {
 	if e := x.find(k); e != 0 {
 		x.ents[e].expires, x.ents[e].flags = expires.UnixNano(), flags
 		x.toFront(e)
-		return
+		return e
 	}
 	if x.n >= x.cap {
 		old := x.ents[x.tail].key()
@@ -223,6 +253,7 @@ func (x *Index) Put(k Key, expires time.Time, flags uint8) {
 	}
 	x.n++
 	x.linkFront(e)
+	return e
 }
 
 // Remove drops k if held.

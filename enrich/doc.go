@@ -46,10 +46,11 @@
 //     at Capacity the least recently used goes. Out-of-scope verdicts are
 //     the entry alone. The full results (and matches) of the HotResults
 //     most recently used stay in memory; the others live in the
-//     ResultStore (the daemon: a bbolt file) and are read back on their
-//     next event, their exact key compared, and matched again: a hash
-//     collision or a lost row costs a probe, never another target's
-//     verdict. Units queued or being probed are kept by exact key apart
+//     ResultStore (the daemon: ResultFile, one block per index entry,
+//     read with pread) with their matches, and are read back on their
+//     next event, their key, expiry and exact target compared (matched
+//     again only if the DB changed since): a hash collision, a stale or a
+//     lost record costs a probe, never another target's verdict. Units queued or being probed are kept by exact key apart
 //     from the index (never evicted). A scope change marks every entry
 //     to be checked against the new policy at its next hit.
 //   - Memory and disk. At most MemEvents events wait in memory; past it,

@@ -2,6 +2,7 @@ package enrich
 
 import (
 	"context"
+	"net/netip"
 	"time"
 
 	"github.com/stackprint/stackprint"
@@ -9,7 +10,10 @@ import (
 
 // DryRun is the dedup and scope step of Pipeline.Handle without the
 // prober: a target in the LRU is deduped; a new one is checked against the
-// scope and remembered either way.
+// scope and remembered either way. Events are taken in batches, in order:
+// the index slots of a batch are read together first, so that a million
+// new servers (a cache miss each, in tables far larger than the cache)
+// cost about what recurring ones do. Call Flush before reading the counts.
 type DryRun struct {
 	scope    *Scope
 	cache    *Index
@@ -17,41 +21,71 @@ type DryRun struct {
 	now      time.Time
 	ttl      time.Duration
 	distinct *hashSet
+	pend     []dryTarget
+	touched  uint64 // keeps the batch's reads
 
 	// Deduped counts events whose target was in the LRU; OutOfScope and
 	// ToProbe the LRU misses the scope denies or allows.
 	Deduped, OutOfScope, ToProbe uint64
 }
 
+type dryTarget struct {
+	k  Key
+	ap netip.AddrPort
+}
+
+// dryRunBatch is how many events wait to be looked up together.
+const dryRunBatch = 32
+
 // NewDryRun is a dry run over scope with the daemon's dedup index: a
 // fixed-size entry per target, exact LRU. A pass over files takes seconds,
 // far below dedup.ttl: entries are filed with the pass's start time now.
 func NewDryRun(scope *Scope, capacity int, ttl time.Duration, now time.Time) *DryRun {
-	return &DryRun{scope: scope, cache: NewIndex(capacity, nil), keyer: NewKeyer(), now: now, ttl: ttl, distinct: newHashSet()}
+	return &DryRun{scope: scope, cache: NewIndex(capacity, nil), keyer: NewKeyer(), now: now, ttl: ttl,
+		distinct: newHashSet(), pend: make([]dryTarget, 0, dryRunBatch)}
 }
 
-// Distinct is the count of distinct targets seen (see hashSet).
+// Distinct is the count of distinct targets seen (see hashSet), after
+// Flush.
 func (s *DryRun) Distinct() int { return s.distinct.n }
 
 // Handle is the tailer handler of the dry run.
-
 func (s *DryRun) Handle(_ context.Context, ev stackprint.Event) error {
 	t := ev.Target()
-	k := s.keyer.Key(t, false)
+	s.pend = append(s.pend, dryTarget{s.keyer.Key(t, false), t.Addr()})
+	if len(s.pend) == cap(s.pend) {
+		s.Flush()
+	}
+	return nil
+}
+
+// Flush looks up the events waiting in the batch.
+func (s *DryRun) Flush() {
+	var sum uint64
+	for _, p := range s.pend {
+		sum += s.cache.Touch(p.k) + uint64(s.distinct.touch(p.k.H1))
+	}
+	s.touched += sum + s.cache.TouchVictims(len(s.pend))
+	for _, p := range s.pend {
+		s.handle(p.k, p.ap)
+	}
+	s.pend = s.pend[:0]
+}
+
+func (s *DryRun) handle(k Key, ap netip.AddrPort) {
 	if _, ok := s.cache.Get(k, s.now); ok {
 		s.Deduped++ // counted in distinct when it was added
-		return nil
+		return
 	}
 	s.distinct.add(k.H1)
 	var flags uint8
-	if s.scope.Allows(t.Addr()) {
+	if s.scope.Allows(ap) {
 		s.ToProbe++
 	} else {
 		s.OutOfScope++
 		flags = FlagOutOfScope
 	}
 	s.cache.Put(k, s.now.Add(s.ttl), flags)
-	return nil
 }
 
 // hashSet counts distinct hashes in 4 bytes per slot (open addressing,
@@ -81,6 +115,12 @@ func (h *hashSet) add(x64 uint64) {
 		}
 	}
 	h.insert(x)
+}
+
+// touch reads the slot where x64 would be filed first (see Index.Touch).
+func (h *hashSet) touch(x64 uint64) uint32 {
+	x := uint32(x64 >> 32)
+	return h.slots[(x*0x9E3779B1)&uint32(len(h.slots)-1)]
 }
 
 func (h *hashSet) insert(x uint32) {

@@ -231,6 +231,7 @@ type Pipeline struct {
 
 	idle                                  chan struct{}
 	events, deduped, probed, outOfScope   atomic.Uint64
+	handling                              atomic.Int64 // Handle calls counted in events and not yet placed
 	inval, expired, srvProbes, nameProbes atomic.Uint64
 	probeOK, matched, alerts, sinkErr     atomic.Uint64
 	abandoned, spilledTotal               atomic.Uint64
@@ -352,6 +353,10 @@ func (p *Pipeline) Handle(ctx context.Context, ev stackprint.Event) error {
 	if err := p.WaitRoom(ctx); err != nil {
 		return err
 	}
+	// Counted before it is placed: WaitIdle waits for it too, so whoever
+	// saw the count reached and then waits for idle sees its verdict.
+	p.handling.Add(1)
+	defer p.handling.Add(-1)
 	p.events.Add(1)
 	err := p.handle(ev, false)
 	p.flushStore(p.flushAt)
@@ -502,28 +507,34 @@ func (p *Pipeline) handle(ev stackprint.Event, resumed bool) error {
 }
 
 // loadStored reads the stored result of a judged entry back into memory
-// (without p.mu held): checked against its exact key and matched against
-// the DB now. A result the store lost, or one of another target, drops
-// the entry: the target is probed again. After a few rounds in which the
-// entry was pushed out of memory again before its event could use it
-// (hot results far below the events in flight), it is dropped too.
+// (without p.mu held): checked against its exact key, with its matches
+// (matched again only when the DB changed since). A result the store
+// lost, or one of another target, drops the entry: the target is probed
+// again. After a few rounds in which the entry was pushed out of memory
+// again before its event could use it (hot results far below the events
+// in flight), it is dropped too.
 func (p *Pipeline) loadStored(ck cacheKey, now time.Time, attempt int) {
 	k := p.cache.key(ck)
-	tag, res, ok, err := p.cache.store.GetResult(k)
+	p.mu.Lock()
+	slot, expires := p.cache.idx.Entry(k)
+	p.mu.Unlock()
+	if slot == 0 {
+		return // gone meanwhile: the caller looks again
+	}
+	st, ok, err := p.cache.store.GetResult(slot, k, expires)
 	if err != nil {
 		p.log.Warn("read cached result; probing the target again", "target", ck.t.String(), "err", err)
 		ok = false
 	}
-	ok = ok && bytes.Equal(tag, tagOf(ck)) && attempt < 4
+	ok = ok && bytes.Equal(st.Tag, tagOf(ck)) && attempt < 4
 	var v any
 	if ok {
-		gen := p.generation()
-		var m []stackprint.Match
-		if matchable(res.Status) {
-			if m, err = p.matcher.Match(res); err != nil {
-				p.log.Warn("match cached result; probing the target again", "target", ck.t.String(), "err", err)
-				ok = false
-			}
+		res, m, gen := st.Result, st.Matches, st.Gen
+		if m2, cur, changed, err := p.rematch(res, gen); err != nil {
+			p.log.Warn("match cached result; probing the target again", "target", ck.t.String(), "err", err)
+			ok = false
+		} else if changed {
+			m, gen = m2, cur
 		}
 		if ck.server {
 			v = &server{key: ck.t, state: stateDone, core: res, coreM: m, gen: gen}
@@ -533,6 +544,9 @@ func (p *Pipeline) loadStored(ck cacheKey, now time.Time, attempt int) {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if s2, e2 := p.cache.idx.Entry(k); s2 != slot || e2 != expires {
+		return // judged again meanwhile: that verdict stands
+	}
 	switch {
 	case !ok:
 		p.cache.forget(ck, k)
@@ -1395,12 +1409,12 @@ func (p *Pipeline) SetScope(s *Scope) {
 	p.cache.idx.MarkAll(FlagRecheck)
 }
 
-// WaitIdle blocks until no unit is queued or being probed and no event
-// waits in the backlog, or ctx ends.
+// WaitIdle blocks until no event is being placed, no unit is queued or
+// being probed and no event waits in the backlog, or ctx ends.
 func (p *Pipeline) WaitIdle(ctx context.Context) error {
 	for {
 		p.mu.Lock()
-		busy := p.pending > 0 || p.nSpilled > 0
+		busy := p.pending > 0 || p.nSpilled > 0 || p.handling.Load() > 0
 		p.mu.Unlock()
 		if !busy {
 			return nil

@@ -31,6 +31,8 @@ type Store interface {
 	Get(kind, value string) (db.Record, bool, error)
 	ObservationsWith(kind, value string, since time.Time) ([]db.Sighting, error)
 	PruneObservationsTo(cutoff time.Time, max int) (int, error)
+	PruneObservationsOver(max int) (int, error)
+	Observations() int
 	RecordAlerts(as []stackprint.Alert) error
 	ObservationsNear(rec db.Record, since time.Time) ([]db.NearSighting, error)
 }
@@ -222,20 +224,51 @@ func JudgeStored(judge Judge, ev stackprint.Event, r stackprint.Result, ms []sta
 // Prune drops observations older than keep, and past max (0: no count
 // bound) those probed longest ago, hourly until ctx ends, so the DB does
 // not grow forever. keep covers what retro-hunts and the dedup TTL can
-// use.
+// use. In between, whenever probing has taken the count a tenth past max,
+// the oldest go at once: the file stays near the size of max
+// observations however fast new servers come.
 func (s *Stage) Prune(ctx context.Context, keep time.Duration, max int) {
-	t := time.NewTicker(time.Hour)
+	s.prune(ctx, keep, max, time.Hour, pruneCheck)
+}
+
+// pruneCheck is how often Prune compares the count with its bound.
+const pruneCheck = 5 * time.Second
+
+func (s *Stage) prune(ctx context.Context, keep time.Duration, max int, every, check time.Duration) {
+	t := time.NewTicker(every)
 	defer t.Stop()
+	c := time.NewTicker(check)
+	defer c.Stop()
 	for {
 		if n, err := s.store.PruneObservationsTo(time.Now().Add(-keep), max); err != nil {
 			s.log.Warn("prune observations", "err", err)
 		} else if n > 0 {
 			s.log.Info("pruned old observations", "count", n)
 		}
+		if !s.pruneOver(ctx, t.C, c.C, max) {
+			return
+		}
+	}
+}
+
+// pruneOver keeps the count within a tenth past max at every check until
+// the next full prune is due (true) or ctx ends (false).
+func (s *Stage) pruneOver(ctx context.Context, full, check <-chan time.Time, max int) bool {
+	for {
 		select {
 		case <-ctx.Done():
-			return
-		case <-t.C:
+			return false
+		case <-full:
+			return true
+		case <-check:
+			if max <= 0 || s.store.Observations() <= max+max/10 {
+				continue
+			}
+			if n, err := s.store.PruneObservationsOver(max); err != nil {
+				s.log.Warn("prune observations", "err", err)
+			} else {
+				s.log.Debug("pruned the observations past db.observations_max", "count", n)
+			}
 		}
 	}
 }

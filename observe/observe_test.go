@@ -2,6 +2,7 @@ package observe
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"log/slog"
 	"net/netip"
@@ -159,5 +160,50 @@ func TestAlertsKeptPerSync(t *testing.T) {
 	}
 	if kept() != 5+maxHeldAlerts {
 		t.Fatalf("after %d alerts without a Sync: %d kept, want %d", maxHeldAlerts, kept(), 5+maxHeldAlerts)
+	}
+}
+
+// TestPruneKeepsTheCountNearItsBound: while probing goes on, the count of
+// observations is brought back to max as soon as it passes max by a
+// tenth, without waiting for the hourly prune.
+func TestPruneKeepsTheCountNearItsBound(t *testing.T) {
+	d, err := db.Open(filepath.Join(t.TempDir(), "s.db"), db.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	st := New(&countingSink{}, d, nil, 0, slog.New(slog.DiscardHandler))
+	probe := func(from, to int) {
+		for i := from; i < to; i++ {
+			r := stackprint.Result{Target: stackprint.Target{IP: netip.AddrFrom4([4]byte{192, 0, byte(2 + i/250), byte(1 + i%250)}), Port: 443},
+				Status: stackprint.StatusOK, JARM: "07d14d16d21d21d00042d43d000000aa99ce74e2c6d013c745aa52b5cc042d", Started: time.Now()}
+			if err := st.Record(stackprint.Event{}, r, nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	probe(0, 300)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); st.prune(ctx, 24*time.Hour, 100, time.Hour, 10*time.Millisecond) }()
+	defer func() { cancel(); <-done }()
+	waitCount := func(want int) {
+		t.Helper()
+		for end := time.Now().Add(30 * time.Second); d.Observations() != want; time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(end) {
+				t.Fatalf("%d observations, want %d", d.Observations(), want)
+			}
+		}
+	}
+	waitCount(100) // the prune at start
+	probe(300, 310)
+	time.Sleep(100 * time.Millisecond)
+	if n := d.Observations(); n != 110 {
+		t.Fatalf("%d observations within a tenth past the bound, want 110 kept", n)
+	}
+	probe(310, 311)
+	waitCount(100)
+	if _, ok, err := d.Observation(stackprint.Target{IP: netip.AddrFrom4([4]byte{192, 0, 3, 61}), Port: 443}); err != nil || !ok {
+		t.Fatalf("the newest observation went (%v, %v)", ok, err)
 	}
 }

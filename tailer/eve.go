@@ -16,6 +16,7 @@ import (
 // is kept. It has no state between lines.
 type EveParser struct {
 	source string
+	strs   strArena // the strings events keep
 }
 
 // NewEveParser returns a parser whose events carry Source = source.
@@ -331,7 +332,7 @@ func (p *EveParser) event(kind string, r *eveRaw) (stackprint.Event, lineClass, 
 	}
 
 	if len(r.sni) > 0 {
-		ev.SNI = canonicalSNI(r.sni)
+		ev.SNI = canonicalSNI(r.sni, &p.strs)
 	}
 	return ev, classEvent, nil
 }

@@ -66,7 +66,7 @@ func FuzzZeekParser(f *testing.F) {
 		p.Reset()
 		ev, ok, err := p.ParseLine(data)
 		checkParsed(t, ev, ok, err)
-		if got, want := canonicalSNI(data), stackprint.CanonicalSNI(string(data)); got != want {
+		if got, want := canonicalSNI(data, &strArena{}), stackprint.CanonicalSNI(string(data)); got != want {
 			t.Fatalf("canonicalSNI(%q) = %q, want %q", data, got, want)
 		}
 	})

@@ -61,6 +61,7 @@ func benchIngestFile(b *testing.B, path, format string, lines int) {
 		if err != nil {
 			b.Fatal(err)
 		}
+		dr.Flush()
 		if st.ParseErrors != 0 || st.Events != uint64(lines*7/10) {
 			b.Fatalf("%+v", st)
 		}

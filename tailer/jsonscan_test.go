@@ -1,8 +1,11 @@
 package tailer
 
 import (
+	"fmt"
 	"math/rand/v2"
+	"strings"
 	"testing"
+	"time"
 )
 
 // skipNestedRef is skipNested byte by byte: the reference the word-wise
@@ -51,6 +54,53 @@ func TestSkipNestedWords(t *testing.T) {
 			wantEnd, wantErr := skipNestedRef(b, start, depth)
 			if gotEnd != wantEnd || gotErr != wantErr {
 				t.Fatalf("skipNested(%q, %d, %d) = %d, %v; want %d, %v", b, start, depth, gotEnd, gotErr, wantEnd, wantErr)
+			}
+		}
+	}
+}
+
+// TestStrArena: strings from the arena keep their bytes while later ones
+// are added, across chunks, and long ones are copied on their own.
+func TestStrArena(t *testing.T) {
+	var a strArena
+	var got, want []string
+	for i := range 2000 {
+		b := []byte("C" + strings.Repeat(string(rune('a'+i%26)), i%70))
+		got = append(got, a.str(b))
+		want = append(want, string(b))
+		clear(b) // the caller's buffer is reused: the string must not change
+	}
+	for i := range got {
+		if got[i] != want[i] {
+			t.Fatalf("string %d = %q, want %q", i, got[i], want[i])
+		}
+	}
+	if a.str(nil) != "" {
+		t.Fatal("empty")
+	}
+}
+
+// TestParseISOTimeDates compares the date arithmetic with time.Date on
+// every day of years around the edges, and month ends run over.
+func TestParseISOTimeDates(t *testing.T) {
+	for _, year := range []int{0, 1, 4, 100, 400, 1582, 1899, 1900, 1969, 1970, 1999, 2000, 2023, 2024, 2100, 2400, 9999} {
+		for month := 1; month <= 12; month++ {
+			for day := 1; day <= 31; day++ {
+				for _, sec := range []int{0, 59, 60} {
+					s := fmt.Sprintf("%04d-%02d-%02dT23:59:%02d.5-0130", year, month, day, sec)
+					got, err := parseISOTime([]byte(s))
+					want := time.Date(year, time.Month(month), day, 23, 59, sec, 5e8, time.UTC)
+					if want.Day() != day && sec != 60 {
+						if err == nil {
+							t.Fatalf("%s: %v, want an error", s, got)
+						}
+						continue
+					}
+					want = want.Add(90 * time.Minute)
+					if err != nil || got != want {
+						t.Fatalf("%s: %v, %v; want %v", s, got, err, want)
+					}
+				}
 			}
 		}
 	}

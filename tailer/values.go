@@ -188,11 +188,45 @@ func parseISOTime(b []byte) (time.Time, error) {
 	if i != len(b) {
 		return time.Time{}, errBadTime
 	}
-	t := time.Date(year, time.Month(month), day, hour, minute, sec, nsec, time.UTC)
-	if t.Day() != day && sec != 60 {
+	if day > daysIn(year, month) && sec != 60 {
 		return time.Time{}, errBadTime // e.g. February 30
 	}
-	return t.Add(-time.Duration(offset) * time.Second), nil
+	// As time.Date would normalise it (a day past the month's end runs
+	// into the next), without its general arithmetic.
+	unix := daysFromCivil(year, month, day)*86400 + int64(hour*3600+minute*60+sec-offset)
+	return time.Unix(unix, int64(nsec)).UTC(), nil
+}
+
+// daysIn is the number of days of month in year (proleptic Gregorian).
+func daysIn(year, month int) int {
+	switch month {
+	case 2:
+		if year%4 == 0 && (year%100 != 0 || year%400 == 0) {
+			return 29
+		}
+		return 28
+	case 4, 6, 9, 11:
+		return 30
+	}
+	return 31
+}
+
+// daysFromCivil is the number of days from 1970-01-01 to year-month-day
+// (proleptic Gregorian; day may run past the month's end).
+func daysFromCivil(year, month, day int) int64 {
+	y := int64(year)
+	if month <= 2 {
+		y--
+	}
+	era := y / 400
+	if y < 0 && y%400 != 0 {
+		era--
+	}
+	yoe := y - era*400
+	mp := int64(month+9) % 12 // March = 0
+	doy := (153*mp+2)/5 + int64(day) - 1
+	doe := yoe*365 + yoe/4 - yoe/100 + doy
+	return era*146097 + doe - 719468
 }
 
 // parsePort parses a decimal port number.
@@ -321,7 +355,7 @@ func TLSVersion(s string) (proto, version string, ok bool) {
 // parse for the common case: a lower-case host name (letters, digits, '-'
 // and '.', at least one letter, no trailing dot) is already canonical and
 // cannot be an IP literal.
-func canonicalSNI(b []byte) string {
+func canonicalSNI(b []byte, a *strArena) string {
 	letter := false
 	for _, c := range b {
 		switch {
@@ -335,7 +369,7 @@ func canonicalSNI(b []byte) string {
 	if !letter || b[len(b)-1] == '.' || string(b) == "-" {
 		return stackprint.CanonicalSNI(string(b))
 	}
-	return string(b)
+	return a.str(b)
 }
 
 // MaxSNIBytes is the longest host name: 253 bytes of labels and dots (RFC

@@ -148,6 +148,8 @@ type ZeekParser struct {
 	vals [numSlots][]byte // per-line scratch
 
 	names map[string]string // Log::default_field_name_map, reversed: log name → standard name
+
+	strs strArena // the strings events keep
 }
 
 // SetFieldNames makes the parser read the fields renamed by Zeek's
@@ -471,7 +473,7 @@ func (p *ZeekParser) record(kind logKind, v *[numSlots][]byte, tsv bool) (stackp
 		return stackprint.Event{}, classSkip, err
 	}
 	if ok {
-		ev.UID = string(uid)
+		ev.UID = p.strs.str(uid)
 	}
 	if ev.Orig, err = p.endpoint(v, slotOrigH, slotOrigP, tsv); err != nil {
 		return stackprint.Event{}, classSkip, err
@@ -485,7 +487,7 @@ func (p *ZeekParser) record(kind logKind, v *[numSlots][]byte, tsv bool) (stackp
 			return stackprint.Event{}, classSkip, err
 		}
 		if ok && len(sni) > 0 {
-			ev.SNI = canonicalSNI(sni)
+			ev.SNI = canonicalSNI(sni, &p.strs)
 		}
 	}
 	return ev, classEvent, nil

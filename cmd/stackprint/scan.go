@@ -85,6 +85,7 @@ func cmdScan(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return fmt.Errorf("scan: %w", err)
 	}
+	s.Flush()
 	secs := time.Since(start).Seconds()
 	fmt.Fprintf(stdout, "scan: files=%d lines=%d events=%d parse_errors=%d skipped=%d long_lines=%d distinct_targets=%d deduped=%d out_of_scope=%d to_probe=%d seconds=%.3f lines_per_s=%.0f cpu_seconds=%.3f max_rss_mb=%.1f\n",
 		len(files), total.Lines, total.Events, total.ParseErrors, total.Skipped, total.LongLines,
