@@ -394,6 +394,9 @@ func (c *Client) backfill(ctx context.Context, run string, total int, body io.Re
 	}
 	var st BackfillJob
 	if err := c.call(ctx, http.MethodPost, "/backfill", nil, req, &st); err != nil {
+		if se, ok := errors.AsType[*StatusError](err); ok && se.Status == http.StatusNotFound {
+			return backfill.Summary{}, fmt.Errorf("the running daemon (%s) takes no backfill jobs: it is an older stackprint; upgrade it, or stop it for the backfill", c.path)
+		}
 		return backfill.Summary{}, err
 	}
 	route := "/backfill/" + url.PathEscape(st.ID)

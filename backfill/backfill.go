@@ -341,6 +341,7 @@ func (b *Runner) one(ctx context.Context, run string, s Server) (outcome, int, e
 		return outcomeResumed, 0, nil
 	}
 	first := s.Events[0]
+	first.Backfill, first.Seq = true, 0 // whoever sent the server
 	var (
 		res stackprint.Result
 		out = outcomeCached
@@ -382,7 +383,7 @@ func (b *Runner) one(ctx context.Context, run string, s Server) (outcome, int, e
 	}
 	var alerts []stackprint.Alert
 	for _, ev := range s.Events {
-		ev.Backfill = true
+		ev.Backfill, ev.Seq = true, 0
 		r := res
 		r.Target = ev.Target()
 		for _, a := range observe.JudgeStored(b.judge, ev, r, ms, b.cfg.Now()) {

@@ -37,6 +37,18 @@ func hellosProto(o Observation) string {
 	return p
 }
 
+// obsAnswers are the fields of a stored observation its index keys come
+// from: decoding only them skips the history, clients and the rest.
+type obsAnswers struct {
+	ATSF        string   `json:"atsf"`
+	Hellos      []string `json:"hellos"`
+	HellosProto string   `json:"hellos_proto"`
+}
+
+func (a obsAnswers) proto() string {
+	return hellosProto(Observation{Fingerprints: Fingerprints{ATSF: a.ATSF}, HellosProto: a.HellosProto})
+}
+
 // obsNearKeys are the ten index keys of answers hellos of target key tk.
 func obsNearKeys(proto string, hellos []string, tk string) [][]byte {
 	if len(hellos) != ATSFHellos {
@@ -78,11 +90,11 @@ func unindexObsNear(tx *bolt.Tx, tk, raw []byte) error {
 	if !bytes.Contains(raw, []byte(`"hellos"`)) {
 		return nil
 	}
-	var o Observation
+	var o obsAnswers
 	if err := json.Unmarshal(raw, &o); err != nil {
 		return fmt.Errorf("decode observation %q: %w", tk, err)
 	}
-	return reindexObsNear(tx, string(tk), hellosProto(o), o.Hellos, "", nil)
+	return reindexObsNear(tx, string(tk), o.proto(), o.Hellos, "", nil)
 }
 
 // obsNearBatch is how many observations one transaction of
@@ -130,11 +142,11 @@ func (d *DB) buildObsNearIndex(ctx context.Context, batch, maxBatches int) (int,
 				if !bytes.Contains(v, []byte(`"hellos"`)) {
 					continue
 				}
-				var o Observation
+				var o obsAnswers
 				if err := json.Unmarshal(v, &o); err != nil {
 					return fmt.Errorf("decode observation %q: %w", k, err)
 				}
-				if err := reindexObsNear(tx, string(k), "", nil, hellosProto(o), o.Hellos); err != nil {
+				if err := reindexObsNear(tx, string(k), "", nil, o.proto(), o.Hellos); err != nil {
 					return err
 				}
 				n++
