@@ -1,6 +1,7 @@
 package tailer
 
 import (
+	"bytes"
 	"fmt"
 	"math/rand/v2"
 	"strings"
@@ -104,4 +105,35 @@ func TestParseISOTimeDates(t *testing.T) {
 			}
 		}
 	}
+}
+
+// FuzzSplitTSV checks the word-wise TSV splitter against bytes.Split: the
+// same column count and the same values in every slot, for any separator
+// and any header.
+func FuzzSplitTSV(f *testing.F) {
+	f.Add([]byte("ts\tuid\tid.orig_h\tid.orig_p\tid.resp_h\tid.resp_p\tproto\tservice\tx\tconn_state"), []byte("1.5\tC1\t10.0.0.1\t1\t11.0.0.1\t443\ttcp\tssl\t0.1\tSF"), byte('\t'))
+	f.Add([]byte("a\tts\tid.resp_h"), []byte("\t\t\t\t\t\t\t\t\t"), byte('\t'))
+	f.Add([]byte("ts|server_name|id.resp_h"), []byte("1|a|b|c"), byte('|'))
+	f.Fuzz(func(t *testing.T, fields, line []byte, sep byte) {
+		p := NewZeekParser("fuzz")
+		p.hdr.Separator = []byte{sep}
+		p.hdr.Fields = bytes.Split(fields, []byte{sep})
+		p.finishSchema()
+		p.vals = [numSlots][]byte{}
+		n := p.splitTSV(line, sep)
+		cols := bytes.Split(line, []byte{sep})
+		if n != len(cols) {
+			t.Fatalf("%d columns, want %d", n, len(cols))
+		}
+		for s := range numSlots {
+			c := p.col[s]
+			var want []byte
+			if c >= 0 && c < len(cols) && c <= p.maxCol {
+				want = cols[c]
+			}
+			if got := p.vals[s]; !bytes.Equal(got, want) || (got == nil) != (want == nil) {
+				t.Fatalf("slot %s (column %d) = %q, want %q", slotName(s), c, got, want)
+			}
+		}
+	})
 }
