@@ -189,6 +189,15 @@ printf '%-20s %-20s %7s %7s %8s %9s %13s %10s %10s %5s %14s\n' client kinds targ
 printf '%s\n' "${rows[@]}"
 echo "(ok: targets with a JARM, or with a complete ATSF for the full run; ratios against stackprint's JARM run;"
 echo " srv_cpu_ms/t: the lab servers' CPU per target during that client's run, on the same cores)"
+# What the cores allow each row at most with nothing else running: the
+# client and the lab servers together need cpu_ms/target + srv_cpu_ms/t.
+for r in "${rows[@]}"; do
+	awk -v n="$(nproc)" '{
+		name = $1; for (i = 2; i <= NF - 10; i++) name = name " " $i
+		c = $(NF - 4); s = $NF
+		if (c + s > 0) printf "CPU ceiling of %s (%s): %.0f targets/s on %d idle CPUs (client %.2f + servers %.2f ms per target)\n", name, $(NF - 9), n * 1000 / (c + s), n, c, s
+	}' <<<"$r"
+done
 for s in "${skipped[@]}"; do echo "skipped: $s"; done
 
 if ! command -v jq >/dev/null; then

@@ -86,3 +86,8 @@ awk -v j="$jarm" -v f="$full" 'BEGIN {
 	split(j, a, " +"); split(f, b, " +")
 	printf "full set vs JARM alone: %.2fx the CPU per target, %.2fx the time per target, %.2fx the peak RSS\n", b[5] / a[5], a[4] / b[4], b[6] / a[6]
 }'
+# What the cores allow at most with nothing else running: client and
+# servers together need cpu_ms/target + server_cpu_ms/target.
+for l in "$jarm" "$full" "$atsf"; do
+	awk -v n="$(nproc)" '{ c = $5; s = $NF; if (c + s > 0) printf "CPU ceiling of %s: %.0f targets/s on %d idle CPUs (client %.2f + server %.2f ms per target)\n", $1, n * 1000 / (c + s), n, c, s }' <<<"$l"
+done

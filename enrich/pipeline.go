@@ -231,6 +231,7 @@ type Pipeline struct {
 
 	idle                                  chan struct{}
 	events, deduped, probed, outOfScope   atomic.Uint64
+	handling                              atomic.Int64 // Handle calls counted in events and not yet placed
 	inval, expired, srvProbes, nameProbes atomic.Uint64
 	probeOK, matched, alerts, sinkErr     atomic.Uint64
 	abandoned, spilledTotal               atomic.Uint64
@@ -352,6 +353,10 @@ func (p *Pipeline) Handle(ctx context.Context, ev stackprint.Event) error {
 	if err := p.WaitRoom(ctx); err != nil {
 		return err
 	}
+	// Counted before it is placed: WaitIdle waits for it too, so whoever
+	// saw the count reached and then waits for idle sees its verdict.
+	p.handling.Add(1)
+	defer p.handling.Add(-1)
 	p.events.Add(1)
 	err := p.handle(ev, false)
 	p.flushStore(p.flushAt)
@@ -1404,12 +1409,12 @@ func (p *Pipeline) SetScope(s *Scope) {
 	p.cache.idx.MarkAll(FlagRecheck)
 }
 
-// WaitIdle blocks until no unit is queued or being probed and no event
-// waits in the backlog, or ctx ends.
+// WaitIdle blocks until no event is being placed, no unit is queued or
+// being probed and no event waits in the backlog, or ctx ends.
 func (p *Pipeline) WaitIdle(ctx context.Context) error {
 	for {
 		p.mu.Lock()
-		busy := p.pending > 0 || p.nSpilled > 0
+		busy := p.pending > 0 || p.nSpilled > 0 || p.handling.Load() > 0
 		p.mu.Unlock()
 		if !busy {
 			return nil

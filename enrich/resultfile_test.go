@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -233,4 +235,52 @@ func TestResultFileIsBoundedByItsCapacity(t *testing.T) {
 	if _, err := os.Stat(f.Path()); !os.IsNotExist(err) {
 		t.Fatalf("the file outlived Close: %v", err)
 	}
+}
+
+// TestResultFileTornReadsNeverPass: readers race a writer that keeps
+// rewriting the same slots with other keys and lengths (one and several
+// blocks); every read that succeeds returns exactly the record written
+// for the key and expiry it asked for.
+func TestResultFileTornReadsNeverPass(t *testing.T) {
+	f := openTestFile(t, 8, 1024)
+	ops := make([]ResultOp, 40)
+	for i := range ops {
+		ops[i] = resultOp(uint32(1+i%4), i, i%3*50)
+	}
+	done := make(chan struct{})
+	var hits, misses atomic.Int64
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			for j := 0; ; j++ {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				op := ops[j%len(ops)]
+				st, ok, err := f.GetResult(op.Slot, op.Key, op.Expires)
+				switch {
+				case err != nil:
+					t.Errorf("read: %v", err)
+					return
+				case ok && !reflect.DeepEqual(st, op.Stored):
+					t.Errorf("slot %d gave another record for key %v", op.Slot, op.Key)
+					return
+				case ok:
+					hits.Add(1)
+				default:
+					misses.Add(1)
+				}
+			}
+		})
+	}
+	for round := range 300 {
+		if err := f.ApplyResults(ops[round%10*4 : round%10*4+4]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(done)
+	wg.Wait()
+	t.Logf("%d reads found their record, %d did not", hits.Load(), misses.Load())
 }
