@@ -152,28 +152,6 @@ func FuzzLineReader(f *testing.F) {
 			t.Fatalf("pos %d after flush, want %d", lr.pos, len(data))
 		}
 
-		// The in-memory splitter used for mapped files agrees.
-		sl := &sliceLines{data: data, max: limit}
-		var got2 []item
-		for {
-			line, long, err := sl.next()
-			if err != nil {
-				break
-			}
-			got2 = append(got2, item{line: string(line), long: long, end: sl.offset()})
-		}
-		if len(got2) != len(want) {
-			t.Fatalf("sliceLines: %d lines, want %d", len(got2), len(want))
-		}
-		for i := range got2 {
-			if got2[i] != want[i] {
-				t.Fatalf("sliceLines line %d: %+v, want %+v", i, got2[i], want[i])
-			}
-		}
-		l2, long2, ok2 := sl.flush()
-		if ok2 != ok || long2 != long || string(l2) != string(line) || sl.offset() != int64(len(data)) {
-			t.Fatalf("sliceLines flush %q %v %v at %d, lineReader %q %v %v", l2, long2, ok2, sl.offset(), line, long, ok)
-		}
 	})
 }
 

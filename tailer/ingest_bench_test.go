@@ -15,7 +15,7 @@ import (
 )
 
 // BenchmarkIngest is the per-line cost of what `stackprint scan --no-probe`
-// and the daemon's tailer do with a line: split it off the mapped file,
+// and the daemon's tailer do with a line: read it from the file and split it off,
 // parse it, and for a TLS event look its target up in the dedup index (a
 // miss: scope check and insert, evicting at capacity). The logs are
 // bench/gen's (internal/loggen): 100,000 connections, 7 in 10 TLS, to

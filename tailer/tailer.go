@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"runtime/debug"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -337,10 +336,10 @@ func (s *sink) line(ctx context.Context, fc *fileCtx, line []byte, long bool, en
 // `stackprint scan` and tests. A file whose name ends in .gz is
 // decompressed; offsets then count decompressed bytes. An incomplete last
 // line is processed as if it ended with a newline. It stops at the first
-// handler error and returns early with ctx's error when ctx is done. A plain
-// file of 1 MiB or more is mapped into memory rather than read (the same
-// lines, without the copy); one that shrinks while it is read gives an
-// error. Events carry Ident as from a Tailer, so PositionOf works on them.
+// handler error and returns early with ctx's error when ctx is done. A
+// plain file that ends before the size it had when it was opened (it was
+// truncated while being read) gives an error. Events carry Ident as from a
+// Tailer, so PositionOf works on them.
 func ReadFile(ctx context.Context, in Input, opts Options, h Handler) (Stats, error) {
 	var st counters
 	in, err := validate(in)
@@ -356,73 +355,51 @@ func ReadFile(ctx context.Context, in Input, opts Options, h Handler) (Stats, er
 		return Stats{}, fmt.Errorf("tailer: input %q: %w", in.Name, err)
 	}
 	defer f.Close()
+	gz := strings.HasSuffix(in.Path, ".gz")
 	var r io.Reader = f
-	if strings.HasSuffix(in.Path, ".gz") {
-		gz, err := gzip.NewReader(bufio.NewReaderSize(f, readBufSize))
+	if gz {
+		zr, err := gzip.NewReader(bufio.NewReaderSize(f, readBufSize))
 		if err != nil {
 			return Stats{}, fmt.Errorf("tailer: input %q: %s: %w", in.Name, in.Path, err)
 		}
-		defer gz.Close()
-		r = gz
+		defer zr.Close()
+		r = zr
 	}
 	s := &sink{h: h, log: opts.Logger.With("input", in.Name, "path", in.Path), st: &st}
 	fc := &fileCtx{path: in.Path, p: newParser(in), lineKnown: true}
+	size := int64(-1)
 	if fi, err := f.Stat(); err == nil {
+		if fi.Mode().IsRegular() && !gz {
+			size = fi.Size()
+		}
 		dev, ino := devIno(fi)
-		gz := strings.HasSuffix(in.Path, ".gz")
 		if head, err := readHead(in.Path, gz, maxFPLen); err == nil {
 			fp := newFingerprint(head)
 			fc.ident = Position{Dev: dev, Ino: ino, Fingerprint: fp.sum, FPLen: len(fp.prefix), Archive: gz}.Ident()
 		}
 	}
-	var src lineSource
-	if r == io.Reader(f) {
-		// A plain file: map it (no copy into a read buffer) when it can be.
-		if data, unmap := mapFile(f); data != nil {
-			defer unmap()
-			src = &sliceLines{data: data, max: opts.MaxLineBytes, nul: &st.nulBytes, drop: dropMapped}
-		}
-	}
-	if src == nil {
-		lr := newLineReader(r, opts.MaxLineBytes, 0)
-		lr.nul = &st.nulBytes
-		src = lr
-	}
-	return readLines(ctx, in, src, s, fc, &st)
-}
-
-// readLines runs the lines of one whole file through s. A mapped file that
-// shrinks while it is read faults; that is turned into an error.
-func readLines(ctx context.Context, in Input, src lineSource, s *sink, fc *fileCtx, st *counters) (_ Stats, err error) {
-	if _, mapped := src.(*sliceLines); mapped {
-		defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
-		defer func() {
-			if r := recover(); r != nil {
-				if fault, ok := r.(interface{ Addr() uintptr }); ok {
-					err = fmt.Errorf("tailer: %s: the file shrank while it was read (fault at %#x)", in.Path, fault.Addr())
-					return
-				}
-				panic(r)
-			}
-		}()
-	}
+	lr := newLineReader(r, opts.MaxLineBytes, 0)
+	lr.nul = &st.nulBytes
 	for n := 0; ; n++ {
 		if n&255 == 0 && ctx.Err() != nil {
 			return st.snapshot(), fmt.Errorf("tailer: %s: %w", in.Path, context.Cause(ctx))
 		}
-		line, long, err := src.next()
+		line, long, err := lr.next()
 		if errors.Is(err, io.EOF) {
-			if line, long, ok := src.flush(); ok {
-				if err := s.line(ctx, fc, line, long, src.offset()); err != nil {
+			if line, long, ok := lr.flush(); ok {
+				if err := s.line(ctx, fc, line, long, lr.offset()); err != nil {
 					return st.snapshot(), fmt.Errorf("tailer: %w", err)
 				}
+			}
+			if size >= 0 && lr.readPos() < size {
+				return st.snapshot(), fmt.Errorf("tailer: %s: the file shrank while it was read (%d of its %d bytes)", in.Path, lr.readPos(), size)
 			}
 			return st.snapshot(), nil
 		}
 		if err != nil {
-			return st.snapshot(), fmt.Errorf("tailer: %s: read after offset %d: %w", in.Path, src.offset(), err)
+			return st.snapshot(), fmt.Errorf("tailer: %s: read after offset %d: %w", in.Path, lr.offset(), err)
 		}
-		if err := s.line(ctx, fc, line, long, src.offset()); err != nil {
+		if err := s.line(ctx, fc, line, long, lr.offset()); err != nil {
 			return st.snapshot(), fmt.Errorf("tailer: %w", err)
 		}
 	}

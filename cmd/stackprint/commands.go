@@ -196,6 +196,14 @@ func commands() []command {
 			run: cmdDBRecover,
 		},
 		{
+			name: "db compact", summary: "rewrite the DB without its free pages (daemon stopped)",
+			usage: "stackprint db compact [flags]",
+			examples: []string{
+				"stackprint db compact -c /etc/stackprint/stackprint.yaml    # after lowering db.observations_max",
+			},
+			run: cmdDBCompact,
+		},
+		{
 			name: "watch add", summary: "watch a server: re-probed on its schedule, drift and reachability alerts",
 			usage: "stackprint watch add [--sni NAME] [--every 1h] [--label L] [--starttls PROTO] [flags] HOST:PORT",
 			examples: []string{

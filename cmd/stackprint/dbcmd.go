@@ -519,3 +519,29 @@ func cmdDBRecover(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		rep.Keys, rep.Buckets, path, pos[0], rep.Salvaged, path, pos[0], pos[0])
 	return nil
 }
+
+func cmdDBCompact(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("db compact", stdout, stderr)
+	t := addTargetFlags(fs)
+	pos, err := parseInterleaved(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 0 {
+		return fmt.Errorf("db compact: no arguments expected, got %q", pos)
+	}
+	path, socket, _, _, err := t.resolve()
+	if err != nil {
+		return err
+	}
+	if c, err := admin.Dial(ctx, socket); err == nil {
+		c.Close()
+		return fmt.Errorf("db compact: a daemon runs on %s: stop it first (compact replaces the file)", socket)
+	}
+	rep, err := db.Compact(path, 0)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "compacted %s: %s → %s\n", path, humanBytes(rep.Before), humanBytes(rep.After))
+	return nil
+}

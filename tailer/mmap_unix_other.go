@@ -1,7 +1,0 @@
-//go:build unix && !linux
-
-package tailer
-
-func madviseSequential([]byte) error { return nil }
-
-func dropMapped([]byte) {}
