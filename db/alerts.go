@@ -229,6 +229,25 @@ func pruneAlertsAndLog(tx *bolt.Tx, cutoff time.Time) error {
 			}
 		}
 	}
+	// A backfill's progress marks live as long as the observations they
+	// stand on: a run resumed later judges its servers again.
+	if bb := tx.Bucket([]byte(bucketBackfill)); bb != nil {
+		var dead [][]byte
+		err := bb.ForEach(func(k, v []byte) error {
+			if t, err := fromUnixNano(v); err == nil && t.Before(cutoff) {
+				dead = append(dead, append([]byte(nil), k...))
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for _, k := range dead {
+			if err := bb.Delete(k); err != nil {
+				return err
+			}
+		}
+	}
 	return nil
 }
 

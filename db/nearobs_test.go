@@ -292,3 +292,29 @@ func BenchmarkObservationsNear(b *testing.B) {
 		})
 	}
 }
+
+// A backfill's progress marks are pruned with the observations.
+func TestPruneBackfillMarks(t *testing.T) {
+	d, err := Open(filepath.Join(t.TempDir(), "s.db"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	now := time.Now()
+	d.now = func() time.Time { return now.Add(-48 * time.Hour) }
+	if err := d.MarkBackfillDone("run", "old"); err != nil {
+		t.Fatal(err)
+	}
+	d.now = func() time.Time { return now }
+	if err := d.MarkBackfillDone("run", "new"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.PruneObservationsTo(now.Add(-24*time.Hour), 0); err != nil {
+		t.Fatal(err)
+	}
+	for k, want := range map[string]bool{"old": false, "new": true} {
+		if done, err := d.BackfillDone("run", k); err != nil || done != want {
+			t.Errorf("backfill mark %s after pruning: %v %v, want %v", k, done, err, want)
+		}
+	}
+}

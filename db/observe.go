@@ -414,8 +414,9 @@ func (d *DB) PruneObservations(cutoff time.Time) (int, error) {
 // (PruneObservationsOver). bbolt reuses the pages it frees, so the file
 // stays at the size of its high-water mark instead of growing.
 func (d *DB) PruneObservationsTo(cutoff time.Time, max int) (int, error) {
-	n := 0
-	err := d.update(func(tx *bolt.Tx) error {
+	c := cutoff.UnixNano()
+	var dead, stale [][]byte
+	err := d.view(func(tx *bolt.Tx) error {
 		ob, err := bucket(tx, bucketObservations)
 		if err != nil {
 			return err
@@ -424,31 +425,17 @@ func (d *DB) PruneObservationsTo(cutoff time.Time, max int) (int, error) {
 		if err != nil {
 			return err
 		}
-		var dead [][]byte
 		err = ob.ForEach(func(k, v []byte) error {
 			last, err := lastProbe(k, v)
-			if err != nil {
-				return err
-			}
-			if last < cutoff.UnixNano() {
+			if err == nil && last < c {
 				dead = append(dead, append([]byte(nil), k...))
 			}
-			return nil
+			return err
 		})
 		if err != nil {
 			return err
 		}
-		for _, k := range dead {
-			if err := unindexObsNear(tx, k, ob.Get(k)); err != nil {
-				return err
-			}
-			if err := ob.Delete(k); err != nil {
-				return err
-			}
-		}
-		n = len(dead)
-		var stale [][]byte
-		err = ix.ForEach(func(k, v []byte) error {
+		return ix.ForEach(func(k, v []byte) error {
 			t, err := fromUnixNano(v)
 			if err != nil {
 				return fmt.Errorf("obs_index %q: %w", k, err)
@@ -458,137 +445,177 @@ func (d *DB) PruneObservationsTo(cutoff time.Time, max int) (int, error) {
 			}
 			return nil
 		})
-		if err != nil {
-			return err
-		}
-		for _, k := range stale {
-			if err := ix.Delete(k); err != nil {
-				return err
-			}
-		}
-		if err := pruneAlertsAndLog(tx, cutoff); err != nil {
-			return err
-		}
-		over, err := pruneOver(tx, max)
-		n += over
-		return err
 	})
-	d.obsCount.Add(-int64(n))
 	if err != nil {
 		return 0, fmt.Errorf("prune observations in %q: %w", d.path, err)
 	}
-	return n, nil
+	n, err := d.deleteObservations(dead, c-1)
+	if err != nil {
+		return n, err
+	}
+	for len(stale) > 0 {
+		batch := stale[:min(len(stale), 8*pruneBatch)]
+		stale = stale[len(batch):]
+		err := d.update(func(tx *bolt.Tx) error {
+			ix, err := bucket(tx, bucketObsIndex)
+			if err != nil {
+				return err
+			}
+			for _, k := range batch {
+				if v := ix.Get(k); v != nil && len(v) == 8 && int64(binary.BigEndian.Uint64(v)) < c { // not carried again since
+					if err := ix.Delete(k); err != nil {
+						return err
+					}
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return n, fmt.Errorf("prune observations in %q: %w", d.path, err)
+		}
+	}
+	if err := d.update(func(tx *bolt.Tx) error { return pruneAlertsAndLog(tx, cutoff) }); err != nil {
+		return n, fmt.Errorf("prune observations in %q: %w", d.path, err)
+	}
+	over, err := d.PruneObservationsOver(max)
+	return n + over, err
 }
 
 // Observations is the number of observations kept (counted at Open, kept
 // up to date by this DB's writes); 0 for a read-only DB.
 func (d *DB) Observations() int { return int(d.obsCount.Load()) }
 
+// pruneBatch is how many observations one prune transaction deletes:
+// bbolt holds every page a transaction dirties in memory until it
+// commits, and deletions scattered over the key space dirty most pages,
+// so one transaction for a hundred thousand of them would hold most of
+// the file in the heap at once.
+const pruneBatch = 512
+
 // PruneObservationsOver deletes the observations probed longest ago
 // until at most max are left (max > 0), with their index entries and
 // probe logs, and returns how many it deleted. Unlike PruneObservationsTo
 // it reads no other bucket, so it is cheap enough to run whenever the
-// count passes the bound, not just hourly.
+// count passes the bound, not just hourly. It holds one 8-byte time per
+// observation and the keys of those it deletes, never the observations.
 func (d *DB) PruneObservationsOver(max int) (int, error) {
-	n := 0
-	err := d.update(func(tx *bolt.Tx) error {
-		var err error
-		n, err = pruneOver(tx, max)
-		return err
-	})
-	d.obsCount.Add(-int64(n))
-	if err != nil {
-		return 0, fmt.Errorf("prune observations in %q: %w", d.path, err)
-	}
-	return n, nil
-}
-
-// pruneOver deletes the observations probed longest ago past max (0: no
-// bound). It holds one 8-byte time per observation and the keys of those
-// it deletes, never the observations.
-func pruneOver(tx *bolt.Tx, max int) (int, error) {
 	if max <= 0 {
 		return 0, nil
 	}
-	ob, err := bucket(tx, bucketObservations)
-	if err != nil {
-		return 0, err
-	}
-	var times []int64
-	err = ob.ForEach(func(k, v []byte) error {
-		t, err := lastProbe(k, v)
-		times = append(times, t)
-		return err
-	})
-	if err != nil || len(times) <= max {
-		return 0, err
-	}
-	over := len(times) - max
-	slices.Sort(times)
-	edge := times[over-1] // the newest to go; of those probed at edge, only as many as needed
-	atEdge := over - sort.Search(over, func(i int) bool { return times[i] == edge })
-	times = nil
-	var dead [][]byte
-	err = ob.ForEach(func(k, v []byte) error {
-		t, err := lastProbe(k, v)
-		if err == nil && (t < edge || (t == edge && atEdge > 0)) {
-			if t == edge {
-				atEdge--
-			}
-			dead = append(dead, append([]byte(nil), k...))
+	var victims [][]byte
+	var edge int64
+	err := d.view(func(tx *bolt.Tx) error {
+		ob, err := bucket(tx, bucketObservations)
+		if err != nil {
+			return err
 		}
-		return err
-	})
-	if err != nil {
-		return 0, err
-	}
-	ix, err := bucket(tx, bucketObsIndex)
-	if err != nil {
-		return 0, err
-	}
-	pl, err := bucket(tx, bucketProbeLog)
-	if err != nil {
-		return 0, err
-	}
-	for _, k := range dead {
-		// The index entries of every fingerprint set it still names
-		// (older ones go by age).
-		var o Observation
-		if err := json.Unmarshal(ob.Get(k), &o); err != nil {
-			return 0, fmt.Errorf("decode observation %q: %w", k, err)
+		var times []int64
+		err = ob.ForEach(func(k, v []byte) error {
+			t, err := lastProbe(k, v)
+			times = append(times, t)
+			return err
+		})
+		if err != nil || len(times) <= max {
+			return err
 		}
-		sets := []Fingerprints{o.Fingerprints}
-		for _, h := range o.History {
-			sets = append(sets, h.Fingerprints)
-		}
-		for _, fps := range sets {
-			for _, fk := range fps.keys() {
-				if err := ix.Delete(indexKey(fk, string(k))); err != nil {
-					return 0, err
+		over := len(times) - max
+		slices.Sort(times)
+		edge = times[over-1] // the newest to go; of those probed at edge, only as many as needed
+		atEdge := over - sort.Search(over, func(i int) bool { return times[i] == edge })
+		return ob.ForEach(func(k, v []byte) error {
+			t, err := lastProbe(k, v)
+			if err == nil && (t < edge || (t == edge && atEdge > 0)) {
+				if t == edge {
+					atEdge--
 				}
+				victims = append(victims, append([]byte(nil), k...))
 			}
-		}
-		prefix := append(slices.Clip(k), 0)
-		var logged [][]byte
-		c := pl.Cursor()
-		for lk, _ := c.Seek(prefix); lk != nil && bytes.HasPrefix(lk, prefix); lk, _ = c.Next() {
-			if len(lk) == len(prefix)+8 {
-				logged = append(logged, append([]byte(nil), lk...))
-			}
-		}
-		for _, lk := range logged {
-			if err := pl.Delete(lk); err != nil {
-				return 0, err
-			}
-		}
-		if err := unindexObsNear(tx, k, ob.Get(k)); err != nil {
-			return 0, err
-		}
-		if err := ob.Delete(k); err != nil {
-			return 0, err
-		}
+			return err
+		})
+	})
+	if err != nil {
+		return 0, fmt.Errorf("prune observations in %q: %w", d.path, err)
 	}
-	return len(dead), nil
+	return d.deleteObservations(victims, edge)
+}
+
+// deleteObservations deletes the observations of keys not probed after
+// notAfter (one probed since is kept), with their index entries (of every
+// fingerprint set they still name; older ones go by age), near index
+// entries and probe logs, pruneBatch per transaction.
+func (d *DB) deleteObservations(keys [][]byte, notAfter int64) (int, error) {
+	n := 0
+	for len(keys) > 0 {
+		batch := keys[:min(len(keys), pruneBatch)]
+		keys = keys[len(batch):]
+		deleted := 0
+		err := d.update(func(tx *bolt.Tx) error {
+			deleted = 0
+			ob, err := bucket(tx, bucketObservations)
+			if err != nil {
+				return err
+			}
+			ix, err := bucket(tx, bucketObsIndex)
+			if err != nil {
+				return err
+			}
+			pl, err := bucket(tx, bucketProbeLog)
+			if err != nil {
+				return err
+			}
+			for _, k := range batch {
+				raw := ob.Get(k)
+				if raw == nil {
+					continue
+				}
+				var o Observation
+				if err := json.Unmarshal(raw, &o); err != nil {
+					return fmt.Errorf("decode observation %q: %w", k, err)
+				}
+				if !o.LastProbe.IsZero() && o.LastProbe.UnixNano() > notAfter {
+					continue
+				}
+				sets := []Fingerprints{o.Fingerprints}
+				for _, h := range o.History {
+					sets = append(sets, h.Fingerprints)
+				}
+				for _, fps := range sets {
+					for _, fk := range fps.keys() {
+						if err := ix.Delete(indexKey(fk, string(k))); err != nil {
+							return err
+						}
+					}
+				}
+				prefix := append(slices.Clip(k), 0)
+				var logged [][]byte
+				c := pl.Cursor()
+				for lk, _ := c.Seek(prefix); lk != nil && bytes.HasPrefix(lk, prefix); lk, _ = c.Next() {
+					if len(lk) == len(prefix)+8 {
+						logged = append(logged, append([]byte(nil), lk...))
+					}
+				}
+				for _, lk := range logged {
+					if err := pl.Delete(lk); err != nil {
+						return err
+					}
+				}
+				if err := unindexObsNear(tx, k, raw); err != nil {
+					return err
+				}
+				if err := ob.Delete(k); err != nil {
+					return err
+				}
+				deleted++
+			}
+			return nil
+		})
+		if err != nil {
+			return n, fmt.Errorf("prune observations in %q: %w", d.path, err)
+		}
+		n += deleted
+		d.obsCount.Add(-int64(deleted))
+	}
+	return n, nil
 }
 
 // lastProbe is the time of an observation's last probe, in Unix

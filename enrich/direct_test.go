@@ -117,3 +117,38 @@ func TestCheckDeniedBothFamilies(t *testing.T) {
 		}
 	}
 }
+
+// A ProbeNow whose context ends while its unit, taken off the queue, waits
+// for the global connection budget is dropped there: never dialled, and
+// counted out once (the pipeline still goes idle, later probes run).
+func TestProbeNowCancelledWhileWaitingForTheBudgetIsNotProbed(t *testing.T) {
+	a, b, c := netip.MustParseAddr("127.0.0.85"), netip.MustParseAddr("127.0.0.86"), netip.MustParseAddr("127.0.0.87")
+	pr := &scriptedProber{jarm: map[netip.Addr]string{a: badJARM, b: badJARM, c: badJARM}}
+	cfg := testConfig()
+	cfg.ProbesPerSecond, cfg.Burst = 0.5, 1 // one probe now, the next in two seconds
+	p := start(t, cfg, pr, mapMatcher{}, &memSink{})
+	if _, err := p.ProbeNow(context.Background(), stackprint.Target{IP: a, Port: 443}, WatchClient); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	if _, err := p.ProbeNow(ctx, stackprint.Target{IP: b, Port: 443}, WatchClient); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("ProbeNow waiting for the budget: %v", err)
+	}
+	time.Sleep(2500 * time.Millisecond) // the budget has room again
+	if _, err := p.ProbeNow(context.Background(), stackprint.Target{IP: c, Port: 443}, WatchClient); err != nil {
+		t.Fatal(err)
+	}
+	waitIdle(t, p)
+	pr.mu.Lock()
+	calls := slices.Clone(pr.calls)
+	pr.mu.Unlock()
+	for _, call := range calls {
+		if call.IP == b {
+			t.Fatalf("calls %v: the cancelled probe was dialled", calls)
+		}
+	}
+	if len(calls) != 2 {
+		t.Fatalf("calls %v: want %s and %s", calls, a, c)
+	}
+}

@@ -95,7 +95,9 @@ func backfillViaDaemon(ctx context.Context, c *admin.Client, cfg *config.Config,
 		return fmt.Errorf("scan: %w", err)
 	}
 	progress := progressIfTerminal(stderr)
-	sum, err := c.Backfill(ctx, run, col.Servers(), progress)
+	servers := col.Servers()
+	fmt.Fprintf(stderr, "scan: %d servers to judge through %s\n", len(servers), c.Via())
+	sum, err := c.Backfill(ctx, run, servers, progress)
 	if err != nil {
 		err = fmt.Errorf("through %s: %w", c.Via(), err)
 	}
