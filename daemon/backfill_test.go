@@ -3,7 +3,6 @@ package daemon_test
 import (
 	"context"
 	"fmt"
-	"io"
 	"net"
 	"net/netip"
 	"path/filepath"
@@ -15,7 +14,6 @@ import (
 	"github.com/stackprint/stackprint"
 	"github.com/stackprint/stackprint/backfill"
 	"github.com/stackprint/stackprint/internal/lab"
-	"github.com/stackprint/stackprint/probe"
 )
 
 // tarpit accepts connections and never answers: a probe of it lasts until
@@ -63,25 +61,8 @@ func TestBackfillBesideLiveTraffic(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	dir := t.TempDir()
-	servers, err := lab.StartDemoServers(ctx, dir, io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		for _, s := range servers {
-			s.Close()
-		}
-	}()
+	servers, dbPath := demoLab(ctx, t, dir)
 	c2 := servers[1]
-	dbPath := filepath.Join(dir, "stackprint.db")
-	seed := probe.NewJARM(probe.JARMConfig{IOTimeout: 3 * time.Second, Deadline: 10 * time.Second}).
-		Probe(ctx, stackprint.Target{IP: c2.Addr.Addr(), Port: c2.Addr.Port()}, c2.Addr.Addr().String())
-	if !seed.HasJARM() {
-		t.Fatalf("seed probe of %s: %s %s", c2.Addr, seed.Status, seed.Error)
-	}
-	if err := lab.SeedDemoDB(dbPath, seed.JARM); err != nil {
-		t.Fatal(err)
-	}
 	logPath := filepath.Join(dir, "ssl.log")
 	if err := lab.WriteZeekSSL(logPath, nil, true); err != nil {
 		t.Fatal(err)

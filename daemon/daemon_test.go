@@ -30,26 +30,8 @@ func TestDaemonJudgesReloadsAndResumes(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	dir := t.TempDir()
-	servers, err := lab.StartDemoServers(ctx, dir, io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		for _, s := range servers {
-			s.Close()
-		}
-	}()
+	servers, dbPath := demoLab(ctx, t, dir)
 	c2, other := servers[1], servers[2]
-
-	dbPath := filepath.Join(dir, "stackprint.db")
-	seed := probe.NewJARM(probe.JARMConfig{IOTimeout: 3 * time.Second, Deadline: 10 * time.Second}).
-		Probe(ctx, stackprint.Target{IP: c2.Addr.Addr(), Port: c2.Addr.Port()}, c2.Addr.Addr().String())
-	if !seed.HasJARM() {
-		t.Fatalf("seed probe of %s: %s %s", c2.Addr, seed.Status, seed.Error)
-	}
-	if err := lab.SeedDemoDB(dbPath, seed.JARM); err != nil {
-		t.Fatal(err)
-	}
 
 	logPath := filepath.Join(dir, "ssl.log")
 	alertsPath := filepath.Join(dir, "alerts.ndjson")
@@ -150,6 +132,32 @@ log:
 	if got := strings.Join(uids, ","); got != "Cfirst1,Csecond,Cwhiledown,Cafter" {
 		t.Fatalf("%s: db_match alerts for %s, want Cfirst1,Csecond,Cwhiledown,Cafter once each", alertsPath, got)
 	}
+}
+
+// demoLab starts the demo's TLS servers (servers[1] is the C2) and seeds
+// a DB in dir with the C2's JARM; the servers stop with the test.
+func demoLab(ctx context.Context, t *testing.T, dir string) (servers []*lab.Server, dbPath string) {
+	t.Helper()
+	servers, err := lab.StartDemoServers(ctx, dir, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		for _, s := range servers {
+			s.Close()
+		}
+	})
+	c2 := servers[1]
+	dbPath = filepath.Join(dir, "stackprint.db")
+	seed := probe.NewJARM(probe.JARMConfig{IOTimeout: 3 * time.Second, Deadline: 10 * time.Second}).
+		Probe(ctx, stackprint.Target{IP: c2.Addr.Addr(), Port: c2.Addr.Port()}, c2.Addr.Addr().String())
+	if !seed.HasJARM() {
+		t.Fatalf("seed probe of %s: %s %s", c2.Addr, seed.Status, seed.Error)
+	}
+	if err := lab.SeedDemoDB(dbPath, seed.JARM); err != nil {
+		t.Fatal(err)
+	}
+	return servers, dbPath
 }
 
 // run is one daemon between start and stop, with the alerts it raised.
