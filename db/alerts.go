@@ -183,18 +183,80 @@ func (d *DB) AlertsOf(t stackprint.Target) ([]AlertRecord, error) {
 	return out, nil
 }
 
-// pruneAlertsAndLog deletes the alerts and probe log entries before cutoff.
-func pruneAlertsAndLog(tx *bolt.Tx, cutoff time.Time) error {
-	if ab, ix := tx.Bucket([]byte(bucketAlerts)), tx.Bucket([]byte(bucketAlertIndex)); ab != nil && ix != nil {
-		var dead [][]byte
-		err := ab.ForEach(func(k, v []byte) error {
-			var a AlertRecord
-			if err := json.Unmarshal(v, &a); err != nil {
-				return fmt.Errorf("decode alert %q: %w", k, err)
+// pruneAlertsAndLog deletes the alerts (with their index entries), the
+// probe log entries and the backfill progress marks from before cutoff.
+// The keys are found in a read transaction and deleted pruneBatch to a
+// write transaction, for the reason given at pruneBatch: an hour of a busy
+// sensor's alerts in one transaction would hold most of their pages in
+// the heap at once.
+func (d *DB) pruneAlertsAndLog(cutoff time.Time) error {
+	type deadKey struct {
+		bucket string
+		key    []byte
+	}
+	var dead []deadKey
+	err := d.view(func(tx *bolt.Tx) error {
+		if ab := tx.Bucket([]byte(bucketAlerts)); ab != nil {
+			err := ab.ForEach(func(k, v []byte) error {
+				var a AlertRecord
+				if err := json.Unmarshal(v, &a); err != nil {
+					return fmt.Errorf("decode alert %q: %w", k, err)
+				}
+				if a.TS.Before(cutoff) {
+					dead = append(dead, deadKey{bucketAlerts, append([]byte(nil), k...)},
+						deadKey{bucketAlertIndex, alertIndexKey(TargetKey(a.Target()), a.TS, a.ID)})
+				}
+				return nil
+			})
+			if err != nil {
+				return err
 			}
-			if a.TS.Before(cutoff) {
-				dead = append(dead, append([]byte(nil), k...))
-				if err := ix.Delete(alertIndexKey(TargetKey(a.Target()), a.TS, a.ID)); err != nil {
+		}
+		if pl := tx.Bucket([]byte(bucketProbeLog)); pl != nil {
+			err := pl.ForEach(func(k, _ []byte) error {
+				if len(k) < 9 {
+					return nil
+				}
+				if t, err := fromUnixNano(k[len(k)-8:]); err == nil && t.Before(cutoff) {
+					dead = append(dead, deadKey{bucketProbeLog, append([]byte(nil), k...)})
+				}
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+		}
+		// A backfill's progress marks live as long as the observations
+		// they stand on: a run resumed later judges its servers again.
+		if bb := tx.Bucket([]byte(bucketBackfill)); bb != nil {
+			return bb.ForEach(func(k, v []byte) error {
+				if t, err := fromUnixNano(v); err == nil && t.Before(cutoff) {
+					dead = append(dead, deadKey{bucketBackfill, append([]byte(nil), k...)})
+				}
+				return nil
+			})
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for len(dead) > 0 {
+		batch := dead[:min(len(dead), pruneBatch)]
+		dead = dead[len(batch):]
+		err := d.update(func(tx *bolt.Tx) error {
+			for _, dk := range batch {
+				b := tx.Bucket([]byte(dk.bucket))
+				if b == nil {
+					continue
+				}
+				if dk.bucket == bucketBackfill {
+					// Marked again since the read: a fresh mark stays.
+					if t, err := fromUnixNano(b.Get(dk.key)); err != nil || !t.Before(cutoff) {
+						continue
+					}
+				}
+				if err := b.Delete(dk.key); err != nil {
 					return err
 				}
 			}
@@ -202,50 +264,6 @@ func pruneAlertsAndLog(tx *bolt.Tx, cutoff time.Time) error {
 		})
 		if err != nil {
 			return err
-		}
-		for _, k := range dead {
-			if err := ab.Delete(k); err != nil {
-				return err
-			}
-		}
-	}
-	if pl := tx.Bucket([]byte(bucketProbeLog)); pl != nil {
-		var dead [][]byte
-		err := pl.ForEach(func(k, v []byte) error {
-			if len(k) < 9 {
-				return nil
-			}
-			if t, err := fromUnixNano(k[len(k)-8:]); err == nil && t.Before(cutoff) {
-				dead = append(dead, append([]byte(nil), k...))
-			}
-			return nil
-		})
-		if err != nil {
-			return err
-		}
-		for _, k := range dead {
-			if err := pl.Delete(k); err != nil {
-				return err
-			}
-		}
-	}
-	// A backfill's progress marks live as long as the observations they
-	// stand on: a run resumed later judges its servers again.
-	if bb := tx.Bucket([]byte(bucketBackfill)); bb != nil {
-		var dead [][]byte
-		err := bb.ForEach(func(k, v []byte) error {
-			if t, err := fromUnixNano(v); err == nil && t.Before(cutoff) {
-				dead = append(dead, append([]byte(nil), k...))
-			}
-			return nil
-		})
-		if err != nil {
-			return err
-		}
-		for _, k := range dead {
-			if err := bb.Delete(k); err != nil {
-				return err
-			}
 		}
 	}
 	return nil

@@ -474,7 +474,7 @@ func (d *DB) PruneObservationsTo(cutoff time.Time, max int) (int, error) {
 			return n, fmt.Errorf("prune observations in %q: %w", d.path, err)
 		}
 	}
-	if err := d.update(func(tx *bolt.Tx) error { return pruneAlertsAndLog(tx, cutoff) }); err != nil {
+	if err := d.pruneAlertsAndLog(cutoff); err != nil {
 		return n, fmt.Errorf("prune observations in %q: %w", d.path, err)
 	}
 	over, err := d.PruneObservationsOver(max)
