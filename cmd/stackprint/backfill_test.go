@@ -115,31 +115,7 @@ func TestBackfillResumesAfterSIGKILL(t *testing.T) {
 	// First run, killed once the third server is being probed: with one
 	// probe at a time the first two are finished (recorded, alerted,
 	// marked) by then.
-	cmd := exec.Command(binPath, append([]string{"scan", "-c", cfgPath}, files...)...)
-	var stderr syncBuffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() { cmd.Wait(); close(exited) }()
-	deadline := time.Now().Add(60 * time.Second)
-	for servers[2].conns.Load() == 0 {
-		select {
-		case <-exited:
-			t.Fatalf("scan ended before the third server was probed\n%s", stderr.String())
-		default:
-		}
-		if time.Now().After(deadline) {
-			cmd.Process.Kill()
-			t.Fatalf("the third server was never probed\n%s", stderr.String())
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	<-exited
+	scanKilledAtThirdServer(t, cfgPath, files, servers)
 	atKill := make([]int64, nServers)
 	for i, s := range servers {
 		atKill[i] = s.conns.Load()
@@ -278,31 +254,7 @@ func TestBackfillThroughDaemonResumesAfterSIGKILL(t *testing.T) {
 	}
 	defer client.Close()
 
-	cmd := exec.Command(binPath, append([]string{"scan", "-c", cfgPath}, files...)...)
-	var stderr syncBuffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() { cmd.Wait(); close(exited) }()
-	deadline := time.Now().Add(60 * time.Second)
-	for servers[2].conns.Load() == 0 {
-		select {
-		case <-exited:
-			t.Fatalf("scan ended before the third server was probed\n%s", stderr.String())
-		default:
-		}
-		if time.Now().After(deadline) {
-			cmd.Process.Kill()
-			t.Fatalf("the third server was never probed\n%s", stderr.String())
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	<-exited
+	scanKilledAtThirdServer(t, cfgPath, files, servers)
 	// The daemon sees the upload break and cancels the job.
 	var job admin.BackfillJob
 	waitFor(t, "the job to end", 30*time.Second, func() bool {
@@ -332,7 +284,7 @@ func TestBackfillThroughDaemonResumesAfterSIGKILL(t *testing.T) {
 	if next < 0 || next+1 >= nServers {
 		t.Fatalf("connections when the job ended %v: nothing left for a second interruption", atEnd)
 	}
-	cmd = exec.Command(binPath, append([]string{"scan", "-c", cfgPath}, files...)...)
+	cmd := exec.Command(binPath, append([]string{"scan", "-c", cfgPath}, files...)...)
 	var out2 syncBuffer
 	cmd.Stdout, cmd.Stderr = &out2, &out2
 	if err := cmd.Start(); err != nil {
@@ -396,4 +348,35 @@ func TestBackfillThroughDaemonResumesAfterSIGKILL(t *testing.T) {
 		t.Errorf("last run: %v %s %s", err, out, errOut)
 	}
 	stopDaemon(t, daemon)
+}
+
+// scanKilledAtThirdServer runs `stackprint scan` over files and SIGKILLs
+// it once the third server is being probed.
+func scanKilledAtThirdServer(t *testing.T, cfgPath string, files []string, servers []*countingTLS) {
+	t.Helper()
+	cmd := exec.Command(binPath, append([]string{"scan", "-c", cfgPath}, files...)...)
+	var stderr syncBuffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+	deadline := time.Now().Add(60 * time.Second)
+	for servers[2].conns.Load() == 0 {
+		select {
+		case <-exited:
+			t.Fatalf("scan ended before the third server was probed\n%s", stderr.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			t.Fatalf("the third server was never probed\n%s", stderr.String())
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-exited
 }
