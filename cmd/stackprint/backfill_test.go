@@ -77,27 +77,8 @@ func TestBackfillResumesAfterSIGKILL(t *testing.T) {
 	cfgPath := filepath.Join(dir, "stackprint.yaml")
 	writeConfig(t, cfgPath, configText(t, p, "allow: []", "allow: [127.0.0.0/8]", "max_in_flight: 256", "max_in_flight: 1"))
 
-	cert := mustCert(t, "rsa")
 	const nServers = 8
-	var servers []*countingTLS
-	for i := range nServers {
-		servers = append(servers, startCountingTLS(t, fmt.Sprintf("127.0.9.%d", i+1), cert))
-	}
-	// The backfill judges servers in key order.
-	slices.SortFunc(servers, func(a, b *countingTLS) int {
-		return strings.Compare(db.TargetKey(stackprint.Target{IP: a.addr.Addr(), Port: a.addr.Port()}), db.TargetKey(stackprint.Target{IP: b.addr.Addr(), Port: b.addr.Port()}))
-	})
-
-	// One probe of the lab stack gives the DB entry every server matches.
-	ref := startCountingTLS(t, "127.0.9.100", cert)
-	out, errOut, err := runBin(t, "probe", "--json", "--kinds", "jarm", ref.addr.String())
-	if err != nil {
-		t.Fatalf("probe: %v\n%s", err, errOut)
-	}
-	jarm := between(out, `"jarm":"`, `"`)
-	if _, errOut, err := runBin(t, "db", "add", "-c", cfgPath, "--kind", "jarm", "--value", jarm, "--label", "backfill-c2", "--confidence", "high"); err != nil {
-		t.Fatalf("db add: %v\n%s", err, errOut)
-	}
+	servers := backfillServers(t, cfgPath, "127.0.9", nServers)
 
 	// Two clients per server, one in the rotated (gzipped) file, one in
 	// the current one.
@@ -126,7 +107,7 @@ func TestBackfillResumesAfterSIGKILL(t *testing.T) {
 	}
 
 	// Second run: resumes.
-	out, errOut, err = runBin(t, append([]string{"scan", "-c", cfgPath}, files...)...)
+	out, errOut, err := runBin(t, append([]string{"scan", "-c", cfgPath}, files...)...)
 	if err != nil {
 		t.Fatalf("resume: %v\n%s", err, errOut)
 	}
@@ -212,24 +193,8 @@ func TestBackfillThroughDaemonResumesAfterSIGKILL(t *testing.T) {
 	writeConfig(t, cfgPath, configText(t, p, "allow: []", "allow: [127.0.0.0/8]", "max_in_flight: 256", "max_in_flight: 1"))
 	writeZeekSSLT(t, p.SSL, nil, true) // the daemon's live input: empty
 
-	cert := mustCert(t, "rsa")
 	const nServers = 12
-	var servers []*countingTLS
-	for i := range nServers {
-		servers = append(servers, startCountingTLS(t, fmt.Sprintf("127.0.10.%d", i+1), cert))
-	}
-	slices.SortFunc(servers, func(a, b *countingTLS) int {
-		return strings.Compare(db.TargetKey(stackprint.Target{IP: a.addr.Addr(), Port: a.addr.Port()}), db.TargetKey(stackprint.Target{IP: b.addr.Addr(), Port: b.addr.Port()}))
-	})
-	ref := startCountingTLS(t, "127.0.10.100", cert)
-	out, errOut, err := runBin(t, "probe", "--json", "--kinds", "jarm", ref.addr.String())
-	if err != nil {
-		t.Fatalf("probe: %v\n%s", err, errOut)
-	}
-	jarm := between(out, `"jarm":"`, `"`)
-	if _, errOut, err := runBin(t, "db", "add", "-c", cfgPath, "--kind", "jarm", "--value", jarm, "--label", "backfill-c2", "--confidence", "high"); err != nil {
-		t.Fatalf("db add: %v\n%s", err, errOut)
-	}
+	servers := backfillServers(t, cfgPath, "127.0.10", nServers)
 
 	// The old logs, not the daemon's input: ssl.log.2.gz and ssl.log.1.
 	old := filepath.Join(dir, "archive")
@@ -305,7 +270,7 @@ func TestBackfillThroughDaemonResumesAfterSIGKILL(t *testing.T) {
 	daemon, dstderr = startDaemon(t, cfgPath)
 	waitFor(t, "the admin socket again", 20*time.Second, func() bool { return strings.Contains(dstderr.String(), "admin socket listening") })
 
-	out, errOut, err = runBin(t, append([]string{"scan", "-c", cfgPath}, files...)...)
+	out, errOut, err := runBin(t, append([]string{"scan", "-c", cfgPath}, files...)...)
 	if err != nil {
 		t.Fatalf("resume: %v\n%s", err, errOut)
 	}
@@ -379,4 +344,30 @@ func scanKilledAtThirdServer(t *testing.T, cfgPath string, files []string, serve
 		t.Fatal(err)
 	}
 	<-exited
+}
+
+// backfillServers starts n counting TLS servers of one stack on
+// prefix.1 … prefix.n, in the key order the backfill judges them, and
+// adds their JARM (probed on a twin at prefix.100) to the DB of cfgPath:
+// every one of them matches.
+func backfillServers(t *testing.T, cfgPath, prefix string, n int) []*countingTLS {
+	t.Helper()
+	cert := mustCert(t, "rsa")
+	var servers []*countingTLS
+	for i := range n {
+		servers = append(servers, startCountingTLS(t, fmt.Sprintf("%s.%d", prefix, i+1), cert))
+	}
+	slices.SortFunc(servers, func(a, b *countingTLS) int {
+		return strings.Compare(db.TargetKey(stackprint.Target{IP: a.addr.Addr(), Port: a.addr.Port()}), db.TargetKey(stackprint.Target{IP: b.addr.Addr(), Port: b.addr.Port()}))
+	})
+	ref := startCountingTLS(t, prefix+".100", cert)
+	out, errOut, err := runBin(t, "probe", "--json", "--kinds", "jarm", ref.addr.String())
+	if err != nil {
+		t.Fatalf("probe: %v\n%s", err, errOut)
+	}
+	jarm := between(out, `"jarm":"`, `"`)
+	if _, errOut, err := runBin(t, "db", "add", "-c", cfgPath, "--kind", "jarm", "--value", jarm, "--label", "backfill-c2", "--confidence", "high"); err != nil {
+		t.Fatalf("db add: %v\n%s", err, errOut)
+	}
+	return servers
 }
