@@ -14,17 +14,11 @@ package main
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
 	"flag"
 	"fmt"
 	"log"
-	"math/big"
 	"net"
 	"net/http"
 	"net/netip"
@@ -42,6 +36,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/stackprint/stackprint"
+	"github.com/stackprint/stackprint/internal/lab"
 	"github.com/stackprint/stackprint/probe"
 )
 
@@ -85,34 +80,15 @@ func main() {
 }
 
 func startTLS(ip string) netip.AddrPort {
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: ip}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour)}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	cert, err := lab.SelfSigned("ecdsa", ip)
 	if err != nil {
 		log.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
+	srv, err := lab.StartGoTLS(ip, ip, &tls.Config{Certificates: []tls.Certificate{cert}})
 	if err != nil {
 		log.Fatal(err)
 	}
-	cfg := &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-				tc := tls.Server(c, cfg)
-				if tc.Handshake() == nil {
-					_, _ = tc.Read(make([]byte, 512))
-				}
-			}()
-		}
-	}()
-	return netip.MustParseAddrPort(ln.Addr().String())
+	return srv.Addr
 }
 
 // run measures n instances against a fresh broker.
